@@ -1,0 +1,551 @@
+//! The typed configuration: plain data, validated, knowing nothing of the proxy.
+//!
+//! Every type here mirrors one section of DESIGN §3. The decoder in `decode.rs` builds these
+//! from YAML and guarantees the invariants documented on each field, so the rest of weir can
+//! trust them without re-checking (addresses parse, weights are not all zero, names resolve).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The whole configuration file (`version: 1`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Schema version; only `1` exists.
+    pub version: u32,
+    /// Who this proxy speaks for; labels metrics and spans.
+    pub node: Node,
+    /// The admin server (metrics, readiness, config dump).
+    pub admin: Admin,
+    /// This workload's mTLS identity, if any.
+    pub identity: Option<Identity>,
+    /// Where weir accepts traffic. Names and addresses are unique.
+    pub listeners: Vec<Listener>,
+    /// Where weir sends traffic. Names are unique; every route backend names one of these.
+    pub services: Vec<Service>,
+    /// Trace propagation and export.
+    pub tracing: Option<Tracing>,
+    /// Log level, format and the access log switch.
+    pub logging: Logging,
+}
+
+/// Who this proxy speaks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Node {
+    /// The application service name (e.g. `productpage`).
+    pub service: String,
+    /// The Kubernetes namespace.
+    pub namespace: String,
+    /// The workload (deployment) name.
+    pub workload: String,
+}
+
+/// The admin server's settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Admin {
+    /// Address of `/metrics`, `/ready`, `/live`, `/config`, `/services`.
+    pub address: SocketAddr,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            address: SocketAddr::from(([127, 0, 0, 1], 9901)),
+        }
+    }
+}
+
+/// This workload's certificate, key and the mesh trust bundle (PEM files).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CA certificates that sign peers (PEM).
+    pub trust_bundle: PathBuf,
+}
+
+/// One listening socket and the routes of the traffic it accepts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listener {
+    /// Unique name; a metric label.
+    pub name: String,
+    /// Socket address to bind.
+    pub address: SocketAddr,
+    /// What the listener speaks.
+    pub protocol: ListenerProtocol,
+    /// Accept iptables-redirected traffic and route by original destination.
+    pub transparent: bool,
+    /// Inbound TLS settings.
+    pub tls: Option<ListenerTls>,
+    /// Routes in order; the first match wins. Never empty.
+    pub routes: Vec<Route>,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2 (prior knowledge), detected per connection.
+    Http,
+    /// Opaque TCP forwarding.
+    Tcp,
+}
+
+/// Inbound TLS settings of a listener.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenerTls {
+    /// Whether plaintext is refused, accepted, or TLS is off.
+    pub mode: TlsMode,
+    /// Peer identities allowed in (exact, or a prefix ending in `*`). Empty: any mesh peer.
+    pub allow: Vec<String>,
+}
+
+/// Inbound mTLS mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Only mTLS connections are accepted.
+    Strict,
+    /// mTLS and plaintext are both accepted.
+    Permissive,
+    /// No TLS.
+    Disabled,
+}
+
+/// A route: a match and where matching requests go.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Route {
+    /// Unique within its listener; a metric label.
+    pub name: String,
+    /// Conditions, all of which must hold. Empty matches everything.
+    #[serde(rename = "match")]
+    pub matcher: RouteMatch,
+    /// Weighted backends. Never empty; weights never all zero.
+    pub backends: Vec<Backend>,
+    /// Bound on the whole request until response headers (all attempts together).
+    #[serde(with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    pub retries: Option<Retries>,
+    /// Fault injection.
+    pub fault: Option<Fault>,
+    /// Traffic mirroring.
+    pub mirror: Option<Mirror>,
+}
+
+/// Conditions of a route; every present condition must hold.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RouteMatch {
+    /// Condition on the request path.
+    pub path: Option<PathMatch>,
+    /// Conditions on request headers, all of which must hold.
+    pub headers: Vec<HeaderMatch>,
+    /// Exact request method (upper case), e.g. `GET`.
+    pub method: Option<String>,
+}
+
+/// How a path is matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    /// Path starts with this string.
+    Prefix(String),
+    /// Path equals this string (query excluded).
+    Exact(String),
+    /// Whole path matches this regex (validated to compile).
+    Regex(String),
+}
+
+/// One header condition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeaderMatch {
+    /// Header name, lower case.
+    pub name: String,
+    /// How the value is matched.
+    pub rule: HeaderRule,
+}
+
+/// How a header value is matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderRule {
+    /// Value equals this string.
+    Exact(String),
+    /// Value starts with this string.
+    Prefix(String),
+    /// Whole value matches this regex (validated to compile).
+    Regex(String),
+    /// The header is present (`present: true`) or absent (`present: false`).
+    Present(bool),
+}
+
+/// One weighted backend of a route.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backend {
+    /// Name of a service in `services`.
+    pub service: String,
+    /// Relative weight; default 1; 0 receives nothing.
+    pub weight: u32,
+}
+
+/// Route retry policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Retries {
+    /// Retries after the first attempt.
+    pub attempts: u32,
+    /// Bound on each attempt.
+    #[serde(with = "duration_opt")]
+    pub per_try_timeout: Option<Duration>,
+    /// Conditions that allow a retry.
+    pub on: Vec<RetryOn>,
+    /// Retries allowed as a percentage of active requests (at least 3 concurrent).
+    pub budget_percent: f64,
+}
+
+/// A condition under which a request may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// The connection to the endpoint could not be made.
+    ConnectFailure,
+    /// The endpoint reset the connection or stream before response headers.
+    Reset,
+    /// 502, 503 or 504.
+    GatewayError,
+    /// Any 5xx.
+    #[serde(rename = "5xx")]
+    Status5xx,
+    /// This exact status code.
+    Status(u16),
+}
+
+/// Fault injection for chaos testing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    /// Delay a share of requests.
+    pub delay: Option<FaultDelay>,
+    /// Fail a share of requests with a status.
+    pub abort: Option<FaultAbort>,
+}
+
+/// Injected delay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultDelay {
+    /// How long.
+    #[serde(with = "duration")]
+    pub fixed: Duration,
+    /// Share of requests, 0–100.
+    pub percent: f64,
+}
+
+/// Injected failure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultAbort {
+    /// Status to answer with (200–599).
+    pub status: u16,
+    /// Share of requests, 0–100.
+    pub percent: f64,
+}
+
+/// Traffic mirroring.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Mirror {
+    /// Service that receives the copies.
+    pub service: String,
+    /// Share of requests mirrored, 0–100.
+    pub percent: f64,
+}
+
+/// An upstream service: a set of endpoints and how to reach them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    /// Unique name; a metric label.
+    pub name: String,
+    /// Static endpoints (empty when `discovery` is set).
+    pub endpoints: Vec<EndpointSpec>,
+    /// Addresses the application believes the service lives at (transparent mode).
+    pub addresses: Vec<SocketAddr>,
+    /// Dynamic endpoint discovery.
+    pub discovery: Option<Discovery>,
+    /// How an endpoint is chosen.
+    pub load_balancer: LoadBalancer,
+    /// Settings of `ring_hash` (required when `load_balancer: ring_hash`).
+    pub ring_hash: Option<RingHash>,
+    /// HTTP version spoken to endpoints.
+    pub protocol: UpstreamProtocol,
+    /// Bound on establishing one upstream connection. Default 1s.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Idle pooled connections are closed after this long. Default 60s. (weir extension)
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connection and request limits.
+    pub limits: Option<Limits>,
+    /// Hystrix-style circuit breaker.
+    pub circuit_breaker: Option<CircuitBreaker>,
+    /// Envoy-style outlier ejection.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Active health checking.
+    pub health_check: Option<HealthCheck>,
+    /// mTLS origination.
+    pub tls: Option<ServiceTls>,
+}
+
+/// One static endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EndpointSpec {
+    /// IP and port.
+    pub address: SocketAddr,
+    /// Relative weight; default 1.
+    pub weight: u32,
+}
+
+/// Where endpoints come from when they are not static.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Discovery {
+    /// Resolve a DNS name periodically.
+    Dns {
+        /// Host name to resolve.
+        host: String,
+        /// Port of every resolved address.
+        port: u16,
+        /// How often to resolve. Default 5s.
+        #[serde(with = "duration")]
+        refresh: Duration,
+    },
+    /// Watch Kubernetes EndpointSlices.
+    Kubernetes {
+        /// Service name.
+        service: String,
+        /// Namespace.
+        namespace: String,
+        /// Port number.
+        port: u16,
+    },
+}
+
+/// Load-balancing algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancer {
+    /// Smooth weighted round robin.
+    RoundRobin,
+    /// Power of two choices over in-flight requests (alias `least_connection`).
+    LeastRequest,
+    /// Weighted random.
+    Random,
+    /// Consistent hashing of a request header.
+    RingHash,
+}
+
+/// Settings of the ring-hash balancer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RingHash {
+    /// Request header whose value is hashed (lower case).
+    pub header: String,
+}
+
+/// HTTP version spoken to a service's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    Http1,
+    /// HTTP/2 (h2c, prior knowledge).
+    Http2,
+}
+
+/// Connection and request limits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    /// Upstream connections across all endpoints.
+    pub max_connections: u32,
+    /// Requests waiting for a connection.
+    pub max_pending_requests: u32,
+    /// Requests in flight.
+    pub max_requests: u32,
+    /// Retries in flight.
+    pub max_retries: u32,
+}
+
+/// Hystrix circuit-breaker settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreaker {
+    /// Length of the rolling window.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// Buckets in the window.
+    pub buckets: u32,
+    /// Requests in the window before the breaker may open.
+    pub request_volume_threshold: u32,
+    /// Error percentage that opens the breaker, 0–100.
+    pub error_threshold_percent: f64,
+    /// Time open before trial requests.
+    #[serde(with = "duration")]
+    pub sleep_window: Duration,
+    /// Trial requests while half open.
+    pub half_open_requests: u32,
+}
+
+/// Envoy outlier-detection settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx before ejection (0 disables).
+    pub consecutive_5xx: u32,
+    /// Consecutive gateway errors before ejection (0 disables).
+    pub consecutive_gateway_errors: u32,
+    /// How often ejections are reconsidered.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Ejection time, multiplied by the times ejected.
+    #[serde(with = "duration")]
+    pub base_ejection_time: Duration,
+    /// Most of the service that may be ejected at once, 0–100.
+    pub max_ejection_percent: f64,
+}
+
+/// Active health-check settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheck {
+    /// Path of the HTTP GET.
+    pub path: String,
+    /// Time between checks.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// Bound on one check.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Successes before an endpoint is healthy again.
+    pub healthy_threshold: u32,
+    /// Failures before an endpoint is unhealthy.
+    pub unhealthy_threshold: u32,
+}
+
+/// mTLS origination to a service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceTls {
+    /// SPIFFE identity the endpoints must present.
+    pub identity: String,
+}
+
+/// Tracing settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tracing {
+    /// Header formats read and written.
+    pub propagation: Vec<Propagation>,
+    /// Share of new traces sampled, 0–100.
+    pub sampling_percent: f64,
+    /// Span export.
+    pub otlp: Option<Otlp>,
+}
+
+/// A trace-context header format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Propagation {
+    /// W3C `traceparent`.
+    W3c,
+    /// Zipkin B3.
+    B3,
+}
+
+/// OTLP/HTTP export settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Otlp {
+    /// Collector URL.
+    pub endpoint: String,
+    /// Spans per export.
+    pub batch_size: u32,
+    /// Spans buffered before dropping.
+    pub queue_size: u32,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Logging {
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: LogLevel,
+    /// Line format.
+    pub format: LogFormat,
+    /// One line per request.
+    pub access_log: bool,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            level: LogLevel::Info,
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// The default.
+    Info,
+    /// Verbose.
+    Debug,
+    /// Very verbose.
+    Trace,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Serializes a `Duration` the way the config writes it (`250ms`, `3s`).
+mod duration {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+}
+
+/// Serializes an optional `Duration`.
+mod duration_opt {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&super::format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Formats a duration in the largest unit that keeps it exact (`1m`, `250ms`, `1500us`).
+pub fn format_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    for (unit, per) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+        if nanos >= per && nanos % per == 0 {
+            return format!("{}{}", nanos / per, unit);
+        }
+    }
+    if nanos == 0 {
+        "0s".to_string()
+    } else {
+        format!("{nanos}ns")
+    }
+}
