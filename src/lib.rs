@@ -1,4 +1,20 @@
 //! weir: a service-mesh sidecar proxy.
+//!
+//! The request path, left to right as in DESIGN §1: [`proxy`] (listeners, request phases)
+//! → [`route`] (matching, weighted split) → [`upstream`] (services, balancers, pools) →
+//! [`discovery`]. [`config`] is plain data; [`telemetry`] observes and never calls back.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod body;
 pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod logging;
+pub mod proxy;
+pub mod rand;
+pub mod route;
+pub mod server;
+pub mod snapshot;
+pub mod telemetry;
+pub mod upstream;

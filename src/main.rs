@@ -1,1 +1,133 @@
-fn main() {}
+//! The `weir` command line (DESIGN §2).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// weir: a service-mesh sidecar proxy.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, env = "WEIR_CONFIG")]
+        config: PathBuf,
+        /// How long in-flight requests may take to finish after SIGTERM.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        grace_period: Duration,
+    },
+    /// Validate a configuration without running it.
+    Check {
+        /// Configuration file.
+        config: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    weir::config::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config, grace_period } => run(&config, grace_period),
+    }
+}
+
+/// `weir check`: every error on stderr and exit 1, or the warnings and an `ok` line.
+fn check(path: &std::path::Path) -> ExitCode {
+    match weir::config::load_file(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{}:{}:{}: {}: warning: {}", w.file, w.line, w.col, w.path, w.message);
+            }
+            println!(
+                "{}: ok ({} listeners, {} services)",
+                path.display(),
+                loaded.config.listeners.len(),
+                loaded.config.services.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ weir::config::LoadError::Io { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    // One worker per CPU this process may run on (taskset/cgroup aware), as Envoy sizes
+    // its workers by default.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().map_err(|e| {
+        eprintln!("weir: cannot start the runtime: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// `weir run`: serve until SIGTERM or SIGINT, then drain.
+fn run(path: &std::path::Path, grace: Duration) -> ExitCode {
+    let loaded = match weir::config::load_file(path) {
+        Ok(l) => l,
+        Err(e @ weir::config::LoadError::Io { .. }) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    weir::logging::init(&loaded.config.logging);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let server = match weir::server::Server::start(loaded.config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("weir: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        wait_for_signal().await;
+        tracing::info!(grace = ?grace, "draining");
+        if server.shutdown(grace).await {
+            tracing::info!("drained; exiting");
+        } else {
+            tracing::warn!("grace period over with requests still in flight; exiting");
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process can still be killed; serve forever.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,1 +1,331 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: real upstream servers on 127.0.0.1, the real
+//! `weir` binary as a child process, and a small keep-alive HTTP client.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond()
+}
+
+/// A port that was free a moment ago (bind to :0 and release).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// What a test upstream does; every request is counted and its headers kept.
+#[derive(Debug, Default)]
+pub struct UpstreamState {
+    /// Requests received.
+    pub hits: AtomicU64,
+    /// Headers of every request, in order.
+    pub headers: Mutex<Vec<HeaderMap>>,
+    /// Extra delay before every response.
+    pub delay_ms: AtomicU64,
+}
+
+/// A real HTTP server on 127.0.0.1 speaking HTTP/1.1 and h2c. Paths:
+/// `/` name; `/delay/MS`; `/status/CODE`; `/bytes/N` streams N bytes; `/upload` counts the
+/// body's bytes; `/trailers` answers with a trailer; `/reset` breaks the connection mid-body.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its name, returned as the body of `/` and in `x-upstream`.
+    pub name: String,
+    /// Counters and recorded headers.
+    pub state: Arc<UpstreamState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Starts a server named `name` on a free port.
+    pub async fn start(name: &str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        Self::serve(name, listener)
+    }
+
+    /// Starts a server on a given address (to bring one back after stopping it).
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).await.expect("rebind upstream");
+        Self::serve(name, listener)
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> Upstream {
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(UpstreamState::default());
+        let (st, nm) = (state.clone(), name.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (st, nm) = (st.clone(), nm.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| respond(st.clone(), nm.clone(), req));
+                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Upstream { addr, name: name.to_string(), state, task }
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> u64 {
+        self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// Headers of the most recent request.
+    pub fn last_headers(&self) -> HeaderMap {
+        self.state.headers.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+
+    /// Stops accepting (existing connections are dropped with the task).
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+type TestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|never: Infallible| match never {}).boxed()
+}
+
+async fn respond(state: Arc<UpstreamState>, name: String, req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    state.headers.lock().unwrap().push(req.headers().clone());
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let path = req.uri().path().to_string();
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (head, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut resp = match head {
+        "delay" => {
+            tokio::time::sleep(Duration::from_millis(arg.parse().unwrap_or(0))).await;
+            Response::new(full(name.clone()))
+        }
+        "status" => {
+            let mut r = Response::new(full(name.clone()));
+            *r.status_mut() = StatusCode::from_u16(arg.parse().unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r
+        }
+        "bytes" => {
+            let total: u64 = arg.parse().unwrap_or(0);
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let chunks = (0..total.div_ceil(chunk.len() as u64)).map(move |i| {
+                let n = (total - i * chunk.len() as u64).min(chunk.len() as u64) as usize;
+                Ok::<_, std::io::Error>(Frame::data(chunk.slice(..n)))
+            });
+            let mut r = Response::new(FrameBody(chunks).boxed());
+            r.headers_mut().insert("content-length", total.into());
+            r
+        }
+        "upload" => {
+            let mut body = req.into_body();
+            let mut n = 0u64;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+                    Err(_) => break,
+                }
+            }
+            Response::new(full(n.to_string()))
+        }
+        "trailers" => {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-checksum", "abc123".parse().unwrap());
+            let frames = vec![Ok(Frame::data(Bytes::from("body"))), Ok(Frame::trailers(trailers))];
+            Response::new(FrameBody(frames.into_iter()).boxed())
+        }
+        "reset" => {
+            let frames = vec![Ok(Frame::data(Bytes::from("partial"))), Err(std::io::Error::other("upstream broke"))];
+            let mut r = Response::new(FrameBody(frames.into_iter()).boxed());
+            r.headers_mut().insert("content-length", 1000.into());
+            r
+        }
+        _ => Response::new(full(name.clone())),
+    };
+    resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+    Ok(resp)
+}
+
+/// A body that yields frames from an iterator, one per poll (streams without buffering).
+pub struct FrameBody<I>(I);
+
+impl<I> http_body::Body for FrameBody<I>
+where
+    I: Iterator<Item = Result<Frame<Bytes>, std::io::Error>> + Unpin,
+{
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(self.get_mut().0.next())
+    }
+}
+
+/// The real `weir` binary running a test configuration.
+pub struct Weir {
+    /// The child process.
+    pub child: Child,
+    /// Admin address.
+    pub admin: SocketAddr,
+    /// Where its stderr (logs) goes.
+    pub log: PathBuf,
+    /// The configuration file.
+    pub config: PathBuf,
+}
+
+/// A unique scratch directory under the system temp dir.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!("weir-it-{}-{}-{}", std::process::id(), tag, N.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+impl Weir {
+    /// Writes `yaml` (with `{admin}` replaced by a free admin address) and starts
+    /// `weir run`, waiting until `/ready` answers 200.
+    pub async fn start(yaml: &str) -> Weir {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let dir = scratch_dir("weir");
+        let config = dir.join("weir.yaml");
+        std::fs::write(&config, yaml.replace("{admin}", &admin.to_string())).unwrap();
+        let log = dir.join("weir.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn weir");
+        let mut weir = Weir { child, admin, log, config };
+        let ready = async {
+            for _ in 0..500 {
+                if let Ok((200, _, _)) = get(admin, "/ready", &[]).await {
+                    return true;
+                }
+                if let Ok(Some(_)) = weir.child.try_wait() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            false
+        };
+        if !ready.await {
+            panic!("weir did not become ready; log:\n{}", weir.logs());
+        }
+        weir
+    }
+
+    /// Everything weir wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        get(self.admin, "/metrics", &[]).await.map(|r| r.2).unwrap_or_default()
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sum of the samples of `metric` whose labels contain every `label="value"` pair given.
+pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, headers, body).
+pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<(u16, HeaderMap, String), String> {
+    let mut client = Client::connect(addr).await?;
+    client.request("GET", path, headers, Bytes::new()).await
+}
+
+/// A keep-alive HTTP/1.1 client on one connection.
+pub struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+}
+
+impl Client {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> Result<Client, String> {
+        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Client { sender, addr })
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<(u16, HeaderMap, String), String> {
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let mut req = Request::builder().method(method).uri(path).header("host", self.addr.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self.sender.send_request(req.body(Full::new(body)).unwrap()).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// A GET with headers.
+    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<(u16, HeaderMap, String), String> {
+        self.request("GET", path, headers, Bytes::new()).await
+    }
+}
+
+/// Runs curl with `args` and returns (exit ok, stdout).
+pub fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl").args(["-s", "--max-time", "20"]).args(args).output().expect("curl is installed (scripts/test installs it)");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}

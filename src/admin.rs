@@ -1,0 +1,111 @@
+//! The admin server: `/metrics`, `/ready`, `/live`, `/config`, `/services`. It reads shared
+//! state and never owns any of it.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::proxy::response::{plain, ResponseBody};
+use crate::snapshot::Snapshot;
+use crate::telemetry::metrics::Metrics;
+
+/// What the admin server reads.
+#[derive(Debug)]
+pub struct AdminState {
+    /// The current snapshot.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// True once every listener is bound (and false again while draining).
+    pub ready: AtomicBool,
+}
+
+/// Serves admin requests until `stop` turns true.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, &req)) }
+            });
+            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn route(state: &AdminState, req: &Request<Incoming>) -> Response<ResponseBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, TEXT, "admin endpoints answer GET\n");
+    }
+    match req.uri().path() {
+        "/metrics" => plain(StatusCode::OK, OPENMETRICS, state.metrics.render()),
+        "/live" => plain(StatusCode::OK, TEXT, "live\n"),
+        "/ready" => {
+            if state.ready.load(Ordering::Acquire) {
+                plain(StatusCode::OK, TEXT, "ready\n")
+            } else {
+                plain(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready: listeners are not all bound\n")
+            }
+        }
+        "/config" => {
+            let snapshot = state.snapshot.load();
+            let body = serde_json::to_string_pretty(&*snapshot.config).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+            plain(StatusCode::OK, JSON, body)
+        }
+        "/services" => plain(StatusCode::OK, JSON, services_json(&state.snapshot.load())),
+        _ => plain(StatusCode::NOT_FOUND, TEXT, "not found; try /metrics /ready /live /config /services\n"),
+    }
+}
+
+/// Every service and endpoint with its weight, load and state.
+fn services_json(snapshot: &Snapshot) -> String {
+    let services: Vec<_> = snapshot
+        .config
+        .services
+        .iter()
+        .filter_map(|cfg| snapshot.services.get(&cfg.name))
+        .map(|s| {
+            let set = s.endpoint_set();
+            let endpoints: Vec<_> = set
+                .endpoints
+                .iter()
+                .map(|e| {
+                    json!({
+                        "address": e.label,
+                        "weight": e.weight,
+                        "in_flight": e.load(),
+                        "connections": e.pool.open_connections(),
+                        "state": "healthy",
+                    })
+                })
+                .collect();
+            json!({
+                "name": s.name,
+                "load_balancer": s.load_balancer(),
+                "protocol": s.protocol,
+                "endpoints": endpoints,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&json!({ "services": services })).unwrap_or_default()
+}

@@ -1,0 +1,4 @@
+//! Endpoint discovery. Static endpoints are set when a service is built; DNS refreshes
+//! them in the background.
+
+pub mod dns;

@@ -1,0 +1,164 @@
+//! Header rewriting between downstream and upstream: hop-by-hop fields (RFC 9110 §7.6.1),
+//! `x-forwarded-for` / `x-forwarded-proto`, and the request target form each HTTP version
+//! needs.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{request, Version};
+
+use crate::config::UpstreamProtocol;
+
+/// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1), plus the
+/// obsolete `proxy-connection`. `te` is handled apart: `te: trailers` is kept for gRPC.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Removes hop-by-hop fields, including those the `connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") || token.is_empty() {
+                continue; // Already removed below; the common case allocates nothing.
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// Rewrites request parts for the upstream: strips hop-by-hop fields, keeps `te: trailers`,
+/// appends the client to `x-forwarded-for`, sets `x-forwarded-proto`, and puts the target in
+/// the form the upstream's HTTP version needs (origin form and `host` for HTTP/1.1; scheme
+/// and authority for HTTP/2).
+pub fn to_upstream(parts: &mut request::Parts, client_ip: &HeaderValue, protocol: UpstreamProtocol, fallback_authority: &str) {
+    let wants_trailers = parts
+        .headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::TE);
+    if wants_trailers {
+        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+
+    append_forwarded_for(&mut parts.headers, client_ip);
+    parts.headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+
+    let authority: Option<Authority> = parts
+        .uri
+        .authority()
+        .cloned()
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| Authority::try_from(h.as_bytes()).ok()));
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            if !parts.headers.contains_key(header::HOST) {
+                let host = authority.as_ref().map_or(fallback_authority, Authority::as_str);
+                if let Ok(v) = HeaderValue::from_str(host) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
+            parts.uri = Uri::from(path);
+        }
+        UpstreamProtocol::Http2 => {
+            parts.version = Version::HTTP_2;
+            let authority = authority.or_else(|| Authority::try_from(fallback_authority).ok());
+            let mut uri = Uri::builder().scheme(Scheme::HTTP).path_and_query(path);
+            if let Some(a) = authority {
+                uri = uri.authority(a);
+            }
+            if let Ok(u) = uri.build() {
+                parts.uri = u;
+            }
+            parts.headers.remove(header::HOST);
+        }
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    match headers.get(&X_FORWARDED_FOR) {
+        None => {
+            headers.insert(X_FORWARDED_FOR.clone(), client_ip.clone());
+        }
+        Some(existing) => {
+            let mut joined = Vec::with_capacity(existing.len() + 2 + client_ip.len());
+            joined.extend_from_slice(existing.as_bytes());
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client_ip.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                headers.insert(X_FORWARDED_FOR.clone(), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Request;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> request::Parts {
+        let mut b = Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn hop_by_hop_fields_and_those_named_by_connection_are_removed() {
+        let mut p = parts(
+            "/x",
+            &[("connection", "keep-alive, X-Secret"), ("keep-alive", "timeout=5"), ("x-secret", "1"), ("upgrade", "h2c"), ("te", "gzip"), ("x-app", "kept")],
+        );
+        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http1, "svc");
+        for gone in ["connection", "keep-alive", "x-secret", "upgrade", "te"] {
+            assert!(!p.headers.contains_key(gone), "{gone} must not be forwarded");
+        }
+        assert_eq!(p.headers["x-app"], "kept");
+    }
+
+    #[test]
+    fn te_trailers_survives_for_grpc() {
+        let mut p = parts("/svc/Method", &[("te", "trailers")]);
+        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http2, "svc:80");
+        assert_eq!(p.headers["te"], "trailers");
+    }
+
+    #[test]
+    fn forwarded_headers_are_appended_and_set() {
+        let mut p = parts("/", &[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
+        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http1, "svc");
+        assert_eq!(p.headers["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn target_form_follows_the_upstream_version() {
+        let mut p = parts("http://reviews:9080/r?q=1", &[]);
+        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http1, "fallback");
+        assert_eq!(p.uri, "/r?q=1");
+        assert_eq!(p.headers["host"], "reviews:9080");
+
+        let mut p = parts("/r", &[("host", "reviews:9080")]);
+        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http2, "fallback");
+        assert_eq!(p.uri, "http://reviews:9080/r");
+        assert_eq!(p.version, Version::HTTP_2);
+    }
+}

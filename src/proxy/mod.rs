@@ -1,0 +1,8 @@
+//! The proxy's server side: listeners, the request phases, header rewriting and the
+//! response body that carries each request's logging phase.
+
+pub mod finish;
+pub mod handler;
+pub mod headers;
+pub mod listener;
+pub mod response;

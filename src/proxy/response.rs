@@ -1,0 +1,115 @@
+//! The response body weir sends downstream: the upstream's body relayed frame by frame
+//! (trailers included), or a one-line error weir wrote itself. When it ends or is dropped,
+//! the request's logging phase runs.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::finish::{Ending, Finish};
+use crate::error::ProxyError;
+
+/// A downstream response body.
+#[derive(Debug)]
+pub struct ResponseBody {
+    source: Source,
+    finish: Option<Finish>,
+    ending: Ending,
+}
+
+#[derive(Debug)]
+enum Source {
+    Upstream(Incoming),
+    Local(Option<Bytes>),
+}
+
+impl ResponseBody {
+    /// Relays an upstream body; `finish` runs when it ends.
+    pub fn upstream(body: Incoming, finish: Finish) -> Self {
+        ResponseBody { source: Source::Upstream(body), finish: Some(finish), ending: Ending::Abandoned }
+    }
+
+    /// A body weir owns, with no logging attached (admin, demo).
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        ResponseBody { source: Source::Local(Some(data.into())), finish: None, ending: Ending::Complete }
+    }
+
+    fn local(data: Bytes, finish: Finish) -> Self {
+        ResponseBody { source: Source::Local(Some(data)), finish: Some(finish), ending: Ending::Complete }
+    }
+}
+
+/// Builds the response for an error weir makes itself: the status of its code, the
+/// `weir-error` header, and a one-line body; `finish` records it.
+pub fn error_response(err: &ProxyError, mut finish: Finish) -> Response<ResponseBody> {
+    let status = err.code.status();
+    finish.status = status.as_u16();
+    finish.error = Some(err.code);
+    let mut resp = Response::new(ResponseBody::local(Bytes::from(format!("{err}\n")), finish));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert("weir-error", HeaderValue::from_static(err.code.as_str()));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+/// A plain local response without logging (admin server).
+pub fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = match &mut this.source {
+            Source::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(None) => {
+                this.ending = Ending::Complete;
+                if let Some(f) = this.finish.take() {
+                    f.complete(Ending::Complete);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.ending = Ending::UpstreamFailed,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.source {
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Local(data) => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.source {
+            Source::Upstream(body) => body.size_hint(),
+            Source::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            // A body the server never had to poll (empty, or HEAD) still ended cleanly.
+            let ending = if self.ending == Ending::Abandoned && self.is_end_stream() { Ending::Complete } else { self.ending };
+            f.complete(ending);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! A listener's route table: routes in order, each with its compiled match, its weighted
+//! backends and the metric handles resolved for them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+
+use super::matcher::{MatcherError, RouteMatcher};
+use crate::config;
+use crate::telemetry::histogram::LatencyHistogram;
+use crate::telemetry::metrics::{Metrics, RequestCounters, RouteLabels};
+use crate::upstream::balancer::WeightedRandom;
+use crate::upstream::Service;
+
+/// One weighted backend of a route.
+#[derive(Debug)]
+pub struct RouteBackend {
+    /// The service requests go to.
+    pub service: Arc<Service>,
+    /// This route's slot in the service's per-endpoint counters.
+    pub slot: usize,
+    /// `weir_http_request_duration_seconds{listener, route, service}`.
+    pub duration: LatencyHistogram,
+    /// Counters for requests that never reached an endpoint (endpoint label empty).
+    pub unsent: RequestCounters,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Name; a metric label.
+    pub name: String,
+    matcher: RouteMatcher,
+    /// Backends, in configuration order.
+    pub backends: Vec<RouteBackend>,
+    split: WeightedRandom,
+    /// Bound until response headers.
+    pub timeout: Option<Duration>,
+}
+
+impl Route {
+    /// Chooses a backend by weight (weight 0 is never chosen).
+    pub fn pick_backend(&self) -> Option<usize> {
+        if self.backends.len() == 1 {
+            return Some(0);
+        }
+        self.split.pick()
+    }
+}
+
+/// A listener's routes; the first whose match holds wins.
+#[derive(Debug)]
+pub struct RouteTable {
+    /// Listener name; a metric label.
+    pub listener: String,
+    /// Routes in order.
+    pub routes: Vec<Route>,
+    /// Counters for requests no route matched.
+    pub unmatched: RequestCounters,
+    /// Duration of requests no route matched.
+    pub unmatched_duration: LatencyHistogram,
+}
+
+impl RouteTable {
+    /// Compiles a listener's routes against the built services.
+    pub fn new(listener: &config::Listener, services: &HashMap<String, Arc<Service>>, metrics: &Metrics) -> Result<Self, MatcherError> {
+        let mut routes = Vec::with_capacity(listener.routes.len());
+        for r in &listener.routes {
+            let mut backends = Vec::with_capacity(r.backends.len());
+            for b in &r.backends {
+                let service = services
+                    .get(&b.service)
+                    .ok_or_else(|| MatcherError(format!("route {} names unknown service {}", r.name, b.service)))?
+                    .clone();
+                let slot = service
+                    .slot(&listener.name, &r.name)
+                    .ok_or_else(|| MatcherError(format!("service {} has no slot for route {}", b.service, r.name)))?;
+                let duration = metrics
+                    .request_duration
+                    .get_or_create_owned(&RouteLabels { listener: listener.name.clone(), route: r.name.clone(), service: b.service.clone() });
+                let unsent = RequestCounters::new(metrics, &listener.name, &r.name, &b.service, "");
+                backends.push(RouteBackend { service, slot, duration, unsent });
+            }
+            let weights: Vec<u32> = r.backends.iter().map(|b| b.weight).collect();
+            routes.push(Route {
+                name: r.name.clone(),
+                matcher: RouteMatcher::new(&r.matcher)?,
+                backends,
+                split: WeightedRandom::new(&weights),
+                timeout: r.timeout,
+            });
+        }
+        Ok(RouteTable {
+            listener: listener.name.clone(),
+            routes,
+            unmatched: RequestCounters::new(metrics, &listener.name, "", "", ""),
+            unmatched_duration: metrics
+                .request_duration
+                .get_or_create_owned(&RouteLabels { listener: listener.name.clone(), route: String::new(), service: String::new() }),
+        })
+    }
+
+    /// Index of the first route whose match holds.
+    pub fn find<B>(&self, req: &Request<B>) -> Option<usize> {
+        self.routes.iter().position(|r| r.matcher.matches(req))
+    }
+}

@@ -1,0 +1,134 @@
+//! Starting and stopping weir: build the snapshot, bind the admin server and every
+//! listener, start discovery, report ready; on shutdown, drain.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, Discovery, ListenerProtocol};
+use crate::snapshot::{BuildError, Snapshot};
+use crate::telemetry::metrics::Metrics;
+
+/// Why weir could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A socket could not be bound.
+    Bind {
+        /// What the socket is for (`admin`, `listener outbound`).
+        what: String,
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The configuration could not be built.
+    Build(BuildError),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind { what, address, error } if error.kind() == std::io::ErrorKind::AddrInUse => {
+                write!(f, "{what}: cannot bind {address}: the address is in use; stop the other process or change the address")
+            }
+            StartError::Bind { what, address, error } => write!(f, "{what}: cannot bind {address}: {error}"),
+            StartError::Build(e) => write!(f, "cannot build the configuration: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Server {
+    /// Where the admin server listens.
+    pub admin_address: SocketAddr,
+    /// Where each HTTP listener listens, by listener name (ports resolved when 0).
+    pub listener_addresses: Vec<(String, SocketAddr)>,
+    /// State shared with the admin server.
+    pub state: Arc<AdminState>,
+    stop: watch::Sender<bool>,
+    listeners: Vec<JoinHandle<bool>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Builds the configuration and starts serving it.
+    pub async fn start(config: Config) -> Result<Server, StartError> {
+        let metrics = Metrics::new();
+        let snapshot = Snapshot::build(config, &metrics).map_err(StartError::Build)?;
+        let config = snapshot.config.clone();
+        let shared = Arc::new(ArcSwap::new(snapshot.clone()));
+        let state = Arc::new(AdminState { snapshot: shared.clone(), metrics, ready: false.into() });
+        let (stop, stop_rx) = watch::channel(false);
+
+        let bind = |what: String, address: SocketAddr| async move {
+            TcpListener::bind(address).await.map_err(|error| StartError::Bind { what, address, error })
+        };
+        let admin_listener = bind("admin".into(), config.admin.address).await?;
+        let admin_address = admin_listener.local_addr().unwrap_or(config.admin.address);
+        let mut background = vec![tokio::spawn(admin::serve(admin_listener, state.clone(), stop_rx.clone()))];
+
+        let mut bound = Vec::new();
+        for (index, l) in config.listeners.iter().enumerate() {
+            if l.protocol != ListenerProtocol::Http {
+                tracing::warn!(listener = %l.name, "protocol tcp is not served yet; listener skipped");
+                continue;
+            }
+            let listener = bind(format!("listener {}", l.name), l.address).await?;
+            bound.push((index, l.name.clone(), listener));
+        }
+        let grace = Duration::from_secs(3600); // bounded by `shutdown`'s own grace period
+        let mut listener_addresses = Vec::new();
+        let mut listeners = Vec::new();
+        for (index, name, listener) in bound {
+            let address = listener.local_addr().unwrap_or(config.listeners[index].address);
+            tracing::info!(listener = %name, %address, "listening");
+            listener_addresses.push((name, address));
+            listeners.push(tokio::spawn(crate::proxy::listener::serve(listener, index, shared.clone(), stop_rx.clone(), grace)));
+        }
+
+        for s in &config.services {
+            if let (Some(Discovery::Dns { host, port, refresh }), Some(service)) = (&s.discovery, snapshot.services.get(&s.name)) {
+                background.push(tokio::spawn(crate::discovery::dns::run(service.clone(), host.clone(), *port, *refresh, stop_rx.clone())));
+            }
+        }
+        state.ready.store(true, Ordering::Release);
+        tracing::info!(admin = %admin_address, "weir is ready");
+        Ok(Server { admin_address, listener_addresses, state, stop, listeners, background })
+    }
+
+    /// The address of the named listener.
+    pub fn listener_address(&self, name: &str) -> Option<SocketAddr> {
+        self.listener_addresses.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then stops.
+    /// Returns whether every connection finished in time.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.state.ready.store(false, Ordering::Release);
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            let mut all = true;
+            for l in self.listeners {
+                all &= l.await.unwrap_or(false);
+            }
+            all
+        })
+        .await
+        .unwrap_or(false);
+        for task in self.background {
+            task.abort();
+        }
+        drained
+    }
+}

@@ -1,0 +1,63 @@
+//! The immutable runtime view of one configuration: compiled route tables, services and
+//! resolved metric handles. A request holds the snapshot it started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Config, ListenerProtocol};
+use crate::route::RouteTable;
+use crate::telemetry::metrics::Metrics;
+use crate::upstream::Service;
+
+/// Everything the request path reads, built once per configuration.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The configuration it was built from (served at `/config`).
+    pub config: Arc<Config>,
+    /// Route tables, indexed like `config.listeners`.
+    pub listeners: Vec<RouteTable>,
+    /// Services by name.
+    pub services: HashMap<String, Arc<Service>>,
+    /// Whether to write one access-log line per request.
+    pub access_log: bool,
+}
+
+/// Why a validated configuration still could not be built (an internal inconsistency).
+#[derive(Debug)]
+pub struct BuildError(pub String);
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Snapshot {
+    /// Builds services (with their endpoint metric handles) and route tables.
+    pub fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Arc<Self>, BuildError> {
+        let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
+        for l in config.listeners.iter().filter(|l| l.protocol == ListenerProtocol::Http) {
+            for r in &l.routes {
+                for b in &r.backends {
+                    let s = slots.entry(b.service.as_str()).or_default();
+                    let key = (l.name.clone(), r.name.clone());
+                    if !s.contains(&key) {
+                        s.push(key);
+                    }
+                }
+            }
+        }
+        let services: HashMap<String, Arc<Service>> = config
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), Service::new(s, slots.remove(s.name.as_str()).unwrap_or_default(), metrics.clone())))
+            .collect();
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| RouteTable::new(l, &services, metrics).map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0))))
+            .collect::<Result<_, _>>()?;
+        let access_log = config.logging.access_log;
+        Ok(Arc::new(Snapshot { config: Arc::new(config), listeners, services, access_log }))
+    }
+}

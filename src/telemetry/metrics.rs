@@ -1,0 +1,215 @@
+//! The metrics registry (DESIGN §4) and the pre-resolved handles the request path uses.
+//!
+//! Label sets are formatted once, when configuration is built; the request path only
+//! increments atomics through handles such as [`RequestCounters`].
+
+use std::sync::{Arc, OnceLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::histogram::LatencyHistogram;
+use super::process::ProcessCollector;
+use crate::error::ErrorCode;
+
+/// Labels of `weir_http_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Listener name.
+    pub listener: String,
+    /// Route name, empty when none matched.
+    pub route: String,
+    /// Service name, empty when none was chosen.
+    pub service: String,
+    /// Endpoint address, empty when none was chosen.
+    pub endpoint: String,
+    /// Response status code.
+    pub code: String,
+    /// weir error code, empty for responses relayed from an upstream.
+    pub error: String,
+}
+
+/// Labels of `weir_http_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Listener name.
+    pub listener: String,
+    /// Route name (empty when none matched).
+    pub route: String,
+    /// Service name (empty when none was chosen).
+    pub service: String,
+}
+
+/// Labels of per-endpoint gauges.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// Service name.
+    pub service: String,
+    /// Endpoint address.
+    pub endpoint: String,
+}
+
+/// Labels of `weir_upstream_endpoints`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointStateLabels {
+    /// Service name.
+    pub service: String,
+    /// `healthy`, `ejected` or `unhealthy`.
+    pub state: String,
+}
+
+/// Labels of `weir_build_info`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// Every metric family weir exports, created once per process and shared by all config
+/// snapshots so that counters survive reloads.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `weir_http_requests_total`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `weir_http_request_duration_seconds`.
+    pub request_duration: Family<RouteLabels, LatencyHistogram>,
+    /// `weir_http_requests_in_flight`.
+    pub in_flight: Family<EndpointLabels, Gauge>,
+    /// `weir_upstream_endpoints`.
+    pub upstream_endpoints: Family<EndpointStateLabels, Gauge>,
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "weir_http_requests",
+            "HTTP requests completed, by where they went, status code and weir error code.",
+            requests.clone(),
+        );
+        let request_duration = Family::<RouteLabels, LatencyHistogram>::default();
+        registry.register_with_unit(
+            "weir_http_request_duration",
+            "Time from request start until the response was fully sent.",
+            Unit::Seconds,
+            request_duration.clone(),
+        );
+        let in_flight = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "weir_http_requests_in_flight",
+            "Requests sent to an endpoint whose response has not fully arrived.",
+            in_flight.clone(),
+        );
+        let upstream_endpoints = Family::<EndpointStateLabels, Gauge>::default();
+        registry.register(
+            "weir_upstream_endpoints",
+            "Endpoints of each service, by state.",
+            upstream_endpoints.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() })
+            .set(1);
+        registry.register("weir_build_info", "Version of weir; always 1.", build_info);
+        registry.register_collector(Box::new(ProcessCollector::new()));
+        Arc::new(Metrics { registry, requests, request_duration, in_flight, upstream_endpoints })
+    }
+
+    /// Renders every metric in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Status codes with a pre-resolved counter; others take a slower, formatting path.
+const COMMON_STATUSES: [u16; 16] = [200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 429, 500, 502, 503];
+
+/// The `weir_http_requests_total` counters of one (listener, route, service, endpoint).
+///
+/// Each status and error code gets its counter on first use (so `/metrics` shows only
+/// series that happened); after that, counting is one atomic add.
+#[derive(Debug)]
+pub struct RequestCounters {
+    family: Family<RequestLabels, Counter>,
+    base: RequestLabels,
+    by_status: [OnceLock<Counter>; COMMON_STATUSES.len()],
+    by_error: [OnceLock<Counter>; ErrorCode::ALL.len()],
+}
+
+impl RequestCounters {
+    /// Handles for one combination of listener, route, service and endpoint names.
+    pub fn new(metrics: &Metrics, listener: &str, route: &str, service: &str, endpoint: &str) -> Self {
+        RequestCounters {
+            family: metrics.requests.clone(),
+            base: RequestLabels {
+                listener: listener.to_string(),
+                route: route.to_string(),
+                service: service.to_string(),
+                endpoint: endpoint.to_string(),
+                code: String::new(),
+                error: String::new(),
+            },
+            by_status: Default::default(),
+            by_error: Default::default(),
+        }
+    }
+
+    fn resolve(&self, status: u16, error: &str) -> Counter {
+        let mut labels = self.base.clone();
+        labels.code = status.to_string();
+        labels.error = error.to_string();
+        self.family.get_or_create_owned(&labels)
+    }
+
+    /// Counts a response relayed from the upstream.
+    pub fn upstream(&self, status: u16) {
+        match COMMON_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => self.by_status[i].get_or_init(|| self.resolve(status, "")).inc(),
+            None => self.resolve(status, "").inc(),
+        };
+    }
+
+    /// Counts a response weir made itself.
+    pub fn proxy_error(&self, code: ErrorCode, status: u16) {
+        if status == code.status().as_u16() {
+            self.by_error[code.index()].get_or_init(|| self.resolve(status, code.as_str())).inc();
+        } else {
+            self.resolve(status, code.as_str()).inc();
+        }
+    }
+
+    /// Counts a relayed response whose body then failed (e.g. the upstream reset mid-body).
+    pub fn upstream_failed_mid_body(&self, status: u16, code: ErrorCode) {
+        self.resolve(status, code.as_str()).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_their_labels_and_only_when_used() {
+        let m = Metrics::new();
+        let c = RequestCounters::new(&m, "out", "r", "svc", "127.0.0.1:1");
+        c.upstream(200);
+        c.upstream(200);
+        c.upstream(418);
+        c.proxy_error(ErrorCode::Timeout, 504);
+        let text = m.render();
+        assert!(text.contains(r#"weir_http_requests_total{listener="out",route="r",service="svc",endpoint="127.0.0.1:1",code="200",error=""} 2"#), "{text}");
+        assert!(text.contains(r#"code="418",error=""} 1"#));
+        assert!(text.contains(r#"code="504",error="timeout"} 1"#));
+        assert!(!text.contains(r#"code="500""#));
+        assert!(text.contains("weir_build_info"));
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+}

@@ -1,0 +1,51 @@
+//! Load balancers: given a service's endpoint set, pick one endpoint for a request.
+//! Each algorithm lives in its own file and works on endpoint indices, so it can be tested
+//! with numbers alone.
+
+mod least_request;
+mod random;
+mod ring_hash;
+mod round_robin;
+
+pub use least_request::LeastRequest;
+pub use random::WeightedRandom;
+pub use ring_hash::{hash64, RingHash};
+pub use round_robin::RoundRobin;
+
+use crate::config::LoadBalancer;
+
+/// The balancer of one endpoint set, rebuilt whenever the set changes.
+#[derive(Debug)]
+pub enum Balancer {
+    /// Smooth weighted round robin.
+    RoundRobin(RoundRobin),
+    /// Least in-flight requests.
+    LeastRequest(LeastRequest),
+    /// Weighted random.
+    Random(WeightedRandom),
+    /// Consistent hash of a header.
+    RingHash(RingHash),
+}
+
+impl Balancer {
+    /// Builds the balancer of `kind` for endpoints with these names and weights.
+    pub fn new<'a>(kind: LoadBalancer, endpoints: impl Iterator<Item = (&'a str, u32)> + Clone) -> Self {
+        let weights: Vec<u32> = endpoints.clone().map(|(_, w)| w).collect();
+        match kind {
+            LoadBalancer::RoundRobin => Balancer::RoundRobin(RoundRobin::new(&weights)),
+            LoadBalancer::LeastRequest => Balancer::LeastRequest(LeastRequest::new(&weights)),
+            LoadBalancer::Random => Balancer::Random(WeightedRandom::new(&weights)),
+            LoadBalancer::RingHash => Balancer::RingHash(RingHash::new(endpoints)),
+        }
+    }
+
+    /// Picks an endpoint index given a hash key (ring hash only) and in-flight counts.
+    pub fn pick(&self, key: Option<&[u8]>, in_flight: impl Fn(usize) -> u64) -> Option<usize> {
+        match self {
+            Balancer::RoundRobin(b) => b.pick(),
+            Balancer::LeastRequest(b) => b.pick(in_flight),
+            Balancer::Random(b) => b.pick(),
+            Balancer::RingHash(b) => b.pick(key),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! One endpoint of a service: its address, weight, connection pool and the metric handles
+//! resolved for it when it was created.
+
+use std::net::SocketAddr;
+
+use prometheus_client::metrics::gauge::Gauge;
+
+use super::pool::Pool;
+use crate::telemetry::metrics::RequestCounters;
+
+/// An upstream endpoint. Shared (`Arc`) by the endpoint set and by every request in flight
+/// to it, so a request finishes normally even after discovery removed its endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The address as text, as it appears in metric labels and logs.
+    pub label: String,
+    /// Relative weight among its service's endpoints.
+    pub weight: u32,
+    /// Requests sent and not yet fully answered (`weir_http_requests_in_flight`); also the
+    /// load signal of the least-request balancer.
+    pub in_flight: Gauge,
+    /// Its connections.
+    pub pool: Pool,
+    /// `weir_http_requests_total` handles, one per route that reaches this endpoint's
+    /// service, indexed by that route's slot in the service.
+    pub counters: Box<[RequestCounters]>,
+}
+
+impl Endpoint {
+    /// Requests in flight as the balancer reads them.
+    pub fn load(&self) -> u64 {
+        self.in_flight.get().max(0) as u64
+    }
+}
+
+/// Holds one in-flight slot of an endpoint; the slot is released when this is dropped,
+/// which happens when the response body has ended (or the exchange was abandoned).
+#[derive(Debug)]
+pub struct InFlight {
+    gauge: Gauge,
+}
+
+impl InFlight {
+    /// Takes a slot.
+    pub fn start(endpoint: &Endpoint) -> Self {
+        endpoint.in_flight.inc();
+        InFlight { gauge: endpoint.in_flight.clone() }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}

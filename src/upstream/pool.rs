@@ -1,0 +1,200 @@
+//! Per-endpoint upstream connections, owned by weir (not hyper-util's pool) so that weir
+//! decides reuse, counts connections and can later cap or eject them.
+//!
+//! HTTP/1.1: a LIFO stack of idle keep-alive connections (the most recently used is the
+//! warmest); a connection goes back on the stack only after its response body ended cleanly.
+//! HTTP/2: one multiplexed connection per endpoint, re-established when it closes.
+//! A request that a reused connection never sent (the upstream closed it while idle) is
+//! replayed on another connection: that race is the pool's to hide, not the client's.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+use crate::config::UpstreamProtocol;
+
+/// Why an upstream exchange failed before response headers.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// The TCP connection could not be established.
+    Connect(String),
+    /// The connection or stream failed while sending or awaiting the response.
+    Reset(hyper::Error),
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Connect(why) => write!(f, "connection failed: {why}"),
+            UpstreamError::Reset(e) => write!(f, "connection reset before a complete response ({e})"),
+        }
+    }
+}
+
+/// A response and, for HTTP/1.1, the connection to return once its body has ended.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Response headers and the streaming body.
+    pub response: Response<Incoming>,
+    /// The HTTP/1.1 connection, reusable after the body ends.
+    pub reusable: Option<http1::SendRequest<RequestBody>>,
+}
+
+#[derive(Debug)]
+struct IdleConnection {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// The connections of one endpoint.
+#[derive(Debug)]
+pub struct Pool {
+    address: SocketAddr,
+    protocol: UpstreamProtocol,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    idle: Mutex<VecDeque<IdleConnection>>,
+    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    h2_connecting: tokio::sync::Mutex<()>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    /// An empty pool; connections are made on demand.
+    pub fn new(address: SocketAddr, protocol: UpstreamProtocol, connect_timeout: Duration, idle_timeout: Duration) -> Self {
+        Pool {
+            address,
+            protocol,
+            connect_timeout,
+            idle_timeout,
+            idle: Mutex::new(VecDeque::new()),
+            h2: Mutex::new(None),
+            h2_connecting: tokio::sync::Mutex::new(()),
+            open: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Connections currently open to this endpoint.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Relaxed)
+    }
+
+    /// Sends `req` and waits for response headers.
+    pub async fn send(&self, req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
+        match self.protocol {
+            UpstreamProtocol::Http1 => self.send_http1(req).await,
+            UpstreamProtocol::Http2 => self.send_http2(req).await,
+        }
+    }
+
+    /// Returns an HTTP/1.1 connection whose response body ended cleanly.
+    pub fn check_in(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while idle.front().is_some_and(|c| now.duration_since(c.since) > self.idle_timeout) {
+            idle.pop_front();
+        }
+        idle.push_back(IdleConnection { sender, since: now });
+    }
+
+    fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(c) = idle.pop_back() {
+            if !c.sender.is_closed() && c.since.elapsed() <= self.idle_timeout {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    async fn send_http1(&self, mut req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
+        while let Some(mut sender) = self.take_idle() {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok(Exchange { response, reusable: Some(sender) }),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(UpstreamError::Reset(e.into_error())),
+                },
+            }
+        }
+        let io = self.connect().await?;
+        let (mut sender, conn) = http1::Builder::new().handshake(io).await.map_err(UpstreamError::Reset)?;
+        self.spawn_connection(conn);
+        let response = sender.send_request(req).await.map_err(UpstreamError::Reset)?;
+        Ok(Exchange { response, reusable: Some(sender) })
+    }
+
+    async fn send_http2(&self, mut req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
+        for _ in 0..2 {
+            let mut sender = self.http2_sender().await?;
+            match sender.try_send_request(req).await {
+                Ok(response) => return Ok(Exchange { response, reusable: None }),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        req = unsent;
+                        self.h2.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    }
+                    None => return Err(UpstreamError::Reset(e.into_error())),
+                },
+            }
+        }
+        Err(UpstreamError::Connect("the HTTP/2 connection closed before the request could be sent".into()))
+    }
+
+    fn live_http2(&self) -> Option<http2::SendRequest<RequestBody>> {
+        let slot = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        slot.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    async fn http2_sender(&self) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
+        if let Some(s) = self.live_http2() {
+            return Ok(s);
+        }
+        let _connecting = self.h2_connecting.lock().await;
+        if let Some(s) = self.live_http2() {
+            return Ok(s);
+        }
+        let io = self.connect().await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new()).handshake(io).await.map_err(UpstreamError::Reset)?;
+        self.spawn_connection(conn);
+        *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.address))
+            .await
+            .map_err(|_| UpstreamError::Connect(format!("no answer within connect_timeout {:?}", self.connect_timeout)))?
+            .map_err(|e| UpstreamError::Connect(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(TokioIo::new(stream))
+    }
+
+    fn spawn_connection<C>(&self, conn: C)
+    where
+        C: std::future::Future + Send + 'static,
+    {
+        let open = self.open.clone();
+        open.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            open.fetch_sub(1, Relaxed);
+        });
+    }
+}
