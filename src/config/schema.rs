@@ -538,7 +538,13 @@ mod duration_opt {
 /// Formats a duration in the largest unit that keeps it exact (`1m`, `250ms`, `1500us`).
 pub fn format_duration(d: Duration) -> String {
     let nanos = d.as_nanos();
-    for (unit, per) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000), ("us", 1_000)] {
+    for (unit, per) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
         if nanos >= per && nanos % per == 0 {
             return format!("{}{}", nanos / per, unit);
         }

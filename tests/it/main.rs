@@ -4,3 +4,4 @@
 mod config_check;
 mod support;
 mod proxy;
+mod balancing;

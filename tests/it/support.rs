@@ -329,3 +329,36 @@ pub fn curl(args: &[&str]) -> (bool, String) {
     let out = Command::new("curl").args(["-s", "--max-time", "20"]).args(args).output().expect("curl is installed (scripts/test installs it)");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Sends `total` GETs of `path` over `concurrency` keep-alive connections and counts the
+/// responses by the `x-upstream` header (or `weir-error`/status for weir's own answers).
+pub async fn load(addr: SocketAddr, path: &str, total: usize, concurrency: usize) -> std::collections::HashMap<String, usize> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (next, path) = (next.clone(), path.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut counts = std::collections::HashMap::new();
+            let mut client = Client::connect(addr).await.expect("connect to weir");
+            while next.fetch_add(1, Ordering::SeqCst) < total as u64 {
+                let key = match client.get(&path, &[]).await {
+                    Ok((_, h, _)) if h.contains_key("x-upstream") => h["x-upstream"].to_str().unwrap_or("?").to_string(),
+                    Ok((status, h, _)) => format!("{status} {}", h.get("weir-error").and_then(|v| v.to_str().ok()).unwrap_or("")),
+                    Err(e) => {
+                        client = Client::connect(addr).await.expect("reconnect to weir");
+                        format!("error {e}")
+                    }
+                };
+                *counts.entry(key).or_insert(0) += 1;
+            }
+            counts
+        }));
+    }
+    let mut all = std::collections::HashMap::new();
+    for t in tasks {
+        for (k, v) in t.await.expect("load task") {
+            *all.entry(k).or_insert(0) += v;
+        }
+    }
+    all
+}

@@ -1,0 +1,506 @@
+//! Listeners and their routes.
+
+use super::{check_regex, exactly_one, header_name, maybe, or_default, spiffe_id};
+use crate::config::not_enforced::warn_if_not_enforced;
+use crate::config::reader::{Ctx, Field};
+use crate::config::schema::{
+    Backend, Fault, FaultAbort, FaultDelay, HeaderMatch, HeaderRule, Listener, ListenerProtocol,
+    ListenerTls, Mirror, PathMatch, Retries, RetryOn, Route, RouteMatch, TlsMode,
+};
+use crate::config::suggest::{did_you_mean, one_of};
+use crate::config::tree::{quote, Value};
+use crate::config::validate::{Addr, Facts, ListenerFacts, Named};
+
+/// `listeners:`: a non-empty list.
+pub(super) fn decode_listeners(
+    ctx: &mut Ctx,
+    f: &Field<'_>,
+    facts: &mut Facts,
+) -> Option<Vec<Listener>> {
+    let items = f.non_empty_seq(
+        ctx,
+        "listeners",
+        "add at least one listener with `name`, `address` and `routes`",
+    )?;
+    let decoded: Vec<Option<Listener>> = items
+        .iter()
+        .map(|item| decode_listener(ctx, item, facts))
+        .collect();
+    decoded.into_iter().collect()
+}
+
+fn named(ctx: &mut Ctx, f: &Field<'_>, what: &str) -> Option<Named> {
+    f.name(ctx, what).map(|name| Named {
+        name,
+        pos: f.pos(),
+        path: f.path.clone(),
+    })
+}
+
+fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Listener> {
+    let mut lf = ListenerFacts::default();
+    let Some(mut m) = f.map(ctx, "a listener with `name`, `address` and `routes`") else {
+        facts.listeners.push(lf);
+        return None;
+    };
+    let name = m
+        .required(ctx, "name", "add a unique `name:`, e.g. `name: inbound`")
+        .and_then(|f| named(ctx, &f, "a listener name"));
+    lf.name.clone_from(&name);
+    let address = m
+        .required(
+            ctx,
+            "address",
+            "add `address: IP:PORT`, e.g. `address: 0.0.0.0:15006`",
+        )
+        .and_then(|f| {
+            let addr = f.socket_addr(ctx)?;
+            lf.address = Some(Addr {
+                addr,
+                pos: f.pos(),
+                path: f.path.clone(),
+            });
+            Some(addr)
+        });
+    let protocol = or_default(m.optional("protocol"), ListenerProtocol::Http, |f| {
+        let p = f.choice(
+            ctx,
+            &[
+                ("http", ListenerProtocol::Http),
+                ("tcp", ListenerProtocol::Tcp),
+            ],
+        )?;
+        if p == ListenerProtocol::Tcp {
+            warn_if_not_enforced(ctx, "listener.protocol.tcp", f.key_pos, &f.path);
+        }
+        Some(p)
+    });
+    let transparent = or_default(m.optional("transparent"), false, |f| {
+        let t = f.bool(ctx)?;
+        if t {
+            warn_if_not_enforced(ctx, "listener.transparent", f.key_pos, &f.path);
+        }
+        Some(t)
+    });
+    let tls = maybe(m.optional("tls"), |f| decode_listener_tls(ctx, f));
+    let routes = m
+        .required(
+            ctx,
+            "routes",
+            "add `routes:` with at least one route (name and backends)",
+        )
+        .and_then(|f| {
+            let items = f.non_empty_seq(
+                ctx,
+                "routes",
+                "add at least one route with `name` and `backends`",
+            )?;
+            let decoded: Vec<Option<Route>> = items
+                .iter()
+                .map(|item| decode_route(ctx, item, facts, &mut lf))
+                .collect();
+            decoded.into_iter().collect::<Option<Vec<Route>>>()
+        });
+    m.finish(ctx);
+    facts.listeners.push(lf);
+    Some(Listener {
+        name: name?.name,
+        address: address?,
+        protocol: protocol?,
+        transparent: transparent?,
+        tls: tls?,
+        routes: routes?,
+    })
+}
+
+fn decode_listener_tls(ctx: &mut Ctx, f: &Field<'_>) -> Option<ListenerTls> {
+    warn_if_not_enforced(ctx, "listener.tls", f.key_pos, &f.path);
+    let mut m = f.map(ctx, "`mode` and `allow`")?;
+    let mode = m
+        .required(
+            ctx,
+            "mode",
+            "add `mode: strict`, `mode: permissive` or `mode: disabled`",
+        )
+        .and_then(|f| {
+            f.choice(
+                ctx,
+                &[
+                    ("strict", TlsMode::Strict),
+                    ("permissive", TlsMode::Permissive),
+                    ("disabled", TlsMode::Disabled),
+                ],
+            )
+        });
+    let allow = or_default(m.optional("allow"), Vec::new(), |f| {
+        let items = f.seq(ctx, "SPIFFE IDs of the peers allowed in")?;
+        let decoded: Vec<Option<String>> = items.iter().map(|i| spiffe_id(ctx, i, true)).collect();
+        decoded.into_iter().collect()
+    });
+    m.finish(ctx);
+    Some(ListenerTls {
+        mode: mode?,
+        allow: allow?,
+    })
+}
+
+fn decode_route(
+    ctx: &mut Ctx,
+    f: &Field<'_>,
+    facts: &mut Facts,
+    lf: &mut ListenerFacts,
+) -> Option<Route> {
+    let mut m = f.map(ctx, "a route with `name`, `match` and `backends`")?;
+    let name = m
+        .required(
+            ctx,
+            "name",
+            "add a `name:` unique within this listener, e.g. `name: default`",
+        )
+        .and_then(|f| named(ctx, &f, "a route name"));
+    if let Some(n) = &name {
+        lf.routes.push(n.clone());
+    }
+    let matcher = or_default(m.optional("match"), RouteMatch::default(), |f| {
+        decode_match(ctx, f)
+    });
+    let backends = m
+        .required(ctx, "backends", "add `backends: [{ service: NAME }]`")
+        .and_then(|f| decode_backends(ctx, &f, facts));
+    let timeout = maybe(m.optional("timeout"), |f| f.positive_duration(ctx));
+    let retries = maybe(m.optional("retries"), |f| decode_retries(ctx, f));
+    let fault = maybe(m.optional("fault"), |f| decode_fault(ctx, f));
+    let mirror = maybe(m.optional("mirror"), |f| decode_mirror(ctx, f, facts));
+    m.finish(ctx);
+    Some(Route {
+        name: name?.name,
+        matcher: matcher?,
+        backends: backends?,
+        timeout: timeout?,
+        retries: retries?,
+        fault: fault?,
+        mirror: mirror?,
+    })
+}
+
+fn decode_match(ctx: &mut Ctx, f: &Field<'_>) -> Option<RouteMatch> {
+    let mut m = f.map(ctx, "`path`, `headers` and `method`")?;
+    let path = maybe(m.optional("path"), |f| decode_path(ctx, f));
+    let headers = or_default(m.optional("headers"), Vec::new(), |f| {
+        let items = f.seq(ctx, "header conditions")?;
+        let decoded: Vec<Option<HeaderMatch>> =
+            items.iter().map(|i| decode_header(ctx, i)).collect();
+        decoded.into_iter().collect()
+    });
+    let method = maybe(m.optional("method"), |f| method(ctx, f));
+    m.finish(ctx);
+    Some(RouteMatch {
+        path: path?,
+        headers: headers?,
+        method: method?,
+    })
+}
+
+fn decode_path(ctx: &mut Ctx, f: &Field<'_>) -> Option<PathMatch> {
+    let mut m = f.map(
+        ctx,
+        "one of `prefix`, `exact` or `regex`, e.g. `{ prefix: /api }`",
+    )?;
+    let chosen = exactly_one(
+        ctx,
+        &mut m,
+        &["prefix", "exact", "regex"],
+        "a path match",
+        "path: { prefix: /api }",
+    );
+    m.finish(ctx);
+    let (key, f) = chosen?;
+    let s = f.str(ctx)?;
+    match key {
+        "regex" => check_regex(ctx, &f, s).map(|()| PathMatch::Regex(s.to_string())),
+        _ if !s.starts_with('/') => {
+            f.error(
+                ctx,
+                format!(
+                    "a path {key} must start with `/`; write `/{}`",
+                    s.trim_start_matches('/')
+                ),
+            );
+            None
+        }
+        "prefix" => Some(PathMatch::Prefix(s.to_string())),
+        _ => Some(PathMatch::Exact(s.to_string())),
+    }
+}
+
+fn decode_header(ctx: &mut Ctx, f: &Field<'_>) -> Option<HeaderMatch> {
+    let mut m = f.map(
+        ctx,
+        "a header condition such as `{ name: x-canary, exact: \"true\" }`",
+    )?;
+    let name = m
+        .required(
+            ctx,
+            "name",
+            "add the header's `name:`, e.g. `name: x-canary`",
+        )
+        .and_then(|f| header_name(ctx, &f));
+    let chosen = exactly_one(
+        ctx,
+        &mut m,
+        &["exact", "prefix", "regex", "present"],
+        "a header condition",
+        "{ name: x-canary, exact: \"true\" }",
+    );
+    m.finish(ctx);
+    let rule = chosen.and_then(|(key, f)| match key {
+        "present" => f.bool(ctx).map(HeaderRule::Present),
+        _ => {
+            let s = f.str(ctx)?.to_string();
+            match key {
+                "regex" => check_regex(ctx, &f, &s).map(|()| HeaderRule::Regex(s)),
+                "prefix" => Some(HeaderRule::Prefix(s)),
+                _ => Some(HeaderRule::Exact(s)),
+            }
+        }
+    });
+    Some(HeaderMatch {
+        name: name?,
+        rule: rule?,
+    })
+}
+
+/// An HTTP method: one token (RFC 9110), stored upper case.
+fn method(ctx: &mut Ctx, f: &Field<'_>) -> Option<String> {
+    let s = f.str(ctx)?;
+    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if s.is_empty() || !s.chars().all(is_tchar) {
+        f.error(
+            ctx,
+            format!(
+                "{} is not an HTTP method; write one token such as `GET` or `POST` (no spaces)",
+                quote(s)
+            ),
+        );
+        return None;
+    }
+    Some(s.to_ascii_uppercase())
+}
+
+fn decode_backends(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Vec<Backend>> {
+    let items = f.non_empty_seq(
+        ctx,
+        "weighted backends",
+        "add at least one backend, e.g. `- { service: reviews }`",
+    )?;
+    let decoded: Vec<Option<Backend>> = items
+        .iter()
+        .map(|i| decode_backend(ctx, i, facts))
+        .collect();
+    let backends: Vec<Backend> = decoded.into_iter().collect::<Option<_>>()?;
+    if backends.iter().all(|b| b.weight == 0) {
+        f.error(
+            ctx,
+            "every backend has weight 0, so the route can send traffic nowhere; give at least one backend a weight above 0",
+        );
+        return None;
+    }
+    Some(backends)
+}
+
+fn service_ref(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<String> {
+    let name = f.name(ctx, "a service name")?;
+    facts.service_refs.push(Named {
+        name: name.clone(),
+        pos: f.pos(),
+        path: f.path.clone(),
+    });
+    Some(name)
+}
+
+fn decode_backend(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Backend> {
+    let mut m = f.map(ctx, "a backend such as `{ service: reviews, weight: 90 }`")?;
+    let service = m
+        .required(
+            ctx,
+            "service",
+            "add `service: NAME` naming one of `services`",
+        )
+        .and_then(|f| service_ref(ctx, &f, facts));
+    let weight = or_default(m.optional("weight"), 1, |f| f.u32_min(ctx, 0));
+    m.finish(ctx);
+    Some(Backend {
+        service: service?,
+        weight: weight?,
+    })
+}
+
+const RETRY_ON: &[(&str, RetryOn)] = &[
+    ("connect-failure", RetryOn::ConnectFailure),
+    ("reset", RetryOn::Reset),
+    ("gateway-error", RetryOn::GatewayError),
+    ("5xx", RetryOn::Status5xx),
+];
+
+fn retry_on(ctx: &mut Ctx, f: &Field<'_>) -> Option<RetryOn> {
+    let status = |ctx: &mut Ctx, code: i128| match u16::try_from(code) {
+        Ok(c) if (100..=599).contains(&c) => Some(RetryOn::Status(c)),
+        _ => {
+            f.error(
+                ctx,
+                format!("{code} is not an HTTP status code; use a code from 100 to 599"),
+            );
+            None
+        }
+    };
+    let names: Vec<&str> = RETRY_ON.iter().map(|(n, _)| *n).collect();
+    let accepted = format!(
+        "{} or a status code from 100 to 599",
+        one_of(&names).replacen(" or ", ", ", 1)
+    );
+    match &f.node.value {
+        Value::Int(code) => status(ctx, *code),
+        Value::Str(s) => {
+            if let Some((_, v)) = RETRY_ON.iter().find(|(n, _)| n == s) {
+                return Some(*v);
+            }
+            if let Ok(code) = s.parse::<i128>() {
+                return status(ctx, code);
+            }
+            let message = match did_you_mean(s, names.iter().copied()) {
+                Some(close) => format!(
+                    "unknown retry condition {}; did you mean `{close}`? (accepted: {accepted})",
+                    quote(s)
+                ),
+                None => format!(
+                    "unknown retry condition {}; accepted are {accepted}",
+                    quote(s)
+                ),
+            };
+            f.error(ctx, message);
+            None
+        }
+        _ => {
+            f.type_error(ctx, &format!("a retry condition: {accepted}"));
+            None
+        }
+    }
+}
+
+fn decode_retries(ctx: &mut Ctx, f: &Field<'_>) -> Option<Retries> {
+    warn_if_not_enforced(ctx, "route.retries", f.key_pos, &f.path);
+    let mut m = f.map(
+        ctx,
+        "`attempts`, `per_try_timeout`, `on` and `budget_percent`",
+    )?;
+    let attempts = or_default(m.optional("attempts"), 1, |f| f.u32_min(ctx, 1));
+    let per_try_timeout = maybe(m.optional("per_try_timeout"), |f| f.positive_duration(ctx));
+    let default_on = vec![
+        RetryOn::ConnectFailure,
+        RetryOn::Reset,
+        RetryOn::GatewayError,
+    ];
+    let on = or_default(m.optional("on"), default_on, |f| {
+        let items = f.non_empty_seq(
+            ctx,
+            "retry conditions",
+            "list at least one condition, e.g. `on: [connect-failure]`",
+        )?;
+        let decoded: Vec<Option<RetryOn>> = items.iter().map(|i| retry_on(ctx, i)).collect();
+        decoded.into_iter().collect()
+    });
+    let budget_percent = or_default(m.optional("budget_percent"), 20.0, |f| f.percent(ctx));
+    m.finish(ctx);
+    Some(Retries {
+        attempts: attempts?,
+        per_try_timeout: per_try_timeout?,
+        on: on?,
+        budget_percent: budget_percent?,
+    })
+}
+
+fn decode_fault(ctx: &mut Ctx, f: &Field<'_>) -> Option<Fault> {
+    warn_if_not_enforced(ctx, "route.fault", f.key_pos, &f.path);
+    let mut m = f.map(ctx, "`delay` and/or `abort`")?;
+    let delay_field = m.optional("delay");
+    let abort_field = m.optional("abort");
+    let delay = maybe(delay_field.clone(), |f| {
+        let mut m = f.map(
+            ctx,
+            "`fixed` and `percent`, e.g. `{ fixed: 100ms, percent: 5 }`",
+        )?;
+        let fixed = m
+            .required(ctx, "fixed", "add the delay, e.g. `fixed: 100ms`")
+            .and_then(|f| f.positive_duration(ctx));
+        let percent = m
+            .required(
+                ctx,
+                "percent",
+                "add the share of requests to delay, e.g. `percent: 5`",
+            )
+            .and_then(|f| f.percent(ctx));
+        m.finish(ctx);
+        Some(FaultDelay {
+            fixed: fixed?,
+            percent: percent?,
+        })
+    });
+    let abort = maybe(abort_field.clone(), |f| {
+        let mut m = f.map(
+            ctx,
+            "`status` and `percent`, e.g. `{ status: 503, percent: 1 }`",
+        )?;
+        let status = m
+            .required(
+                ctx,
+                "status",
+                "add the status to answer with, e.g. `status: 503`",
+            )
+            .and_then(|f| f.u16_in(ctx, 200, 599));
+        let percent = m
+            .required(
+                ctx,
+                "percent",
+                "add the share of requests to abort, e.g. `percent: 1`",
+            )
+            .and_then(|f| f.percent(ctx));
+        m.finish(ctx);
+        Some(FaultAbort {
+            status: status?,
+            percent: percent?,
+        })
+    });
+    if delay_field.is_none() && abort_field.is_none() {
+        ctx.error(
+            m.pos(),
+            m.path(),
+            "fault injects nothing; add `delay: { fixed: 100ms, percent: 5 }` and/or `abort: { status: 503, percent: 1 }`, or remove `fault`",
+        );
+    }
+    m.finish(ctx);
+    if delay_field.is_none() && abort_field.is_none() {
+        return None;
+    }
+    Some(Fault {
+        delay: delay?,
+        abort: abort?,
+    })
+}
+
+fn decode_mirror(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Mirror> {
+    warn_if_not_enforced(ctx, "route.mirror", f.key_pos, &f.path);
+    let mut m = f.map(ctx, "`service` and `percent`")?;
+    let service = m
+        .required(
+            ctx,
+            "service",
+            "add `service: NAME` naming the service that receives the copies",
+        )
+        .and_then(|f| service_ref(ctx, &f, facts));
+    let percent = or_default(m.optional("percent"), 100.0, |f| f.percent(ctx));
+    m.finish(ctx);
+    Some(Mirror {
+        service: service?,
+        percent: percent?,
+    })
+}

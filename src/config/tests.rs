@@ -1,0 +1,317 @@
+//! Whole-file tests: the reference example and every invalid fixture.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn crate_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn lines(diags: &[Diagnostic]) -> Vec<String> {
+    diags.iter().map(ToString::to_string).collect()
+}
+
+/// Loads `rel` (relative to the crate root, as the CLI test runs it) and returns the error
+/// lines, or the warnings prefixed `ok:` when it loaded.
+fn check(rel: &str) -> Result<Vec<String>, Vec<String>> {
+    let text = std::fs::read_to_string(crate_root().join(rel)).expect("fixture readable");
+    match load_str(rel, &text) {
+        Ok(loaded) => Ok(lines(&loaded.warnings)),
+        Err(LoadError::Invalid(diags)) => Err(lines(&diags)),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[test]
+fn reference_example_loads_with_only_not_enforced_warnings() {
+    let warnings = check("examples/reference.yaml").expect("reference.yaml must load");
+    assert!(!warnings.is_empty());
+    for w in &warnings {
+        assert!(w.contains("is accepted but not enforced yet"), "{w}");
+    }
+    for section in [
+        "identity",
+        "tracing",
+        "listeners[1].tls",
+        "listeners[2].protocol",
+        "routes[1].retries",
+        "routes[1].fault",
+        "routes[1].mirror",
+        "services[0].limits",
+        "services[0].circuit_breaker",
+        "services[0].outlier_detection",
+        "services[0].health_check",
+        "services[0].tls",
+        "services[4].discovery.kubernetes",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(&format!("{section}: "))),
+            "no warning for {section}: {warnings:#?}"
+        );
+    }
+}
+
+#[test]
+fn reference_example_decodes_to_the_documented_values() {
+    let text =
+        std::fs::read_to_string(crate_root().join("examples/reference.yaml")).expect("readable");
+    let config = load_str("reference.yaml", &text).expect("loads").config;
+    assert_eq!(config.version, 1);
+    assert_eq!(config.node.workload, "productpage-v1");
+    assert_eq!(config.listeners.len(), 3);
+    assert_eq!(config.services.len(), 5);
+    let canary = &config.listeners[0].routes[0];
+    assert_eq!(
+        canary.matcher.path,
+        Some(PathMatch::Prefix("/reviews".into()))
+    );
+    assert_eq!(
+        canary.matcher.headers[0].rule,
+        HeaderRule::Exact("true".into())
+    );
+    assert_eq!(canary.matcher.method.as_deref(), Some("GET"));
+    let split = &config.listeners[0].routes[1];
+    assert_eq!(split.backends[0].weight, 90);
+    assert_eq!(split.timeout, Some(std::time::Duration::from_secs(3)));
+    let retries = split.retries.as_ref().expect("retries");
+    assert_eq!(
+        retries.on,
+        vec![
+            RetryOn::ConnectFailure,
+            RetryOn::Reset,
+            RetryOn::GatewayError
+        ]
+    );
+    assert_eq!(
+        config.listeners[1].tls.as_ref().map(|t| t.mode),
+        Some(TlsMode::Strict)
+    );
+    assert_eq!(config.listeners[2].protocol, ListenerProtocol::Tcp);
+    let reviews = &config.services[0];
+    assert_eq!(reviews.load_balancer, LoadBalancer::LeastRequest);
+    assert_eq!(reviews.endpoints[1].weight, 2);
+    assert_eq!(reviews.idle_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(reviews.limits.as_ref().map(|l| l.max_retries), Some(3));
+    assert!(matches!(
+        &config.services[1].discovery,
+        Some(Discovery::Dns { port: 9080, .. })
+    ));
+    assert!(matches!(
+        &config.services[4].discovery,
+        Some(Discovery::Kubernetes { port: 5432, .. })
+    ));
+    assert_eq!(
+        config.tracing.as_ref().map(|t| t.propagation.clone()),
+        Some(vec![Propagation::W3c, Propagation::B3])
+    );
+    assert_eq!(config.logging.format, LogFormat::Json);
+}
+
+#[test]
+fn minimal_config_gets_the_defaults() {
+    let yaml = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:15001\n    routes:\n      - name: r\n        backends: [{ service: s }]\nservices:\n  - name: s\n    endpoints: [127.0.0.1:8080]\n";
+    let loaded = load_str("m.yaml", yaml).expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let c = loaded.config;
+    assert_eq!(c.admin, Admin::default());
+    assert_eq!(c.logging, Logging::default());
+    assert_eq!(c.listeners[0].protocol, ListenerProtocol::Http);
+    assert_eq!(c.listeners[0].routes[0].matcher, RouteMatch::default());
+    assert_eq!(c.listeners[0].routes[0].backends[0].weight, 1);
+    let s = &c.services[0];
+    assert_eq!(s.load_balancer, LoadBalancer::RoundRobin);
+    assert_eq!(s.protocol, UpstreamProtocol::Http1);
+    assert_eq!(s.connect_timeout, std::time::Duration::from_secs(1));
+}
+
+/// The `# expect:` lines at the top of a fixture.
+fn expectations(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn fixtures() -> Vec<String> {
+    let dir = crate_root().join("tests/fixtures/config/invalid");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixture dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .map(|n| format!("tests/fixtures/config/invalid/{n}"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn every_invalid_fixture_reports_exactly_its_expected_errors() {
+    let mut failures = Vec::new();
+    let all = fixtures();
+    assert!(all.len() >= 30, "only {} fixtures", all.len());
+    for rel in all {
+        let text = std::fs::read_to_string(crate_root().join(&rel)).expect("readable");
+        let expected = expectations(&text);
+        assert!(!expected.is_empty(), "{rel} has no `# expect:` lines");
+        match check(&rel) {
+            Err(actual) if actual == expected => {}
+            Err(actual) => failures.push(format!(
+                "{rel}\n  expected:\n    {}\n  actual:\n    {}",
+                expected.join("\n    "),
+                actual.join("\n    ")
+            )),
+            Ok(_) => failures.push(format!("{rel}: loaded without errors")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn io_errors_name_the_path() {
+    let err = load_file(Path::new("/nonexistent/weir.yaml")).expect_err("missing");
+    assert!(matches!(err, LoadError::Io { .. }));
+    assert!(err
+        .to_string()
+        .starts_with("/nonexistent/weir.yaml: cannot read"));
+}
+
+const MINIMAL_LISTENERS: &str = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:15001\n    routes:\n      - name: r\n        backends: [{ service: s }]\n";
+
+fn load_with_services(services: &str) -> Result<Loaded, Vec<String>> {
+    let yaml = format!("{MINIMAL_LISTENERS}{services}");
+    load_str("s.yaml", &yaml).map_err(|e| match e {
+        LoadError::Invalid(d) => lines(&d),
+        other => vec![other.to_string()],
+    })
+}
+
+#[test]
+fn least_connection_is_an_alias_of_least_request() {
+    let loaded = load_with_services("services:\n  - name: s\n    endpoints: [127.0.0.1:1]\n    load_balancer: least_connection\n")
+        .expect("loads");
+    assert_eq!(
+        loaded.config.services[0].load_balancer,
+        LoadBalancer::LeastRequest
+    );
+}
+
+#[test]
+fn ring_hash_section_without_ring_hash_balancer_warns() {
+    let loaded = load_with_services(
+        "services:\n  - name: s\n    endpoints: [127.0.0.1:1]\n    load_balancer: random\n    ring_hash: { header: X-User }\n",
+    )
+    .expect("loads");
+    assert_eq!(
+        lines(&loaded.warnings),
+        vec!["s.yaml:12:5: services[0].ring_hash: ring_hash is ignored because load_balancer is `random`; set `load_balancer: ring_hash` or remove `ring_hash`"]
+    );
+    let ring = loaded.config.services[0]
+        .ring_hash
+        .as_ref()
+        .map(|r| r.header.as_str());
+    assert_eq!(ring, Some("x-user"));
+}
+
+#[test]
+fn kubernetes_namespace_defaults_to_the_node_namespace() {
+    let yaml = format!(
+        "{MINIMAL_LISTENERS}node: {{ namespace: shop }}\nservices:\n  - name: s\n    discovery: {{ kubernetes: {{ service: s, port: 80 }} }}\n"
+    );
+    let loaded = load_str("k.yaml", &yaml).expect("loads");
+    assert_eq!(
+        loaded.config.services[0].discovery,
+        Some(Discovery::Kubernetes {
+            service: "s".into(),
+            namespace: "shop".into(),
+            port: 80
+        })
+    );
+}
+
+#[test]
+fn dns_discovery_defaults_refresh_to_5s() {
+    let loaded = load_with_services("services:\n  - name: s\n    discovery: { dns: s.svc:8080 }\n")
+        .expect("loads");
+    assert_eq!(
+        loaded.config.services[0].discovery,
+        Some(Discovery::Dns {
+            host: "s.svc".into(),
+            port: 8080,
+            refresh: std::time::Duration::from_secs(5)
+        })
+    );
+}
+
+#[test]
+fn endpoints_mix_strings_and_mappings() {
+    let loaded = load_with_services(
+        "services:\n  - name: s\n    endpoints:\n      - 127.0.0.1:1\n      - { address: \"[::1]:2\", weight: 0 }\n",
+    )
+    .expect("loads");
+    let e = &loaded.config.services[0].endpoints;
+    assert_eq!((e[0].weight, e[1].weight), (1, 0));
+    assert_eq!(e[1].address.to_string(), "[::1]:2");
+}
+
+#[test]
+fn route_match_details_are_normalised() {
+    let yaml = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:15001\n    routes:\n      - name: r\n        match:\n          method: post\n          headers: [{ name: X-Canary, present: false }]\n        retries: { on: [5xx, 503, \"429\"] }\n        backends: [{ service: s }]\nservices:\n  - name: s\n    endpoints: [127.0.0.1:1]\n";
+    let route = load_str("r.yaml", yaml).expect("loads").config.listeners[0].routes[0].clone();
+    assert_eq!(route.matcher.method.as_deref(), Some("POST"));
+    assert_eq!(
+        route.matcher.headers[0],
+        HeaderMatch {
+            name: "x-canary".into(),
+            rule: HeaderRule::Present(false)
+        }
+    );
+    let retries = route.retries.expect("retries");
+    assert_eq!(
+        retries.on,
+        vec![
+            RetryOn::Status5xx,
+            RetryOn::Status(503),
+            RetryOn::Status(429)
+        ]
+    );
+    assert_eq!((retries.attempts, retries.budget_percent), (1, 20.0));
+}
+
+#[test]
+fn listener_on_port_zero_never_conflicts() {
+    let yaml = "version: 1\nlisteners:\n  - name: a\n    address: 127.0.0.1:0\n    routes: [{ name: r, backends: [{ service: s }] }]\n  - name: b\n    address: 127.0.0.1:0\n    routes: [{ name: r, backends: [{ service: s }] }]\nservices: [{ name: s, endpoints: [127.0.0.1:1] }]\n";
+    assert!(load_str("z.yaml", yaml).is_ok());
+}
+
+#[test]
+fn a_root_that_is_not_a_mapping_is_one_error() {
+    let Err(LoadError::Invalid(d)) = load_str("l.yaml", "- a\n- b\n") else {
+        panic!("must fail")
+    };
+    assert_eq!(
+        lines(&d),
+        vec!["l.yaml:1:1: <root>: expected a mapping (the configuration: `version`, `listeners`, `services`, …), found a list"]
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+        let _ = load_str("p.yaml", &text);
+    }
+
+    #[test]
+    fn never_panics_on_a_mangled_reference(cut in 0usize..4000, len in 0usize..40, insert in "[ :\\-\\[\\]{}a-z0-9\n]{0,6}") {
+        let text = std::fs::read_to_string(crate_root().join("examples/reference.yaml")).expect("readable");
+        let start = text.char_indices().map(|(i, _)| i).find(|i| *i >= cut.min(text.len())).unwrap_or(text.len());
+        let end = text.char_indices().map(|(i, _)| i).find(|i| *i >= start + len).unwrap_or(text.len());
+        let mangled = format!("{}{}{}", &text[..start], insert, &text[end..]);
+        match load_str("m.yaml", &mangled) {
+            Ok(_) => {}
+            Err(LoadError::Invalid(d)) => proptest::prop_assert!(!d.is_empty()),
+            Err(other) => proptest::prop_assert!(false, "{}", other),
+        }
+    }
+}
