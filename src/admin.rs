@@ -44,36 +44,66 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, &req)) }
             });
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 fn route(state: &AdminState, req: &Request<Incoming>) -> Response<ResponseBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, TEXT, "admin endpoints answer GET\n");
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "admin endpoints answer GET\n",
+        );
     }
     match req.uri().path() {
-        "/metrics" => plain(StatusCode::OK, OPENMETRICS, state.metrics.render()),
+        "/metrics" => {
+            let accepts_openmetrics = req.headers().get_all(http::header::ACCEPT).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|s| s.contains("application/openmetrics-text"))
+            });
+            if accepts_openmetrics {
+                plain(StatusCode::OK, OPENMETRICS, state.metrics.render())
+            } else {
+                plain(
+                    StatusCode::OK,
+                    PROMETHEUS_TEXT,
+                    state.metrics.render_prometheus_text(),
+                )
+            }
+        }
         "/live" => plain(StatusCode::OK, TEXT, "live\n"),
         "/ready" => {
             if state.ready.load(Ordering::Acquire) {
                 plain(StatusCode::OK, TEXT, "ready\n")
             } else {
-                plain(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready: listeners are not all bound\n")
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    "not ready: listeners are not all bound\n",
+                )
             }
         }
         "/config" => {
             let snapshot = state.snapshot.load();
-            let body = serde_json::to_string_pretty(&*snapshot.config).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+            let body = serde_json::to_string_pretty(&*snapshot.config)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
             plain(StatusCode::OK, JSON, body)
         }
         "/services" => plain(StatusCode::OK, JSON, services_json(&state.snapshot.load())),
-        _ => plain(StatusCode::NOT_FOUND, TEXT, "not found; try /metrics /ready /live /config /services\n"),
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found; try /metrics /ready /live /config /services\n",
+        ),
     }
 }
 

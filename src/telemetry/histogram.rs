@@ -12,7 +12,8 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 
 /// Upper bounds of the buckets, in seconds (Envoy-like spread from 0.5 ms to 30 s).
 pub const BUCKETS_SECONDS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
+    30.0,
 ];
 
 const BUCKETS_NANOS: [u64; 16] = {
@@ -83,7 +84,7 @@ impl EncodeMetric for LatencyHistogram {
         for (i, slot) in buckets.iter_mut().enumerate() {
             let n = self.inner.buckets[i].load(Relaxed);
             count += n;
-            *slot = (BUCKETS_SECONDS.get(i).copied().unwrap_or(f64::MAX), n);
+            *slot = (BUCKETS_SECONDS.get(i).copied().unwrap_or(f64::INFINITY), n);
         }
         let sum = self.inner.sum_nanos.load(Relaxed) as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)

@@ -89,35 +89,43 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "weir_http_requests",
-            "HTTP requests completed, by where they went, status code and weir error code.",
+            "HTTP requests completed, by where they went, status code and weir error code",
             requests.clone(),
         );
         let request_duration = Family::<RouteLabels, LatencyHistogram>::default();
         registry.register_with_unit(
             "weir_http_request_duration",
-            "Time from request start until the response was fully sent.",
+            "Time from request start until the response was fully sent",
             Unit::Seconds,
             request_duration.clone(),
         );
         let in_flight = Family::<EndpointLabels, Gauge>::default();
         registry.register(
             "weir_http_requests_in_flight",
-            "Requests sent to an endpoint whose response has not fully arrived.",
+            "Requests sent to an endpoint whose response has not fully arrived",
             in_flight.clone(),
         );
         let upstream_endpoints = Family::<EndpointStateLabels, Gauge>::default();
         registry.register(
             "weir_upstream_endpoints",
-            "Endpoints of each service, by state.",
+            "Endpoints of each service, by state",
             upstream_endpoints.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
-            .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_string() })
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
             .set(1);
-        registry.register("weir_build_info", "Version of weir; always 1.", build_info);
+        registry.register("weir_build_info", "Version of weir; always 1", build_info);
         registry.register_collector(Box::new(ProcessCollector::new()));
-        Arc::new(Metrics { registry, requests, request_duration, in_flight, upstream_endpoints })
+        Arc::new(Metrics {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            upstream_endpoints,
+        })
     }
 
     /// Renders every metric in the OpenMetrics text format.
@@ -127,10 +135,55 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// Renders every metric in the Prometheus text format 0.0.4, for scrapers and tools
+    /// (such as `promtool check metrics`) that do not negotiate OpenMetrics.
+    pub fn render_prometheus_text(&self) -> String {
+        openmetrics_to_prometheus_text(&self.render())
+    }
+}
+
+/// Converts OpenMetrics text to the Prometheus 0.0.4 text format: counter families are
+/// named with their `_total` suffix in `# HELP`/`# TYPE`, and `# UNIT`/`# EOF` are dropped.
+fn openmetrics_to_prometheus_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let descriptor = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match descriptor {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(kind);
+                out.push_str(name);
+                out.push_str(suffix);
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Status codes with a pre-resolved counter; others take a slower, formatting path.
-const COMMON_STATUSES: [u16; 16] = [200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 429, 500, 502, 503];
+const COMMON_STATUSES: [u16; 16] = [
+    200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 429, 500, 502, 503,
+];
 
 /// The `weir_http_requests_total` counters of one (listener, route, service, endpoint).
 ///
@@ -146,7 +199,13 @@ pub struct RequestCounters {
 
 impl RequestCounters {
     /// Handles for one combination of listener, route, service and endpoint names.
-    pub fn new(metrics: &Metrics, listener: &str, route: &str, service: &str, endpoint: &str) -> Self {
+    pub fn new(
+        metrics: &Metrics,
+        listener: &str,
+        route: &str,
+        service: &str,
+        endpoint: &str,
+    ) -> Self {
         RequestCounters {
             family: metrics.requests.clone(),
             base: RequestLabels {
@@ -172,7 +231,9 @@ impl RequestCounters {
     /// Counts a response relayed from the upstream.
     pub fn upstream(&self, status: u16) {
         match COMMON_STATUSES.iter().position(|&s| s == status) {
-            Some(i) => self.by_status[i].get_or_init(|| self.resolve(status, "")).inc(),
+            Some(i) => self.by_status[i]
+                .get_or_init(|| self.resolve(status, ""))
+                .inc(),
             None => self.resolve(status, "").inc(),
         };
     }
@@ -180,7 +241,9 @@ impl RequestCounters {
     /// Counts a response weir made itself.
     pub fn proxy_error(&self, code: ErrorCode, status: u16) {
         if status == code.status().as_u16() {
-            self.by_error[code.index()].get_or_init(|| self.resolve(status, code.as_str())).inc();
+            self.by_error[code.index()]
+                .get_or_init(|| self.resolve(status, code.as_str()))
+                .inc();
         } else {
             self.resolve(status, code.as_str()).inc();
         }
@@ -211,5 +274,15 @@ mod tests {
         assert!(!text.contains(r#"code="500""#));
         assert!(text.contains("weir_build_info"));
         assert!(text.contains("process_resident_memory_bytes"));
+        let prom = m.render_prometheus_text();
+        assert!(
+            prom.contains("# TYPE weir_http_requests_total counter\n"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("# HELP weir_http_requests_total HTTP requests"),
+            "{prom}"
+        );
+        assert!(!prom.contains("# EOF") && !prom.contains("# UNIT"));
     }
 }

@@ -68,24 +68,49 @@ impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some(stat) = read_proc_stat() {
             let cpu = ConstCounter::new(stat.cpu_seconds);
-            cpu.encode(encoder.encode_descriptor("process_cpu_seconds", "Total user and system CPU time spent in seconds.", None, cpu.metric_type())?)?;
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds",
+                None,
+                cpu.metric_type(),
+            )?)?;
             let rss = ConstGauge::new(stat.resident_bytes);
-            rss.encode(encoder.encode_descriptor("process_resident_memory", "Resident memory size in bytes.", Some(&Unit::Bytes), rss.metric_type())?)?;
+            rss.encode(encoder.encode_descriptor(
+                "process_resident_memory",
+                "Resident memory size in bytes",
+                Some(&Unit::Bytes),
+                rss.metric_type(),
+            )?)?;
             let vsz = ConstGauge::new(stat.virtual_bytes);
-            vsz.encode(encoder.encode_descriptor("process_virtual_memory", "Virtual memory size in bytes.", Some(&Unit::Bytes), vsz.metric_type())?)?;
+            vsz.encode(encoder.encode_descriptor(
+                "process_virtual_memory",
+                "Virtual memory size in bytes",
+                Some(&Unit::Bytes),
+                vsz.metric_type(),
+            )?)?;
         }
         if let Some(n) = open_fds() {
             let g = ConstGauge::new(n);
-            g.encode(encoder.encode_descriptor("process_open_fds", "Number of open file descriptors.", None, g.metric_type())?)?;
+            g.encode(encoder.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors",
+                None,
+                g.metric_type(),
+            )?)?;
         }
         if let Some(n) = max_fds() {
             let g = ConstGauge::new(n);
-            g.encode(encoder.encode_descriptor("process_max_fds", "Maximum number of open file descriptors.", None, g.metric_type())?)?;
+            g.encode(encoder.encode_descriptor(
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                None,
+                g.metric_type(),
+            )?)?;
         }
         let start = ConstGauge::new(self.start_time_seconds);
         start.encode(encoder.encode_descriptor(
             "process_start_time",
-            "Start time of the process since unix epoch in seconds.",
+            "Start time of the process since unix epoch in seconds",
             Some(&Unit::Seconds),
             start.metric_type(),
         )?)?;

@@ -1,7 +1,9 @@
 //! weir's integration tests: one binary, one module per area. Every test talks to real
 //! sockets on 127.0.0.1 and real processes.
 
-mod config_check;
-mod support;
-mod proxy;
+mod admin;
 mod balancing;
+mod config_check;
+mod lifecycle;
+mod proxy;
+mod support;

@@ -14,7 +14,12 @@ fn config(port: u16, routes: &str, services: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_path_header_and_method_first_match_wins() {
-    let (a, b, c, d) = (Upstream::start("a").await, Upstream::start("b").await, Upstream::start("c").await, Upstream::start("d").await);
+    let (a, b, c, d) = (
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+        Upstream::start("d").await,
+    );
     let port = free_port();
     let routes = r#"      - name: canary
         match: { path: { prefix: /reviews }, headers: [{ name: x-canary, exact: "true" }], method: GET }
@@ -36,23 +41,65 @@ async fn routes_by_path_header_and_method_first_match_wins() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut client = Client::connect(addr).await.unwrap();
 
-    assert_eq!(client.get("/reviews/1", &[("x-canary", "true")]).await.unwrap().2, "b");
-    assert_eq!(client.get("/reviews/1", &[("x-canary", "false")]).await.unwrap().2, "a");
-    assert_eq!(client.request("POST", "/reviews/1", &[("x-canary", "true")], "".into()).await.unwrap().2, "a", "method GET only");
+    assert_eq!(
+        client
+            .get("/reviews/1", &[("x-canary", "true")])
+            .await
+            .unwrap()
+            .2,
+        "b"
+    );
+    assert_eq!(
+        client
+            .get("/reviews/1", &[("x-canary", "false")])
+            .await
+            .unwrap()
+            .2,
+        "a"
+    );
+    assert_eq!(
+        client
+            .request("POST", "/reviews/1", &[("x-canary", "true")], "".into())
+            .await
+            .unwrap()
+            .2,
+        "a",
+        "method GET only"
+    );
     assert_eq!(client.get("/reviews/top", &[]).await.unwrap().2, "c");
     assert_eq!(client.get("/users/42", &[]).await.unwrap().2, "d");
 
     let (status, headers, body) = client.get("/users/42/x", &[]).await.unwrap();
     assert_eq!(status, 404);
     assert_eq!(headers["weir-error"], "no_route");
-    assert_eq!(body, "weir: no route of listener main matches GET /users/42/x\n");
+    assert_eq!(
+        body,
+        "weir: no route of listener main matches GET /users/42/x\n"
+    );
 
     let metrics = weir.metrics().await;
-    assert_eq!(metric_sum(&metrics, "weir_http_requests_total", &[("route", "canary"), ("service", "b"), ("code", "200")]), 1.0);
-    assert_eq!(metric_sum(&metrics, "weir_http_requests_total", &[("route", ""), ("code", "404"), ("error", "no_route")]), 1.0);
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_http_requests_total",
+            &[("route", "canary"), ("service", "b"), ("code", "200")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_http_requests_total",
+            &[("route", ""), ("code", "404"), ("error", "no_route")]
+        ),
+        1.0
+    );
     let logs = weir.logs();
     assert!(logs.contains("route=canary service=b"), "{logs}");
-    assert!(logs.contains("path=/users/42/x status=404") && logs.contains("error=no_route"), "{logs}");
+    assert!(
+        logs.contains("path=/users/42/x status=404") && logs.contains("error=no_route"),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,17 +107,34 @@ async fn hop_by_hop_headers_are_dropped_and_forwarding_headers_set() {
     let up = Upstream::start("up").await;
     let port = free_port();
     let routes = "      - name: all\n        backends: [{ service: up }]";
-    let weir = Weir::start(&config(port, routes, &format!("  - {{ name: up, endpoints: [\"{}\"] }}\n", up.addr))).await;
+    let weir = Weir::start(&config(
+        port,
+        routes,
+        &format!("  - {{ name: up, endpoints: [\"{}\"] }}\n", up.addr),
+    ))
+    .await;
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut client = Client::connect(addr).await.unwrap();
     let (status, headers, _) = client
-        .get("/", &[("connection", "keep-alive, x-private"), ("x-private", "secret"), ("keep-alive", "timeout=5"), ("x-forwarded-for", "203.0.113.7"), ("x-app", "kept")])
+        .get(
+            "/",
+            &[
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "secret"),
+                ("keep-alive", "timeout=5"),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("x-app", "kept"),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(status, 200);
     assert_eq!(headers["x-upstream"], "up");
     let seen = up.last_headers();
-    assert!(!seen.contains_key("x-private"), "a field named by Connection must not be forwarded");
+    assert!(
+        !seen.contains_key("x-private"),
+        "a field named by Connection must not be forwarded"
+    );
     assert!(!seen.contains_key("keep-alive"));
     assert_eq!(seen["x-app"], "kept");
     assert_eq!(seen["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
@@ -99,23 +163,59 @@ async fn upstream_failures_map_to_design_errors() {
 
     let started = std::time::Instant::now();
     let (status, headers, body) = client.get("/delay/2000", &[]).await.unwrap();
-    assert_eq!((status, headers["weir-error"].to_str().unwrap()), (504, "timeout"));
-    assert!(started.elapsed() < Duration::from_millis(1500), "timeout fired late: {:?}", started.elapsed());
-    assert!(body.starts_with("weir: route slow timed out after 200ms"), "{body}");
+    assert_eq!(
+        (status, headers["weir-error"].to_str().unwrap()),
+        (504, "timeout")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "timeout fired late: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        body.starts_with("weir: route slow timed out after 200ms"),
+        "{body}"
+    );
 
     let (status, headers, body) = client.get("/dead", &[]).await.unwrap();
-    assert_eq!((status, headers["weir-error"].to_str().unwrap()), (502, "connect_failed"));
-    assert!(body.contains(&format!("127.0.0.1:{dead}")) && body.contains("service dead"), "{body}");
+    assert_eq!(
+        (status, headers["weir-error"].to_str().unwrap()),
+        (502, "connect_failed")
+    );
+    assert!(
+        body.contains(&format!("127.0.0.1:{dead}")) && body.contains("service dead"),
+        "{body}"
+    );
 
     let (status, headers, _) = client.get("/status/503", &[]).await.unwrap();
     assert_eq!(status, 503);
-    assert!(!headers.contains_key("weir-error"), "an upstream 503 is relayed, not made by weir");
+    assert!(
+        !headers.contains_key("weir-error"),
+        "an upstream 503 is relayed, not made by weir"
+    );
 
     assert_eq!(client.get("/", &[]).await.unwrap().0, 200);
 
     let metrics = weir.metrics().await;
-    assert_eq!(metric_sum(&metrics, "weir_http_requests_total", &[("error", "timeout")]), 1.0);
-    assert_eq!(metric_sum(&metrics, "weir_http_requests_total", &[("error", "connect_failed"), ("endpoint", &format!("127.0.0.1:{dead}"))]), 1.0);
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_http_requests_total",
+            &[("error", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_http_requests_total",
+            &[
+                ("error", "connect_failed"),
+                ("endpoint", &format!("127.0.0.1:{dead}"))
+            ]
+        ),
+        1.0
+    );
 }
 
 /// A raw upstream that sends headers promising 1000 bytes, 7 of them, then closes.
@@ -127,7 +227,9 @@ async fn truncating_upstream() -> std::net::SocketAddr {
         while let Ok((mut s, _)) = listener.accept().await {
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf).await;
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial").await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial")
+                .await;
         }
     });
     addr
@@ -144,15 +246,45 @@ async fn reset_mid_body_breaks_the_client_body_and_weir_keeps_serving() {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut client = Client::connect(addr).await.unwrap();
     let reset = client.get("/broken", &[]).await;
-    assert!(reset.is_err(), "the client must see the body break, not a clean short body: {reset:?}");
-    assert_eq!(crate::support::get(addr, "/", &[]).await.unwrap().0, 200, "weir keeps serving");
-    assert!(eventually(Duration::from_secs(2), || weir.logs().contains("path=/broken status=200")).await);
+    assert!(
+        reset.is_err(),
+        "the client must see the body break, not a clean short body: {reset:?}"
+    );
+    assert_eq!(
+        crate::support::get(addr, "/", &[]).await.unwrap().0,
+        200,
+        "weir keeps serving"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || weir
+            .logs()
+            .contains("path=/broken status=200"))
+        .await
+    );
     let logs = weir.logs();
     let line = logs.lines().find(|l| l.contains("path=/broken")).unwrap();
     assert!(line.contains("error=upstream_reset"), "{line}");
     let metrics = weir.metrics().await;
-    assert_eq!(metric_sum(&metrics, "weir_http_requests_total", &[("route", "broken"), ("code", "200"), ("error", "upstream_reset")]), 1.0);
-    assert_eq!(metric_sum(&metrics, "weir_http_requests_in_flight", &[("service", "broken")]), 0.0);
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_http_requests_total",
+            &[
+                ("route", "broken"),
+                ("code", "200"),
+                ("error", "upstream_reset")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_http_requests_in_flight",
+            &[("service", "broken")]
+        ),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,9 +299,21 @@ async fn reset_before_headers_is_upstream_reset() {
     });
     let port = free_port();
     let routes = "      - name: all\n        backends: [{ service: closer }]";
-    let _weir = Weir::start(&config(port, routes, &format!("  - {{ name: closer, endpoints: [\"{upstream}\"] }}\n"))).await;
-    let (status, headers, body) = crate::support::get(format!("127.0.0.1:{port}").parse().unwrap(), "/", &[]).await.unwrap();
-    assert_eq!((status, headers["weir-error"].to_str().unwrap()), (502, "upstream_reset"), "{body}");
+    let _weir = Weir::start(&config(
+        port,
+        routes,
+        &format!("  - {{ name: closer, endpoints: [\"{upstream}\"] }}\n"),
+    ))
+    .await;
+    let (status, headers, body) =
+        crate::support::get(format!("127.0.0.1:{port}").parse().unwrap(), "/", &[])
+            .await
+            .unwrap();
+    assert_eq!(
+        (status, headers["weir-error"].to_str().unwrap()),
+        (502, "upstream_reset"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,11 +325,21 @@ async fn http2_prior_knowledge_downstream_and_http2_upstream() {
     let _weir = Weir::start(&config(port, routes, &services)).await;
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     // h2c client -> weir -> HTTP/1.1 upstream
-    let (ok, out) = curl(&["--http2-prior-knowledge", "-w", " %{http_version}", &url("/one")]);
+    let (ok, out) = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        " %{http_version}",
+        &url("/one"),
+    ]);
     assert!(ok);
     assert_eq!(out, "h2up 2");
     // h2c client -> weir -> h2c upstream, trailers relayed
-    let (ok, out) = curl(&["--http2-prior-knowledge", "-w", " %{http_version}", &url("/two")]);
+    let (ok, out) = curl(&[
+        "--http2-prior-knowledge",
+        "-w",
+        " %{http_version}",
+        &url("/two"),
+    ]);
     assert!(ok);
     assert_eq!(out, "h2up 2");
     // HTTP/1.1 client -> weir -> h2c upstream

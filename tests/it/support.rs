@@ -35,7 +35,10 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
 
 /// A port that was free a moment ago (bind to :0 and release).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// What a test upstream does; every request is counted and its headers kept.
@@ -65,7 +68,9 @@ pub struct Upstream {
 impl Upstream {
     /// Starts a server named `name` on a free port.
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         Self::serve(name, listener)
     }
 
@@ -81,15 +86,24 @@ impl Upstream {
         let (st, nm) = (state.clone(), name.to_string());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let (st, nm) = (st.clone(), nm.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| respond(st.clone(), nm.clone(), req));
-                    let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
-        Upstream { addr, name: name.to_string(), state, task }
+        Upstream {
+            addr,
+            name: name.to_string(),
+            state,
+            task,
+        }
     }
 
     /// Requests received so far.
@@ -99,7 +113,13 @@ impl Upstream {
 
     /// Headers of the most recent request.
     pub fn last_headers(&self) -> HeaderMap {
-        self.state.headers.lock().unwrap().last().cloned().unwrap_or_default()
+        self.state
+            .headers
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Stops accepting (existing connections are dropped with the task).
@@ -111,10 +131,16 @@ impl Upstream {
 type TestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 fn full(b: impl Into<Bytes>) -> TestBody {
-    Full::new(b.into()).map_err(|never: Infallible| match never {}).boxed()
+    Full::new(b.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
-async fn respond(state: Arc<UpstreamState>, name: String, req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
+async fn respond(
+    state: Arc<UpstreamState>,
+    name: String,
+    req: Request<Incoming>,
+) -> Result<Response<TestBody>, Infallible> {
     state.hits.fetch_add(1, Ordering::SeqCst);
     state.headers.lock().unwrap().push(req.headers().clone());
     let delay = state.delay_ms.load(Ordering::SeqCst);
@@ -131,7 +157,8 @@ async fn respond(state: Arc<UpstreamState>, name: String, req: Request<Incoming>
         }
         "status" => {
             let mut r = Response::new(full(name.clone()));
-            *r.status_mut() = StatusCode::from_u16(arg.parse().unwrap_or(500)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            *r.status_mut() = StatusCode::from_u16(arg.parse().unwrap_or(500))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             r
         }
         "bytes" => {
@@ -159,18 +186,25 @@ async fn respond(state: Arc<UpstreamState>, name: String, req: Request<Incoming>
         "trailers" => {
             let mut trailers = HeaderMap::new();
             trailers.insert("x-checksum", "abc123".parse().unwrap());
-            let frames = vec![Ok(Frame::data(Bytes::from("body"))), Ok(Frame::trailers(trailers))];
+            let frames = vec![
+                Ok(Frame::data(Bytes::from("body"))),
+                Ok(Frame::trailers(trailers)),
+            ];
             Response::new(FrameBody(frames.into_iter()).boxed())
         }
         "reset" => {
-            let frames = vec![Ok(Frame::data(Bytes::from("partial"))), Err(std::io::Error::other("upstream broke"))];
+            let frames = vec![
+                Ok(Frame::data(Bytes::from("partial"))),
+                Err(std::io::Error::other("upstream broke")),
+            ];
             let mut r = Response::new(FrameBody(frames.into_iter()).boxed());
             r.headers_mut().insert("content-length", 1000.into());
             r
         }
         _ => Response::new(full(name.clone())),
     };
-    resp.headers_mut().insert("x-upstream", name.parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream", name.parse().unwrap());
     Ok(resp)
 }
 
@@ -207,7 +241,12 @@ pub struct Weir {
 /// A unique scratch directory under the system temp dir.
 pub fn scratch_dir(tag: &str) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!("weir-it-{}-{}-{}", std::process::id(), tag, N.fetch_add(1, Ordering::SeqCst)));
+    let dir = std::env::temp_dir().join(format!(
+        "weir-it-{}-{}-{}",
+        std::process::id(),
+        tag,
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
@@ -228,7 +267,12 @@ impl Weir {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn weir");
-        let mut weir = Weir { child, admin, log, config };
+        let mut weir = Weir {
+            child,
+            admin,
+            log,
+            config,
+        };
         let ready = async {
             for _ in 0..500 {
                 if let Ok((200, _, _)) = get(admin, "/ready", &[]).await {
@@ -258,12 +302,17 @@ impl Weir {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        get(self.admin, "/metrics", &[]).await.map(|r| r.2).unwrap_or_default()
+        get(self.admin, "/metrics", &[])
+            .await
+            .map(|r| r.2)
+            .unwrap_or_default()
     }
 
     /// Sends a signal to the process.
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
     }
 }
 
@@ -278,13 +327,21 @@ impl Drop for Weir {
 pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
 
 /// One HTTP/1.1 request on a fresh connection: (status, headers, body).
-pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<(u16, HeaderMap, String), String> {
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, HeaderMap, String), String> {
     let mut client = Client::connect(addr).await?;
     client.request("GET", path, headers, Bytes::new()).await
 }
@@ -298,41 +355,79 @@ pub struct Client {
 impl Client {
     /// Connects to `addr`.
     pub async fn connect(addr: SocketAddr) -> Result<Client, String> {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok(Client { sender, addr })
     }
 
     /// Sends one request and reads the whole response.
-    pub async fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<(u16, HeaderMap, String), String> {
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(u16, HeaderMap, String), String> {
         self.sender.ready().await.map_err(|e| e.to_string())?;
-        let mut req = Request::builder().method(method).uri(path).header("host", self.addr.to_string());
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.addr.to_string());
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = self.sender.send_request(req.body(Full::new(body)).unwrap()).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req.body(Full::new(body)).unwrap())
+            .await
+            .map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// A GET with headers.
-    pub async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Result<(u16, HeaderMap, String), String> {
+    pub async fn get(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, HeaderMap, String), String> {
         self.request("GET", path, headers, Bytes::new()).await
     }
 }
 
 /// Runs curl with `args` and returns (exit ok, stdout).
 pub fn curl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("curl").args(["-s", "--max-time", "20"]).args(args).output().expect("curl is installed (scripts/test installs it)");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl is installed (scripts/test installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Sends `total` GETs of `path` over `concurrency` keep-alive connections and counts the
 /// responses by the `x-upstream` header (or `weir-error`/status for weir's own answers).
-pub async fn load(addr: SocketAddr, path: &str, total: usize, concurrency: usize) -> std::collections::HashMap<String, usize> {
+pub async fn load(
+    addr: SocketAddr,
+    path: &str,
+    total: usize,
+    concurrency: usize,
+) -> std::collections::HashMap<String, usize> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -342,8 +437,15 @@ pub async fn load(addr: SocketAddr, path: &str, total: usize, concurrency: usize
             let mut client = Client::connect(addr).await.expect("connect to weir");
             while next.fetch_add(1, Ordering::SeqCst) < total as u64 {
                 let key = match client.get(&path, &[]).await {
-                    Ok((_, h, _)) if h.contains_key("x-upstream") => h["x-upstream"].to_str().unwrap_or("?").to_string(),
-                    Ok((status, h, _)) => format!("{status} {}", h.get("weir-error").and_then(|v| v.to_str().ok()).unwrap_or("")),
+                    Ok((_, h, _)) if h.contains_key("x-upstream") => {
+                        h["x-upstream"].to_str().unwrap_or("?").to_string()
+                    }
+                    Ok((status, h, _)) => format!(
+                        "{status} {}",
+                        h.get("weir-error")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                    ),
                     Err(e) => {
                         client = Client::connect(addr).await.expect("reconnect to weir");
                         format!("error {e}")

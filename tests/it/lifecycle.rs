@@ -1,0 +1,150 @@
+//! Process and endpoint lifecycle: draining on SIGTERM, DNS discovery, endpoint-set changes
+//! under in-flight requests.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::{eventually, free_port, get, metric_sum, Client, Upstream, Weir};
+
+fn yaml(port: u16, services: &str) -> String {
+    format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: info, access_log: true }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n{services}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_accepting_finishes_in_flight_requests_and_exits_zero() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let mut weir = Weir::start(&yaml(
+        port,
+        &format!("  - {{ name: up, endpoints: [\"{}\"] }}\n", up.addr),
+    ))
+    .await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let slow = tokio::spawn(async move { get(addr, "/delay/800", &[]).await });
+    let admin = weir.admin;
+    let mut in_flight = false;
+    for _ in 0..200 {
+        let m = get(admin, "/metrics", &[])
+            .await
+            .map(|r| r.2)
+            .unwrap_or_default();
+        if metric_sum(&m, "weir_http_requests_in_flight", &[("service", "up")]) == 1.0 {
+            in_flight = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(in_flight, "the slow request never showed as in flight");
+    weir.signal("TERM");
+    assert!(
+        eventually(Duration::from_secs(2), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_err())
+        .await,
+        "weir still accepts connections after SIGTERM"
+    );
+    let answered = slow.await.unwrap();
+    assert_eq!(
+        answered.map(|r| (r.0, r.2)),
+        Ok((200, "up".to_string())),
+        "the in-flight request must complete"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(s) = weir.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weir did not exit after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    assert!(weir.logs().contains("drained; exiting"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_discovery_resolves_and_serves() {
+    let up = Upstream::start("dns-up").await;
+    let port = free_port();
+    let resolved: Vec<_> = tokio::net::lookup_host(("localhost", up.addr.port()))
+        .await
+        .unwrap()
+        .collect();
+    // Serve on every address localhost resolves to, so each discovered endpoint answers.
+    let mut extra = Vec::new();
+    for a in resolved.iter().filter(|a| a.ip() != up.addr.ip()) {
+        if let Ok(l) = tokio::net::TcpListener::bind(a).await {
+            drop(l);
+            extra.push(Upstream::start_at("dns-up", *a).await);
+        }
+    }
+    let services = format!(
+        "  - name: up\n    discovery: {{ dns: \"localhost:{}\", refresh: 100ms }}\n",
+        up.addr.port()
+    );
+    let weir = Weir::start(&yaml(port, &services)).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let admin = weir.admin;
+    let mut discovered = String::new();
+    for _ in 0..300 {
+        discovered = get(admin, "/services", &[])
+            .await
+            .map(|r| r.2)
+            .unwrap_or_default();
+        if discovered.contains(&up.addr.to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(discovered.contains(&up.addr.to_string()), "{discovered}");
+    let mut client = Client::connect(addr).await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(client.get("/", &[]).await.unwrap().2, "dns-up");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_set_changes_never_drop_in_flight_requests() {
+    // In-process, so the test can change the endpoint set exactly while requests are in flight.
+    let (old, new) = (Upstream::start("old").await, Upstream::start("new").await);
+    let text = format!(
+        "version: 1\nadmin: {{ address: \"127.0.0.1:0\" }}\nlogging: {{ level: warn, access_log: false }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:0\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{}\"] }}\n",
+        old.addr
+    );
+    let config = weir::config::load_str("test.yaml", &text).unwrap().config;
+    let server = weir::server::Server::start(config).await.unwrap();
+    let addr = server.listener_address("main").unwrap();
+    let slow: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(async move { get(addr, "/delay/500", &[]).await }))
+        .collect();
+    assert!(eventually(Duration::from_secs(2), || old.hits() == 8).await);
+
+    let snapshot = server.state.snapshot.load_full();
+    let service = Arc::clone(&snapshot.services["up"]);
+    service.set_endpoints(&[(new.addr, 1)]);
+    assert_eq!(
+        get(addr, "/", &[]).await.unwrap().2,
+        "new",
+        "new requests go to the new set"
+    );
+    for s in slow {
+        assert_eq!(
+            s.await.unwrap().map(|r| (r.0, r.2)),
+            Ok((200, "old".to_string())),
+            "in-flight requests finish on the removed endpoint"
+        );
+    }
+    service.set_endpoints(&[]);
+    let (status, headers, body) = get(addr, "/", &[]).await.unwrap();
+    assert_eq!(
+        (status, headers["weir-error"].to_str().unwrap()),
+        (503, "no_healthy_endpoint")
+    );
+    assert_eq!(body, "weir: service up has no endpoint available\n");
+    assert!(server.shutdown(Duration::from_secs(2)).await);
+}
