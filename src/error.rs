@@ -61,7 +61,9 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorCode::NoRoute => StatusCode::NOT_FOUND,
-            ErrorCode::NoHealthyEndpoint | ErrorCode::CircuitOpen | ErrorCode::Overflow => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NoHealthyEndpoint | ErrorCode::CircuitOpen | ErrorCode::Overflow => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::ConnectFailed | ErrorCode::UpstreamReset => StatusCode::BAD_GATEWAY,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::FaultAbort => StatusCode::SERVICE_UNAVAILABLE,
@@ -93,7 +95,10 @@ pub struct ProxyError {
 impl ProxyError {
     /// An error with a human explanation (without the `weir: ` prefix).
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        ProxyError { code, detail: detail.into() }
+        ProxyError {
+            code,
+            detail: detail.into(),
+        }
     }
 }
 

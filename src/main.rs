@@ -40,7 +40,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config, grace_period } => run(&config, grace_period),
+        Command::Run {
+            config,
+            grace_period,
+        } => run(&config, grace_period),
     }
 }
 
@@ -49,7 +52,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     match weir::config::load_file(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
-                eprintln!("{}:{}:{}: {}: warning: {}", w.file, w.line, w.col, w.path, w.message);
+                eprintln!(
+                    "{}:{}:{}: {}: warning: {}",
+                    w.file, w.line, w.col, w.path, w.message
+                );
             }
             println!(
                 "{}: ok ({} listeners, {} services)",
@@ -74,10 +80,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     // One worker per CPU this process may run on (taskset/cgroup aware), as Envoy sizes
     // its workers by default.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().map_err(|e| {
-        eprintln!("weir: cannot start the runtime: {e}");
-        ExitCode::from(2)
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("weir: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        })
 }
 
 /// `weir run`: serve until SIGTERM or SIGINT, then drain.
@@ -122,7 +132,10 @@ fn run(path: &std::path::Path, grace: Duration) -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process can still be killed; serve forever.
         return std::future::pending().await;
     };

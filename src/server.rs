@@ -36,10 +36,18 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::Bind { what, address, error } if error.kind() == std::io::ErrorKind::AddrInUse => {
+            StartError::Bind {
+                what,
+                address,
+                error,
+            } if error.kind() == std::io::ErrorKind::AddrInUse => {
                 write!(f, "{what}: cannot bind {address}: the address is in use; stop the other process or change the address")
             }
-            StartError::Bind { what, address, error } => write!(f, "{what}: cannot bind {address}: {error}"),
+            StartError::Bind {
+                what,
+                address,
+                error,
+            } => write!(f, "{what}: cannot bind {address}: {error}"),
             StartError::Build(e) => write!(f, "cannot build the configuration: {e}"),
         }
     }
@@ -68,15 +76,29 @@ impl Server {
         let snapshot = Snapshot::build(config, &metrics).map_err(StartError::Build)?;
         let config = snapshot.config.clone();
         let shared = Arc::new(ArcSwap::new(snapshot.clone()));
-        let state = Arc::new(AdminState { snapshot: shared.clone(), metrics, ready: false.into() });
+        let state = Arc::new(AdminState {
+            snapshot: shared.clone(),
+            metrics,
+            ready: false.into(),
+        });
         let (stop, stop_rx) = watch::channel(false);
 
         let bind = |what: String, address: SocketAddr| async move {
-            TcpListener::bind(address).await.map_err(|error| StartError::Bind { what, address, error })
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| StartError::Bind {
+                    what,
+                    address,
+                    error,
+                })
         };
         let admin_listener = bind("admin".into(), config.admin.address).await?;
         let admin_address = admin_listener.local_addr().unwrap_or(config.admin.address);
-        let mut background = vec![tokio::spawn(admin::serve(admin_listener, state.clone(), stop_rx.clone()))];
+        let mut background = vec![tokio::spawn(admin::serve(
+            admin_listener,
+            state.clone(),
+            stop_rx.clone(),
+        ))];
 
         let mut bound = Vec::new();
         for (index, l) in config.listeners.iter().enumerate() {
@@ -91,25 +113,57 @@ impl Server {
         let mut listener_addresses = Vec::new();
         let mut listeners = Vec::new();
         for (index, name, listener) in bound {
-            let address = listener.local_addr().unwrap_or(config.listeners[index].address);
+            let address = listener
+                .local_addr()
+                .unwrap_or(config.listeners[index].address);
             tracing::info!(listener = %name, %address, "listening");
             listener_addresses.push((name, address));
-            listeners.push(tokio::spawn(crate::proxy::listener::serve(listener, index, shared.clone(), stop_rx.clone(), grace)));
+            listeners.push(tokio::spawn(crate::proxy::listener::serve(
+                listener,
+                index,
+                shared.clone(),
+                stop_rx.clone(),
+                grace,
+            )));
         }
 
         for s in &config.services {
-            if let (Some(Discovery::Dns { host, port, refresh }), Some(service)) = (&s.discovery, snapshot.services.get(&s.name)) {
-                background.push(tokio::spawn(crate::discovery::dns::run(service.clone(), host.clone(), *port, *refresh, stop_rx.clone())));
+            if let (
+                Some(Discovery::Dns {
+                    host,
+                    port,
+                    refresh,
+                }),
+                Some(service),
+            ) = (&s.discovery, snapshot.services.get(&s.name))
+            {
+                background.push(tokio::spawn(crate::discovery::dns::run(
+                    service.clone(),
+                    host.clone(),
+                    *port,
+                    *refresh,
+                    stop_rx.clone(),
+                )));
             }
         }
         state.ready.store(true, Ordering::Release);
         tracing::info!(admin = %admin_address, "weir is ready");
-        Ok(Server { admin_address, listener_addresses, state, stop, listeners, background })
+        Ok(Server {
+            admin_address,
+            listener_addresses,
+            state,
+            stop,
+            listeners,
+            background,
+        })
     }
 
     /// The address of the named listener.
     pub fn listener_address(&self, name: &str) -> Option<SocketAddr> {
-        self.listener_addresses.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+        self.listener_addresses
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
     }
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then stops.

@@ -36,7 +36,11 @@ impl Snapshot {
     /// Builds services (with their endpoint metric handles) and route tables.
     pub fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
-        for l in config.listeners.iter().filter(|l| l.protocol == ListenerProtocol::Http) {
+        for l in config
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == ListenerProtocol::Http)
+        {
             for r in &l.routes {
                 for b in &r.backends {
                     let s = slots.entry(b.service.as_str()).or_default();
@@ -50,14 +54,31 @@ impl Snapshot {
         let services: HashMap<String, Arc<Service>> = config
             .services
             .iter()
-            .map(|s| (s.name.clone(), Service::new(s, slots.remove(s.name.as_str()).unwrap_or_default(), metrics.clone())))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    Service::new(
+                        s,
+                        slots.remove(s.name.as_str()).unwrap_or_default(),
+                        metrics.clone(),
+                    ),
+                )
+            })
             .collect();
         let listeners = config
             .listeners
             .iter()
-            .map(|l| RouteTable::new(l, &services, metrics).map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0))))
+            .map(|l| {
+                RouteTable::new(l, &services, metrics)
+                    .map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0)))
+            })
             .collect::<Result<_, _>>()?;
         let access_log = config.logging.access_log;
-        Ok(Arc::new(Snapshot { config: Arc::new(config), listeners, services, access_log }))
+        Ok(Arc::new(Snapshot {
+            config: Arc::new(config),
+            listeners,
+            services,
+            access_log,
+        }))
     }
 }

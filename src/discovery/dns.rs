@@ -10,7 +10,13 @@ use tokio::sync::watch;
 use crate::upstream::Service;
 
 /// Resolves `host:port` now and then every `refresh`, until `stop` turns true.
-pub async fn run(service: Arc<Service>, host: String, port: u16, refresh: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    service: Arc<Service>,
+    host: String,
+    port: u16,
+    refresh: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut last: Vec<SocketAddr> = Vec::new();
     loop {
         match tokio::net::lookup_host((host.as_str(), port)).await {
@@ -25,7 +31,9 @@ pub async fn run(service: Arc<Service>, host: String, port: u16, refresh: Durati
                     last = addrs;
                 }
             }
-            Err(e) => tracing::warn!(service = %service.name, %host, error = %e, "dns lookup failed; keeping the last endpoints"),
+            Err(e) => {
+                tracing::warn!(service = %service.name, %host, error = %e, "dns lookup failed; keeping the last endpoints")
+            }
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,

@@ -70,7 +70,9 @@ impl Finish {
         let mut names = ("", "", "");
         match &self.placement {
             None => {
-                table.unmatched.proxy_error(self.error.unwrap_or(ErrorCode::NoRoute), self.status);
+                table
+                    .unmatched
+                    .proxy_error(self.error.unwrap_or(ErrorCode::NoRoute), self.status);
                 table.unmatched_duration.observe(duration);
             }
             Some(p) => {
@@ -79,13 +81,17 @@ impl Finish {
                 backend.duration.observe(duration);
                 names = (route.name.as_str(), backend.service.name.as_str(), "");
                 match &p.endpoint {
-                    None => backend.unsent.proxy_error(self.error.unwrap_or(ErrorCode::NoHealthyEndpoint), self.status),
+                    None => backend.unsent.proxy_error(
+                        self.error.unwrap_or(ErrorCode::NoHealthyEndpoint),
+                        self.status,
+                    ),
                     Some((endpoint, _)) => {
                         names.2 = endpoint.label.as_str();
                         let counters = &endpoint.counters[backend.slot];
                         match (self.error, ending) {
                             (Some(code), _) => counters.proxy_error(code, self.status),
-                            (None, Ending::UpstreamFailed) => counters.upstream_failed_mid_body(self.status, ErrorCode::UpstreamReset),
+                            (None, Ending::UpstreamFailed) => counters
+                                .upstream_failed_mid_body(self.status, ErrorCode::UpstreamReset),
                             (None, _) => counters.upstream(self.status),
                         }
                         if ending == Ending::Complete {

@@ -45,13 +45,22 @@ pub struct Connection {
 impl Connection {
     /// State for a newly accepted connection.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, listener: usize, client: SocketAddr) -> Self {
-        let client_ip = HeaderValue::from_str(&client.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Connection { snapshot, listener, client, client_ip }
+        let client_ip = HeaderValue::from_str(&client.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Connection {
+            snapshot,
+            listener,
+            client,
+            client_ip,
+        }
     }
 }
 
 /// Proxies one request. Never fails: every error becomes a response that says why.
-pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle(
+    conn: Arc<Connection>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
     let snapshot = conn.snapshot.load_full();
     let mut finish = Finish {
         snapshot,
@@ -70,30 +79,53 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
 
     // Phase 1: route.
     let Some(route_idx) = table.find(&req) else {
-        let err = ProxyError::new(ErrorCode::NoRoute, format!("no route of listener {} matches {} {}", table.listener, req.method(), req.uri().path()));
+        let err = ProxyError::new(
+            ErrorCode::NoRoute,
+            format!(
+                "no route of listener {} matches {} {}",
+                table.listener,
+                req.method(),
+                req.uri().path()
+            ),
+        );
         return Ok(error_response(&err, finish));
     };
     let route = &table.routes[route_idx];
 
     // Phase 2: split.
     let Some(backend_idx) = route.pick_backend() else {
-        let err = ProxyError::new(ErrorCode::NoHealthyEndpoint, format!("route {} has no backend with a non-zero weight", route.name));
+        let err = ProxyError::new(
+            ErrorCode::NoHealthyEndpoint,
+            format!("route {} has no backend with a non-zero weight", route.name),
+        );
         return Ok(error_response(&err, finish));
     };
     let backend = &route.backends[backend_idx];
     let service = &backend.service;
-    finish.placement = Some(Placement { route: route_idx, backend: backend_idx, endpoint: None });
+    finish.placement = Some(Placement {
+        route: route_idx,
+        backend: backend_idx,
+        endpoint: None,
+    });
 
     // Phase 3: upstream peer.
     let Some(endpoint) = service.pick(req.headers()) else {
-        let err = ProxyError::new(ErrorCode::NoHealthyEndpoint, format!("service {} has no endpoint available", service.name));
+        let err = ProxyError::new(
+            ErrorCode::NoHealthyEndpoint,
+            format!("service {} has no endpoint available", service.name),
+        );
         return Ok(error_response(&err, finish));
     };
     let in_flight = InFlight::start(&endpoint);
 
     // Phase 4: upstream request.
     let (mut parts, body) = req.into_parts();
-    headers::to_upstream(&mut parts, &conn.client_ip, service.protocol, &endpoint.label);
+    headers::to_upstream(
+        &mut parts,
+        &conn.client_ip,
+        service.protocol,
+        &endpoint.label,
+    );
     let upstream_req = Request::from_parts(parts, RequestBody::Streaming(body));
 
     // Phase 5: send.
@@ -108,16 +140,30 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
             headers::strip_hop_by_hop(&mut parts.headers);
             finish.status = parts.status.as_u16();
             finish.reusable = exchange.reusable;
-            finish.placement = Some(Placement { route: route_idx, backend: backend_idx, endpoint: Some((endpoint, in_flight)) });
-            return Ok(Response::from_parts(parts, ResponseBody::upstream(body, finish)));
+            finish.placement = Some(Placement {
+                route: route_idx,
+                backend: backend_idx,
+                endpoint: Some((endpoint, in_flight)),
+            });
+            return Ok(Response::from_parts(
+                parts,
+                ResponseBody::upstream(body, finish),
+            ));
         }
         Ok(Err(UpstreamError::Connect(why))) => ProxyError::new(
             ErrorCode::ConnectFailed,
-            format!("could not connect to endpoint {} of service {}: {why}", endpoint.label, service.name),
+            format!(
+                "could not connect to endpoint {} of service {}: {why}",
+                endpoint.label, service.name
+            ),
         ),
-        Ok(Err(e @ UpstreamError::Reset(_))) => {
-            ProxyError::new(ErrorCode::UpstreamReset, format!("endpoint {} of service {}: {e}", endpoint.label, service.name))
-        }
+        Ok(Err(e @ UpstreamError::Reset(_))) => ProxyError::new(
+            ErrorCode::UpstreamReset,
+            format!(
+                "endpoint {} of service {}: {e}",
+                endpoint.label, service.name
+            ),
+        ),
         Err(_) => ProxyError::new(
             ErrorCode::Timeout,
             format!(
@@ -129,6 +175,10 @@ pub async fn handle(conn: Arc<Connection>, req: Request<Incoming>) -> Result<Res
             ),
         ),
     };
-    finish.placement = Some(Placement { route: route_idx, backend: backend_idx, endpoint: Some((endpoint, in_flight)) });
+    finish.placement = Some(Placement {
+        route: route_idx,
+        backend: backend_idx,
+        endpoint: Some((endpoint, in_flight)),
+    });
     Ok(error_response(&failure, finish))
 }

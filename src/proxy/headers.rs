@@ -27,7 +27,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for token in value.split(',').map(str::trim) {
-            if token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close") || token.is_empty() {
+            if token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+                || token.is_empty()
+            {
                 continue; // Already removed below; the common case allocates nothing.
             }
             if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
@@ -44,32 +47,49 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// appends the client to `x-forwarded-for`, sets `x-forwarded-proto`, and puts the target in
 /// the form the upstream's HTTP version needs (origin form and `host` for HTTP/1.1; scheme
 /// and authority for HTTP/2).
-pub fn to_upstream(parts: &mut request::Parts, client_ip: &HeaderValue, protocol: UpstreamProtocol, fallback_authority: &str) {
-    let wants_trailers = parts
-        .headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers"))));
+pub fn to_upstream(
+    parts: &mut request::Parts,
+    client_ip: &HeaderValue,
+    protocol: UpstreamProtocol,
+    fallback_authority: &str,
+) {
+    let wants_trailers = parts.headers.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+    });
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TE);
     if wants_trailers {
-        parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
     }
 
     append_forwarded_for(&mut parts.headers, client_ip);
-    parts.headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
 
-    let authority: Option<Authority> = parts
+    let authority: Option<Authority> = parts.uri.authority().cloned().or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+    });
+    let path = parts
         .uri
-        .authority()
+        .path_and_query()
         .cloned()
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| Authority::try_from(h.as_bytes()).ok()));
-    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
     match protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
             if !parts.headers.contains_key(header::HOST) {
-                let host = authority.as_ref().map_or(fallback_authority, Authority::as_str);
+                let host = authority
+                    .as_ref()
+                    .map_or(fallback_authority, Authority::as_str);
                 if let Ok(v) = HeaderValue::from_str(host) {
                     parts.headers.insert(header::HOST, v);
                 }
@@ -125,11 +145,26 @@ mod tests {
     fn hop_by_hop_fields_and_those_named_by_connection_are_removed() {
         let mut p = parts(
             "/x",
-            &[("connection", "keep-alive, X-Secret"), ("keep-alive", "timeout=5"), ("x-secret", "1"), ("upgrade", "h2c"), ("te", "gzip"), ("x-app", "kept")],
+            &[
+                ("connection", "keep-alive, X-Secret"),
+                ("keep-alive", "timeout=5"),
+                ("x-secret", "1"),
+                ("upgrade", "h2c"),
+                ("te", "gzip"),
+                ("x-app", "kept"),
+            ],
         );
-        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http1, "svc");
+        to_upstream(
+            &mut p,
+            &HeaderValue::from_static("10.0.0.9"),
+            UpstreamProtocol::Http1,
+            "svc",
+        );
         for gone in ["connection", "keep-alive", "x-secret", "upgrade", "te"] {
-            assert!(!p.headers.contains_key(gone), "{gone} must not be forwarded");
+            assert!(
+                !p.headers.contains_key(gone),
+                "{gone} must not be forwarded"
+            );
         }
         assert_eq!(p.headers["x-app"], "kept");
     }
@@ -137,14 +172,30 @@ mod tests {
     #[test]
     fn te_trailers_survives_for_grpc() {
         let mut p = parts("/svc/Method", &[("te", "trailers")]);
-        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http2, "svc:80");
+        to_upstream(
+            &mut p,
+            &HeaderValue::from_static("10.0.0.9"),
+            UpstreamProtocol::Http2,
+            "svc:80",
+        );
         assert_eq!(p.headers["te"], "trailers");
     }
 
     #[test]
     fn forwarded_headers_are_appended_and_set() {
-        let mut p = parts("/", &[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
-        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http1, "svc");
+        let mut p = parts(
+            "/",
+            &[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-forwarded-proto", "https"),
+            ],
+        );
+        to_upstream(
+            &mut p,
+            &HeaderValue::from_static("10.0.0.9"),
+            UpstreamProtocol::Http1,
+            "svc",
+        );
         assert_eq!(p.headers["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         assert_eq!(p.headers["x-forwarded-proto"], "http");
     }
@@ -152,12 +203,22 @@ mod tests {
     #[test]
     fn target_form_follows_the_upstream_version() {
         let mut p = parts("http://reviews:9080/r?q=1", &[]);
-        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http1, "fallback");
+        to_upstream(
+            &mut p,
+            &HeaderValue::from_static("10.0.0.9"),
+            UpstreamProtocol::Http1,
+            "fallback",
+        );
         assert_eq!(p.uri, "/r?q=1");
         assert_eq!(p.headers["host"], "reviews:9080");
 
         let mut p = parts("/r", &[("host", "reviews:9080")]);
-        to_upstream(&mut p, &HeaderValue::from_static("10.0.0.9"), UpstreamProtocol::Http2, "fallback");
+        to_upstream(
+            &mut p,
+            &HeaderValue::from_static("10.0.0.9"),
+            UpstreamProtocol::Http2,
+            "fallback",
+        );
         assert_eq!(p.uri, "http://reviews:9080/r");
         assert_eq!(p.version, Version::HTTP_2);
     }

@@ -21,15 +21,28 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The HTTP server settings shared by every listener.
 pub fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024);
     builder
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then drains: idle
 /// connections close at once, in-flight requests get up to `grace` to finish (HTTP/2 clients
 /// receive GOAWAY). Returns whether every connection closed within the grace period.
-pub async fn serve(listener: TcpListener, index: usize, snapshot: Arc<ArcSwap<Snapshot>>, mut stop: watch::Receiver<bool>, grace: Duration) -> bool {
+pub async fn serve(
+    listener: TcpListener,
+    index: usize,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> bool {
     let builder = Arc::new(http_builder());
     let drain = GracefulShutdown::new();
     loop {
@@ -50,7 +63,9 @@ pub async fn serve(listener: TcpListener, index: usize, snapshot: Arc<ArcSwap<Sn
         let _ = stream.set_nodelay(true);
         let conn = Arc::new(Connection::new(snapshot.clone(), index, client));
         let service = service_fn(move |req| handle(conn.clone(), req));
-        let served = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let served = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let watched = drain.watch(served);
         tokio::spawn(async move {
             if let Err(e) = watched.await {

@@ -31,16 +31,28 @@ enum Source {
 impl ResponseBody {
     /// Relays an upstream body; `finish` runs when it ends.
     pub fn upstream(body: Incoming, finish: Finish) -> Self {
-        ResponseBody { source: Source::Upstream(body), finish: Some(finish), ending: Ending::Abandoned }
+        ResponseBody {
+            source: Source::Upstream(body),
+            finish: Some(finish),
+            ending: Ending::Abandoned,
+        }
     }
 
     /// A body weir owns, with no logging attached (admin, demo).
     pub fn full(data: impl Into<Bytes>) -> Self {
-        ResponseBody { source: Source::Local(Some(data.into())), finish: None, ending: Ending::Complete }
+        ResponseBody {
+            source: Source::Local(Some(data.into())),
+            finish: None,
+            ending: Ending::Complete,
+        }
     }
 
     fn local(data: Bytes, finish: Finish) -> Self {
-        ResponseBody { source: Source::Local(Some(data)), finish: Some(finish), ending: Ending::Complete }
+        ResponseBody {
+            source: Source::Local(Some(data)),
+            finish: Some(finish),
+            ending: Ending::Complete,
+        }
     }
 }
 
@@ -54,15 +66,23 @@ pub fn error_response(err: &ProxyError, mut finish: Finish) -> Response<Response
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert("weir-error", HeaderValue::from_static(err.code.as_str()));
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
 /// A plain local response without logging (admin server).
-pub fn plain(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<ResponseBody> {
+pub fn plain(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::full(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 
@@ -70,7 +90,10 @@ impl Body for ResponseBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         let polled = match &mut this.source {
             Source::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -99,7 +122,9 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         match &self.source {
             Source::Upstream(body) => body.size_hint(),
-            Source::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Source::Local(data) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }
@@ -108,7 +133,11 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(f) = self.finish.take() {
             // A body the server never had to poll (empty, or HEAD) still ended cleanly.
-            let ending = if self.ending == Ending::Abandoned && self.is_end_stream() { Ending::Complete } else { self.ending };
+            let ending = if self.ending == Ending::Abandoned && self.is_end_stream() {
+                Ending::Complete
+            } else {
+                self.ending
+            };
             f.complete(ending);
         }
     }

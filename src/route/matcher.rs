@@ -42,7 +42,10 @@ pub struct MatcherError(pub String);
 impl RouteMatcher {
     /// Compiles a route's `match`. Regexes match the whole path or value.
     pub fn new(m: &config::RouteMatch) -> Result<Self, MatcherError> {
-        let full = |re: &str| Regex::new(&format!("^(?:{re})$")).map_err(|e| MatcherError(format!("invalid regex {re:?}: {e}")));
+        let full = |re: &str| {
+            Regex::new(&format!("^(?:{re})$"))
+                .map_err(|e| MatcherError(format!("invalid regex {re:?}: {e}")))
+        };
         let path = match &m.path {
             None => None,
             Some(PathMatch::Prefix(p)) => Some(PathMatcher::Prefix(p.clone())),
@@ -53,7 +56,8 @@ impl RouteMatcher {
             .headers
             .iter()
             .map(|h| {
-                let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| MatcherError(format!("invalid header name {:?}", h.name)))?;
+                let name = HeaderName::from_bytes(h.name.as_bytes())
+                    .map_err(|_| MatcherError(format!("invalid header name {:?}", h.name)))?;
                 let rule = match &h.rule {
                     HeaderRule::Exact(v) => HeaderCondition::Exact(v.clone().into_bytes()),
                     HeaderRule::Prefix(v) => HeaderCondition::Prefix(v.clone().into_bytes()),
@@ -65,9 +69,16 @@ impl RouteMatcher {
             .collect::<Result<_, MatcherError>>()?;
         let method = match &m.method {
             None => None,
-            Some(s) => Some(Method::from_bytes(s.as_bytes()).map_err(|_| MatcherError(format!("invalid method {s:?}")))?),
+            Some(s) => Some(
+                Method::from_bytes(s.as_bytes())
+                    .map_err(|_| MatcherError(format!("invalid method {s:?}")))?,
+            ),
         };
-        Ok(RouteMatcher { path, headers, method })
+        Ok(RouteMatcher {
+            path,
+            headers,
+            method,
+        })
     }
 
     /// Whether every condition holds for the request.
@@ -117,10 +128,20 @@ mod tests {
         b.body(()).unwrap()
     }
 
-    fn matcher(path: Option<PathMatch>, headers: Vec<(&str, HeaderRule)>, method: Option<&str>) -> RouteMatcher {
+    fn matcher(
+        path: Option<PathMatch>,
+        headers: Vec<(&str, HeaderRule)>,
+        method: Option<&str>,
+    ) -> RouteMatcher {
         RouteMatcher::new(&RouteMatch {
             path,
-            headers: headers.into_iter().map(|(n, rule)| HeaderMatch { name: n.into(), rule }).collect(),
+            headers: headers
+                .into_iter()
+                .map(|(n, rule)| HeaderMatch {
+                    name: n.into(),
+                    rule,
+                })
+                .collect(),
             method: method.map(String::from),
         })
         .unwrap()
@@ -136,7 +157,10 @@ mod tests {
         assert!(!exact.matches(&req("GET", "/a/b", &[])));
         let re = matcher(Some(PathMatch::Regex("/users/[0-9]+".into())), vec![], None);
         assert!(re.matches(&req("GET", "/users/42", &[])));
-        assert!(!re.matches(&req("GET", "/users/42/x", &[])), "regex must match the whole path");
+        assert!(
+            !re.matches(&req("GET", "/users/42/x", &[])),
+            "regex must match the whole path"
+        );
     }
 
     #[test]
@@ -154,8 +178,16 @@ mod tests {
         let good = [("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v2")];
         assert!(m.matches(&req("GET", "/", &good)));
         assert!(!m.matches(&req("POST", "/", &good)));
-        assert!(!m.matches(&req("GET", "/", &[("x-canary", "false"), ("x-user", "vip-7"), ("x-v", "v2")])));
-        assert!(!m.matches(&req("GET", "/", &[("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v3")])));
+        assert!(!m.matches(&req(
+            "GET",
+            "/",
+            &[("x-canary", "false"), ("x-user", "vip-7"), ("x-v", "v2")]
+        )));
+        assert!(!m.matches(&req(
+            "GET",
+            "/",
+            &[("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v3")]
+        )));
         let mut with_debug = good.to_vec();
         with_debug.push(("x-debug", "1"));
         assert!(!m.matches(&req("GET", "/", &with_debug)));
@@ -168,6 +200,11 @@ mod tests {
 
     #[test]
     fn bad_regex_is_an_error() {
-        assert!(RouteMatcher::new(&RouteMatch { path: Some(PathMatch::Regex("(".into())), headers: vec![], method: None }).is_err());
+        assert!(RouteMatcher::new(&RouteMatch {
+            path: Some(PathMatch::Regex("(".into())),
+            headers: vec![],
+            method: None
+        })
+        .is_err());
     }
 }

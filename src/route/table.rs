@@ -65,23 +65,42 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles a listener's routes against the built services.
-    pub fn new(listener: &config::Listener, services: &HashMap<String, Arc<Service>>, metrics: &Metrics) -> Result<Self, MatcherError> {
+    pub fn new(
+        listener: &config::Listener,
+        services: &HashMap<String, Arc<Service>>,
+        metrics: &Metrics,
+    ) -> Result<Self, MatcherError> {
         let mut routes = Vec::with_capacity(listener.routes.len());
         for r in &listener.routes {
             let mut backends = Vec::with_capacity(r.backends.len());
             for b in &r.backends {
                 let service = services
                     .get(&b.service)
-                    .ok_or_else(|| MatcherError(format!("route {} names unknown service {}", r.name, b.service)))?
+                    .ok_or_else(|| {
+                        MatcherError(format!(
+                            "route {} names unknown service {}",
+                            r.name, b.service
+                        ))
+                    })?
                     .clone();
-                let slot = service
-                    .slot(&listener.name, &r.name)
-                    .ok_or_else(|| MatcherError(format!("service {} has no slot for route {}", b.service, r.name)))?;
-                let duration = metrics
-                    .request_duration
-                    .get_or_create_owned(&RouteLabels { listener: listener.name.clone(), route: r.name.clone(), service: b.service.clone() });
+                let slot = service.slot(&listener.name, &r.name).ok_or_else(|| {
+                    MatcherError(format!(
+                        "service {} has no slot for route {}",
+                        b.service, r.name
+                    ))
+                })?;
+                let duration = metrics.request_duration.get_or_create_owned(&RouteLabels {
+                    listener: listener.name.clone(),
+                    route: r.name.clone(),
+                    service: b.service.clone(),
+                });
                 let unsent = RequestCounters::new(metrics, &listener.name, &r.name, &b.service, "");
-                backends.push(RouteBackend { service, slot, duration, unsent });
+                backends.push(RouteBackend {
+                    service,
+                    slot,
+                    duration,
+                    unsent,
+                });
             }
             let weights: Vec<u32> = r.backends.iter().map(|b| b.weight).collect();
             routes.push(Route {
@@ -96,9 +115,11 @@ impl RouteTable {
             listener: listener.name.clone(),
             routes,
             unmatched: RequestCounters::new(metrics, &listener.name, "", "", ""),
-            unmatched_duration: metrics
-                .request_duration
-                .get_or_create_owned(&RouteLabels { listener: listener.name.clone(), route: String::new(), service: String::new() }),
+            unmatched_duration: metrics.request_duration.get_or_create_owned(&RouteLabels {
+                listener: listener.name.clone(),
+                route: String::new(),
+                service: String::new(),
+            }),
         })
     }
 

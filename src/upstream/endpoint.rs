@@ -46,7 +46,9 @@ impl InFlight {
     /// Takes a slot.
     pub fn start(endpoint: &Endpoint) -> Self {
         endpoint.in_flight.inc();
-        InFlight { gauge: endpoint.in_flight.clone() }
+        InFlight {
+            gauge: endpoint.in_flight.clone(),
+        }
     }
 }
 

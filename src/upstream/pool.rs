@@ -36,7 +36,9 @@ impl fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UpstreamError::Connect(why) => write!(f, "connection failed: {why}"),
-            UpstreamError::Reset(e) => write!(f, "connection reset before a complete response ({e})"),
+            UpstreamError::Reset(e) => {
+                write!(f, "connection reset before a complete response ({e})")
+            }
         }
     }
 }
@@ -71,7 +73,12 @@ pub struct Pool {
 
 impl Pool {
     /// An empty pool; connections are made on demand.
-    pub fn new(address: SocketAddr, protocol: UpstreamProtocol, connect_timeout: Duration, idle_timeout: Duration) -> Self {
+    pub fn new(
+        address: SocketAddr,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Self {
         Pool {
             address,
             protocol,
@@ -104,7 +111,10 @@ impl Pool {
         }
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while idle.front().is_some_and(|c| now.duration_since(c.since) > self.idle_timeout) {
+        while idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+        {
             idle.pop_front();
         }
         idle.push_back(IdleConnection { sender, since: now });
@@ -126,7 +136,12 @@ impl Pool {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok(Exchange { response, reusable: Some(sender) }),
+                Ok(response) => {
+                    return Ok(Exchange {
+                        response,
+                        reusable: Some(sender),
+                    })
+                }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(UpstreamError::Reset(e.into_error())),
@@ -134,17 +149,31 @@ impl Pool {
             }
         }
         let io = self.connect().await?;
-        let (mut sender, conn) = http1::Builder::new().handshake(io).await.map_err(UpstreamError::Reset)?;
+        let (mut sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Reset)?;
         self.spawn_connection(conn);
-        let response = sender.send_request(req).await.map_err(UpstreamError::Reset)?;
-        Ok(Exchange { response, reusable: Some(sender) })
+        let response = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Reset)?;
+        Ok(Exchange {
+            response,
+            reusable: Some(sender),
+        })
     }
 
     async fn send_http2(&self, mut req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
         for _ in 0..2 {
             let mut sender = self.http2_sender().await?;
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok(Exchange { response, reusable: None }),
+                Ok(response) => {
+                    return Ok(Exchange {
+                        response,
+                        reusable: None,
+                    })
+                }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => {
                         req = unsent;
@@ -154,7 +183,9 @@ impl Pool {
                 },
             }
         }
-        Err(UpstreamError::Connect("the HTTP/2 connection closed before the request could be sent".into()))
+        Err(UpstreamError::Connect(
+            "the HTTP/2 connection closed before the request could be sent".into(),
+        ))
     }
 
     fn live_http2(&self) -> Option<http2::SendRequest<RequestBody>> {
@@ -171,7 +202,10 @@ impl Pool {
             return Ok(s);
         }
         let io = self.connect().await?;
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new()).handshake(io).await.map_err(UpstreamError::Reset)?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(io)
+            .await
+            .map_err(UpstreamError::Reset)?;
         self.spawn_connection(conn);
         *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
@@ -180,7 +214,12 @@ impl Pool {
     async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.address))
             .await
-            .map_err(|_| UpstreamError::Connect(format!("no answer within connect_timeout {:?}", self.connect_timeout)))?
+            .map_err(|_| {
+                UpstreamError::Connect(format!(
+                    "no answer within connect_timeout {:?}",
+                    self.connect_timeout
+                ))
+            })?
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         Ok(TokioIo::new(stream))

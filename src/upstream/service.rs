@@ -44,36 +44,59 @@ pub struct Service {
 impl Service {
     /// Builds a service from its configuration. `route_slots` names every (listener, route)
     /// pair whose backends include it, so endpoint metric handles can be resolved up front.
-    pub fn new(cfg: &config::Service, route_slots: Vec<(String, String)>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        cfg: &config::Service,
+        route_slots: Vec<(String, String)>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let healthy = metrics
             .upstream_endpoints
-            .get_or_create_owned(&EndpointStateLabels { service: cfg.name.clone(), state: "healthy".into() });
+            .get_or_create_owned(&EndpointStateLabels {
+                service: cfg.name.clone(),
+                state: "healthy".into(),
+            });
         let service = Service {
             name: cfg.name.clone(),
             protocol: cfg.protocol,
             load_balancer: cfg.load_balancer,
-            hash_header: cfg.ring_hash.as_ref().and_then(|r| HeaderName::from_bytes(r.header.as_bytes()).ok()),
+            hash_header: cfg
+                .ring_hash
+                .as_ref()
+                .and_then(|r| HeaderName::from_bytes(r.header.as_bytes()).ok()),
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
             route_slots,
             metrics,
-            endpoints: ArcSwap::from_pointee(EndpointSet { endpoints: Vec::new(), balancer: Balancer::new(cfg.load_balancer, std::iter::empty()) }),
+            endpoints: ArcSwap::from_pointee(EndpointSet {
+                endpoints: Vec::new(),
+                balancer: Balancer::new(cfg.load_balancer, std::iter::empty()),
+            }),
             healthy,
         };
-        let statics: Vec<(SocketAddr, u32)> = cfg.endpoints.iter().map(|e| (e.address, e.weight)).collect();
+        let statics: Vec<(SocketAddr, u32)> = cfg
+            .endpoints
+            .iter()
+            .map(|e| (e.address, e.weight))
+            .collect();
         service.set_endpoints(&statics);
         Arc::new(service)
     }
 
     /// The slot of a (listener, route) pair in each endpoint's counters.
     pub fn slot(&self, listener: &str, route: &str) -> Option<usize> {
-        self.route_slots.iter().position(|(l, r)| l == listener && r == route)
+        self.route_slots
+            .iter()
+            .position(|(l, r)| l == listener && r == route)
     }
 
     /// Chooses an endpoint for a request, or `None` when no endpoint can take it.
     pub fn pick(&self, headers: &HeaderMap) -> Option<Arc<Endpoint>> {
         let set = self.endpoints.load();
-        let key = self.hash_header.as_ref().and_then(|h| headers.get(h)).map(|v| v.as_bytes());
+        let key = self
+            .hash_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .map(|v| v.as_bytes());
         let idx = set.balancer.pick(key, |i| set.endpoints[i].load())?;
         Some(set.endpoints[idx].clone())
     }
@@ -104,28 +127,41 @@ impl Service {
                     .unwrap_or_else(|| Arc::new(self.new_endpoint(address, weight)))
             })
             .collect();
-        let balancer = Balancer::new(self.load_balancer, endpoints.iter().map(|e| (e.label.as_str(), e.weight)));
+        let balancer = Balancer::new(
+            self.load_balancer,
+            endpoints.iter().map(|e| (e.label.as_str(), e.weight)),
+        );
         self.healthy.set(endpoints.len() as i64);
-        self.endpoints.store(Arc::new(EndpointSet { endpoints, balancer }));
+        self.endpoints.store(Arc::new(EndpointSet {
+            endpoints,
+            balancer,
+        }));
     }
 
     fn new_endpoint(&self, address: SocketAddr, weight: u32) -> Endpoint {
         let label = address.to_string();
-        let in_flight = self
-            .metrics
-            .in_flight
-            .get_or_create_owned(&EndpointLabels { service: self.name.clone(), endpoint: label.clone() });
+        let in_flight = self.metrics.in_flight.get_or_create_owned(&EndpointLabels {
+            service: self.name.clone(),
+            endpoint: label.clone(),
+        });
         let counters = self
             .route_slots
             .iter()
-            .map(|(listener, route)| RequestCounters::new(&self.metrics, listener, route, &self.name, &label))
+            .map(|(listener, route)| {
+                RequestCounters::new(&self.metrics, listener, route, &self.name, &label)
+            })
             .collect();
         Endpoint {
             address,
             label,
             weight,
             in_flight,
-            pool: Pool::new(address, self.protocol, self.connect_timeout, self.idle_timeout),
+            pool: Pool::new(
+                address,
+                self.protocol,
+                self.connect_timeout,
+                self.idle_timeout,
+            ),
             counters,
         }
     }

@@ -24,7 +24,11 @@ impl LeastRequest {
     /// Builds the picker for endpoints with these weights.
     pub fn new(weights: &[u32]) -> Self {
         let uniform = weights.iter().all(|&w| w == weights[0]);
-        LeastRequest { weights: weights.into(), uniform, random: WeightedRandom::new(weights) }
+        LeastRequest {
+            weights: weights.into(),
+            uniform,
+            random: WeightedRandom::new(weights),
+        }
     }
 
     /// Picks an index given each endpoint's in-flight count, or `None` when all weights are 0.
@@ -34,7 +38,11 @@ impl LeastRequest {
             return None;
         }
         if n <= FULL_SCAN_MAX {
-            return if self.uniform { self.scan_least(&in_flight) } else { self.scan_weighted(&in_flight) };
+            return if self.uniform {
+                self.scan_least(&in_flight)
+            } else {
+                self.scan_weighted(&in_flight)
+            };
         }
         let a = self.random.pick()?;
         let mut b = self.random.pick()?;
@@ -130,7 +138,10 @@ mod tests {
     fn two_choices_avoid_a_loaded_endpoint_among_many() {
         let lr = LeastRequest::new(&[1; 10]);
         let s = share(&lr, 10, |i| if i == 0 { 50 } else { 0 });
-        assert!(s[0] < 2.0, "the loaded endpoint only wins when drawn twice: {s:?}");
+        assert!(
+            s[0] < 2.0,
+            "the loaded endpoint only wins when drawn twice: {s:?}"
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub enum Balancer {
 
 impl Balancer {
     /// Builds the balancer of `kind` for endpoints with these names and weights.
-    pub fn new<'a>(kind: LoadBalancer, endpoints: impl Iterator<Item = (&'a str, u32)> + Clone) -> Self {
+    pub fn new<'a>(
+        kind: LoadBalancer,
+        endpoints: impl Iterator<Item = (&'a str, u32)> + Clone,
+    ) -> Self {
         let weights: Vec<u32> = endpoints.clone().map(|(_, w)| w).collect();
         match kind {
             LoadBalancer::RoundRobin => Balancer::RoundRobin(RoundRobin::new(&weights)),

@@ -22,7 +22,11 @@ impl RingHash {
         let weights: Vec<u32> = endpoints.clone().map(|(_, w)| w).collect();
         let g = weights.iter().fold(0u32, |g, &w| gcd(g, w)).max(1);
         let units: u64 = weights.iter().map(|&w| u64::from(w / g)).sum();
-        let per_unit = if units * VNODES_PER_WEIGHT > MAX_RING { (MAX_RING / units.max(1)).max(1) } else { VNODES_PER_WEIGHT };
+        let per_unit = if units * VNODES_PER_WEIGHT > MAX_RING {
+            (MAX_RING / units.max(1)).max(1)
+        } else {
+            VNODES_PER_WEIGHT
+        };
         let mut ring = Vec::with_capacity((units * per_unit) as usize);
         for (idx, (name, w)) in endpoints.enumerate() {
             let vnodes = u64::from(w / g) * per_unit;
@@ -35,12 +39,17 @@ impl RingHash {
             }
         }
         ring.sort_unstable();
-        RingHash { ring: ring.into_boxed_slice(), fallback: WeightedRandom::new(&weights) }
+        RingHash {
+            ring: ring.into_boxed_slice(),
+            fallback: WeightedRandom::new(&weights),
+        }
     }
 
     /// The owner of `key`'s hash; a request without a key is placed at random by weight.
     pub fn pick(&self, key: Option<&[u8]>) -> Option<usize> {
-        let Some(key) = key else { return self.fallback.pick() };
+        let Some(key) = key else {
+            return self.fallback.pick();
+        };
         if self.ring.is_empty() {
             return None;
         }
@@ -94,7 +103,13 @@ mod tests {
 
     #[test]
     fn removing_one_of_n_moves_about_one_nth_of_keys() {
-        let names = ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80", "10.0.0.5:80"];
+        let names = [
+            "10.0.0.1:80",
+            "10.0.0.2:80",
+            "10.0.0.3:80",
+            "10.0.0.4:80",
+            "10.0.0.5:80",
+        ];
         let full = ring(&names);
         let fewer = ring(&names[..4]);
         let mut moved = 0;
@@ -115,7 +130,9 @@ mod tests {
     #[test]
     fn weights_are_honoured_within_two_points() {
         let r = RingHash::new([("a:1", 1u32), ("b:1", 3)].into_iter());
-        let on_b = (0..10_000).filter(|k| r.pick(Some(format!("k{k}").as_bytes())) == Some(1)).count();
+        let on_b = (0..10_000)
+            .filter(|k| r.pick(Some(format!("k{k}").as_bytes())) == Some(1))
+            .count();
         assert!((on_b as f64 / 100.0 - 75.0).abs() < 2.0, "{on_b}");
     }
 

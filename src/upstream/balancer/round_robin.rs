@@ -31,7 +31,10 @@ impl RoundRobin {
             current[best] -= total as i64;
             sequence.push(best as u32);
         }
-        RoundRobin { sequence: sequence.into_boxed_slice(), next: AtomicUsize::new(0) }
+        RoundRobin {
+            sequence: sequence.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// The next endpoint index, or `None` when every weight is zero.
