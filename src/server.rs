@@ -146,6 +146,10 @@ impl Server {
                 )));
             }
         }
+        background.push(tokio::spawn(close_idle_connections(
+            shared.clone(),
+            stop_rx.clone(),
+        )));
         state.ready.store(true, Ordering::Release);
         tracing::info!(admin = %admin_address, "weir is ready");
         Ok(Server {
@@ -184,5 +188,28 @@ impl Server {
             task.abort();
         }
         drained
+    }
+}
+
+/// Sweeps expired idle upstream connections, at half the shortest idle timeout (at most
+/// once a second), so quiet endpoints release their sockets.
+async fn close_idle_connections(snapshot: Arc<ArcSwap<Snapshot>>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let current = snapshot.load_full();
+        let period = current
+            .services
+            .values()
+            .map(|s| s.idle_timeout() / 2)
+            .min()
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        for s in current.services.values() {
+            s.close_expired_connections();
+        }
+        drop(current);
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(period) => {}
+        }
     }
 }

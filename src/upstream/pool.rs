@@ -120,6 +120,14 @@ impl Pool {
         idle.push_back(IdleConnection { sender, since: now });
     }
 
+    /// Closes idle connections older than the idle timeout, so an endpoint that gets no
+    /// traffic does not keep sockets open on the upstream forever.
+    pub fn close_expired(&self) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) <= self.idle_timeout);
+    }
+
     fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop_back() {

@@ -106,6 +106,18 @@ impl Service {
         self.endpoints.load_full()
     }
 
+    /// Closes expired idle connections of every endpoint.
+    pub fn close_expired_connections(&self) {
+        for e in &self.endpoints.load().endpoints {
+            e.pool.close_expired();
+        }
+    }
+
+    /// How long pooled connections may sit idle.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// The configured balancer.
     pub fn load_balancer(&self) -> LoadBalancer {
         self.load_balancer

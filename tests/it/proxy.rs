@@ -346,3 +346,91 @@ async fn http2_prior_knowledge_downstream_and_http2_upstream() {
     let (ok, out) = curl(&["--http1.1", &url("/x")]);
     assert!(ok && out == "h2up", "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_reused_and_closed_when_idle() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let routes = "      - name: all\n        backends: [{ service: up }]";
+    let services = format!(
+        "  - {{ name: up, endpoints: [\"{}\"], idle_timeout: 300ms }}\n",
+        up.addr
+    );
+    let weir = Weir::start(&config(port, routes, &services)).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut client = Client::connect(addr).await.unwrap();
+    for _ in 0..200 {
+        assert_eq!(client.get("/", &[]).await.unwrap().0, 200);
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "sequential requests share one keep-alive upstream connection"
+    );
+    // A fresh downstream connection still reuses the pooled upstream connection.
+    assert_eq!(crate::support::get(addr, "/", &[]).await.unwrap().0, 200);
+    assert_eq!(up.connections(), 1);
+    // With no traffic at all, weir closes the idle connection itself.
+    let services_url = weir.admin;
+    let mut closed = false;
+    for _ in 0..200 {
+        let s = crate::support::get(services_url, "/services", &[])
+            .await
+            .unwrap()
+            .2;
+        if s.contains("\"connections\": 0") {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        closed,
+        "the idle connection was not closed after idle_timeout"
+    );
+    assert_eq!(client.get("/", &[]).await.unwrap().0, 200);
+    assert_eq!(
+        up.connections(),
+        2,
+        "a connection idle past idle_timeout is not reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_log_has_one_line_per_request() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: info, format: json, access_log: true }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{}\"] }}\n",
+        up.addr
+    );
+    let weir = Weir::start(&yaml).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut client = Client::connect(addr).await.unwrap();
+    for path in ["/a", "/status/500", "/c"] {
+        client.get(path, &[]).await.unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(2), || weir
+            .logs()
+            .matches("\"target\":\"weir::access\"")
+            .count()
+            == 3)
+        .await,
+        "{}",
+        weir.logs()
+    );
+    let logs = weir.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| l.contains("weir::access"))
+        .map(|l| serde_json::from_str(l).expect("each access line is one JSON object"))
+        .collect();
+    assert_eq!(lines[1]["path"], "/status/500");
+    assert_eq!(lines[1]["status"], 500);
+    assert_eq!(lines[1]["route"], "all");
+    assert_eq!(lines[1]["service"], "up");
+    assert_eq!(lines[1]["endpoint"], up.addr.to_string());
+    assert_eq!(lines[1]["error"], "");
+    assert!(lines[1]["duration_ms"].as_f64().is_some());
+}

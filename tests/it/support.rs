@@ -50,6 +50,8 @@ pub struct UpstreamState {
     pub headers: Mutex<Vec<HeaderMap>>,
     /// Extra delay before every response.
     pub delay_ms: AtomicU64,
+    /// TCP connections accepted.
+    pub connections: AtomicU64,
 }
 
 /// A real HTTP server on 127.0.0.1 speaking HTTP/1.1 and h2c. Paths:
@@ -89,6 +91,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let (st, nm) = (st.clone(), nm.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| respond(st.clone(), nm.clone(), req));
@@ -109,6 +112,11 @@ impl Upstream {
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
         self.state.hits.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Headers of the most recent request.
