@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -56,7 +55,7 @@ const JSON: &str = "application/json";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-fn route(state: &AdminState, req: &Request<Incoming>) -> Response<ResponseBody> {
+fn route<B>(state: &AdminState, req: &Request<B>) -> Response<ResponseBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -138,4 +137,43 @@ fn services_json(snapshot: &Snapshot) -> String {
         })
         .collect();
     serde_json::to_string_pretty(&json!({ "services": services })).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> AdminState {
+        let text = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        backends: [{ service: s }]\nservices:\n  - { name: s, endpoints: [\"127.0.0.1:2\"] }\n";
+        let config = crate::config::load_str("t.yaml", text)
+            .expect("valid")
+            .config;
+        let metrics = Metrics::new();
+        let snapshot = Snapshot::build(config, &metrics).expect("builds");
+        AdminState {
+            snapshot: Arc::new(ArcSwap::new(snapshot)),
+            metrics,
+            ready: false.into(),
+        }
+    }
+
+    fn get(state: &AdminState, path: &str) -> StatusCode {
+        route(state, &Request::get(path).body(()).expect("request")).status()
+    }
+
+    #[test]
+    fn ready_is_503_until_listeners_are_bound() {
+        let s = state();
+        assert_eq!(get(&s, "/ready"), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get(&s, "/live"), StatusCode::OK, "alive while not ready");
+        s.ready.store(true, Ordering::Release);
+        assert_eq!(get(&s, "/ready"), StatusCode::OK);
+    }
+
+    #[test]
+    fn only_reads_are_allowed() {
+        let s = state();
+        let resp = route(&s, &Request::post("/metrics").body(()).expect("request"));
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
 }

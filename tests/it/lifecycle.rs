@@ -148,3 +148,55 @@ async fn endpoint_set_changes_never_drop_in_flight_requests() {
     assert_eq!(body, "weir: service up has no endpoint available\n");
     assert!(server.shutdown(Duration::from_secs(2)).await);
 }
+
+#[test]
+fn a_port_in_use_exits_2_and_says_which_listener() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = crate::support::scratch_dir("port-in-use");
+    let config = dir.join("weir.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1\nadmin: {{ address: \"127.0.0.1:{}\" }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"127.0.0.1:9\"] }}\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "listener main: cannot bind 127.0.0.1:{port}: the address is in use"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_invalid_config_exits_1_with_located_errors() {
+    let dir = crate::support::scratch_dir("invalid");
+    let config = dir.join("weir.yaml");
+    std::fs::write(
+        &config,
+        "version: 1\nlisteners:\n  - name: main\n    adress: 127.0.0.1:1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:4:5: listeners[0].adress: ", config.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `address`?"), "{stderr}");
+}
