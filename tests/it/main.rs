@@ -4,6 +4,8 @@
 mod admin;
 mod balancing;
 mod config_check;
+mod grpc;
 mod lifecycle;
 mod proxy;
+mod streaming;
 mod support;
