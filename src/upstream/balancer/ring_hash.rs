@@ -5,7 +5,7 @@
 use super::random::WeightedRandom;
 
 /// Virtual nodes per unit of (gcd-reduced) weight.
-const VNODES_PER_WEIGHT: u64 = 160;
+const VNODES_PER_WEIGHT: u64 = 1024;
 /// Upper bound on ring entries; weights are scaled down past it.
 const MAX_RING: u64 = 1 << 17;
 
