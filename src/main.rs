@@ -30,6 +30,8 @@ enum Command {
         /// Configuration file.
         config: PathBuf,
     },
+    /// Run the embedded demo: services, weir in front of them, load, and a summary.
+    Demo(weir::demo::DemoOptions),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -37,13 +39,28 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors are invalid input: exit 1 (DESIGN §2), not clap's default 2.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run {
             config,
             grace_period,
         } => run(&config, grace_period),
+        Command::Demo(opts) => match runtime() {
+            Ok(rt) => rt.block_on(weir::demo::run(opts)),
+            Err(code) => code,
+        },
     }
 }
 
@@ -77,17 +94,21 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    // One worker per CPU this process may run on (taskset/cgroup aware), as Envoy sizes
-    // its workers by default.
+    // One worker per CPU this process may run on (taskset/cgroup aware), as Envoy sizes its
+    // workers. With one CPU, a single-threaded runtime does the same work without the
+    // work-stealing scheduler's cross-thread wakeups and atomics.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("weir: cannot start the runtime: {e}");
-            ExitCode::from(2)
-        })
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("weir: cannot start the runtime: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// `weir run`: serve until SIGTERM or SIGINT, then drain.

@@ -4,6 +4,7 @@
 mod admin;
 mod balancing;
 mod config_check;
+mod demo;
 mod grpc;
 mod lifecycle;
 mod proxy;

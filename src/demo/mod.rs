@@ -1,0 +1,362 @@
+//! `weir demo`, the embedded default: demo upstream services, weir in front of them with a
+//! built-in configuration, a load generator with a progress bar, and a summary table read
+//! back from weir's own metrics. `/metrics` is live while it runs.
+//!
+//! The steps, in order: [`services`] start, the embedded configuration is filled with their
+//! ports and loaded like any file, the [`Server`] starts, [`load`] sends traffic, the server
+//! drains, and [`summary`] prints what happened.
+
+mod load;
+mod services;
+mod summary;
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{self, Config, ListenerProtocol, LoadError};
+use crate::server::{Server, StartError};
+use load::LoadOptions;
+use services::{DemoServices, SLOW_DELAY};
+use summary::{SlowEndpoint, Summary, Traffic};
+
+/// The embedded configuration, with `${...}` placeholders for the ports chosen at start-up.
+const TEMPLATE: &str = include_str!("demo.yaml");
+
+/// The name under which the embedded configuration appears in diagnostics.
+const EMBEDDED_NAME: &str = "embedded demo config";
+
+/// The admin address the demo prefers, so that `curl 127.0.0.1:9901/metrics` just works.
+const PREFERRED_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9901);
+
+/// How long in-flight requests may take to finish when the demo stops weir.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Options of `weir demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoOptions {
+    /// Run against this configuration instead of the embedded one: no demo services are
+    /// started, and the load goes to its first http listener.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// How long to send load for, e.g. `15s`, `500ms`, `1m`.
+    #[arg(long, default_value = "15s", value_parser = parse_positive_duration)]
+    pub duration: Duration,
+    /// Requests per second to aim for.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rps: u32,
+    /// Load generator workers, each with its own keep-alive connection.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = config::parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "`{s}` is zero; the demo needs some time to send load, such as `15s`"
+        ));
+    }
+    Ok(d)
+}
+
+/// Why the demo stopped early, and its exit code (1 invalid input, 2 runtime failure).
+#[derive(Debug)]
+struct Failed {
+    code: u8,
+    message: String,
+}
+
+impl Failed {
+    fn invalid(message: impl Into<String>) -> Failed {
+        Failed {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    fn runtime(message: impl Into<String>) -> Failed {
+        Failed {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs the demo: 0 on success, 1 on an invalid `--config`, 2 on a runtime failure.
+pub async fn run(opts: DemoOptions) -> ExitCode {
+    match demo(opts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failed) => {
+            eprintln!("weir demo: {}", failed.message);
+            ExitCode::from(failed.code)
+        }
+    }
+}
+
+/// What the demo runs: a configuration, the listener to load, and the demo services (none
+/// with `--config`).
+struct Setup {
+    config: Config,
+    listener: String,
+    path: &'static str,
+    services: Option<DemoServices>,
+}
+
+async fn demo(opts: DemoOptions) -> Result<(), Failed> {
+    let setup = match &opts.config {
+        Some(path) => user_setup(path)?,
+        None => embedded_setup().await?,
+    };
+    crate::logging::init(&setup.config.logging);
+    let server = start(setup.config.clone(), setup.services.is_some()).await?;
+    let target = server
+        .listener_address(&setup.listener)
+        .ok_or_else(|| Failed::runtime(format!("listener {} did not start", setup.listener)))?;
+    let metrics_url = format!("http://{}/metrics", server.admin_address);
+    print_intro(&setup, &opts, target, &server, &metrics_url);
+
+    let (stop_tx, stop) = watch::channel(false);
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
+    let report = load::run(
+        LoadOptions {
+            target,
+            path: setup.path.to_string(),
+            duration: opts.duration,
+            rps: opts.rps,
+            concurrency: opts.concurrency,
+        },
+        stop,
+        true,
+    )
+    .await;
+    interrupt.abort();
+
+    let state = server.state.clone();
+    if !server.shutdown(SHUTDOWN_GRACE).await {
+        tracing::warn!("some requests were still in flight when the demo stopped weir");
+    }
+    let metrics = state.metrics.render();
+    let routes = setup
+        .config
+        .listeners
+        .iter()
+        .find(|l| l.name == setup.listener)
+        .map(|l| l.routes.as_slice())
+        .unwrap_or_default();
+    let summary = Summary {
+        listener: setup.listener.clone(),
+        traffic: Traffic::from_metrics(&metrics, &setup.listener),
+        routes,
+        load: &report,
+        target_rps: opts.rps,
+        concurrency: opts.concurrency,
+        slow: setup.services.as_ref().map(|s| SlowEndpoint {
+            service: s.v1_slow.service.to_string(),
+            endpoint: s.v1_slow.address.to_string(),
+            delay: s.v1_slow.delay,
+        }),
+        upstream_hits: setup.services.as_ref().map(DemoServices::total_hits),
+        metrics_url,
+    };
+    println!();
+    print!("{summary}");
+    if report.completed() == 0 {
+        return Err(Failed::runtime(format!(
+            "no request got a response from {target}; see the errors above"
+        )));
+    }
+    Ok(())
+}
+
+/// `--config FILE`: the user's configuration, its first http listener, no demo services.
+fn user_setup(path: &std::path::Path) -> Result<Setup, Failed> {
+    let loaded = match config::load_file(path) {
+        Ok(loaded) => loaded,
+        Err(e @ LoadError::Io { .. }) => return Err(Failed::runtime(e.to_string())),
+        Err(e) => {
+            return Err(Failed::invalid(format!(
+                "{}: invalid configuration:\n{e}",
+                path.display()
+            )))
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let mut config = loaded.config;
+    let listener = config
+        .listeners
+        .iter()
+        .find(|l| l.protocol == ListenerProtocol::Http)
+        .map(|l| l.name.clone())
+        .ok_or_else(|| {
+            Failed::invalid(format!(
+                "{}: no listener has `protocol: http`; the demo sends HTTP load to the first one",
+                path.display()
+            ))
+        })?;
+    if config.logging.access_log {
+        // One log line per request would scroll the progress bar away.
+        eprintln!("weir demo: the access log is off while the demo runs");
+        config.logging.access_log = false;
+    }
+    Ok(Setup {
+        config,
+        listener,
+        path: "/",
+        services: None,
+    })
+}
+
+/// No `--config`: start the demo services and fill the embedded configuration with their
+/// ports.
+async fn embedded_setup() -> Result<Setup, Failed> {
+    let services = DemoServices::start().await.map_err(|e| {
+        Failed::runtime(format!("cannot start the demo services on 127.0.0.1: {e}"))
+    })?;
+    let admin = if StdTcpListener::bind(PREFERRED_ADMIN).is_ok() {
+        PREFERRED_ADMIN
+    } else {
+        SocketAddr::new(PREFERRED_ADMIN.ip(), 0)
+    };
+    let text = embedded_config(&services, admin);
+    let loaded = config::load_str(EMBEDDED_NAME, &text).map_err(|e| {
+        let mut details = e.to_string();
+        if details.trim().is_empty() {
+            details = "(the configuration loader returned an error without diagnostics)".into();
+        }
+        Failed::runtime(format!(
+            "the embedded demo configuration does not load; this is a bug in weir, please report it:\n{details}"
+        ))
+    })?;
+    Ok(Setup {
+        config: loaded.config,
+        listener: "demo".into(),
+        path: "/reviews/1",
+        services: Some(services),
+    })
+}
+
+/// The embedded configuration with every placeholder replaced.
+fn embedded_config(services: &DemoServices, admin: SocketAddr) -> String {
+    TEMPLATE
+        .replace("${ADMIN}", &admin.to_string())
+        .replace("${REVIEWS_V1_FAST}", &services.v1_fast.address.to_string())
+        .replace("${REVIEWS_V1_SLOW}", &services.v1_slow.address.to_string())
+        .replace("${REVIEWS_V2}", &services.v2.address.to_string())
+}
+
+/// Starts weir. For the embedded configuration, an admin port taken in the meantime falls
+/// back to a free one rather than failing the demo.
+async fn start(mut config: Config, embedded: bool) -> Result<Server, Failed> {
+    match Server::start(config.clone()).await {
+        Ok(server) => Ok(server),
+        Err(StartError::Bind { what, error, .. })
+            if embedded && what == "admin" && error.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            config.admin.address.set_port(0);
+            Server::start(config)
+                .await
+                .map_err(|e| Failed::runtime(e.to_string()))
+        }
+        Err(e) => Err(Failed::runtime(e.to_string())),
+    }
+}
+
+/// What is running where, and where to curl `/metrics` while it runs (stderr).
+fn print_intro(
+    setup: &Setup,
+    opts: &DemoOptions,
+    target: SocketAddr,
+    server: &Server,
+    metrics_url: &str,
+) {
+    eprintln!(
+        "weir demo: {} rps over {} keep-alive connections for {}",
+        opts.rps,
+        opts.concurrency,
+        humantime(opts.duration)
+    );
+    if let Some(s) = &setup.services {
+        eprintln!(
+            "  reviews-v1   {}, {} (+{}ms slower)",
+            s.v1_fast.address,
+            s.v1_slow.address,
+            SLOW_DELAY.as_millis()
+        );
+        eprintln!("  reviews-v2   {}", s.v2.address);
+        eprintln!(
+            "  weir         http://{target}{}  (route reviews: 90% reviews-v1, 10% reviews-v2, least_request)",
+            setup.path
+        );
+        if server.admin_address.port() != PREFERRED_ADMIN.port() {
+            eprintln!(
+                "  admin        {} ({} was in use)",
+                server.admin_address, PREFERRED_ADMIN
+            );
+        }
+    } else {
+        eprintln!(
+            "  weir         http://{target}{}  (listener {})",
+            setup.path, setup.listener
+        );
+    }
+    eprintln!("  metrics      curl {metrics_url}   (live while the demo runs)");
+}
+
+/// `15s`, `500ms`, `1.5s`.
+fn humantime(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_config_loads_with_real_ports() {
+        let services = DemoServices::start().await.expect("bind demo services");
+        let admin = SocketAddr::from(([127, 0, 0, 1], 0));
+        let text = embedded_config(&services, admin);
+        assert!(!text.contains("${"), "{text}");
+        let loaded = config::load_str(EMBEDDED_NAME, &text);
+        let config = match loaded {
+            Ok(l) => l.config,
+            Err(e) => panic!("the embedded config does not load: {e:?}"),
+        };
+        assert_eq!(config.admin.address, admin);
+        assert_eq!(config.listeners[0].name, "demo");
+        let weights: Vec<_> = config.listeners[0].routes[0]
+            .backends
+            .iter()
+            .map(|b| (b.service.as_str(), b.weight))
+            .collect();
+        assert_eq!(weights, [("reviews-v1", 90), ("reviews-v2", 10)]);
+        assert_eq!(config.services[0].endpoints.len(), 2);
+        assert!(!config.logging.access_log);
+    }
+
+    #[test]
+    fn durations_print_as_typed() {
+        assert_eq!(humantime(Duration::from_secs(15)), "15s");
+        assert_eq!(humantime(Duration::from_millis(500)), "500ms");
+        assert_eq!(humantime(Duration::from_millis(1500)), "1.5s");
+        assert!(parse_positive_duration("0s").is_err());
+        assert_eq!(parse_positive_duration("1m"), Ok(Duration::from_secs(60)));
+    }
+}

@@ -1,0 +1,623 @@
+//! The demo's summary: where weir sent the requests (read back from its own
+//! `weir_http_requests_total`), the split achieved against the configured weights, and the
+//! latency and rate the load generator measured, as aligned tables.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use super::load::LoadReport;
+use crate::config::Route;
+
+/// The metric the summary is built from.
+pub const REQUESTS_METRIC: &str = "weir_http_requests_total";
+
+/// One sample of a metric in the Prometheus / OpenMetrics text format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Label names and values, unescaped, in the order written.
+    pub labels: Vec<(String, String)>,
+    /// The sample value.
+    pub value: f64,
+}
+
+// === impl Sample ===
+
+impl Sample {
+    /// The value of label `name`, or `""` when absent.
+    pub fn label(&self, name: &str) -> &str {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// Every sample of the metric `name` in `text`; comment lines, other metrics and lines that
+/// do not parse are skipped.
+pub fn parse_samples(text: &str, name: &str) -> Vec<Sample> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                return None; // another metric whose name starts with `name`
+            }
+            parse_sample_rest(rest)
+        })
+        .collect()
+}
+
+/// Parses `{a="x",b="y"} 12 ...` (labels optional; anything after the value is ignored:
+/// timestamps and exemplars).
+fn parse_sample_rest(rest: &str) -> Option<Sample> {
+    let (labels, rest) = match rest.strip_prefix('{') {
+        Some(inner) => parse_labels(inner)?,
+        None => (Vec::new(), rest),
+    };
+    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
+    Some(Sample { labels, value })
+}
+
+/// Parses `a="x",b="y"}` (the text after `{`); returns the labels and the text after `}`.
+fn parse_labels(mut rest: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix('}') {
+            return Some((labels, after));
+        }
+        let (name, after) = rest.split_once('=')?;
+        let quoted = after.trim_start().strip_prefix('"')?;
+        let mut value = String::new();
+        let mut chars = quoted.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i + 1,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((name.trim().to_string(), value));
+        rest = quoted[end..].trim_start();
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after;
+        } else if !rest.starts_with('}') {
+            return None;
+        }
+    }
+}
+
+/// Requests one listener handled, as weir counted them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Traffic {
+    /// Every request.
+    pub total: u64,
+    /// By service, then endpoint (`""` when weir chose none, e.g. no route matched).
+    pub endpoints: BTreeMap<String, BTreeMap<String, u64>>,
+    /// By route.
+    pub routes: BTreeMap<String, u64>,
+    /// By status code and weir error code.
+    pub codes: BTreeMap<(String, String), u64>,
+}
+
+// === impl Traffic ===
+
+impl Traffic {
+    /// Sums the `weir_http_requests_total` samples of `listener` in metrics `text`.
+    pub fn from_metrics(text: &str, listener: &str) -> Traffic {
+        let mut t = Traffic::default();
+        for s in parse_samples(text, REQUESTS_METRIC) {
+            if s.label("listener") != listener || s.value.is_nan() || s.value < 0.0 {
+                continue;
+            }
+            let n = s.value as u64;
+            t.total += n;
+            *t.endpoints
+                .entry(s.label("service").to_string())
+                .or_default()
+                .entry(s.label("endpoint").to_string())
+                .or_default() += n;
+            *t.routes.entry(s.label("route").to_string()).or_default() += n;
+            *t.codes
+                .entry((s.label("code").to_string(), s.label("error").to_string()))
+                .or_default() += n;
+        }
+        t
+    }
+
+    /// Requests sent to `service`, over all its endpoints.
+    pub fn service_total(&self, service: &str) -> u64 {
+        self.endpoints.get(service).map_or(0, |e| e.values().sum())
+    }
+
+    /// The share of requests `service` should have received given the routes requests
+    /// matched and their weights, in percent; `None` when no route sends to it.
+    pub fn configured_share(&self, service: &str, routes: &[Route]) -> Option<f64> {
+        let mut share = 0.0;
+        let mut found = false;
+        for route in routes {
+            let total_weight: u64 = route.backends.iter().map(|b| u64::from(b.weight)).sum();
+            let weight: u64 = route
+                .backends
+                .iter()
+                .filter(|b| b.service == service)
+                .map(|b| u64::from(b.weight))
+                .sum();
+            if total_weight == 0 || !route.backends.iter().any(|b| b.service == service) {
+                continue;
+            }
+            found = true;
+            let matched = self.routes.get(&route.name).copied().unwrap_or(0);
+            share += percent(matched, self.total) * weight as f64 / total_weight as f64;
+        }
+        found.then_some(share)
+    }
+}
+
+/// An endpoint the demo made slow on purpose, to show least_request at work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlowEndpoint {
+    /// Its service.
+    pub service: String,
+    /// Its address, as the `endpoint` label writes it.
+    pub endpoint: String,
+    /// The extra time it takes per response.
+    pub delay: Duration,
+}
+
+/// Everything the summary shows.
+#[derive(Debug, Clone)]
+pub struct Summary<'a> {
+    /// The listener the load went to.
+    pub listener: String,
+    /// What weir counted on that listener.
+    pub traffic: Traffic,
+    /// The listener's routes, for the configured split.
+    pub routes: &'a [Route],
+    /// What the load generator measured.
+    pub load: &'a LoadReport,
+    /// The rate aimed for.
+    pub target_rps: u32,
+    /// Load generator connections.
+    pub concurrency: u32,
+    /// The slow demo endpoint, if any.
+    pub slow: Option<SlowEndpoint>,
+    /// Requests the demo services themselves answered, if they ran.
+    pub upstream_hits: Option<u64>,
+    /// Where `/metrics` was served.
+    pub metrics_url: String,
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.traffic;
+        writeln!(
+            f,
+            "weir demo summary: {} requests through listener {} in {}",
+            t.total,
+            self.listener,
+            secs1(self.load.elapsed)
+        )?;
+        writeln!(f)?;
+        write!(f, "{}", self.split_table())?;
+        writeln!(f)?;
+        write!(f, "{}", self.codes_table())?;
+        writeln!(f)?;
+        write!(f, "{}", self.latency_table())?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "  throughput: {:.1} rps achieved (target {}) over {} keep-alive connections; {} errors",
+            self.load.achieved_rps(),
+            self.target_rps,
+            self.concurrency,
+            self.load.errors()
+        )?;
+        if !self.load.failures.is_empty() {
+            let failures: Vec<String> = self
+                .load
+                .failures
+                .iter()
+                .map(|(kind, n)| format!("{} {n}", kind.as_str()))
+                .collect();
+            writeln!(f, "  client-side failures: {}", failures.join(", "))?;
+        }
+        writeln!(f)?;
+        if let Some(note) = self.least_request_note() {
+            writeln!(f, "note: {note}")?;
+        }
+        if let Some(hits) = self.upstream_hits {
+            let relayed: u64 = t
+                .codes
+                .iter()
+                .filter(|((_, error), _)| error.is_empty())
+                .map(|(_, n)| n)
+                .sum();
+            if hits == relayed {
+                writeln!(f, "note: the demo services counted {hits} requests themselves, the same as weir relayed")?;
+            } else {
+                writeln!(f, "note: the demo services counted {hits} requests themselves; weir relayed {relayed}")?;
+            }
+        }
+        writeln!(f, "metrics were served at {}", self.metrics_url)
+    }
+}
+
+// === impl Summary ===
+
+impl Summary<'_> {
+    /// Requests per service (share achieved vs configured) and per endpoint beneath it.
+    fn split_table(&self) -> Table {
+        let t = &self.traffic;
+        let mut table = Table::new(&[
+            ("SERVICE / ENDPOINT", Align::Left),
+            ("REQUESTS", Align::Right),
+            ("SHARE", Align::Right),
+            ("CONFIGURED", Align::Right),
+        ]);
+        for (service, endpoints) in &t.endpoints {
+            let total = t.service_total(service);
+            let configured = t
+                .configured_share(service, self.routes)
+                .map_or_else(|| "-".to_string(), pct);
+            let name = if service.is_empty() {
+                "(none chosen)".to_string()
+            } else {
+                service.clone()
+            };
+            table.row(vec![
+                name,
+                total.to_string(),
+                pct(percent(total, t.total)),
+                configured,
+            ]);
+            if service.is_empty() {
+                continue;
+            }
+            let mut endpoints: Vec<(&String, &u64)> = endpoints.iter().collect();
+            endpoints.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+            for (endpoint, n) in endpoints {
+                let mark = match &self.slow {
+                    Some(s) if &s.service == service && &s.endpoint == endpoint => {
+                        format!("  (+{}ms)", s.delay.as_millis())
+                    }
+                    _ => String::new(),
+                };
+                table.row(vec![
+                    format!("  {endpoint}{mark}"),
+                    n.to_string(),
+                    pct(percent(*n, t.total)),
+                    String::new(),
+                ]);
+            }
+        }
+        table
+    }
+
+    /// Requests by status code and weir error code.
+    fn codes_table(&self) -> Table {
+        let mut table = Table::new(&[
+            ("CODE", Align::Left),
+            ("WEIR ERROR", Align::Left),
+            ("REQUESTS", Align::Right),
+        ]);
+        for ((code, error), n) in &self.traffic.codes {
+            let error = if error.is_empty() { "-" } else { error };
+            table.row(vec![code.clone(), error.to_string(), n.to_string()]);
+        }
+        table
+    }
+
+    /// The load generator's exact percentiles.
+    fn latency_table(&self) -> Table {
+        let l = &self.load.latencies;
+        let mut table = Table::new(&[
+            ("LATENCY", Align::Left),
+            ("p50", Align::Right),
+            ("p90", Align::Right),
+            ("p99", Align::Right),
+            ("max", Align::Right),
+        ]);
+        let show = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), latency);
+        table.row(vec![
+            format!("{} requests", l.len()),
+            show(l.percentile(50.0)),
+            show(l.percentile(90.0)),
+            show(l.percentile(99.0)),
+            show(l.max()),
+        ]);
+        table
+    }
+
+    /// What least_request did with the slow endpoint, compared with its fast siblings.
+    fn least_request_note(&self) -> Option<String> {
+        let slow = self.slow.as_ref()?;
+        let endpoints = self.traffic.endpoints.get(&slow.service)?;
+        let slow_n = endpoints.get(&slow.endpoint).copied().unwrap_or(0);
+        let others: Vec<u64> = endpoints
+            .iter()
+            .filter(|(e, _)| **e != slow.endpoint && !e.is_empty())
+            .map(|(_, n)| *n)
+            .collect();
+        let fast_n = *others.iter().max()?;
+        let delay = slow.delay.as_millis();
+        Some(if slow_n < fast_n {
+            format!(
+                "least_request sent the slow {} endpoint (+{delay}ms) {slow_n} requests and the fast one {fast_n} ({:.1}x fewer): it prefers the endpoint with fewer requests in flight.",
+                slow.service,
+                fast_n as f64 / slow_n.max(1) as f64
+            )
+        } else {
+            format!(
+                "the slow {} endpoint (+{delay}ms) got {slow_n} requests and the fast one {fast_n}: least_request did not favour the fast endpoint at this load.",
+                slow.service
+            )
+        })
+    }
+}
+
+/// Column alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Padded on the right.
+    Left,
+    /// Padded on the left (numbers).
+    Right,
+}
+
+/// A plain-text table: a header row and rows, columns padded to their widest cell,
+/// indented by two spaces and separated by three.
+#[derive(Debug, Clone)]
+pub struct Table {
+    columns: Vec<(String, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+// === impl Table ===
+
+impl Table {
+    /// A table with these column headers.
+    pub fn new(columns: &[(&str, Align)]) -> Table {
+        Table {
+            columns: columns.iter().map(|(h, a)| (h.to_string(), *a)).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Appends a row; missing cells are empty, extra cells are dropped.
+    pub fn row(&mut self, mut cells: Vec<String>) {
+        cells.resize(self.columns.len(), String::new());
+        self.rows.push(cells);
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = |i: usize| {
+            self.rows
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain(std::iter::once(self.columns[i].0.chars().count()))
+                .max()
+                .unwrap_or(0)
+        };
+        let widths: Vec<usize> = (0..self.columns.len()).map(width).collect();
+        let headers: Vec<String> = self.columns.iter().map(|(h, _)| h.clone()).collect();
+        for cells in std::iter::once(&headers).chain(&self.rows) {
+            let mut line = String::from("  ");
+            for (i, cell) in cells.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("   ");
+                }
+                let pad = " ".repeat(widths[i] - cell.chars().count());
+                match self.columns[i].1 {
+                    Align::Left => {
+                        line.push_str(cell);
+                        line.push_str(&pad);
+                    }
+                    Align::Right => {
+                        line.push_str(&pad);
+                        line.push_str(cell);
+                    }
+                }
+            }
+            writeln!(f, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+fn pct(p: f64) -> String {
+    format!("{p:.1}%")
+}
+
+/// `0.85ms`, `41.8ms`, `1.20s`.
+fn latency(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2}ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
+/// `15.0s`: measured time, always with one decimal.
+fn secs1(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Backend, RouteMatch};
+    use crate::demo::load::Latencies;
+
+    const METRICS: &str = r#"# HELP weir_http_requests HTTP requests completed.
+# TYPE weir_http_requests counter
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error=""} 700
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error=""} 200
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error=""} 98
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="503",error="circuit_open"} 2
+weir_http_requests_total{listener="other",route="r",service="x",endpoint="127.0.0.1:9",code="200",error=""} 5
+weir_http_requests_in_flight{service="reviews-v1",endpoint="127.0.0.1:1001"} 0
+weir_http_requests_total_created{listener="demo"} 1
+# EOF
+"#;
+
+    fn routes() -> Vec<Route> {
+        vec![Route {
+            name: "reviews".into(),
+            matcher: RouteMatch::default(),
+            backends: vec![
+                Backend {
+                    service: "reviews-v1".into(),
+                    weight: 90,
+                },
+                Backend {
+                    service: "reviews-v2".into(),
+                    weight: 10,
+                },
+            ],
+            timeout: None,
+            retries: None,
+            fault: None,
+            mirror: None,
+        }]
+    }
+
+    #[test]
+    fn parser_reads_labels_and_values_of_one_metric_only() {
+        let samples = parse_samples(METRICS, REQUESTS_METRIC);
+        assert_eq!(samples.len(), 5);
+        assert_eq!(samples[3].label("error"), "circuit_open");
+        assert_eq!(samples[3].label("code"), "503");
+        assert_eq!(samples[3].value, 2.0);
+        assert_eq!(samples[0].label("missing"), "");
+    }
+
+    #[test]
+    fn parser_unescapes_values_and_ignores_exemplars_and_junk() {
+        let text = concat!(
+            "m{a=\"x\\\"y\",b=\"p\\\\q\",c=\"1\\n2\"} 3 # {trace_id=\"abc\"} 0.1\n",
+            "m 7\n",
+            "m{a=\"unterminated} 1\n",
+            "m{a=\"x\"} not-a-number\n",
+            "mm{a=\"x\"} 9\n",
+        );
+        let samples = parse_samples(text, "m");
+        assert_eq!(samples.len(), 2, "{samples:?}");
+        assert_eq!(samples[0].label("a"), "x\"y");
+        assert_eq!(samples[0].label("b"), "p\\q");
+        assert_eq!(samples[0].label("c"), "1\n2");
+        assert_eq!(samples[0].value, 3.0);
+        assert_eq!(
+            samples[1],
+            Sample {
+                labels: vec![],
+                value: 7.0
+            }
+        );
+    }
+
+    #[test]
+    fn traffic_sums_per_service_endpoint_route_and_code_for_one_listener() {
+        let t = Traffic::from_metrics(METRICS, "demo");
+        assert_eq!(t.total, 1000);
+        assert_eq!(t.service_total("reviews-v1"), 900);
+        assert_eq!(t.service_total("reviews-v2"), 100);
+        assert_eq!(t.endpoints["reviews-v2"]["127.0.0.1:1003"], 100);
+        assert_eq!(t.routes["reviews"], 1000);
+        assert_eq!(t.codes[&("503".into(), "circuit_open".into())], 2);
+        assert_eq!(t.codes[&("200".into(), String::new())], 998);
+    }
+
+    #[test]
+    fn configured_share_follows_route_weights_and_matched_routes() {
+        let t = Traffic::from_metrics(METRICS, "demo");
+        let routes = routes();
+        assert_eq!(t.configured_share("reviews-v1", &routes), Some(90.0));
+        assert_eq!(t.configured_share("reviews-v2", &routes), Some(10.0));
+        assert_eq!(t.configured_share("nowhere", &routes), None);
+    }
+
+    #[test]
+    fn table_aligns_columns_and_trims_trailing_space() {
+        let mut t = Table::new(&[
+            ("NAME", Align::Left),
+            ("N", Align::Right),
+            ("X", Align::Left),
+        ]);
+        t.row(vec!["a".into(), "1234".into()]);
+        t.row(vec!["longer".into(), "5".into(), "z".into()]);
+        assert_eq!(
+            t.to_string(),
+            "  NAME        N   X\n  a        1234\n  longer      5   z\n"
+        );
+    }
+
+    #[test]
+    fn summary_shows_split_codes_latency_note_and_metrics_url() {
+        let mut statuses = BTreeMap::new();
+        statuses.insert(200, 998);
+        statuses.insert(503, 2);
+        let load = LoadReport {
+            latencies: Latencies::from_unsorted((1..=1000).map(|i| i * 100_000).collect()),
+            statuses,
+            failures: BTreeMap::new(),
+            elapsed: Duration::from_millis(3_333),
+        };
+        let routes = routes();
+        let summary = Summary {
+            listener: "demo".into(),
+            traffic: Traffic::from_metrics(METRICS, "demo"),
+            routes: &routes,
+            load: &load,
+            target_rps: 300,
+            concurrency: 16,
+            slow: Some(SlowEndpoint {
+                service: "reviews-v1".into(),
+                endpoint: "127.0.0.1:1002".into(),
+                delay: Duration::from_millis(40),
+            }),
+            upstream_hits: Some(998),
+            metrics_url: "http://127.0.0.1:9901/metrics".into(),
+        };
+        let expected = "\
+weir demo summary: 1000 requests through listener demo in 3.3s
+
+  SERVICE / ENDPOINT          REQUESTS   SHARE   CONFIGURED
+  reviews-v1                       900   90.0%        90.0%
+    127.0.0.1:1001                 700   70.0%
+    127.0.0.1:1002  (+40ms)        200   20.0%
+  reviews-v2                       100   10.0%        10.0%
+    127.0.0.1:1003                 100   10.0%
+
+  CODE   WEIR ERROR     REQUESTS
+  200    -                   998
+  503    circuit_open          2
+
+  LATENCY            p50      p90      p99       max
+  1000 requests   50.0ms   90.0ms   99.0ms   100.0ms
+
+  throughput: 300.0 rps achieved (target 300) over 16 keep-alive connections; 2 errors
+
+note: least_request sent the slow reviews-v1 endpoint (+40ms) 200 requests and the fast one 700 (3.5x fewer): it prefers the endpoint with fewer requests in flight.
+note: the demo services counted 998 requests themselves, the same as weir relayed
+metrics were served at http://127.0.0.1:9901/metrics
+";
+        assert_eq!(summary.to_string(), expected);
+    }
+}
