@@ -52,3 +52,12 @@ impl Balancer {
         }
     }
 }
+
+/// Greatest common divisor, for reducing weights before building schedules and rings.
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}

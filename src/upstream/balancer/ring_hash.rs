@@ -2,6 +2,7 @@
 //! endpoint while that endpoint exists, and removing one of N endpoints moves only the keys
 //! it owned (about 1/N).
 
+use super::gcd;
 use super::random::WeightedRandom;
 
 /// Virtual nodes per unit of (gcd-reduced) weight.
@@ -73,14 +74,6 @@ pub fn hash64(bytes: &[u8]) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 #[cfg(test)]

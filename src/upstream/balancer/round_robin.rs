@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use super::gcd;
+
 /// Longest sequence kept; larger weight sums are scaled down proportionally.
 const MAX_SEQUENCE: u64 = 1 << 16;
 
@@ -63,14 +65,6 @@ fn reduce(weights: &[u32]) -> Vec<u32> {
         }
     }
     out
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 #[cfg(test)]
