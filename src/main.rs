@@ -24,6 +24,10 @@ enum Command {
         /// How long in-flight requests may take to finish after SIGTERM.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         grace_period: Duration,
+        /// Worker threads; default: one per CPU this process may run on (like Envoy's
+        /// `--concurrency`). One worker runs a single-threaded runtime.
+        #[arg(long, env = "WEIR_WORKERS")]
+        workers: Option<usize>,
     },
     /// Validate a configuration without running it.
     Check {
@@ -56,8 +60,9 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             grace_period,
-        } => run(&config, grace_period),
-        Command::Demo(opts) => match runtime() {
+            workers,
+        } => run(&config, grace_period, workers),
+        Command::Demo(opts) => match runtime(None) {
             Ok(rt) => rt.block_on(weir::demo::run(opts)),
             Err(code) => code,
         },
@@ -93,11 +98,13 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
     // One worker per CPU this process may run on (taskset/cgroup aware), as Envoy sizes its
     // workers. With one CPU, a single-threaded runtime does the same work without the
     // work-stealing scheduler's cross-thread wakeups and atomics.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = workers
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut builder = if workers == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -112,7 +119,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 /// `weir run`: serve until SIGTERM or SIGINT, then drain.
-fn run(path: &std::path::Path, grace: Duration) -> ExitCode {
+fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitCode {
     let loaded = match weir::config::load_file(path) {
         Ok(l) => l,
         Err(e @ weir::config::LoadError::Io { .. }) => {
@@ -128,7 +135,7 @@ fn run(path: &std::path::Path, grace: Duration) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let rt = match runtime() {
+    let rt = match runtime(workers) {
         Ok(rt) => rt,
         Err(code) => return code,
     };

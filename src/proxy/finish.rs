@@ -9,7 +9,7 @@ use std::time::Instant;
 use http::{Method, Uri};
 use hyper::client::conn::http1;
 
-use crate::body::RequestBody;
+use crate::body::{RequestBody, SharedBody};
 use crate::error::ErrorCode;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::{self, AccessRecord};
@@ -49,6 +49,8 @@ pub struct Finish {
     pub error: Option<ErrorCode>,
     /// HTTP/1.1 connection to return to the pool if the body ends cleanly.
     pub reusable: Option<http1::SendRequest<RequestBody>>,
+    /// The client's request body while it may still be streaming upstream.
+    pub request_body: Option<SharedBody>,
 }
 
 /// How the response body ended.
@@ -65,6 +67,10 @@ pub enum Ending {
 impl Finish {
     /// Records the request. Called exactly once, when the response body is done or dropped.
     pub fn complete(mut self, ending: Ending) {
+        // The response is over: whatever of the request the upstream has not read is unwanted.
+        if let Some(body) = self.request_body.take() {
+            drop(body.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
         let duration = self.started.elapsed();
         let table = &self.snapshot.listeners[self.listener];
         let mut names = ("", "", "");

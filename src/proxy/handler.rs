@@ -12,18 +12,19 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::header::HeaderValue;
 use http::{Request, Response};
+use http_body::Body;
 use hyper::body::Incoming;
 
 use super::finish::{Finish, Placement};
 use super::headers;
 use super::response::{error_response, ResponseBody};
-use crate::body::RequestBody;
+use crate::body::{RequestBody, SharedBody};
 use crate::error::{ErrorCode, ProxyError};
 use crate::snapshot::Snapshot;
 use crate::upstream::{InFlight, UpstreamError};
@@ -73,6 +74,7 @@ pub async fn handle(
         status: 0,
         error: None,
         reusable: None,
+        request_body: None,
     };
     let snapshot = finish.snapshot.clone();
     let table = &snapshot.listeners[conn.listener];
@@ -126,7 +128,14 @@ pub async fn handle(
         service.protocol,
         &endpoint.label,
     );
-    let upstream_req = Request::from_parts(parts, RequestBody::Streaming(body));
+    let body = if body.is_end_stream() {
+        RequestBody::Streaming(body)
+    } else {
+        let shared: SharedBody = Arc::new(Mutex::new(Some(body)));
+        finish.request_body = Some(shared.clone());
+        RequestBody::Shared(shared)
+    };
+    let upstream_req = Request::from_parts(parts, body);
 
     // Phase 5: send.
     let sent = match route.timeout {

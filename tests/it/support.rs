@@ -263,6 +263,11 @@ impl Weir {
     /// Writes `yaml` (with `{admin}` replaced by a free admin address) and starts
     /// `weir run`, waiting until `/ready` answers 200.
     pub async fn start(yaml: &str) -> Weir {
+        Self::start_with_args(yaml, &[]).await
+    }
+
+    /// Like [`Weir::start`], with extra arguments to `weir run`.
+    pub async fn start_with_args(yaml: &str, args: &[&str]) -> Weir {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let dir = scratch_dir("weir");
         let config = dir.join("weir.yaml");
@@ -271,6 +276,7 @@ impl Weir {
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["run", "-c"])
             .arg(&config)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
