@@ -124,7 +124,8 @@ fn services_json(snapshot: &Snapshot) -> String {
                         "weight": e.weight,
                         "in_flight": e.load(),
                         "connections": e.pool.open_connections(),
-                        "state": "healthy",
+                        "state": e.state().as_str(),
+                        "reason": e.out_of_rotation_because(),
                     })
                 })
                 .collect();

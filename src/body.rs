@@ -1,11 +1,13 @@
 //! The request body type weir sends upstream: either the client's body, streamed frame by
-//! frame, or bytes weir holds itself (health checks, the demo's load generator).
+//! frame, or bytes weir holds itself (health checks, the demo's load generator, a buffered
+//! body replayed for a retry or a mirror).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -24,6 +26,18 @@ pub enum RequestBody {
     Shared(SharedBody),
     /// A body weir owns; `None` once sent (or for an empty body).
     Full(Option<Bytes>),
+    /// The client's body after weir read its start (looking for a body small enough to
+    /// replay) and found it too large: the bytes already read go first, then the rest
+    /// streams, so nothing is lost. The prefix is `None` once sent.
+    Prefixed(Option<Bytes>, Incoming),
+    /// A buffered client body sent again (a retry or a mirror copy), with the trailers it
+    /// came with (gRPC). Each field is `None` once sent.
+    Replay {
+        /// The body's bytes.
+        data: Option<Bytes>,
+        /// The trailers, sent after the data.
+        trailers: Option<HeaderMap>,
+    },
 }
 
 impl RequestBody {
@@ -50,6 +64,16 @@ impl Body for RequestBody {
                 }
             }
             RequestBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestBody::Prefixed(prefix, rest) => match prefix.take() {
+                Some(p) if !p.is_empty() => Poll::Ready(Some(Ok(Frame::data(p)))),
+                _ => Pin::new(rest).poll_frame(cx),
+            },
+            RequestBody::Replay { data, trailers } => {
+                if let Some(d) = data.take().filter(|d| !d.is_empty()) {
+                    return Poll::Ready(Some(Ok(Frame::data(d))));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
         }
     }
 
@@ -62,6 +86,12 @@ impl Body for RequestBody {
                 .as_ref()
                 .is_none_or(Body::is_end_stream),
             RequestBody::Full(data) => data.is_none(),
+            RequestBody::Prefixed(prefix, rest) => {
+                prefix.as_ref().is_none_or(Bytes::is_empty) && rest.is_end_stream()
+            }
+            RequestBody::Replay { data, trailers } => {
+                data.as_ref().is_none_or(Bytes::is_empty) && trailers.is_none()
+            }
         }
     }
 
@@ -75,6 +105,27 @@ impl Body for RequestBody {
                 .map_or_else(|| SizeHint::with_exact(0), Body::size_hint),
             RequestBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            RequestBody::Prefixed(prefix, rest) => {
+                let len = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower().saturating_add(len));
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper.saturating_add(len));
+                }
+                hint
+            }
+            RequestBody::Replay { data, trailers } => {
+                let len = data.as_ref().map_or(0, |d| d.len() as u64);
+                if trailers.is_none() {
+                    SizeHint::with_exact(len)
+                } else {
+                    // Not exact, so HTTP/1.1 chunks the body and trailers can follow it.
+                    let mut hint = SizeHint::new();
+                    hint.set_lower(len);
+                    hint
+                }
             }
         }
     }

@@ -90,6 +90,8 @@ pub struct ProxyError {
     pub code: ErrorCode,
     /// One line naming the service, endpoint and cause.
     pub detail: String,
+    /// A status other than the code's own (fault aborts answer with their configured one).
+    pub status: Option<StatusCode>,
 }
 
 impl ProxyError {
@@ -98,7 +100,22 @@ impl ProxyError {
         ProxyError {
             code,
             detail: detail.into(),
+            status: None,
         }
+    }
+
+    /// An error answered with a specific status (fault injection's abort status).
+    pub fn with_status(code: ErrorCode, status: u16, detail: impl Into<String>) -> Self {
+        ProxyError {
+            code,
+            detail: detail.into(),
+            status: StatusCode::from_u16(status).ok(),
+        }
+    }
+
+    /// The status weir answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status.unwrap_or_else(|| self.code.status())
     }
 }
 

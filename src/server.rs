@@ -146,6 +146,24 @@ impl Server {
                 )));
             }
         }
+        for s in &config.services {
+            let Some(service) = snapshot.services.get(&s.name) else {
+                continue;
+            };
+            if service.outlier.is_some() {
+                background.push(tokio::spawn(return_ejected_endpoints(
+                    service.clone(),
+                    stop_rx.clone(),
+                )));
+            }
+            if let Some(hc) = &s.health_check {
+                background.push(tokio::spawn(crate::upstream::health::run(
+                    service.clone(),
+                    hc.clone(),
+                    stop_rx.clone(),
+                )));
+            }
+        }
         background.push(tokio::spawn(close_idle_connections(
             shared.clone(),
             stop_rx.clone(),
@@ -210,6 +228,25 @@ async fn close_idle_connections(snapshot: Arc<ArcSwap<Snapshot>>, mut stop: watc
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+/// Every outlier-detection `interval`, returns endpoints whose ejection time has passed.
+async fn return_ejected_endpoints(
+    service: Arc<crate::upstream::Service>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(outlier) = service.outlier.as_ref() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(outlier.interval()) => {}
+        }
+        if outlier.sweep(&service.endpoint_set()) {
+            service.refresh_rotation();
         }
     }
 }

@@ -11,8 +11,10 @@ use hyper::client::conn::http1;
 
 use crate::body::{RequestBody, SharedBody};
 use crate::error::ErrorCode;
+use crate::route::retry::ActiveRequest;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::{self, AccessRecord};
+use crate::upstream::limits::LimitGuard;
 use crate::upstream::{Endpoint, InFlight};
 
 /// Where a request went, as far as it got.
@@ -51,6 +53,17 @@ pub struct Finish {
     pub reusable: Option<http1::SendRequest<RequestBody>>,
     /// The client's request body while it may still be streaming upstream.
     pub request_body: Option<SharedBody>,
+    /// Limit slots and budget shares held until the response ends.
+    pub held: Held,
+}
+
+/// What a request holds for its whole life and gives back when its response ends.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Its `max_requests` slot.
+    pub request_slot: Option<LimitGuard>,
+    /// Its share of the route's retry budget (active requests).
+    pub active: Option<ActiveRequest>,
 }
 
 /// How the response body ended.

@@ -2,13 +2,16 @@
 //!
 //! 1. `route`: find the first route whose match holds (else 404 `no_route`);
 //! 2. `split`: choose a weighted backend service;
-//! 3. `upstream_peer`: the service's balancer chooses an endpoint (else 503
+//! 3. `fault`: injected delay or abort (`fault_abort`);
+//! 4. `admission`: the service's circuit breaker (503 `circuit_open`) and `max_requests`
+//!    (503 `overflow`);
+//! 5. `request body`: buffered (up to 64 KiB) when retries or mirroring need a copy, else
+//!    streamed; mirrored copies leave here;
+//! 6. `send`: attempts at endpoints within the route timeout, retried per policy (see
+//!    [`super::attempts`]; 502 `connect_failed`, 502 `upstream_reset`, 504 `timeout`, 503
 //!    `no_healthy_endpoint`);
-//! 4. `upstream_request`: rewrite headers and target for the upstream;
-//! 5. `send`: exchange with the endpoint within the route timeout (502 `connect_failed`,
-//!    502 `upstream_reset`, 504 `timeout`);
-//! 6. `response`: strip hop-by-hop fields and stream the body back;
-//! 7. `logging`: runs when the body ends (see [`super::finish`]).
+//! 7. `response`: strip hop-by-hop fields and stream the body back;
+//! 8. `logging`: runs when the body ends (see [`super::finish`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,13 +24,15 @@ use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 
-use super::finish::{Finish, Placement};
+use super::attempts::{self, Outgoing, Sent};
+use super::finish::{Finish, Held, Placement};
 use super::headers;
 use super::response::{error_response, ResponseBody};
 use crate::body::{RequestBody, SharedBody};
 use crate::error::{ErrorCode, ProxyError};
+use crate::route::replay::{self, Replayable};
 use crate::snapshot::Snapshot;
-use crate::upstream::{InFlight, UpstreamError};
+use crate::upstream::limits::Limit;
 
 /// What every request on one downstream connection shares.
 #[derive(Debug)]
@@ -75,6 +80,7 @@ pub async fn handle(
         error: None,
         reusable: None,
         request_body: None,
+        held: Held::default(),
     };
     let snapshot = finish.snapshot.clone();
     let table = &snapshot.listeners[conn.listener];
@@ -110,84 +116,104 @@ pub async fn handle(
         endpoint: None,
     });
 
-    // Phase 3: upstream peer.
-    let Some(endpoint) = service.pick(req.headers()) else {
-        let err = ProxyError::new(
-            ErrorCode::NoHealthyEndpoint,
-            format!("service {} has no endpoint available", service.name),
-        );
-        return Ok(error_response(&err, finish));
-    };
-    let in_flight = InFlight::start(&endpoint);
+    // Phase 3: fault injection.
+    if let Some(fault) = &route.fault {
+        let decision = fault.decide();
+        if let Some(delay) = decision.delay {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(status) = decision.abort {
+            let err = ProxyError::with_status(
+                ErrorCode::FaultAbort,
+                status,
+                format!(
+                    "fault injection aborted the request on route {} with {status}",
+                    route.name
+                ),
+            );
+            return Ok(error_response(&err, finish));
+        }
+    }
 
-    // Phase 4: upstream request.
-    let (mut parts, body) = req.into_parts();
-    headers::to_upstream(
-        &mut parts,
-        &conn.client_ip,
-        service.protocol,
-        &endpoint.label,
-    );
-    let body = if body.is_end_stream() {
-        RequestBody::Streaming(body)
+    // Phase 4: admission: the circuit breaker, then `max_requests`.
+    let admission = match service.breaker.as_ref().map(|b| b.admit()) {
+        None => None,
+        Some(Ok(admission)) => Some(admission),
+        Some(Err(refusal)) => return Ok(error_response(&ProxyError::from(refusal), finish)),
+    };
+    match service.limits.acquire(Limit::MaxRequests) {
+        Ok(slot) => finish.held.request_slot = Some(slot),
+        Err(overflow) => {
+            let err = ProxyError::new(
+                ErrorCode::Overflow,
+                format!("service {}: {overflow}", service.name),
+            );
+            return Ok(error_response(&err, finish));
+        }
+    }
+    if route.retries.is_some() {
+        finish.held.active = Some(backend.retry_budget.request_started());
+    }
+
+    // Phase 5: request body: replayable when retries or mirroring need a copy.
+    let (parts, body) = req.into_parts();
+    let outgoing = if route.retries.is_some() || route.mirror.is_some() {
+        match replay::buffer_for_replay(body, REPLAY_LIMIT).await {
+            Ok(Replayable::Bytes(data, trailers)) => {
+                if let Some(mirror) = &route.mirror {
+                    mirror.maybe_send(&parts, Some(&data));
+                }
+                Outgoing::Replayable {
+                    method: parts.method,
+                    uri: parts.uri,
+                    version: parts.version,
+                    headers: parts.headers,
+                    body: data,
+                    trailers,
+                }
+            }
+            Ok(Replayable::NotReplayable(body)) => Outgoing::Once(Some((parts, body))),
+            Err(e) => {
+                let err = ProxyError::new(
+                    ErrorCode::UpstreamReset,
+                    format!("the client's request body failed: {e}"),
+                );
+                return Ok(error_response(&err, finish));
+            }
+        }
+    } else if body.is_end_stream() {
+        Outgoing::Once(Some((parts, RequestBody::Streaming(body))))
     } else {
         let shared: SharedBody = Arc::new(Mutex::new(Some(body)));
         finish.request_body = Some(shared.clone());
-        RequestBody::Shared(shared)
+        Outgoing::Once(Some((parts, RequestBody::Shared(shared))))
     };
-    let upstream_req = Request::from_parts(parts, body);
 
-    // Phase 5: send.
-    let sent = match route.timeout {
-        None => Ok(endpoint.pool.send(upstream_req).await),
-        Some(limit) => tokio::time::timeout(limit, endpoint.pool.send(upstream_req)).await,
-    };
-    let failure = match sent {
-        Ok(Ok(exchange)) => {
-            // Phase 6: response.
+    // Phase 6: send (attempts and retries).
+    let result = attempts::send(route, backend, &conn.client_ip, outgoing).await;
+    if let (Some(admission), Some(outcome)) = (admission, result.outcome) {
+        admission.record(outcome);
+    }
+    finish.placement = Some(Placement {
+        route: route_idx,
+        backend: backend_idx,
+        endpoint: result.endpoint,
+    });
+    match result.sent {
+        // Phase 7: response.
+        Sent::Response(exchange) => {
             let (mut parts, body) = exchange.response.into_parts();
             headers::strip_hop_by_hop(&mut parts.headers);
             finish.status = parts.status.as_u16();
             finish.reusable = exchange.reusable;
-            finish.placement = Some(Placement {
-                route: route_idx,
-                backend: backend_idx,
-                endpoint: Some((endpoint, in_flight)),
-            });
-            return Ok(Response::from_parts(
+            Ok(Response::from_parts(
                 parts,
                 ResponseBody::upstream(body, finish),
-            ));
+            ))
         }
-        Ok(Err(UpstreamError::Connect(why))) => ProxyError::new(
-            ErrorCode::ConnectFailed,
-            format!(
-                "could not connect to endpoint {} of service {}: {why}",
-                endpoint.label, service.name
-            ),
-        ),
-        Ok(Err(e @ UpstreamError::Reset(_))) => ProxyError::new(
-            ErrorCode::UpstreamReset,
-            format!(
-                "endpoint {} of service {}: {e}",
-                endpoint.label, service.name
-            ),
-        ),
-        Err(_) => ProxyError::new(
-            ErrorCode::Timeout,
-            format!(
-                "route {} timed out after {} waiting for endpoint {} of service {}",
-                route.name,
-                crate::config::format_duration(route.timeout.unwrap_or_default()),
-                endpoint.label,
-                service.name
-            ),
-        ),
-    };
-    finish.placement = Some(Placement {
-        route: route_idx,
-        backend: backend_idx,
-        endpoint: Some((endpoint, in_flight)),
-    });
-    Ok(error_response(&failure, finish))
+        Sent::Failed(err) => Ok(error_response(&err, finish)),
+    }
 }
+
+/// Largest request body buffered so that it can be retried or mirrored.
+const REPLAY_LIMIT: usize = 64 * 1024;

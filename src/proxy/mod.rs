@@ -1,6 +1,7 @@
 //! The proxy's server side: listeners, the request phases, header rewriting and the
 //! response body that carries each request's logging phase.
 
+pub mod attempts;
 pub mod finish;
 pub mod handler;
 pub mod headers;

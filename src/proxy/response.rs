@@ -59,7 +59,7 @@ impl ResponseBody {
 /// Builds the response for an error weir makes itself: the status of its code, the
 /// `weir-error` header, and a one-line body; `finish` records it.
 pub fn error_response(err: &ProxyError, mut finish: Finish) -> Response<ResponseBody> {
-    let status = err.code.status();
+    let status = err.status();
     finish.status = status.as_u16();
     finish.error = Some(err.code);
     let mut resp = Response::new(ResponseBody::local(Bytes::from(format!("{err}\n")), finish));

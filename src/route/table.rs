@@ -7,10 +7,15 @@ use std::time::Duration;
 
 use http::Request;
 
+use prometheus_client::metrics::counter::Counter;
+
+use super::fault::FaultInjector;
 use super::matcher::{MatcherError, RouteMatcher};
+use super::mirror::Mirror;
+use super::retry::{RetryBudget, RetryPolicy};
 use crate::config;
 use crate::telemetry::histogram::LatencyHistogram;
-use crate::telemetry::metrics::{Metrics, RequestCounters, RouteLabels};
+use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
 use crate::upstream::balancer::WeightedRandom;
 use crate::upstream::Service;
 
@@ -25,6 +30,41 @@ pub struct RouteBackend {
     pub duration: LatencyHistogram,
     /// Counters for requests that never reached an endpoint (endpoint label empty).
     pub unsent: RequestCounters,
+    /// The retry budget of this route's requests to this service.
+    pub retry_budget: RetryBudget,
+    /// `weir_retries_total{route, service, outcome}`.
+    pub retry_counters: RetryCounters,
+}
+
+/// `weir_retries_total` handles of one route and service, one per outcome.
+#[derive(Debug)]
+pub struct RetryCounters {
+    /// A retry was sent.
+    pub attempted: Counter,
+    /// A retry was wanted but the retry budget was spent.
+    pub budget_exhausted: Counter,
+    /// A retry was wanted but the service's `max_retries` was reached.
+    pub overflow: Counter,
+    /// A retry was wanted but every attempt was used.
+    pub exhausted: Counter,
+}
+
+impl RetryCounters {
+    fn new(metrics: &Metrics, route: &str, service: &str) -> Self {
+        let counter = |outcome: &str| {
+            metrics.retries.get_or_create_owned(&RetryLabels {
+                route: route.to_string(),
+                service: service.to_string(),
+                outcome: outcome.to_string(),
+            })
+        };
+        RetryCounters {
+            attempted: counter("attempted"),
+            budget_exhausted: counter("budget_exhausted"),
+            overflow: counter("overflow"),
+            exhausted: counter("exhausted"),
+        }
+    }
 }
 
 /// A compiled route.
@@ -36,8 +76,14 @@ pub struct Route {
     /// Backends, in configuration order.
     pub backends: Vec<RouteBackend>,
     split: WeightedRandom,
-    /// Bound until response headers.
+    /// Bound on the request until response headers, all attempts together.
     pub timeout: Option<Duration>,
+    /// Retry policy, when configured.
+    pub retries: Option<RetryPolicy>,
+    /// Fault injection, when configured.
+    pub fault: Option<FaultInjector>,
+    /// Traffic mirroring, when configured.
+    pub mirror: Option<Mirror>,
 }
 
 impl Route {
@@ -95,11 +141,16 @@ impl RouteTable {
                     service: b.service.clone(),
                 });
                 let unsent = RequestCounters::new(metrics, &listener.name, &r.name, &b.service, "");
+                let budget_percent = r.retries.as_ref().map_or(20.0, |p| p.budget_percent);
+                let retry_budget = RetryBudget::new(budget_percent);
+                let retry_counters = RetryCounters::new(metrics, &r.name, &b.service);
                 backends.push(RouteBackend {
                     service,
                     slot,
                     duration,
                     unsent,
+                    retry_budget,
+                    retry_counters,
                 });
             }
             let weights: Vec<u32> = r.backends.iter().map(|b| b.weight).collect();
@@ -109,6 +160,20 @@ impl RouteTable {
                 backends,
                 split: WeightedRandom::new(&weights),
                 timeout: r.timeout,
+                retries: r.retries.as_ref().map(RetryPolicy::new),
+                fault: r.fault.as_ref().map(FaultInjector::new),
+                mirror: match &r.mirror {
+                    None => None,
+                    Some(m) => {
+                        let target = services.get(&m.service).ok_or_else(|| {
+                            MatcherError(format!(
+                                "route {} mirrors to unknown service {}",
+                                r.name, m.service
+                            ))
+                        })?;
+                        Some(Mirror::new(target.clone(), m.percent))
+                    }
+                },
             });
         }
         Ok(RouteTable {

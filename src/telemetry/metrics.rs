@@ -61,6 +61,65 @@ pub struct EndpointStateLabels {
     pub state: String,
 }
 
+/// Labels of per-service metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// Service name.
+    pub service: String,
+}
+
+/// Labels of `weir_circuit_breaker_state`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerStateLabels {
+    /// Service name.
+    pub service: String,
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+}
+
+/// Labels of `weir_circuit_breaker_transitions_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerTransitionLabels {
+    /// Service name.
+    pub service: String,
+    /// State left.
+    pub from: String,
+    /// State entered.
+    pub to: String,
+}
+
+/// Labels of `weir_outlier_ejections_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EjectionLabels {
+    /// Service name.
+    pub service: String,
+    /// Endpoint address.
+    pub endpoint: String,
+    /// `consecutive_5xx` or `consecutive_gateway_errors`.
+    pub reason: String,
+}
+
+/// Labels of `weir_overflow_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverflowLabels {
+    /// Service name.
+    pub service: String,
+    /// `max_connections`, `max_pending_requests`, `max_requests` or `max_retries`.
+    pub limit: String,
+}
+
+/// Labels of `weir_retries_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// Route name.
+    pub route: String,
+    /// Service name.
+    pub service: String,
+    /// `attempted` (a retry was sent), `budget_exhausted`, `overflow` or `exhausted`
+    /// (attempts used up).
+    pub outcome: String,
+}
+
 /// Labels of `weir_build_info`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -80,6 +139,18 @@ pub struct Metrics {
     pub in_flight: Family<EndpointLabels, Gauge>,
     /// `weir_upstream_endpoints`.
     pub upstream_endpoints: Family<EndpointStateLabels, Gauge>,
+    /// `weir_circuit_breaker_state`.
+    pub breaker_state: Family<BreakerStateLabels, Gauge>,
+    /// `weir_circuit_breaker_transitions_total`.
+    pub breaker_transitions: Family<BreakerTransitionLabels, Counter>,
+    /// `weir_circuit_breaker_rejected_total`.
+    pub breaker_rejected: Family<ServiceLabels, Counter>,
+    /// `weir_outlier_ejections_total`.
+    pub outlier_ejections: Family<EjectionLabels, Counter>,
+    /// `weir_overflow_total`.
+    pub overflow: Family<OverflowLabels, Counter>,
+    /// `weir_retries_total`.
+    pub retries: Family<RetryLabels, Counter>,
 }
 
 impl Metrics {
@@ -111,6 +182,42 @@ impl Metrics {
             "Endpoints of each service, by state",
             upstream_endpoints.clone(),
         );
+        let breaker_state = Family::<BreakerStateLabels, Gauge>::default();
+        registry.register(
+            "weir_circuit_breaker_state",
+            "Circuit breaker state of each service; 1 for the current state",
+            breaker_state.clone(),
+        );
+        let breaker_transitions = Family::<BreakerTransitionLabels, Counter>::default();
+        registry.register(
+            "weir_circuit_breaker_transitions",
+            "Circuit breaker state changes",
+            breaker_transitions.clone(),
+        );
+        let breaker_rejected = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "weir_circuit_breaker_rejected",
+            "Requests refused because the service's circuit breaker was open",
+            breaker_rejected.clone(),
+        );
+        let outlier_ejections = Family::<EjectionLabels, Counter>::default();
+        registry.register(
+            "weir_outlier_ejections",
+            "Endpoints ejected by outlier detection, by reason",
+            outlier_ejections.clone(),
+        );
+        let overflow = Family::<OverflowLabels, Counter>::default();
+        registry.register(
+            "weir_overflow",
+            "Requests refused because a connection or request limit was reached",
+            overflow.clone(),
+        );
+        let retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "weir_retries",
+            "Retry decisions, by outcome",
+            retries.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -125,6 +232,12 @@ impl Metrics {
             request_duration,
             in_flight,
             upstream_endpoints,
+            breaker_state,
+            breaker_transitions,
+            breaker_rejected,
+            outlier_ejections,
+            overflow,
+            retries,
         })
     }
 

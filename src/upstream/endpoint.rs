@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use prometheus_client::metrics::gauge::Gauge;
 
+use super::health::EndpointHealth;
+use super::outlier::EndpointOutlier;
 use super::pool::Pool;
 use crate::telemetry::metrics::RequestCounters;
 
@@ -26,9 +28,52 @@ pub struct Endpoint {
     /// `weir_http_requests_total` handles, one per route that reaches this endpoint's
     /// service, indexed by that route's slot in the service.
     pub counters: Box<[RequestCounters]>,
+    /// Outlier-detection state (consecutive failures, ejection).
+    pub outlier: EndpointOutlier,
+    /// Active health-check state.
+    pub health: EndpointHealth,
+}
+
+/// Whether an endpoint takes traffic, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointState {
+    /// In rotation.
+    Healthy,
+    /// Ejected by outlier detection.
+    Ejected,
+    /// Failing active health checks.
+    Unhealthy,
+}
+
+impl EndpointState {
+    /// The `state` label value of `weir_upstream_endpoints` and `/services`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointState::Healthy => "healthy",
+            EndpointState::Ejected => "ejected",
+            EndpointState::Unhealthy => "unhealthy",
+        }
+    }
 }
 
 impl Endpoint {
+    /// Whether the endpoint takes traffic; an unhealthy endpoint counts as unhealthy even
+    /// when it is also ejected.
+    pub fn state(&self) -> EndpointState {
+        if !self.health.is_healthy() {
+            EndpointState::Unhealthy
+        } else if self.outlier.is_ejected() {
+            EndpointState::Ejected
+        } else {
+            EndpointState::Healthy
+        }
+    }
+
+    /// Why the endpoint is out of rotation, if it is.
+    pub fn out_of_rotation_because(&self) -> Option<String> {
+        self.health.describe().or_else(|| self.outlier.describe())
+    }
+
     /// Requests in flight as the balancer reads them.
     pub fn load(&self) -> u64 {
         self.in_flight.get().max(0) as u64

@@ -20,6 +20,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
+use super::limits::{Limit, LimitGuard, Limits, Overflow};
 use crate::body::RequestBody;
 use crate::config::UpstreamProtocol;
 
@@ -30,6 +31,8 @@ pub enum UpstreamError {
     Connect(String),
     /// The connection or stream failed while sending or awaiting the response.
     Reset(hyper::Error),
+    /// A connection limit of the service was reached.
+    Overflow(Overflow),
 }
 
 impl fmt::Display for UpstreamError {
@@ -39,6 +42,7 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Reset(e) => {
                 write!(f, "connection reset before a complete response ({e})")
             }
+            UpstreamError::Overflow(o) => write!(f, "{o}"),
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct Pool {
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     h2_connecting: tokio::sync::Mutex<()>,
     open: Arc<AtomicUsize>,
+    limits: Arc<Limits>,
 }
 
 impl Pool {
@@ -78,8 +83,10 @@ impl Pool {
         protocol: UpstreamProtocol,
         connect_timeout: Duration,
         idle_timeout: Duration,
+        limits: Arc<Limits>,
     ) -> Self {
         Pool {
+            limits,
             address,
             protocol,
             connect_timeout,
@@ -118,6 +125,10 @@ impl Pool {
             idle.pop_front();
         }
         idle.push_back(IdleConnection { sender, since: now });
+        drop(idle);
+        if self.limits.has_pending() {
+            self.limits.connection_available();
+        }
     }
 
     /// Closes idle connections older than the idle timeout, so an endpoint that gets no
@@ -139,37 +150,64 @@ impl Pool {
     }
 
     async fn send_http1(&self, mut req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
-        while let Some(mut sender) = self.take_idle() {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    return Ok(Exchange {
-                        response,
-                        reusable: Some(sender),
-                    })
+        // Held while this request waits for a connection (`max_pending_requests`); it
+        // waits at most `connect_timeout`, as long as a new connection could have taken.
+        let mut pending: Option<LimitGuard> = None;
+        let wait_until = tokio::time::Instant::now() + self.connect_timeout;
+        loop {
+            // Registered before looking, so a check-in between the look and the wait wakes us.
+            let changed = self.limits.changed();
+            if let Some(mut sender) = self.take_idle() {
+                if sender.ready().await.is_err() {
+                    continue;
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(UpstreamError::Reset(e.into_error())),
-                },
+                match sender.try_send_request(req).await {
+                    Ok(response) => {
+                        return Ok(Exchange {
+                            response,
+                            reusable: Some(sender),
+                        })
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => {
+                            req = unsent;
+                            continue;
+                        }
+                        None => return Err(UpstreamError::Reset(e.into_error())),
+                    },
+                }
+            }
+            if let Some(slot) = self.limits.try_connection() {
+                drop(pending);
+                let io = self.connect().await?;
+                let (mut sender, conn) = http1::Builder::new()
+                    .handshake(io)
+                    .await
+                    .map_err(UpstreamError::Reset)?;
+                self.spawn_connection(conn, slot);
+                let response = sender
+                    .send_request(req)
+                    .await
+                    .map_err(UpstreamError::Reset)?;
+                return Ok(Exchange {
+                    response,
+                    reusable: Some(sender),
+                });
+            }
+            if pending.is_none() {
+                let guard = self
+                    .limits
+                    .acquire(Limit::MaxPendingRequests)
+                    .map_err(UpstreamError::Overflow)?;
+                pending = Some(guard);
+            }
+            if tokio::time::timeout_at(wait_until, changed).await.is_err() {
+                return Err(UpstreamError::Overflow(Overflow {
+                    limit: Limit::MaxConnections,
+                    value: self.limits.max(Limit::MaxConnections),
+                }));
             }
         }
-        let io = self.connect().await?;
-        let (mut sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(UpstreamError::Reset)?;
-        self.spawn_connection(conn);
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(UpstreamError::Reset)?;
-        Ok(Exchange {
-            response,
-            reusable: Some(sender),
-        })
     }
 
     async fn send_http2(&self, mut req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
@@ -209,12 +247,16 @@ impl Pool {
         if let Some(s) = self.live_http2() {
             return Ok(s);
         }
+        let slot = self
+            .limits
+            .acquire(Limit::MaxConnections)
+            .map_err(UpstreamError::Overflow)?;
         let io = self.connect().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
             .map_err(UpstreamError::Reset)?;
-        self.spawn_connection(conn);
+        self.spawn_connection(conn, slot);
         *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
     }
@@ -233,7 +275,8 @@ impl Pool {
         Ok(TokioIo::new(stream))
     }
 
-    fn spawn_connection<C>(&self, conn: C)
+    /// Drives a connection in its own task; its limit slot is released when it closes.
+    fn spawn_connection<C>(&self, conn: C, slot: LimitGuard)
     where
         C: std::future::Future + Send + 'static,
     {
@@ -242,6 +285,7 @@ impl Pool {
         tokio::spawn(async move {
             let _ = conn.await;
             open.fetch_sub(1, Relaxed);
+            drop(slot);
         });
     }
 }

@@ -10,17 +10,49 @@ use http::header::{HeaderMap, HeaderName};
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::balancer::Balancer;
-use super::endpoint::Endpoint;
+use super::circuit_breaker::CircuitBreaker;
+use super::endpoint::{Endpoint, EndpointState};
+use super::limits::Limits;
+use super::outcome::Outcome;
+use super::outlier::OutlierDetector;
 use super::pool::Pool;
 use crate::config::{self, LoadBalancer, UpstreamProtocol};
 use crate::telemetry::metrics::{EndpointLabels, EndpointStateLabels, Metrics, RequestCounters};
 
-/// An immutable endpoint set and the balancer built for it; replaced whole on change.
+/// An immutable endpoint set and the balancer built over the endpoints in rotation;
+/// replaced whole when discovery, outlier detection or health checks change it, so the
+/// request path never checks endpoint state itself.
 #[derive(Debug)]
 pub struct EndpointSet {
-    /// Endpoints in discovery order.
+    /// Every endpoint in discovery order, in rotation or not.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Indices into `endpoints` of those in rotation; the balancer picks among these.
+    in_rotation: Vec<usize>,
     balancer: Balancer,
+}
+
+impl EndpointSet {
+    fn build(kind: LoadBalancer, endpoints: Vec<Arc<Endpoint>>) -> Self {
+        let in_rotation: Vec<usize> = (0..endpoints.len())
+            .filter(|&i| endpoints[i].state() == EndpointState::Healthy)
+            .collect();
+        let balancer = Balancer::new(
+            kind,
+            in_rotation
+                .iter()
+                .map(|&i| (endpoints[i].label.as_str(), endpoints[i].weight)),
+        );
+        EndpointSet {
+            endpoints,
+            in_rotation,
+            balancer,
+        }
+    }
+
+    /// Number of endpoints in rotation.
+    pub fn in_rotation(&self) -> usize {
+        self.in_rotation.len()
+    }
 }
 
 /// An upstream service as the request path sees it.
@@ -38,7 +70,14 @@ pub struct Service {
     route_slots: Vec<(String, String)>,
     metrics: Arc<Metrics>,
     endpoints: ArcSwap<EndpointSet>,
-    healthy: Gauge,
+    /// `weir_upstream_endpoints{state}`: healthy, ejected, unhealthy.
+    state_gauges: [Gauge; 3],
+    /// Connection and request limits.
+    pub limits: Arc<Limits>,
+    /// The Hystrix circuit breaker, when configured.
+    pub breaker: Option<CircuitBreaker>,
+    /// Outlier detection, when configured.
+    pub outlier: Option<OutlierDetector>,
 }
 
 impl Service {
@@ -49,12 +88,19 @@ impl Service {
         route_slots: Vec<(String, String)>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let healthy = metrics
-            .upstream_endpoints
-            .get_or_create_owned(&EndpointStateLabels {
-                service: cfg.name.clone(),
-                state: "healthy".into(),
-            });
+        let state_gauges = [
+            EndpointState::Healthy,
+            EndpointState::Ejected,
+            EndpointState::Unhealthy,
+        ]
+        .map(|state| {
+            metrics
+                .upstream_endpoints
+                .get_or_create_owned(&EndpointStateLabels {
+                    service: cfg.name.clone(),
+                    state: state.as_str().into(),
+                })
+        });
         let service = Service {
             name: cfg.name.clone(),
             protocol: cfg.protocol,
@@ -66,12 +112,18 @@ impl Service {
             connect_timeout: cfg.connect_timeout,
             idle_timeout: cfg.idle_timeout,
             route_slots,
+            endpoints: ArcSwap::from_pointee(EndpointSet::build(cfg.load_balancer, Vec::new())),
+            state_gauges,
+            limits: Limits::new(&cfg.name, cfg.limits.as_ref(), &metrics),
+            breaker: cfg
+                .circuit_breaker
+                .as_ref()
+                .map(|b| CircuitBreaker::new(&cfg.name, b, &metrics)),
+            outlier: cfg
+                .outlier_detection
+                .as_ref()
+                .map(|o| OutlierDetector::new(&cfg.name, o, metrics.clone())),
             metrics,
-            endpoints: ArcSwap::from_pointee(EndpointSet {
-                endpoints: Vec::new(),
-                balancer: Balancer::new(cfg.load_balancer, std::iter::empty()),
-            }),
-            healthy,
         };
         let statics: Vec<(SocketAddr, u32)> = cfg
             .endpoints
@@ -97,8 +149,58 @@ impl Service {
             .as_ref()
             .and_then(|h| headers.get(h))
             .map(|v| v.as_bytes());
-        let idx = set.balancer.pick(key, |i| set.endpoints[i].load())?;
-        Some(set.endpoints[idx].clone())
+        let idx = set
+            .balancer
+            .pick(key, |i| set.endpoints[set.in_rotation[i]].load())?;
+        Some(set.endpoints[set.in_rotation[idx]].clone())
+    }
+
+    /// Like [`Service::pick`], but prefers an endpoint not in `tried` (for retries) while
+    /// the rotation has one.
+    pub fn pick_other(
+        &self,
+        headers: &HeaderMap,
+        tried: &[Arc<Endpoint>],
+    ) -> Option<Arc<Endpoint>> {
+        let in_rotation = self.endpoints.load().in_rotation.len();
+        let mut pick = self.pick(headers)?;
+        let untried_left = tried.len() < in_rotation;
+        for _ in 0..8 {
+            if !untried_left || !tried.iter().any(|t| Arc::ptr_eq(t, &pick)) {
+                break;
+            }
+            pick = self.pick(headers)?;
+        }
+        Some(pick)
+    }
+
+    /// Reports one attempt's outcome at `endpoint` to outlier detection, and takes the
+    /// endpoint out of rotation when that ejects it.
+    pub fn record_attempt(&self, endpoint: &Endpoint, outcome: Outcome) {
+        if let Some(outlier) = &self.outlier {
+            if outlier.record(endpoint, outcome, &self.endpoints.load()) {
+                self.refresh_rotation();
+            }
+        }
+    }
+
+    /// Rebuilds the rotation after endpoint states changed (ejection, return, health), and
+    /// updates `weir_upstream_endpoints`.
+    pub fn refresh_rotation(&self) {
+        let current = self.endpoints.load_full();
+        self.publish(current.endpoints.clone());
+    }
+
+    fn publish(&self, endpoints: Vec<Arc<Endpoint>>) {
+        let mut counts = [0i64; 3];
+        for e in &endpoints {
+            counts[e.state() as usize] += 1;
+        }
+        for (gauge, n) in self.state_gauges.iter().zip(counts) {
+            gauge.set(n);
+        }
+        self.endpoints
+            .store(Arc::new(EndpointSet::build(self.load_balancer, endpoints)));
     }
 
     /// The current endpoint set (for the admin server).
@@ -139,15 +241,7 @@ impl Service {
                     .unwrap_or_else(|| Arc::new(self.new_endpoint(address, weight)))
             })
             .collect();
-        let balancer = Balancer::new(
-            self.load_balancer,
-            endpoints.iter().map(|e| (e.label.as_str(), e.weight)),
-        );
-        self.healthy.set(endpoints.len() as i64);
-        self.endpoints.store(Arc::new(EndpointSet {
-            endpoints,
-            balancer,
-        }));
+        self.publish(endpoints);
     }
 
     fn new_endpoint(&self, address: SocketAddr, weight: u32) -> Endpoint {
@@ -173,8 +267,11 @@ impl Service {
                 self.protocol,
                 self.connect_timeout,
                 self.idle_timeout,
+                self.limits.clone(),
             ),
             counters,
+            outlier: Default::default(),
+            health: Default::default(),
         }
     }
 }

@@ -1,0 +1,247 @@
+//! Connection and request limits of a service (Envoy's circuit-breaker thresholds):
+//! `max_connections`, `max_pending_requests`, `max_requests`, `max_retries`. Past a limit a
+//! request is refused at once with 503 `overflow`; nothing waits without bound (a request
+//! pending for a connection is still bounded by the route timeout).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Notify;
+
+use crate::config;
+use crate::telemetry::metrics::{Metrics, OverflowLabels};
+
+/// Envoy's default for every threshold.
+const DEFAULT_LIMIT: u32 = 1024;
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Upstream connections across the service's endpoints.
+    MaxConnections,
+    /// Requests waiting for a connection.
+    MaxPendingRequests,
+    /// Requests in flight to the service.
+    MaxRequests,
+    /// Retries in flight to the service.
+    MaxRetries,
+}
+
+impl Limit {
+    /// The `limit` label of `weir_overflow_total` and the config key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::MaxConnections => "max_connections",
+            Limit::MaxPendingRequests => "max_pending_requests",
+            Limit::MaxRequests => "max_requests",
+            Limit::MaxRetries => "max_retries",
+        }
+    }
+}
+
+/// A refusal: which limit, and its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overflow {
+    /// The limit reached.
+    pub limit: Limit,
+    /// Its configured value.
+    pub value: u32,
+}
+
+impl fmt::Display for Overflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}) reached", self.limit.as_str(), self.value)
+    }
+}
+
+/// The limits and current usage of one service.
+#[derive(Debug)]
+pub struct Limits {
+    max: [u32; 4],
+    used: [AtomicU32; 4],
+    overflows: [Counter; 4],
+    changed: Notify,
+}
+
+const ALL: [Limit; 4] = [
+    Limit::MaxConnections,
+    Limit::MaxPendingRequests,
+    Limit::MaxRequests,
+    Limit::MaxRetries,
+];
+
+impl Limits {
+    /// Limits of `service` from its config (Envoy's defaults of 1024 each when absent).
+    pub fn new(service: &str, cfg: Option<&config::Limits>, metrics: &Metrics) -> Arc<Self> {
+        let max = match cfg {
+            Some(c) => [
+                c.max_connections,
+                c.max_pending_requests,
+                c.max_requests,
+                c.max_retries,
+            ],
+            None => [DEFAULT_LIMIT; 4],
+        };
+        let overflows = ALL.map(|l| {
+            metrics.overflow.get_or_create_owned(&OverflowLabels {
+                service: service.to_string(),
+                limit: l.as_str().to_string(),
+            })
+        });
+        Arc::new(Limits {
+            max,
+            used: Default::default(),
+            overflows,
+            changed: Notify::new(),
+        })
+    }
+
+    /// Takes one unit of `limit`, or counts an overflow and refuses.
+    pub fn acquire(self: &Arc<Self>, limit: Limit) -> Result<LimitGuard, Overflow> {
+        let i = limit as usize;
+        let max = self.max[i];
+        let taken = self.used[i].fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        });
+        match taken {
+            Ok(_) => Ok(LimitGuard {
+                limits: self.clone(),
+                limit,
+            }),
+            Err(_) => {
+                self.overflows[i].inc();
+                Err(Overflow { limit, value: max })
+            }
+        }
+    }
+
+    /// Takes a connection slot without counting an overflow when none is free (a request
+    /// then waits as pending instead).
+    pub fn try_connection(self: &Arc<Self>) -> Option<LimitGuard> {
+        let i = Limit::MaxConnections as usize;
+        let max = self.max[i];
+        self.used[i]
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LimitGuard {
+                limits: self.clone(),
+                limit: Limit::MaxConnections,
+            })
+    }
+
+    /// The configured value of `limit`.
+    pub fn max(&self, limit: Limit) -> u32 {
+        self.max[limit as usize]
+    }
+
+    /// Current usage of `limit`.
+    pub fn used(&self, limit: Limit) -> u32 {
+        self.used[limit as usize].load(Ordering::Acquire)
+    }
+
+    /// Whether any request waits for a connection (so check-ins must wake it).
+    pub fn has_pending(&self) -> bool {
+        self.used(Limit::MaxPendingRequests) > 0
+    }
+
+    /// Wakes requests waiting for a connection: one was returned or closed.
+    pub fn connection_available(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves the next time a connection is returned or closed.
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
+    }
+}
+
+/// One unit of a limit, released on drop.
+#[derive(Debug)]
+pub struct LimitGuard {
+    limits: Arc<Limits>,
+    limit: Limit,
+}
+
+impl Drop for LimitGuard {
+    fn drop(&mut self) {
+        self.limits.used[self.limit as usize].fetch_sub(1, Ordering::AcqRel);
+        if self.limit == Limit::MaxConnections {
+            self.limits.connection_available();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_requests: u32) -> (Arc<Limits>, Arc<Metrics>) {
+        let metrics = Metrics::new();
+        let cfg = config::Limits {
+            max_connections: 2,
+            max_pending_requests: 1,
+            max_requests,
+            max_retries: 1,
+        };
+        (Limits::new("svc", Some(&cfg), &metrics), metrics)
+    }
+
+    #[test]
+    fn requests_beyond_the_limit_overflow_and_are_counted() {
+        let (l, metrics) = limits(3);
+        let held: Vec<_> = (0..3)
+            .map(|_| l.acquire(Limit::MaxRequests).unwrap())
+            .collect();
+        let refused = (0..5)
+            .filter(|_| l.acquire(Limit::MaxRequests).is_err())
+            .count();
+        assert_eq!(refused, 5);
+        assert_eq!(l.used(Limit::MaxRequests), 3);
+        drop(held);
+        assert_eq!(l.used(Limit::MaxRequests), 0);
+        assert!(l.acquire(Limit::MaxRequests).is_ok());
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"weir_overflow_total{service="svc",limit="max_requests"} 5"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn connection_slots_do_not_count_overflow() {
+        let (l, metrics) = limits(3);
+        let a = l.try_connection();
+        let b = l.try_connection();
+        assert!(a.is_some() && b.is_some() && l.try_connection().is_none());
+        assert!(metrics.render().contains(r#"limit="max_connections"} 0"#));
+        drop(a);
+        assert!(l.try_connection().is_some());
+    }
+
+    #[tokio::test]
+    async fn releasing_a_connection_wakes_waiters() {
+        let (l, _) = limits(3);
+        let held = l.try_connection().unwrap();
+        let _other = l.try_connection().unwrap();
+        let waiter = {
+            let l = l.clone();
+            tokio::spawn(async move {
+                loop {
+                    let changed = l.changed();
+                    if let Some(g) = l.try_connection() {
+                        return g;
+                    }
+                    changed.await;
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        drop(held);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(2), waiter).await;
+        assert!(got.is_ok(), "the waiter was not woken");
+    }
+}
