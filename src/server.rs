@@ -151,10 +151,12 @@ impl Server {
                 continue;
             };
             if service.outlier.is_some() {
-                background.push(tokio::spawn(return_ejected_endpoints(
-                    service.clone(),
-                    stop_rx.clone(),
-                )));
+                let (service, stop) = (service.clone(), stop_rx.clone());
+                background.push(tokio::spawn(async move {
+                    if let Some(outlier) = &service.outlier {
+                        outlier.run_sweeps(&service, stop).await;
+                    }
+                }));
             }
             if let Some(hc) = &s.health_check {
                 background.push(tokio::spawn(crate::upstream::health::run(
@@ -228,25 +230,6 @@ async fn close_idle_connections(snapshot: Arc<ArcSwap<Snapshot>>, mut stop: watc
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(period) => {}
-        }
-    }
-}
-
-/// Every outlier-detection `interval`, returns endpoints whose ejection time has passed.
-async fn return_ejected_endpoints(
-    service: Arc<crate::upstream::Service>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(outlier) = service.outlier.as_ref() else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(outlier.interval()) => {}
-        }
-        if outlier.sweep(&service.endpoint_set()) {
-            service.refresh_rotation();
         }
     }
 }

@@ -34,33 +34,6 @@ pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[
         "the listener does not forward raw TCP",
     ),
     (
-        "route.retries",
-        "retries",
-        "failed requests are not retried",
-    ),
-    ("route.fault", "fault", "no delays or aborts are injected"),
-    ("route.mirror", "mirror", "no traffic is mirrored"),
-    (
-        "service.limits",
-        "limits",
-        "connections and requests are not capped",
-    ),
-    (
-        "service.circuit_breaker",
-        "circuit_breaker",
-        "requests are not short-circuited",
-    ),
-    (
-        "service.outlier_detection",
-        "outlier_detection",
-        "endpoints are not ejected",
-    ),
-    (
-        "service.health_check",
-        "health_check",
-        "endpoints are not actively checked",
-    ),
-    (
         "service.tls",
         "tls",
         "connections to this service do not use mTLS",
@@ -102,15 +75,15 @@ mod tests {
         let mut ctx = Ctx::new("f.yaml");
         warn_if_not_enforced(
             &mut ctx,
-            "service.circuit_breaker",
+            "service.tls",
             Pos { line: 3, col: 5 },
-            "services[0].circuit_breaker",
+            "services[0].tls",
         );
         warn_if_not_enforced(&mut ctx, "no.such.section", Pos::START, "x");
         let lines: Vec<String> = ctx.warnings.iter().map(ToString::to_string).collect();
         assert_eq!(
             lines,
-            vec!["f.yaml:3:5: services[0].circuit_breaker: circuit_breaker is accepted but not enforced yet; requests are not short-circuited"]
+            vec!["f.yaml:3:5: services[0].tls: tls is accepted but not enforced yet; connections to this service do not use mTLS"]
         );
     }
 }

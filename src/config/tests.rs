@@ -30,18 +30,28 @@ fn reference_example_loads_with_only_not_enforced_warnings() {
     for w in &warnings {
         assert!(w.contains("is accepted but not enforced yet"), "{w}");
     }
+    // Resilience sections are enforced: no warning for them.
+    for enforced in [
+        "retries",
+        "fault",
+        "mirror",
+        "limits",
+        "circuit_breaker",
+        "outlier_detection",
+        "health_check",
+    ] {
+        assert!(
+            !warnings
+                .iter()
+                .any(|w| w.contains(&format!(".{enforced}: "))),
+            "{enforced} is enforced but warned about: {warnings:#?}"
+        );
+    }
     for section in [
         "identity",
         "tracing",
         "listeners[1].tls",
         "listeners[2].protocol",
-        "routes[1].retries",
-        "routes[1].fault",
-        "routes[1].mirror",
-        "services[0].limits",
-        "services[0].circuit_breaker",
-        "services[0].outlier_detection",
-        "services[0].health_check",
         "services[0].tls",
         "services[4].discovery.kubernetes",
     ] {

@@ -171,7 +171,11 @@ impl RouteTable {
                                 r.name, m.service
                             ))
                         })?;
-                        Some(Mirror::new(target.clone(), m.percent))
+                        let mirror = Mirror::new(target.clone(), m.percent);
+                        Some(match r.timeout {
+                            Some(t) => mirror.with_timeout(t),
+                            None => mirror,
+                        })
                     }
                 },
             });
