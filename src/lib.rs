@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod headers;
 pub mod logging;
 pub mod proxy;
 pub mod rand;

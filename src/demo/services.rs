@@ -1,10 +1,11 @@
 //! The demo's upstream services: small HTTP/1.1 servers on 127.0.0.1 that answer every
 //! request with a JSON body naming themselves, after an optional delay, and count what they
-//! served.
+//! served. An endpoint can be told to fail: it then answers every request with a 500, which
+//! is how the demo's circuit-breaker scenario makes `reviews-v2` go bad and heal again.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub struct DemoEndpoint {
     /// Extra time taken before every response.
     pub delay: Duration,
     hits: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -42,19 +44,35 @@ impl DemoEndpoint {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
         let hits = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(serve(listener, service, address, delay, hits.clone()));
+        let failing = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(serve(
+            listener,
+            Behaviour {
+                service,
+                address,
+                delay,
+                hits: hits.clone(),
+                failing: failing.clone(),
+            },
+        ));
         Ok(DemoEndpoint {
             service,
             address,
             delay,
             hits,
+            failing,
             task,
         })
     }
 
-    /// Requests this endpoint has answered.
+    /// Requests this endpoint has answered (500s included).
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
+    }
+
+    /// From now on answer every request with a 500 (`true`) or normally again (`false`).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::Relaxed);
     }
 }
 
@@ -99,13 +117,17 @@ impl DemoServices {
     }
 }
 
-async fn serve(
-    listener: TcpListener,
+/// How one endpoint answers, shared by its connections.
+#[derive(Debug, Clone)]
+struct Behaviour {
     service: &'static str,
     address: SocketAddr,
     delay: Duration,
     hits: Arc<AtomicU64>,
-) {
+    failing: Arc<AtomicBool>,
+}
+
+async fn serve(listener: TcpListener, behaviour: Behaviour) {
     let mut connections = JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
@@ -115,16 +137,21 @@ async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let hits = hits.clone();
+        let behaviour = behaviour.clone();
         connections.spawn(async move {
             let handler = service_fn(move |req: Request<Incoming>| {
-                let hits = hits.clone();
+                let b = behaviour.clone();
                 async move {
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
+                    if !b.delay.is_zero() {
+                        tokio::time::sleep(b.delay).await;
                     }
-                    hits.fetch_add(1, Ordering::Relaxed);
-                    Ok::<_, Infallible>(answer(service, address, req.uri().path()))
+                    b.hits.fetch_add(1, Ordering::Relaxed);
+                    let response = if b.failing.load(Ordering::Relaxed) {
+                        failure(b.service, b.address)
+                    } else {
+                        answer(b.service, b.address, req.uri().path())
+                    };
+                    Ok::<_, Infallible>(response)
                 }
             });
             let _ = http1::Builder::new()
@@ -153,6 +180,23 @@ fn answer(service: &str, address: SocketAddr, path: &str) -> Response<Full<Bytes
     response
 }
 
+/// What a failing endpoint answers: a 500 naming itself.
+fn failure(service: &str, address: SocketAddr) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({
+        "service": service,
+        "endpoint": address.to_string(),
+        "error": "the demo made this service fail on purpose",
+    })
+    .to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +212,32 @@ mod tests {
             serde_json::from_slice(&body.unwrap_or_default()).unwrap_or_default();
         assert_eq!(json["service"], "reviews-v2");
         assert_eq!(json["endpoint"], "127.0.0.1:9080");
+    }
+
+    #[tokio::test]
+    async fn a_failing_endpoint_answers_500_until_healed_and_counts_every_hit() {
+        let endpoint = DemoEndpoint::start("reviews-v2", Duration::ZERO)
+            .await
+            .expect("bind");
+        let get = || async {
+            let stream = tokio::net::TcpStream::connect(endpoint.address)
+                .await
+                .expect("connect");
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            let request = Request::get("/reviews/1")
+                .header(header::HOST, "demo")
+                .body(http_body_util::Empty::<Bytes>::new())
+                .expect("request");
+            sender.send_request(request).await.expect("response").status()
+        };
+        assert_eq!(get().await, StatusCode::OK);
+        endpoint.set_failing(true);
+        assert_eq!(get().await, StatusCode::INTERNAL_SERVER_ERROR);
+        endpoint.set_failing(false);
+        assert_eq!(get().await, StatusCode::OK);
+        assert_eq!(endpoint.hits(), 3);
     }
 }

@@ -16,11 +16,10 @@ use tokio::time::Instant;
 use crate::body::RequestBody;
 use crate::config::format_duration;
 use crate::error::{ErrorCode, ProxyError};
+use crate::headers;
 use crate::route::{Route, RouteBackend};
 use crate::upstream::limits::Limit;
 use crate::upstream::{Endpoint, Exchange, InFlight, Outcome, UpstreamError};
-
-use super::headers;
 
 /// The request as it will be sent: once with a streaming body, or as a replayable copy.
 #[derive(Debug)]
@@ -126,18 +125,8 @@ pub async fn send(
             Outgoing::Replayable { headers, .. } => service.pick_other(headers, &tried),
             Outgoing::Once(None) => None,
         };
-        let Some(endpoint) = picked else {
-            let err = ProxyError::new(
-                ErrorCode::NoHealthyEndpoint,
-                format!("service {} has no endpoint available", service.name),
-            );
-            return SendResult {
-                sent: Sent::Failed(err),
-                outcome: None,
-                endpoint: None,
-            };
-        };
-        let Some((mut parts, body)) = outgoing.next() else {
+        // A streaming request is taken by its one attempt; a replayable one is copied.
+        let Some((endpoint, (mut parts, body))) = picked.zip(outgoing.next()) else {
             let err = ProxyError::new(
                 ErrorCode::NoHealthyEndpoint,
                 format!("service {} has no endpoint available", service.name),

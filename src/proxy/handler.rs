@@ -26,10 +26,10 @@ use hyper::body::Incoming;
 
 use super::attempts::{self, Outgoing, Sent};
 use super::finish::{Finish, Held, Placement};
-use super::headers;
 use super::response::{error_response, ResponseBody};
 use crate::body::{RequestBody, SharedBody};
 use crate::error::{ErrorCode, ProxyError};
+use crate::headers;
 use crate::route::replay::{self, Replayable};
 use crate::snapshot::Snapshot;
 use crate::upstream::limits::Limit;

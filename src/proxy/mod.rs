@@ -4,6 +4,5 @@
 pub mod attempts;
 pub mod finish;
 pub mod handler;
-pub mod headers;
 pub mod listener;
 pub mod response;

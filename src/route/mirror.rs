@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{PathAndQuery, Scheme, Uri};
-use http::{request, Request, StatusCode, Version};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{request, Request, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 
 use crate::body::RequestBody;
 use crate::config::UpstreamProtocol;
+use crate::headers;
 use crate::rand;
 use crate::upstream::endpoint::{Endpoint, InFlight};
 use crate::upstream::service::Service;
@@ -29,15 +30,6 @@ pub const MIRROR_CONCURRENCY: usize = 64;
 /// How long a copy may take, response body included, before it is abandoned (Envoy bounds
 /// a shadow request by the route timeout, 15 s by default).
 pub const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Connection-specific fields that must not reach the shadow (HTTP/2 refuses them).
-const HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// A route's mirror: the shadow service, the share of requests copied to it, and the bound
 /// on copies in flight.
@@ -163,53 +155,35 @@ fn shadow_request(
     protocol: UpstreamProtocol,
     service: &str,
 ) -> Option<Request<RequestBody>> {
-    let mut headers = parts.headers.clone();
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    if headers
-        .get(header::TE)
-        .is_some_and(|te| te.as_bytes() != b"trailers")
-    {
-        headers.remove(header::TE);
-    }
-    // The copy's length is its body's; hyper writes it.
-    headers.remove(header::CONTENT_LENGTH);
-
     let host = parts
         .uri
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .map_or_else(|| format!("{service}-shadow"), shadow_host);
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let (uri, version) = match protocol {
-        UpstreamProtocol::Http1 => {
-            headers.insert(header::HOST, HeaderValue::from_str(&host).ok()?);
-            (Uri::from(path), Version::HTTP_11)
-        }
-        UpstreamProtocol::Http2 => {
-            headers.remove(header::HOST);
-            let uri = Uri::builder()
-                .scheme(Scheme::HTTP)
-                .authority(host)
-                .path_and_query(path)
-                .build()
-                .ok()?;
-            (uri, Version::HTTP_2)
-        }
-    };
-
-    let mut request = Request::new(RequestBody::Full(body.filter(|b| !b.is_empty()).cloned()));
-    *request.method_mut() = parts.method.clone();
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
-    Some(request)
+    let mut copy = Request::new(RequestBody::Full(body.filter(|b| !b.is_empty()).cloned()));
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = Uri::from(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    *copy.headers_mut() = parts.headers.clone();
+    let (mut copy, body) = copy.into_parts();
+    headers::strip_connection_fields(&mut copy.headers);
+    // The copy's length is its body's; hyper writes it.
+    copy.headers.remove(header::CONTENT_LENGTH);
+    copy.headers
+        .insert(header::HOST, HeaderValue::from_str(&host).ok()?);
+    headers::set_target(&mut copy, protocol, &host);
+    Some(Request::from_parts(copy, body))
 }
 
 /// Sends the copy and reads its response to the end, discarding it, so the connection can

@@ -45,33 +45,45 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Rewrites request parts for the upstream: strips hop-by-hop fields, keeps `te: trailers`,
 /// appends the client to `x-forwarded-for`, sets `x-forwarded-proto`, and puts the target in
-/// the form the upstream's HTTP version needs (origin form and `host` for HTTP/1.1; scheme
-/// and authority for HTTP/2).
+/// the form the upstream's HTTP version needs (see [`set_target`]).
 pub fn to_upstream(
     parts: &mut request::Parts,
     client_ip: &HeaderValue,
     protocol: UpstreamProtocol,
     fallback_authority: &str,
 ) {
-    let wants_trailers = parts.headers.get_all(header::TE).iter().any(|v| {
+    strip_connection_fields(&mut parts.headers);
+    append_forwarded_for(&mut parts.headers, client_ip);
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    set_target(parts, protocol, fallback_authority);
+}
+
+/// Removes every field that describes the client's connection rather than the request:
+/// hop-by-hop fields and `te`, except `te: trailers`, which gRPC needs end to end.
+pub fn strip_connection_fields(headers: &mut HeaderMap) {
+    let wants_trailers = headers.get_all(header::TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::TE);
+    strip_hop_by_hop(headers);
+    headers.remove(header::TE);
     if wants_trailers {
-        parts
-            .headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
+}
 
-    append_forwarded_for(&mut parts.headers, client_ip);
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-
+/// Puts the request target in the form the upstream's HTTP version needs: origin form and a
+/// `host` field for HTTP/1.1; scheme and authority (and no `host`) for HTTP/2.
+/// `fallback_authority` is used when the request names none.
+pub fn set_target(
+    parts: &mut request::Parts,
+    protocol: UpstreamProtocol,
+    fallback_authority: &str,
+) {
     let authority: Option<Authority> = parts.uri.authority().cloned().or_else(|| {
         parts
             .headers
