@@ -133,6 +133,7 @@ fn services_json(snapshot: &Snapshot) -> String {
                 "name": s.name,
                 "load_balancer": s.load_balancer(),
                 "protocol": s.protocol,
+                "circuit_breaker": s.breaker.as_ref().map(|b| b.state().as_str()),
                 "endpoints": endpoints,
             })
         })
