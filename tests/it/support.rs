@@ -52,6 +52,20 @@ pub struct UpstreamState {
     pub delay_ms: AtomicU64,
     /// TCP connections accepted.
     pub connections: AtomicU64,
+    /// Share of requests (0–100) answered with `fail_status` instead of their path's answer,
+    /// spread evenly and deterministically: with 50 every other request fails, starting
+    /// with the first. `/health` is exempt.
+    pub fail_percent: AtomicU64,
+    /// Status of a failed request (0 means 500).
+    pub fail_status: AtomicU64,
+    /// Requests judged by `fail_percent` so far.
+    pub judged: AtomicU64,
+    /// Status `/health` answers (0 means 200).
+    pub health_status: AtomicU64,
+    /// `/health` requests received (also counted in `hits`).
+    pub health_hits: AtomicU64,
+    /// The tasks serving accepted connections, so that [`Upstream::kill`] can drop them.
+    pub conns: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// A real HTTP server on 127.0.0.1 speaking HTTP/1.1 and h2c. Paths:
@@ -93,12 +107,14 @@ impl Upstream {
                 };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let (st, nm) = (st.clone(), nm.clone());
-                tokio::spawn(async move {
+                let conns = st.clone();
+                let conn = tokio::spawn(async move {
                     let svc = service_fn(move |req| respond(st.clone(), nm.clone(), req));
                     let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
+                conns.conns.lock().unwrap().push(conn.abort_handle());
             }
         });
         Upstream {
@@ -134,6 +150,27 @@ impl Upstream {
     pub fn stop(self) {
         self.task.abort();
     }
+
+    /// Dies like a crashed process: stops accepting (new connections are refused) and drops
+    /// every open connection, in-flight requests included.
+    pub fn kill(self) {
+        self.task.abort();
+        for conn in self.state.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    /// Makes `percent` (0–100) of the following requests fail with `status` (see
+    /// [`UpstreamState::fail_percent`]); 0 heals.
+    pub fn fail(&self, percent: u64, status: u16) {
+        self.state.fail_status.store(status.into(), Ordering::SeqCst);
+        self.state.fail_percent.store(percent, Ordering::SeqCst);
+    }
+
+    /// Requests received other than `/health` checks.
+    pub fn traffic_hits(&self) -> u64 {
+        self.hits() - self.state.health_hits.load(Ordering::SeqCst)
+    }
 }
 
 type TestBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
@@ -156,6 +193,35 @@ async fn respond(
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let path = req.uri().path().to_string();
+    if path == "/health" {
+        state.health_hits.fetch_add(1, Ordering::SeqCst);
+        let code = match state.health_status.load(Ordering::SeqCst) {
+            0 => 200,
+            c => c as u16,
+        };
+        let mut r = Response::new(full(name.clone()));
+        *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+        r.headers_mut().insert("x-upstream", name.parse().unwrap());
+        return Ok(r);
+    }
+    let percent = state.fail_percent.load(Ordering::SeqCst);
+    if percent > 0 {
+        let n = state.judged.fetch_add(1, Ordering::SeqCst);
+        if (n * percent) % 100 < percent {
+            // Read the whole request first, so that the answer is not mistaken for a reset.
+            let mut body = req.into_body();
+            while let Some(Ok(_)) = body.frame().await {}
+            let code = match state.fail_status.load(Ordering::SeqCst) {
+                0 => 500,
+                c => c as u16,
+            };
+            let mut r = Response::new(full(name.clone()));
+            *r.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r.headers_mut().insert("x-upstream", name.parse().unwrap());
+            return Ok(r);
+        }
+    }
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (head, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let mut resp = match head {
@@ -477,4 +543,59 @@ pub async fn load(
         }
     }
     all
+}
+
+/// A raw HTTP/1.1 upstream that accepts and closes every connection without answering.
+pub async fn closing_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    addr
+}
+
+/// A raw HTTP/1.1 upstream that reads a request, sends headers promising 1000 bytes and 7 of
+/// them, then closes the connection.
+pub async fn truncating_upstream() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial")
+                .await;
+        }
+    });
+    addr
+}
+
+/// The `/services` document of a weir, parsed.
+pub async fn services(weir: &Weir) -> serde_json::Value {
+    let body = get(weir.admin, "/services", &[]).await.map(|r| r.2);
+    serde_json::from_str(&body.unwrap_or_default()).unwrap_or_default()
+}
+
+/// The `/services` entry of one endpoint: (state, reason), or `None` when it is not listed.
+pub async fn endpoint_state(weir: &Weir, service: &str, endpoint: SocketAddr) -> Option<(String, String)> {
+    let doc = services(weir).await;
+    let svc = doc["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == service)?
+        .clone();
+    let ep = svc["endpoints"]
+        .as_array()?
+        .iter()
+        .find(|e| e["address"] == endpoint.to_string())?
+        .clone();
+    Some((
+        ep["state"].as_str().unwrap_or("").to_string(),
+        ep["reason"].as_str().unwrap_or("").to_string(),
+    ))
 }
