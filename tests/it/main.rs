@@ -8,5 +8,6 @@ mod demo;
 mod grpc;
 mod lifecycle;
 mod proxy;
+mod resilience;
 mod streaming;
 mod support;

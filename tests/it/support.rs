@@ -163,7 +163,9 @@ impl Upstream {
     /// Makes `percent` (0–100) of the following requests fail with `status` (see
     /// [`UpstreamState::fail_percent`]); 0 heals.
     pub fn fail(&self, percent: u64, status: u16) {
-        self.state.fail_status.store(status.into(), Ordering::SeqCst);
+        self.state
+            .fail_status
+            .store(status.into(), Ordering::SeqCst);
         self.state.fail_percent.store(percent, Ordering::SeqCst);
     }
 
@@ -582,7 +584,11 @@ pub async fn services(weir: &Weir) -> serde_json::Value {
 }
 
 /// The `/services` entry of one endpoint: (state, reason), or `None` when it is not listed.
-pub async fn endpoint_state(weir: &Weir, service: &str, endpoint: SocketAddr) -> Option<(String, String)> {
+pub async fn endpoint_state(
+    weir: &Weir,
+    service: &str,
+    endpoint: SocketAddr,
+) -> Option<(String, String)> {
     let doc = services(weir).await;
     let svc = doc["services"]
         .as_array()?
