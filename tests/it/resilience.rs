@@ -529,6 +529,67 @@ async fn twenty_concurrent_requests_over_max_requests_4_give_exactly_4_answers_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_wait_for_one_of_max_connections_and_past_max_pending_requests_overflow() {
+    let up = Upstream::start("pooled").await;
+    up.state
+        .delay_ms
+        .store(200, std::sync::atomic::Ordering::SeqCst);
+    let port = free_port();
+    let routes = "      - name: all\n        backends: [{ service: pooled }]";
+    let services = format!(
+        "  - {{ name: pooled, endpoints: [\"{}\"], connect_timeout: 2s, limits: {{ max_connections: 2, max_pending_requests: 2 }} }}\n",
+        up.addr
+    );
+    let weir = Weir::start(&config(port, routes, &services)).await;
+
+    let n = 6;
+    let gate = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let mut client = Client::connect(local(port)).await.unwrap();
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            let (status, headers, body) = client.get("/", &[]).await.unwrap();
+            (status, weir_error(&headers).to_string(), body)
+        }));
+    }
+    let (mut ok, mut overflow) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (200, e, _) if e.is_empty() => ok += 1,
+            (503, e, body) if e == "overflow" => {
+                overflow += 1;
+                assert_eq!(
+                    body,
+                    "weir: service pooled: max_pending_requests (2) reached\n"
+                );
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!(
+        (ok, overflow),
+        (4, 2),
+        "2 served at once, 2 after waiting, 2 refused"
+    );
+    assert_eq!(
+        up.connections(),
+        2,
+        "never more than max_connections upstream connections"
+    );
+    let metrics = weir.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_overflow_total",
+            &[("service", "pooled"), ("limit", "max_pending_requests")]
+        ),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_turn_every_other_503_into_200_skip_unreplayable_bodies_and_per_try_timeout_moves_on(
 ) {
     let alt = Upstream::start("alt").await;
