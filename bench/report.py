@@ -6,6 +6,8 @@ Standard library only. Reads RAW/ (written by bench/compare):
   h1-T.txt                    wrk -c64 output (saturation, HTTP/1.1 keep-alive)
   h2c-T.txt | h2c-T.skip      h2load -c16 -m16 output, or why h2c was skipped
   rate-T-rN.txt/.log/.cpu     h2load --h1 --rps output, per-request log, "ticks_before ticks_after"
+T is one of direct, weir, weir-cb (weir with a circuit breaker, outlier detection and retries
+configured but never firing), nginx, haproxy.
   rss-T.txt, hwm-T.txt        wrk -c256 output, summed VmHWM in kB
   died-T.txt                  present when the proxy process died during the run
 Exit status: 0 ok; 1 a target failed to serve requests; 3 a performance target is not met and
@@ -18,10 +20,11 @@ import re
 import statistics
 import sys
 
-TARGETS = ["direct", "weir", "nginx", "haproxy"]
-LABEL = {"direct": "direct", "weir": "weir", "nginx": "nginx", "haproxy": "HAProxy"}
+TARGETS = ["direct", "weir", "weir-cb", "nginx", "haproxy"]
+LABEL = {"direct": "direct", "weir": "weir", "weir-cb": "weir+cb", "nginx": "nginx", "haproxy": "HAProxy"}
 RATE_TOLERANCE = 0.95  # achieved rate below 95 % of the asked rate is flagged
 RSS_LIMIT_KB = 20 * 1024  # "RSS < 20 MB" read as 20 MiB of VmHWM
+RESILIENCE_TOLERANCE = 0.05  # weir+cb (breaker, outlier detection, retries idle) within 5 % of weir
 
 
 def read(path):
@@ -316,8 +319,8 @@ def main():
     lines.append("")
 
     # ---- ratios (same run; @5k figures are medians of per-round ratios) ----------------------
-    def round_ratio(key, other):
-        a, b = res["weir"]["rounds"], res[other]["rounds"]
+    def round_ratio(key, other, this="weir"):
+        a, b = res[this]["rounds"], res[other]["rounds"]
         per = [ratio(x[key], y[key]) for x, y in zip(a, b) if x and y]
         per = [v for v in per if v is not None]
         return (statistics.median(per) if per else None), per
@@ -348,6 +351,29 @@ def main():
                     ("p99 @5k no worse than HAProxy", p99_r, lambda v: v <= 1.0, fmt_ratio),
                 ]
         verdicts.append(("weir peak RSS < 20 MiB", res["weir"].get("rss"), lambda v: v < RSS_LIMIT_KB, fmt_mb))
+        if "weir-cb" in targets:
+            # The cost of the resilience features while they do not fire: same run, same rounds.
+            c, w = res["weir-cb"], res["weir"]
+            cpu_r, cpu_per = round_ratio("cpu", "weir", this="weir-cb")
+            p50_r, _ = round_ratio("p50", "weir", this="weir-cb")
+            p99_r, _ = round_ratio("p99", "weir", this="weir-cb")
+            per_txt = ""
+            if len(cpu_per) > 1:
+                per_txt = " (rounds: " + ", ".join(f"{v:.2f}" for v in cpu_per) + ")"
+            h1_r = ratio(c.get("h1"), w.get("h1"))
+            h2c_r = ratio(c.get("h2c"), w.get("h2c"))
+            lines.append(
+                f"- weir+cb / weir: h1 req/s {fmt_ratio(h1_r)}, h2c req/s {fmt_ratio(h2c_r)}, "
+                f"CPU/req {fmt_ratio(cpu_r)}{per_txt}, p50 {fmt_ratio(p50_r)}, p99 {fmt_ratio(p99_r)}, "
+                f"peak RSS {fmt_ratio(ratio(c.get('rss'), w.get('rss')))}"
+            )
+            most, least = 1 + RESILIENCE_TOLERANCE, 1 - RESILIENCE_TOLERANCE
+            verdicts += [
+                ("weir+cb CPU/request within 5 % of weir (≤ 1.05×, median of per-round ratios)", cpu_r,
+                 lambda v: v <= most, fmt_ratio),
+                ("weir+cb h1 saturation within 5 % of weir (≥ 0.95×)", h1_r, lambda v: v >= least, fmt_ratio),
+                ("weir+cb h2c saturation within 5 % of weir (≥ 0.95×)", h2c_r, lambda v: v >= least, fmt_ratio),
+            ]
         lines.append("")
         lines.append("targets:")
         for name, value, ok, fmt in verdicts:

@@ -33,6 +33,10 @@ const PLAIN_LINE_EVERY: Duration = Duration::from_secs(3);
 /// Width of the progress bar, in characters.
 const BAR_WIDTH: usize = 20;
 
+/// Extra text for the end of the progress line, such as a circuit breaker's state; asked
+/// for on every redraw.
+pub type Status = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// What to send, where, and how fast.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -201,11 +205,12 @@ struct WorkerRecord {
 }
 
 /// Runs the load until the schedule is used up or `stop` turns true, showing progress on
-/// stderr when `show_progress` is set.
+/// stderr when `show_progress` is set, with `status` appended to the progress line.
 pub async fn run(
     opts: LoadOptions,
     stop: watch::Receiver<bool>,
     show_progress: bool,
+    status: Option<Status>,
 ) -> LoadReport {
     let start = Instant::now();
     let schedule = Arc::new(Schedule::new(start, opts.duration, opts.rps));
@@ -216,6 +221,7 @@ pub async fn run(
             start,
             opts.duration,
             live.clone(),
+            status,
             done_rx,
             std::io::stderr().is_terminal(),
         ))
@@ -341,6 +347,7 @@ async fn progress(
     start: Instant,
     duration: Duration,
     live: Arc<Live>,
+    status: Option<Status>,
     mut done: watch::Receiver<bool>,
     terminal: bool,
 ) {
@@ -356,16 +363,22 @@ async fn progress(
             _ = ticks.tick() => false,
             _ = done.wait_for(|d| *d) => true,
         };
-        let line = progress_line(
+        let mut line = progress_line(
             start.elapsed(),
             duration,
             live.completed.load(Ordering::Relaxed),
             live.errors.load(Ordering::Relaxed),
             terminal,
         );
+        if let Some(extra) = status.as_ref().and_then(|s| s()) {
+            line.push_str("  ");
+            line.push_str(&extra);
+        }
         if terminal {
-            // Carriage return and clear-to-end-of-line: redraw in place.
-            let _ = write!(stderr, "\r{line}\x1b[K");
+            // Carriage return and clear-to-end-of-line: redraw in place. The cursor goes
+            // back to the start of the line, so that a log line written meanwhile (weir's
+            // breaker warnings) overwrites the bar instead of being appended to it.
+            let _ = write!(stderr, "\r{line}\x1b[K\r");
             if finished {
                 let _ = writeln!(stderr);
             }
@@ -514,7 +527,7 @@ mod tests {
             concurrency: 4,
         };
         let (_stop_tx, stop) = watch::channel(false);
-        let report = run(opts, stop, false).await;
+        let report = run(opts, stop, false, None).await;
         assert_eq!(report.statuses.get(&200), Some(&50), "{report:?}");
         assert_eq!(report.errors(), 0);
         assert_eq!(report.latencies.len(), 50);

@@ -3,25 +3,31 @@
 //! back from weir's own metrics. `/metrics` is live while it runs.
 //!
 //! The steps, in order: [`services`] start, the embedded configuration is filled with their
-//! ports and loaded like any file, the [`Server`] starts, [`load`] sends traffic, the server
-//! drains, and [`summary`] prints what happened.
+//! ports and loaded like any file, the [`Server`] starts, [`load`] sends traffic while the
+//! [`scenario`] makes `reviews-v2` fail part-way through (so that its circuit breaker opens,
+//! half-opens and closes), the server drains, and [`summary`] prints what happened.
 
 mod load;
+mod scenario;
 mod services;
 mod summary;
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{self, Config, ListenerProtocol, LoadError};
+use crate::admin::AdminState;
+use crate::config::{self, format_duration, Config, ListenerProtocol, LoadError};
 use crate::server::{Server, StartError};
+use crate::upstream::circuit_breaker::BreakerState;
 use load::LoadOptions;
+use scenario::{Plan, FAILING_SERVICE};
 use services::{DemoServices, SLOW_DELAY};
-use summary::{SlowEndpoint, Summary, Traffic};
+use summary::{BreakerCounts, BreakerStory, SlowEndpoint, Summary, Traffic};
 
 /// The embedded configuration, with `${...}` placeholders for the ports chosen at start-up.
 const TEMPLATE: &str = include_str!("demo.yaml");
@@ -105,12 +111,14 @@ struct Setup {
     listener: String,
     path: &'static str,
     services: Option<DemoServices>,
+    /// The breaker scenario (embedded configuration only).
+    plan: Option<Plan>,
 }
 
 async fn demo(opts: DemoOptions) -> Result<(), Failed> {
     let setup = match &opts.config {
         Some(path) => user_setup(path)?,
-        None => embedded_setup().await?,
+        None => embedded_setup(Plan::for_duration(opts.duration)).await?,
     };
     crate::logging::init(&setup.config.logging);
     let server = start(setup.config.clone(), setup.services.is_some()).await?;
@@ -126,21 +134,51 @@ async fn demo(opts: DemoOptions) -> Result<(), Failed> {
             let _ = stop_tx.send(true);
         }
     });
-    let report = load::run(
-        LoadOptions {
-            target,
-            path: setup.path.to_string(),
-            duration: opts.duration,
-            rps: opts.rps,
-            concurrency: opts.concurrency,
-        },
-        stop,
-        true,
-    )
-    .await;
+    let state = server.state.clone();
+    let status: Option<load::Status> = setup.plan.map(|_| {
+        let state = state.clone();
+        let status: load::Status = Arc::new(move || {
+            breaker_state(&state, FAILING_SERVICE).map(|s| format!("{FAILING_SERVICE} breaker {s}"))
+        });
+        status
+    });
+    let (done_tx, done) = watch::channel(false);
+    let start = tokio::time::Instant::now();
+    let load = async {
+        let report = load::run(
+            LoadOptions {
+                target,
+                path: setup.path.to_string(),
+                duration: opts.duration,
+                rps: opts.rps,
+                concurrency: opts.concurrency,
+            },
+            stop,
+            true,
+            status,
+        )
+        .await;
+        let _ = done_tx.send(true);
+        report
+    };
+    let scenario = async {
+        match (setup.plan, &setup.services) {
+            (Some(plan), Some(services)) => Some(
+                scenario::drive(
+                    plan,
+                    &services.v2,
+                    || breaker_state(&state, FAILING_SERVICE),
+                    start,
+                    done,
+                )
+                .await,
+            ),
+            _ => None,
+        }
+    };
+    let (report, timeline) = tokio::join!(load, scenario);
     interrupt.abort();
 
-    let state = server.state.clone();
     if !server.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!("some requests were still in flight when the demo stopped weir");
     }
@@ -152,9 +190,26 @@ async fn demo(opts: DemoOptions) -> Result<(), Failed> {
         .find(|l| l.name == setup.listener)
         .map(|l| l.routes.as_slice())
         .unwrap_or_default();
+    let traffic = Traffic::from_metrics(&metrics, &setup.listener);
+    let mut breakers = BreakerCounts::from_metrics(&metrics);
+    breakers.retain(|service, _| traffic.endpoints.contains_key(service));
+    let story = match (setup.plan, timeline) {
+        (Some(plan), Some(timeline)) => Some(BreakerStory {
+            service: FAILING_SERVICE.to_string(),
+            due: plan.fail_from,
+            timeline,
+            settings: setup
+                .config
+                .services
+                .iter()
+                .find(|s| s.name == FAILING_SERVICE)
+                .and_then(|s| s.circuit_breaker.clone()),
+        }),
+        _ => None,
+    };
     let summary = Summary {
         listener: setup.listener.clone(),
-        traffic: Traffic::from_metrics(&metrics, &setup.listener),
+        traffic,
         routes,
         load: &report,
         target_rps: opts.rps,
@@ -165,6 +220,8 @@ async fn demo(opts: DemoOptions) -> Result<(), Failed> {
             delay: s.v1_slow.delay,
         }),
         upstream_hits: setup.services.as_ref().map(DemoServices::total_hits),
+        breakers,
+        story,
         metrics_url,
     };
     println!();
@@ -214,12 +271,24 @@ fn user_setup(path: &std::path::Path) -> Result<Setup, Failed> {
         listener,
         path: "/",
         services: None,
+        plan: None,
     })
 }
 
+/// The state of `service`'s circuit breaker in the running configuration, if it has one.
+fn breaker_state(state: &AdminState, service: &str) -> Option<BreakerState> {
+    let snapshot = state.snapshot.load();
+    snapshot
+        .services
+        .get(service)?
+        .breaker
+        .as_ref()
+        .map(|b| b.state())
+}
+
 /// No `--config`: start the demo services and fill the embedded configuration with their
-/// ports.
-async fn embedded_setup() -> Result<Setup, Failed> {
+/// ports and the breaker timings of `plan`.
+async fn embedded_setup(plan: Plan) -> Result<Setup, Failed> {
     let services = DemoServices::start().await.map_err(|e| {
         Failed::runtime(format!("cannot start the demo services on 127.0.0.1: {e}"))
     })?;
@@ -228,7 +297,7 @@ async fn embedded_setup() -> Result<Setup, Failed> {
     } else {
         SocketAddr::new(PREFERRED_ADMIN.ip(), 0)
     };
-    let text = embedded_config(&services, admin);
+    let text = embedded_config(&services, admin, &plan);
     let loaded = config::load_str(EMBEDDED_NAME, &text).map_err(|e| {
         let mut details = e.to_string();
         if details.trim().is_empty() {
@@ -243,16 +312,19 @@ async fn embedded_setup() -> Result<Setup, Failed> {
         listener: "demo".into(),
         path: "/reviews/1",
         services: Some(services),
+        plan: Some(plan),
     })
 }
 
 /// The embedded configuration with every placeholder replaced.
-fn embedded_config(services: &DemoServices, admin: SocketAddr) -> String {
+fn embedded_config(services: &DemoServices, admin: SocketAddr, plan: &Plan) -> String {
     TEMPLATE
         .replace("${ADMIN}", &admin.to_string())
         .replace("${REVIEWS_V1_FAST}", &services.v1_fast.address.to_string())
         .replace("${REVIEWS_V1_SLOW}", &services.v1_slow.address.to_string())
         .replace("${REVIEWS_V2}", &services.v2.address.to_string())
+        .replace("${BREAKER_WINDOW}", &format_duration(plan.window))
+        .replace("${BREAKER_SLEEP}", &format_duration(plan.sleep_window))
 }
 
 /// Starts weir. For the embedded configuration, an admin port taken in the meantime falls
@@ -294,6 +366,15 @@ fn print_intro(
             SLOW_DELAY.as_millis()
         );
         eprintln!("  reviews-v2   {}", s.v2.address);
+        if let Some(plan) = &setup.plan {
+            eprintln!(
+                "               fails with 500 from {:.1}s to {:.1}s; circuit breaker: window {}, sleep {}",
+                plan.fail_from.as_secs_f64(),
+                plan.fail_until.as_secs_f64(),
+                format_duration(plan.window),
+                format_duration(plan.sleep_window)
+            );
+        }
         eprintln!(
             "  weir         http://{target}{}  (route reviews: 90% reviews-v1, 10% reviews-v2, least_request)",
             setup.path
@@ -332,7 +413,8 @@ mod tests {
     async fn embedded_config_loads_with_real_ports() {
         let services = DemoServices::start().await.expect("bind demo services");
         let admin = SocketAddr::from(([127, 0, 0, 1], 0));
-        let text = embedded_config(&services, admin);
+        let plan = Plan::for_duration(Duration::from_secs(15));
+        let text = embedded_config(&services, admin, &plan);
         assert!(!text.contains("${"), "{text}");
         let loaded = config::load_str(EMBEDDED_NAME, &text);
         let config = match loaded {
@@ -349,6 +431,34 @@ mod tests {
         assert_eq!(weights, [("reviews-v1", 90), ("reviews-v2", 10)]);
         assert_eq!(config.services[0].endpoints.len(), 2);
         assert!(!config.logging.access_log);
+        assert_eq!(config.services[0].circuit_breaker, None);
+        let breaker = config.services[1].circuit_breaker.as_ref();
+        assert_eq!(config.services[1].name, FAILING_SERVICE);
+        assert_eq!(breaker.map(|b| b.window), Some(Duration::from_secs(2)));
+        assert_eq!(
+            breaker.map(|b| b.sleep_window),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(breaker.map(|b| b.request_volume_threshold), Some(10));
+        assert_eq!(breaker.map(|b| b.half_open_requests), Some(1));
+    }
+
+    #[tokio::test]
+    async fn embedded_config_loads_with_the_breaker_timings_of_a_short_run() {
+        let services = DemoServices::start().await.expect("bind demo services");
+        let admin = SocketAddr::from(([127, 0, 0, 1], 0));
+        let plan = Plan::for_duration(Duration::from_secs(3));
+        let text = embedded_config(&services, admin, &plan);
+        let config = match config::load_str(EMBEDDED_NAME, &text) {
+            Ok(l) => l.config,
+            Err(e) => panic!("the embedded config does not load: {e:?}"),
+        };
+        let breaker = config.services[1].circuit_breaker.as_ref();
+        assert_eq!(breaker.map(|b| b.window), Some(Duration::from_secs(1)));
+        assert_eq!(
+            breaker.map(|b| b.sleep_window),
+            Some(Duration::from_millis(200))
+        );
     }
 
     #[test]

@@ -74,6 +74,12 @@ impl DemoEndpoint {
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::Relaxed);
     }
+
+    /// Whether the endpoint currently answers every request with a 500.
+    #[cfg(test)]
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for DemoEndpoint {
@@ -231,7 +237,11 @@ mod tests {
                 .header(header::HOST, "demo")
                 .body(http_body_util::Empty::<Bytes>::new())
                 .expect("request");
-            sender.send_request(request).await.expect("response").status()
+            sender
+                .send_request(request)
+                .await
+                .expect("response")
+                .status()
         };
         assert_eq!(get().await, StatusCode::OK);
         endpoint.set_failing(true);

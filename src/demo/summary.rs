@@ -1,16 +1,24 @@
 //! The demo's summary: where weir sent the requests (read back from its own
-//! `weir_http_requests_total`), the split achieved against the configured weights, and the
-//! latency and rate the load generator measured, as aligned tables.
+//! `weir_http_requests_total`), the split achieved against the configured weights, what the
+//! circuit breakers did (`weir_circuit_breaker_transitions_total` and
+//! `weir_circuit_breaker_rejected_total`), and the latency and rate the load generator
+//! measured, as aligned tables.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use super::load::LoadReport;
-use crate::config::Route;
+use super::scenario::Timeline;
+use crate::config::{format_duration, CircuitBreaker, Route};
+use crate::upstream::circuit_breaker::BreakerState;
 
 /// The metric the summary is built from.
 pub const REQUESTS_METRIC: &str = "weir_http_requests_total";
+/// Circuit-breaker state changes, by service, `from` and `to`.
+pub const BREAKER_TRANSITIONS_METRIC: &str = "weir_circuit_breaker_transitions_total";
+/// Requests a circuit breaker refused, by service.
+pub const BREAKER_REJECTED_METRIC: &str = "weir_circuit_breaker_rejected_total";
 
 /// One sample of a metric in the Prometheus / OpenMetrics text format.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +165,88 @@ impl Traffic {
     }
 }
 
+/// What one service's circuit breaker did, as weir counted it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BreakerCounts {
+    /// State changes by `(from, to)` label values.
+    pub transitions: BTreeMap<(String, String), u64>,
+    /// Requests refused with 503 `circuit_open`.
+    pub rejected: u64,
+}
+
+// === impl BreakerCounts ===
+
+impl BreakerCounts {
+    /// The breakers in metrics `text`, by service: every service with a
+    /// `weir_circuit_breaker_transitions_total` or `weir_circuit_breaker_rejected_total`
+    /// sample.
+    pub fn from_metrics(text: &str) -> BTreeMap<String, BreakerCounts> {
+        let mut breakers: BTreeMap<String, BreakerCounts> = BTreeMap::new();
+        let count = |s: &Sample| {
+            if s.value.is_nan() || s.value < 0.0 {
+                0
+            } else {
+                s.value as u64
+            }
+        };
+        for s in parse_samples(text, BREAKER_TRANSITIONS_METRIC) {
+            let b = breakers.entry(s.label("service").to_string()).or_default();
+            *b.transitions
+                .entry((s.label("from").to_string(), s.label("to").to_string()))
+                .or_default() += count(&s);
+        }
+        for s in parse_samples(text, BREAKER_REJECTED_METRIC) {
+            breakers
+                .entry(s.label("service").to_string())
+                .or_default()
+                .rejected += count(&s);
+        }
+        breakers
+    }
+
+    /// Times the breaker went from `from` to `to`.
+    pub fn count(&self, from: BreakerState, to: BreakerState) -> u64 {
+        self.transitions
+            .get(&(from.as_str().to_string(), to.as_str().to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Closed to open: the window saw too many failures.
+    pub fn opened(&self) -> u64 {
+        self.count(BreakerState::Closed, BreakerState::Open)
+    }
+
+    /// Open to half-open: the sleep window passed and a trial request went through.
+    pub fn half_opened(&self) -> u64 {
+        self.count(BreakerState::Open, BreakerState::HalfOpen)
+    }
+
+    /// Half-open to closed: the trial requests succeeded.
+    pub fn closed(&self) -> u64 {
+        self.count(BreakerState::HalfOpen, BreakerState::Closed)
+    }
+
+    /// Half-open to open: a trial request failed.
+    pub fn reopened(&self) -> u64 {
+        self.count(BreakerState::HalfOpen, BreakerState::Open)
+    }
+}
+
+/// The demo's circuit-breaker scenario: which service failed when, and its breaker's
+/// settings, for the timeline note.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerStory {
+    /// The service made to fail.
+    pub service: String,
+    /// When it was due to fail, since the start of the load (for a run stopped early).
+    pub due: Duration,
+    /// What happened, since the start of the load.
+    pub timeline: Timeline,
+    /// Its breaker's configuration.
+    pub settings: Option<CircuitBreaker>,
+}
+
 /// An endpoint the demo made slow on purpose, to show least_request at work.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlowEndpoint {
@@ -187,6 +277,10 @@ pub struct Summary<'a> {
     pub slow: Option<SlowEndpoint>,
     /// Requests the demo services themselves answered, if they ran.
     pub upstream_hits: Option<u64>,
+    /// What each service's circuit breaker did (services with a breaker only).
+    pub breakers: BTreeMap<String, BreakerCounts>,
+    /// The demo's breaker scenario, if it ran.
+    pub story: Option<BreakerStory>,
     /// Where `/metrics` was served.
     pub metrics_url: String,
 }
@@ -206,6 +300,10 @@ impl fmt::Display for Summary<'_> {
         writeln!(f)?;
         write!(f, "{}", self.codes_table())?;
         writeln!(f)?;
+        if !self.breakers.is_empty() {
+            write!(f, "{}", self.breaker_table())?;
+            writeln!(f)?;
+        }
         write!(f, "{}", self.latency_table())?;
         writeln!(f)?;
         writeln!(
@@ -227,6 +325,9 @@ impl fmt::Display for Summary<'_> {
         }
         writeln!(f)?;
         if let Some(note) = self.least_request_note() {
+            writeln!(f, "note: {note}")?;
+        }
+        for note in self.breaker_notes() {
             writeln!(f, "note: {note}")?;
         }
         if let Some(hits) = self.upstream_hits {
@@ -280,6 +381,15 @@ impl Summary<'_> {
             let mut endpoints: Vec<(&String, &u64)> = endpoints.iter().collect();
             endpoints.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
             for (endpoint, n) in endpoints {
+                if endpoint.is_empty() {
+                    table.row(vec![
+                        "  (answered by weir, no endpoint)".to_string(),
+                        n.to_string(),
+                        pct(percent(*n, t.total)),
+                        String::new(),
+                    ]);
+                    continue;
+                }
                 let mark = match &self.slow {
                     Some(s) if &s.service == service && &s.endpoint == endpoint => {
                         format!("  (+{}ms)", s.delay.as_millis())
@@ -309,6 +419,113 @@ impl Summary<'_> {
             table.row(vec![code.clone(), error.to_string(), n.to_string()]);
         }
         table
+    }
+
+    /// State changes and refusals of every circuit breaker.
+    fn breaker_table(&self) -> Table {
+        let mut table = Table::new(&[
+            ("CIRCUIT BREAKER", Align::Left),
+            ("CLOSED→OPEN", Align::Right),
+            ("OPEN→HALF_OPEN", Align::Right),
+            ("HALF_OPEN→CLOSED", Align::Right),
+            ("HALF_OPEN→OPEN", Align::Right),
+            ("REFUSED", Align::Right),
+        ]);
+        for (service, b) in &self.breakers {
+            table.row(vec![
+                service.clone(),
+                b.opened().to_string(),
+                b.half_opened().to_string(),
+                b.closed().to_string(),
+                b.reopened().to_string(),
+                b.rejected.to_string(),
+            ]);
+        }
+        table
+    }
+
+    /// The scenario's timeline in a sentence or two: when the service failed, what its
+    /// breaker did about it, and how many requests it spared the service.
+    fn breaker_notes(&self) -> Vec<String> {
+        let Some(story) = &self.story else {
+            return Vec::new();
+        };
+        let service = &story.service;
+        let tl = &story.timeline;
+        let Some(from) = tl.failed_from else {
+            return vec![format!(
+                "the run ended before {service} was due to start failing at {}.",
+                secs1(story.due)
+            )];
+        };
+        let until = tl
+            .failed_until
+            .map_or_else(|| "the end of the run".to_string(), secs1);
+        let b = self.breakers.get(service).cloned().unwrap_or_default();
+        let mut notes = Vec::new();
+        let failed = format!(
+            "{service} failed (HTTP 500) from {} to {until}",
+            secs1(from)
+        );
+        if b.opened() == 0 {
+            let needs = story.settings.as_ref().map_or_else(String::new, |c| {
+                format!(
+                    " (it opens at {} or more requests in {} with at least {}% failed; a higher --rps sends more)",
+                    c.request_volume_threshold,
+                    format_duration(c.window),
+                    c.error_threshold_percent
+                )
+            });
+            notes.push(format!(
+                "{failed}, but its circuit breaker did not open{needs}."
+            ));
+            return notes;
+        }
+        let mut sentence = format!(
+            "{failed}: the breaker opened {}x, half-opened {}x, closed {}x",
+            b.opened(),
+            b.half_opened(),
+            b.closed()
+        );
+        match b.reopened() {
+            0 => {}
+            1 => sentence.push_str(" (1 failed trial re-opened it)"),
+            n => sentence.push_str(&format!(" ({n} failed trials re-opened it)")),
+        }
+        sentence.push_str(&format!(
+            "; {} requests refused without reaching it.",
+            b.rejected
+        ));
+        notes.push(sentence);
+        let open = match (tl.opened_at, tl.closed_at, tl.final_state) {
+            (Some(o), _, Some(state)) if state != BreakerState::Closed => format!(
+                "the breaker opened at {} and was still {state} when the run ended",
+                secs1(o)
+            ),
+            (Some(o), Some(c), _) => {
+                format!(
+                    "the breaker first opened at {} and closed again at {}",
+                    secs1(o),
+                    secs1(c)
+                )
+            }
+            _ => "the breaker opened".to_string(),
+        };
+        let how = story.settings.as_ref().map_or_else(String::new, |c| {
+            format!(
+                " (it trips at {}+ requests and {}%+ failed in {}, and sends {} trial request{} after {})",
+                c.request_volume_threshold,
+                c.error_threshold_percent,
+                format_duration(c.window),
+                c.half_open_requests,
+                if c.half_open_requests == 1 { "" } else { "s" },
+                format_duration(c.sleep_window)
+            )
+        });
+        notes.push(format!(
+            "{open}{how}; meanwhile weir answered {service}'s share at once with 503 circuit_open."
+        ));
+        notes
     }
 
     /// The load generator's exact percentiles.
@@ -477,6 +694,28 @@ weir_http_requests_total_created{listener="demo"} 1
 # EOF
 "#;
 
+    /// A breaker that opened once, failed three trials and closed, in front of a
+    /// service that answered 500 for a while.
+    const BREAKER_METRICS: &str = r#"# TYPE weir_http_requests counter
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error=""} 3600
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error=""} 450
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error=""} 300
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="500",error=""} 35
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="",code="503",error="circuit_open"} 115
+# TYPE weir_circuit_breaker_state gauge
+weir_circuit_breaker_state{service="reviews-v2",state="closed"} 1
+weir_circuit_breaker_state{service="reviews-v2",state="open"} 0
+# TYPE weir_circuit_breaker_transitions counter
+weir_circuit_breaker_transitions_total{service="reviews-v2",from="closed",to="open"} 1
+weir_circuit_breaker_transitions_total{service="reviews-v2",from="open",to="half_open"} 4
+weir_circuit_breaker_transitions_total{service="reviews-v2",from="half_open",to="closed"} 1
+weir_circuit_breaker_transitions_total{service="reviews-v2",from="half_open",to="open"} 3
+weir_circuit_breaker_transitions_total_created{service="reviews-v2",from="closed",to="open"} 1.7e9
+# TYPE weir_circuit_breaker_rejected counter
+weir_circuit_breaker_rejected_total{service="reviews-v2"} 115
+# EOF
+"#;
+
     fn routes() -> Vec<Route> {
         vec![Route {
             name: "reviews".into(),
@@ -554,6 +793,19 @@ weir_http_requests_total_created{listener="demo"} 1
     }
 
     #[test]
+    fn breaker_counts_read_transitions_and_refusals_per_service() {
+        let breakers = BreakerCounts::from_metrics(BREAKER_METRICS);
+        assert_eq!(breakers.len(), 1);
+        let b = &breakers["reviews-v2"];
+        assert_eq!(b.opened(), 1);
+        assert_eq!(b.half_opened(), 4);
+        assert_eq!(b.closed(), 1);
+        assert_eq!(b.reopened(), 3);
+        assert_eq!(b.rejected, 115);
+        assert!(BreakerCounts::from_metrics(METRICS).is_empty());
+    }
+
+    #[test]
     fn table_aligns_columns_and_trims_trailing_space() {
         let mut t = Table::new(&[
             ("NAME", Align::Left),
@@ -593,6 +845,8 @@ weir_http_requests_total_created{listener="demo"} 1
                 delay: Duration::from_millis(40),
             }),
             upstream_hits: Some(998),
+            breakers: BTreeMap::new(),
+            story: None,
             metrics_url: "http://127.0.0.1:9901/metrics".into(),
         };
         let expected = "\
@@ -619,5 +873,147 @@ note: the demo services counted 998 requests themselves, the same as weir relaye
 metrics were served at http://127.0.0.1:9901/metrics
 ";
         assert_eq!(summary.to_string(), expected);
+    }
+
+    fn breaker_story(timeline: Timeline) -> BreakerStory {
+        BreakerStory {
+            service: "reviews-v2".into(),
+            due: Duration::from_millis(4500),
+            timeline,
+            settings: Some(CircuitBreaker {
+                window: Duration::from_secs(2),
+                buckets: 10,
+                request_volume_threshold: 10,
+                error_threshold_percent: 50.0,
+                sleep_window: Duration::from_secs(1),
+                half_open_requests: 1,
+            }),
+        }
+    }
+
+    fn breaker_summary<'a>(
+        load: &'a LoadReport,
+        routes: &'a [Route],
+        metrics: &str,
+        story: BreakerStory,
+    ) -> Summary<'a> {
+        Summary {
+            listener: "demo".into(),
+            traffic: Traffic::from_metrics(metrics, "demo"),
+            routes,
+            load,
+            target_rps: 300,
+            concurrency: 16,
+            slow: None,
+            upstream_hits: Some(4385),
+            breakers: BreakerCounts::from_metrics(metrics),
+            story: Some(story),
+            metrics_url: "http://127.0.0.1:9901/metrics".into(),
+        }
+    }
+
+    #[test]
+    fn summary_tells_the_breaker_story_with_counts_and_a_timeline() {
+        let mut statuses = BTreeMap::new();
+        statuses.insert(200, 4350);
+        statuses.insert(500, 35);
+        statuses.insert(503, 115);
+        let load = LoadReport {
+            latencies: Latencies::from_unsorted((1..=4500).map(|i| i * 10_000).collect()),
+            statuses,
+            failures: BTreeMap::new(),
+            elapsed: Duration::from_millis(15_004),
+        };
+        let routes = routes();
+        let ms = |d: u64| Some(Duration::from_millis(d));
+        let summary = breaker_summary(
+            &load,
+            &routes,
+            BREAKER_METRICS,
+            breaker_story(Timeline {
+                failed_from: ms(4501),
+                failed_until: ms(9003),
+                opened_at: ms(5480),
+                closed_at: ms(9512),
+                final_state: Some(BreakerState::Closed),
+            }),
+        );
+        let expected = "\
+weir demo summary: 4500 requests through listener demo in 15.0s
+
+  SERVICE / ENDPOINT                  REQUESTS   SHARE   CONFIGURED
+  reviews-v1                              4050   90.0%        90.0%
+    127.0.0.1:1001                        3600   80.0%
+    127.0.0.1:1002                         450   10.0%
+  reviews-v2                               450   10.0%        10.0%
+    127.0.0.1:1003                         335    7.4%
+    (answered by weir, no endpoint)        115    2.6%
+
+  CODE   WEIR ERROR     REQUESTS
+  200    -                  4350
+  500    -                    35
+  503    circuit_open        115
+
+  CIRCUIT BREAKER   CLOSED→OPEN   OPEN→HALF_OPEN   HALF_OPEN→CLOSED   HALF_OPEN→OPEN   REFUSED
+  reviews-v2                  1                4                  1                3       115
+
+  LATENCY            p50      p90      p99      max
+  4500 requests   22.5ms   40.5ms   44.5ms   45.0ms
+
+  throughput: 299.9 rps achieved (target 300) over 16 keep-alive connections; 150 errors
+
+note: reviews-v2 failed (HTTP 500) from 4.5s to 9.0s: the breaker opened 1x, half-opened 4x, closed 1x (3 failed trials re-opened it); 115 requests refused without reaching it.
+note: the breaker first opened at 5.5s and closed again at 9.5s (it trips at 10+ requests and 50%+ failed in 2s, and sends 1 trial request after 1s); meanwhile weir answered reviews-v2's share at once with 503 circuit_open.
+note: the demo services counted 4385 requests themselves, the same as weir relayed
+metrics were served at http://127.0.0.1:9901/metrics
+";
+        assert_eq!(summary.to_string(), expected);
+    }
+
+    #[test]
+    fn breaker_notes_cover_early_ends_no_opening_and_still_open() {
+        let load = LoadReport::default();
+        let routes = routes();
+        let ms = |d: u64| Some(Duration::from_millis(d));
+        let notes = |metrics: &str, timeline: Timeline| {
+            breaker_summary(&load, &routes, metrics, breaker_story(timeline)).breaker_notes()
+        };
+
+        let early = notes(BREAKER_METRICS, Timeline::default());
+        assert_eq!(
+            early,
+            ["the run ended before reviews-v2 was due to start failing at 4.5s."]
+        );
+
+        let quiet = notes(
+            METRICS,
+            Timeline {
+                failed_from: ms(4500),
+                failed_until: None,
+                ..Timeline::default()
+            },
+        );
+        assert_eq!(
+            quiet,
+            ["reviews-v2 failed (HTTP 500) from 4.5s to the end of the run, but its circuit breaker did not open (it opens at 10 or more requests in 2s with at least 50% failed; a higher --rps sends more)."]
+        );
+
+        let open = notes(
+            BREAKER_METRICS,
+            Timeline {
+                failed_from: ms(4500),
+                failed_until: ms(9000),
+                opened_at: ms(5500),
+                closed_at: None,
+                final_state: Some(BreakerState::HalfOpen),
+            },
+        );
+        assert_eq!(open.len(), 2, "{open:?}");
+        assert!(
+            open[1].starts_with(
+                "the breaker opened at 5.5s and was still half_open when the run ended"
+            ),
+            "{open:?}"
+        );
     }
 }

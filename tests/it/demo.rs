@@ -1,4 +1,6 @@
-//! `weir demo`: the embedded default runs end to end and reports the configured split.
+//! `weir demo`: the embedded default runs end to end, reports the configured split, and
+//! tells the story of reviews-v2's circuit breaker (the demo makes reviews-v2 fail from 30%
+//! to 60% of the run).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -17,8 +19,40 @@ fn share_of(summary: &str, service: &str) -> Option<f64> {
         .ok()
 }
 
+/// The counts of the summary's breaker note: `the breaker opened Ox, half-opened Hx, closed
+/// Cx`.
+fn breaker_counts(summary: &str) -> Option<(u64, u64, u64)> {
+    let rest = summary
+        .lines()
+        .find(|l| l.starts_with("note: reviews-v2 failed"))?
+        .split_once("the breaker opened ")?
+        .1;
+    let mut counts = rest.split(", ").take(3).map(|part| {
+        part.trim_start_matches("half-opened ")
+            .trim_start_matches("closed ")
+            .split('x')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+    });
+    Some((counts.next()??, counts.next()??, counts.next()??))
+}
+
+/// The REFUSED column of the breaker table's reviews-v2 row.
+fn refused(summary: &str) -> Option<u64> {
+    let mut lines = summary
+        .lines()
+        .skip_while(|l| !l.contains("CIRCUIT BREAKER"));
+    lines.next()?;
+    lines
+        .find(|l| l.trim_start().starts_with("reviews-v2"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
 #[test]
-fn demo_runs_the_embedded_config_and_splits_about_ninety_ten() {
+fn demo_splits_about_ninety_ten_and_reviews_v2s_breaker_opens_and_closes() {
     // The demo falls back to a free admin port when 9901 is taken (by another test or a
     // running weir), so this test may run beside anything.
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -74,5 +108,22 @@ fn demo_runs_the_embedded_config_and_splits_about_ninety_ten() {
     assert!(
         (v1 + v2 - 100.0).abs() < 0.2,
         "shares {v1}% + {v2}% should sum to 100\n{context}"
+    );
+
+    // The breaker scenario: reviews-v2 fails from 0.9s to 1.8s of the 3s run; its breaker
+    // (1s window, 200ms sleep window for a run this short) opens, half-opens and closes.
+    let (opened, half_opened, closed) =
+        breaker_counts(&stdout).unwrap_or_else(|| panic!("no breaker note\n{context}"));
+    assert!(opened >= 1, "the breaker never opened\n{context}");
+    assert!(half_opened >= 1, "the breaker never half-opened\n{context}");
+    assert!(closed >= 1, "the breaker never closed again\n{context}");
+    let refused = refused(&stdout).unwrap_or_else(|| panic!("no breaker table\n{context}"));
+    assert!(refused > 0, "no request was refused while open\n{context}");
+    assert!(stdout.contains("circuit_open"), "{context}");
+    // Refused requests never reached reviews-v2: the services' own hit counters add up to
+    // exactly what weir relayed.
+    assert!(
+        stdout.contains("the same as weir relayed"),
+        "the demo services saw requests weir did not relay\n{context}"
     );
 }
