@@ -141,42 +141,32 @@ pub async fn send(
         headers::to_upstream(&mut parts, client_ip, service.protocol, &endpoint.label);
         let req = Request::from_parts(parts, body);
 
+        // The attempt is bounded by the route's remaining time and the per-try timeout.
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let per_try = policy.and_then(|p| p.per_try_timeout());
-        let attempt = match (remaining, per_try) {
-            (None, None) => match endpoint.pool.send(req).await {
+        let limit = remaining.into_iter().chain(per_try).min();
+        let attempt = match limit {
+            None => match endpoint.pool.send(req).await {
                 Ok(exchange) => Attempt::Answered(exchange),
                 Err(e) => Attempt::Failed(e),
             },
-            (remaining, per_try) => {
-                let per_try_wins = matches!((remaining, per_try), (Some(r), Some(p)) if p < r)
-                    || remaining.is_none();
-                let limit = match (remaining, per_try) {
-                    (Some(r), Some(p)) => r.min(p),
-                    (r, p) => r.or(p).unwrap_or_default(),
-                };
-                match tokio::time::timeout(limit, endpoint.pool.send(req)).await {
-                    Ok(Ok(exchange)) => Attempt::Answered(exchange),
-                    Ok(Err(e)) => Attempt::Failed(e),
-                    Err(_) => Attempt::TimedOut {
-                        per_try: per_try_wins,
-                        after: limit,
-                    },
-                }
-            }
+            Some(limit) => match tokio::time::timeout(limit, endpoint.pool.send(req)).await {
+                Ok(Ok(exchange)) => Attempt::Answered(exchange),
+                Ok(Err(e)) => Attempt::Failed(e),
+                Err(_) => Attempt::TimedOut {
+                    per_try: per_try == Some(limit),
+                    after: limit,
+                },
+            },
         };
         let outcome = match &attempt {
             Attempt::Answered(exchange) => Outcome::Response(exchange.response.status().as_u16()),
             Attempt::Failed(UpstreamError::Connect(_)) => Outcome::ConnectFailed,
             Attempt::Failed(UpstreamError::Reset(_)) => Outcome::Reset,
-            Attempt::Failed(UpstreamError::Overflow(o)) => {
+            Attempt::Failed(e @ UpstreamError::Overflow(_)) => {
                 // A limit of weir's, not a fault of the endpoint: no outlier report, no retry.
-                let err = ProxyError::new(
-                    ErrorCode::Overflow,
-                    format!("service {}: {o}", service.name),
-                );
                 return SendResult {
-                    sent: Sent::Failed(err),
+                    sent: Sent::Failed(failure(e, &endpoint, &service.name)),
                     outcome: None,
                     endpoint: Some((endpoint, in_flight)),
                 };

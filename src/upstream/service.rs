@@ -155,23 +155,33 @@ impl Service {
         Some(set.endpoints[set.in_rotation[idx]].clone())
     }
 
-    /// Like [`Service::pick`], but prefers an endpoint not in `tried` (for retries) while
-    /// the rotation has one.
+    /// Like [`Service::pick`], but returns an endpoint not in `tried` (for retries) while
+    /// the rotation has one: the balancer is asked a few times, then the rotation is scanned
+    /// from a random place so the choice stays spread.
     pub fn pick_other(
         &self,
         headers: &HeaderMap,
         tried: &[Arc<Endpoint>],
     ) -> Option<Arc<Endpoint>> {
-        let in_rotation = self.endpoints.load().in_rotation.len();
+        let was_tried = |e: &Arc<Endpoint>| tried.iter().any(|t| Arc::ptr_eq(t, e));
         let mut pick = self.pick(headers)?;
-        let untried_left = tried.len() < in_rotation;
-        for _ in 0..8 {
-            if !untried_left || !tried.iter().any(|t| Arc::ptr_eq(t, &pick)) {
-                break;
+        for _ in 0..3 {
+            if !was_tried(&pick) {
+                return Some(pick);
             }
             pick = self.pick(headers)?;
         }
-        Some(pick)
+        if !was_tried(&pick) {
+            return Some(pick);
+        }
+        let set = self.endpoints.load();
+        let n = set.in_rotation.len();
+        let start = crate::rand::below(n as u64) as usize;
+        (0..n)
+            .map(|i| &set.endpoints[set.in_rotation[(start + i) % n]])
+            .find(|e| !was_tried(e))
+            .cloned()
+            .or(Some(pick))
     }
 
     /// Reports one attempt's outcome at `endpoint` to outlier detection, and takes the
@@ -272,6 +282,61 @@ impl Service {
             counters,
             outlier: Default::default(),
             health: Default::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service of three endpoints with the given balancer and outlier detection that
+    /// ejects after one 5xx.
+    fn service(balancer: &str) -> Arc<Service> {
+        let text = format!(
+            "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        backends: [{{ service: s }}]\nservices:\n  - name: s\n    load_balancer: {balancer}\n    ring_hash: {{ header: x-key }}\n    endpoints: [\"127.0.0.1:10\", \"127.0.0.1:11\", \"127.0.0.1:12\"]\n    outlier_detection: {{ consecutive_5xx: 1, max_ejection_percent: 50 }}\n"
+        );
+        let text = if balancer == "ring_hash" {
+            text
+        } else {
+            text.replace("    ring_hash: { header: x-key }\n", "")
+        };
+        let config = crate::config::load_str("t.yaml", &text)
+            .expect("valid")
+            .config;
+        Service::new(&config.services[0], vec![], Metrics::new())
+    }
+
+    #[tokio::test]
+    async fn every_balancer_skips_an_ejected_endpoint() {
+        for balancer in ["round_robin", "least_request", "random", "ring_hash"] {
+            let s = service(balancer);
+            let ejected = s.endpoint_set().endpoints[1].clone();
+            s.record_attempt(&ejected, Outcome::Response(500));
+            assert!(ejected.outlier.is_ejected(), "{balancer}");
+            assert_eq!(s.endpoint_set().in_rotation(), 2, "{balancer}");
+            let mut headers = HeaderMap::new();
+            for key in 0..300 {
+                headers.insert("x-key", key.to_string().parse().expect("header value"));
+                let picked = s.pick(&headers).expect("an endpoint in rotation");
+                assert!(
+                    !Arc::ptr_eq(&picked, &ejected),
+                    "{balancer} picked the ejected endpoint"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_prefer_an_endpoint_not_yet_tried() {
+        let s = service("random");
+        let all = s.endpoint_set().endpoints.clone();
+        let tried = vec![all[0].clone(), all[1].clone()];
+        for _ in 0..100 {
+            let picked = s
+                .pick_other(&HeaderMap::new(), &tried)
+                .expect("an endpoint");
+            assert!(Arc::ptr_eq(&picked, &all[2]));
         }
     }
 }
