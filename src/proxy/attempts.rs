@@ -48,6 +48,14 @@ impl Outgoing {
         matches!(self, Outgoing::Replayable { .. })
     }
 
+    /// The request headers of a replayable request (for choosing a retry's endpoint).
+    fn headers(&self) -> Option<&HeaderMap> {
+        match self {
+            Outgoing::Replayable { headers, .. } => Some(headers),
+            Outgoing::Once(_) => None,
+        }
+    }
+
     /// The next copy of the request, or `None` when a streaming request was already sent.
     fn next(&mut self) -> Option<(request::Parts, RequestBody)> {
         match self {
@@ -104,26 +112,28 @@ enum Attempt {
     TimedOut { per_try: bool, after: Duration },
 }
 
-/// Runs the attempts of one request.
+/// Runs the attempts of one request, all of them (and their backoffs) before `deadline`.
 pub async fn send(
     route: &Route,
     backend: &RouteBackend,
     client_ip: &HeaderValue,
     mut outgoing: Outgoing,
+    deadline: Option<Instant>,
 ) -> SendResult {
     let service = &backend.service;
-    let started = Instant::now();
-    let deadline = route.timeout.map(|t| started + t);
     let policy = route.retries.as_ref().filter(|_| outgoing.can_replay());
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut retries_done = 0u32;
     // Permits of the retry in progress; released when the next attempt ends.
     let mut _retry_permits = None;
+    // The endpoint chosen for the next retry when deciding to retry.
+    let mut next_endpoint: Option<Arc<Endpoint>> = None;
     loop {
-        let picked = match &outgoing {
-            Outgoing::Once(Some((parts, _))) => service.pick(&parts.headers),
-            Outgoing::Replayable { headers, .. } => service.pick_other(headers, &tried),
-            Outgoing::Once(None) => None,
+        let picked = match (next_endpoint.take(), &outgoing) {
+            (Some(e), _) => Some(e),
+            (None, Outgoing::Once(Some((parts, _)))) => service.pick(&parts.headers),
+            (None, Outgoing::Replayable { headers, .. }) => service.pick_other(headers, &tried),
+            (None, Outgoing::Once(None)) => None,
         };
         // A streaming request is taken by its one attempt; a replayable one is copied.
         let Some((endpoint, (mut parts, body))) = picked.zip(outgoing.next()) else {
@@ -175,27 +185,41 @@ pub async fn send(
         };
         service.record_attempt(&endpoint, outcome);
 
-        let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-        let wants_retry = policy.is_some_and(|p| p.retryable(outcome));
+        // Retry only when the policy wants it, attempts are left, the backoff ends before
+        // the route's deadline, another endpoint can take it, and the budget and
+        // `max_retries` allow it; otherwise this attempt's result is the answer.
+        let mut pause = Duration::ZERO;
         let may_retry = match policy {
-            Some(p) if wants_retry && !out_of_time => {
+            Some(p) if p.retryable(outcome) => {
+                _retry_permits = None;
+                pause = p.backoff(retries_done + 1);
                 if retries_done >= p.retries() {
                     backend.retry_counters.exhausted.inc();
                     false
-                } else if let Some(budget) = backend.retry_budget.try_retry() {
-                    match service.limits.acquire(Limit::MaxRetries) {
-                        Ok(slot) => {
-                            _retry_permits = Some((budget, slot));
-                            true
-                        }
-                        Err(_) => {
-                            backend.retry_counters.overflow.inc();
-                            false
-                        }
-                    }
-                } else {
-                    backend.retry_counters.budget_exhausted.inc();
+                } else if deadline.is_some_and(|d| Instant::now() + pause >= d) {
                     false
+                } else {
+                    tried.push(endpoint.clone());
+                    next_endpoint = outgoing
+                        .headers()
+                        .and_then(|h| service.pick_other(h, &tried));
+                    if next_endpoint.is_none() {
+                        false
+                    } else if let Some(budget) = backend.retry_budget.try_retry() {
+                        match service.limits.acquire(Limit::MaxRetries) {
+                            Ok(slot) => {
+                                _retry_permits = Some((budget, slot));
+                                true
+                            }
+                            Err(_) => {
+                                backend.retry_counters.overflow.inc();
+                                false
+                            }
+                        }
+                    } else {
+                        backend.retry_counters.budget_exhausted.inc();
+                        false
+                    }
                 }
             }
             _ => false,
@@ -239,14 +263,7 @@ pub async fn send(
         drop(in_flight);
         backend.retry_counters.attempted.inc();
         retries_done += 1;
-        tried.push(endpoint);
-        if let Some(p) = policy {
-            let mut pause = p.backoff(retries_done);
-            if let Some(d) = deadline {
-                pause = pause.min(d.saturating_duration_since(Instant::now()));
-            }
-            tokio::time::sleep(pause).await;
-        }
+        tokio::time::sleep(pause).await;
     }
 }
 

@@ -55,7 +55,14 @@ pub struct Finish {
     pub request_body: Option<SharedBody>,
     /// Limit slots and budget shares held until the response ends.
     pub held: Held,
+    /// Set once the request has been counted and logged.
+    recorded: bool,
 }
+
+/// Status recorded for a request whose client went away before any response (nginx's 499,
+/// Envoy's downstream-disconnect): it never reaches the client, but metrics and the access
+/// log must still show the request.
+pub const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 /// What a request holds for its whole life and gives back when its response ends.
 #[derive(Debug, Default)]
@@ -78,8 +85,42 @@ pub enum Ending {
 }
 
 impl Finish {
-    /// Records the request. Called exactly once, when the response body is done or dropped.
+    /// The record of a request that has just arrived.
+    pub fn new(
+        snapshot: Arc<Snapshot>,
+        listener: usize,
+        client: SocketAddr,
+        method: Method,
+        uri: Uri,
+    ) -> Self {
+        Finish {
+            snapshot,
+            listener,
+            client,
+            started: Instant::now(),
+            method,
+            uri,
+            placement: None,
+            status: 0,
+            error: None,
+            reusable: None,
+            request_body: None,
+            held: Held::default(),
+            recorded: false,
+        }
+    }
+
+    /// Records the request when its response body is done or dropped.
     pub fn complete(mut self, ending: Ending) {
+        self.record(ending);
+    }
+
+    /// Counts, observes and logs the request, once.
+    fn record(&mut self, ending: Ending) {
+        if self.recorded {
+            return;
+        }
+        self.recorded = true;
         // The response is over: whatever of the request the upstream has not read is unwanted.
         if let Some(body) = self.request_body.take() {
             drop(body.lock().unwrap_or_else(|p| p.into_inner()).take());
@@ -100,6 +141,9 @@ impl Finish {
                 backend.duration.observe(duration);
                 names = (route.name.as_str(), backend.service.name.as_str(), "");
                 match &p.endpoint {
+                    None if self.status == CLIENT_CLOSED_REQUEST => {
+                        backend.unsent.upstream(self.status)
+                    }
                     None => backend.unsent.proxy_error(
                         self.error.unwrap_or(ErrorCode::NoHealthyEndpoint),
                         self.status,
@@ -140,6 +184,19 @@ impl Finish {
                 duration,
                 error,
             });
+        }
+    }
+}
+
+impl Drop for Finish {
+    /// A request dropped before its response began (the client went away while weir waited
+    /// on the upstream, a fault delay or the request body) is still counted and logged.
+    fn drop(&mut self) {
+        if !self.recorded {
+            if self.status == 0 {
+                self.status = CLIENT_CLOSED_REQUEST;
+            }
+            self.record(Ending::Abandoned);
         }
     }
 }

@@ -16,21 +16,23 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::header::HeaderValue;
-use http::{Request, Response};
+use http::{request, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use super::attempts::{self, Outgoing, Sent};
-use super::finish::{Finish, Held, Placement};
+use super::finish::{Finish, Placement};
 use super::response::{error_response, ResponseBody};
 use crate::body::{RequestBody, SharedBody};
 use crate::error::{ErrorCode, ProxyError};
 use crate::headers;
 use crate::route::replay::{self, Replayable};
+use crate::route::Route;
 use crate::snapshot::Snapshot;
 use crate::upstream::limits::Limit;
 
@@ -68,20 +70,13 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let snapshot = conn.snapshot.load_full();
-    let mut finish = Finish {
+    let mut finish = Finish::new(
         snapshot,
-        listener: conn.listener,
-        client: conn.client,
-        started: Instant::now(),
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        placement: None,
-        status: 0,
-        error: None,
-        reusable: None,
-        request_body: None,
-        held: Held::default(),
-    };
+        conn.listener,
+        conn.client,
+        req.method().clone(),
+        req.uri().clone(),
+    );
     let snapshot = finish.snapshot.clone();
     let table = &snapshot.listeners[conn.listener];
 
@@ -135,7 +130,15 @@ pub async fn handle(
         }
     }
 
-    // Phase 4: admission: the circuit breaker, then `max_requests`.
+    // Phase 4: request body. The route timeout bounds everything from here on.
+    let deadline = route.timeout.map(|t| Instant::now() + t);
+    let (parts, body) = req.into_parts();
+    let outgoing = match request_body(route, &mut finish, parts, body, deadline).await {
+        Ok(outgoing) => outgoing,
+        Err(err) => return Ok(error_response(&err, finish)),
+    };
+
+    // Phase 5: admission: the circuit breaker, then `max_requests`.
     let admission = match service.breaker.as_ref().map(|b| b.admit()) {
         None => None,
         Some(Ok(admission)) => Some(admission),
@@ -155,42 +158,8 @@ pub async fn handle(
         finish.held.active = Some(backend.retry_budget.request_started());
     }
 
-    // Phase 5: request body: replayable when retries or mirroring need a copy.
-    let (parts, body) = req.into_parts();
-    let outgoing = if route.retries.is_some() || route.mirror.is_some() {
-        match replay::buffer_for_replay(body, REPLAY_LIMIT).await {
-            Ok(Replayable::Bytes(data, trailers)) => {
-                if let Some(mirror) = &route.mirror {
-                    mirror.maybe_send(&parts, Some(&data));
-                }
-                Outgoing::Replayable {
-                    method: parts.method,
-                    uri: parts.uri,
-                    version: parts.version,
-                    headers: parts.headers,
-                    body: data,
-                    trailers,
-                }
-            }
-            Ok(Replayable::NotReplayable(body)) => Outgoing::Once(Some((parts, body))),
-            Err(e) => {
-                let err = ProxyError::new(
-                    ErrorCode::UpstreamReset,
-                    format!("the client's request body failed: {e}"),
-                );
-                return Ok(error_response(&err, finish));
-            }
-        }
-    } else if body.is_end_stream() {
-        Outgoing::Once(Some((parts, RequestBody::Streaming(body))))
-    } else {
-        let shared: SharedBody = Arc::new(Mutex::new(Some(body)));
-        finish.request_body = Some(shared.clone());
-        Outgoing::Once(Some((parts, RequestBody::Shared(shared))))
-    };
-
     // Phase 6: send (attempts and retries).
-    let result = attempts::send(route, backend, &conn.client_ip, outgoing).await;
+    let result = attempts::send(route, backend, &conn.client_ip, outgoing, deadline).await;
     if let (Some(admission), Some(outcome)) = (admission, result.outcome) {
         admission.record(outcome);
     }
@@ -217,3 +186,66 @@ pub async fn handle(
 
 /// Largest request body buffered so that it can be retried or mirrored.
 const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// How long a client may take to send a body weir buffers, when the route sets no timeout.
+const BODY_BUFFER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The request as it will be sent. When the route retries or mirrors, a body of known
+/// length up to 64 KiB (or none) is buffered so it can be sent again; a streaming body
+/// (gRPC streams, chunked or large uploads) flows as it comes and is neither retried nor
+/// mirrored, since waiting for its end could wait forever. A body that streams is shared
+/// with the exchange, which drops it once the response has ended.
+async fn request_body(
+    route: &Route,
+    finish: &mut Finish,
+    parts: request::Parts,
+    body: Incoming,
+    deadline: Option<Instant>,
+) -> Result<Outgoing, ProxyError> {
+    let wants_copy = route.retries.is_some() || route.mirror.is_some();
+    let small = body.is_end_stream()
+        || body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= REPLAY_LIMIT as u64);
+    if !(wants_copy && small) {
+        if body.is_end_stream() {
+            return Ok(Outgoing::Once(Some((parts, RequestBody::Streaming(body)))));
+        }
+        let shared: SharedBody = Arc::new(Mutex::new(Some(body)));
+        finish.request_body = Some(shared.clone());
+        return Ok(Outgoing::Once(Some((parts, RequestBody::Shared(shared)))));
+    }
+    let until = deadline.unwrap_or_else(|| Instant::now() + BODY_BUFFER_TIMEOUT);
+    let buffered =
+        tokio::time::timeout_at(until, replay::buffer_for_replay(body, REPLAY_LIMIT)).await;
+    match buffered {
+        Err(_) => Err(ProxyError::with_status(
+            ErrorCode::Timeout,
+            408,
+            format!(
+                "the client did not send its request body on route {} in time",
+                route.name
+            ),
+        )),
+        Ok(Err(e)) => Err(ProxyError::with_status(
+            ErrorCode::UpstreamReset,
+            400,
+            format!("the client's request body failed: {e}"),
+        )),
+        Ok(Ok(Replayable::NotReplayable(body))) => Ok(Outgoing::Once(Some((parts, body)))),
+        Ok(Ok(Replayable::Bytes(data, trailers))) => {
+            if let Some(mirror) = &route.mirror {
+                mirror.maybe_send(&parts, Some(&data));
+            }
+            Ok(Outgoing::Replayable {
+                method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                headers: parts.headers,
+                body: data,
+                trailers,
+            })
+        }
+    }
+}

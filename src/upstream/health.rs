@@ -173,7 +173,12 @@ pub async fn run(service: Arc<Service>, cfg: HealthCheck, mut stop: watch::Recei
 async fn check_endpoint(service: Arc<Service>, endpoint: Arc<Endpoint>, cfg: Arc<HealthCheck>) {
     tokio::time::sleep(first_delay(cfg.interval)).await;
     loop {
-        let result = check(&endpoint, service.protocol, &cfg).await;
+        // A check that weir's own connection limits kept from running says nothing about
+        // the endpoint: it neither passes nor fails.
+        let Some(result) = check(&endpoint, service.protocol, &cfg).await else {
+            tokio::time::sleep(next_delay(cfg.interval)).await;
+            continue;
+        };
         match endpoint.health.observe(result, &cfg) {
             Some(Transition::BecameUnhealthy) => {
                 tracing::warn!(
@@ -200,18 +205,23 @@ async fn check_endpoint(service: Arc<Service>, endpoint: Arc<Endpoint>, cfg: Arc
     }
 }
 
-/// One check: `GET <path>` within `cfg.timeout`; `Err` says why it failed.
+/// One check: `GET <path>` within `cfg.timeout`; `Err` says why it failed, `None` means it
+/// could not run because the service's connection limits were reached.
 async fn check(
     endpoint: &Endpoint,
     protocol: UpstreamProtocol,
     cfg: &HealthCheck,
-) -> Result<(), String> {
-    let request = request(&endpoint.label, protocol, &cfg.path)?;
+) -> Option<Result<(), String>> {
+    let request = match request(&endpoint.label, protocol, &cfg.path) {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e)),
+    };
     let deadline = Instant::now() + cfg.timeout;
     let exchange = match tokio::time::timeout_at(deadline, endpoint.pool.send(request)).await {
-        Err(_) => return Err(format!("timed out after {}", human(cfg.timeout))),
-        Ok(Err(UpstreamError::Connect(why))) => return Err(format!("connect failed: {why}")),
-        Ok(Err(reset)) => return Err(reset.to_string()),
+        Err(_) => return Some(Err(format!("timed out after {}", human(cfg.timeout)))),
+        Ok(Err(UpstreamError::Connect(why))) => return Some(Err(format!("connect failed: {why}"))),
+        Ok(Err(UpstreamError::Overflow(_))) => return None,
+        Ok(Err(reset)) => return Some(Err(reset.to_string())),
         Ok(Ok(exchange)) => exchange,
     };
     let status = exchange.response.status();
@@ -221,11 +231,11 @@ async fn check(
             endpoint.pool.check_in(connection);
         }
     }
-    if status.is_success() {
+    Some(if status.is_success() {
         Ok(())
     } else {
         Err(format!("GET {} answered {}", cfg.path, status.as_u16()))
-    }
+    })
 }
 
 /// The check request in the form the endpoint's HTTP version needs: origin form and `host`
@@ -461,7 +471,7 @@ mod tests {
         let s = service(&up.address);
         let endpoint = s.endpoint_set().endpoints[0].clone();
         let cfg = cfg(Duration::from_secs(5), Duration::from_secs(1));
-        assert_eq!(check(&endpoint, s.protocol, &cfg).await, Ok(()));
+        assert_eq!(check(&endpoint, s.protocol, &cfg).await, Some(Ok(())));
         let request = up.last_request.lock().expect("lock").to_ascii_lowercase();
         assert!(
             request.starts_with("get /healthz http/1.1\r\n"),
@@ -475,7 +485,7 @@ mod tests {
             request.contains("user-agent: weir-health-check\r\n"),
             "{request}"
         );
-        assert_eq!(check(&endpoint, s.protocol, &cfg).await, Ok(()));
+        assert_eq!(check(&endpoint, s.protocol, &cfg).await, Some(Ok(())));
         assert_eq!(
             endpoint.pool.open_connections(),
             1,
@@ -484,7 +494,7 @@ mod tests {
         up.status.store(503, Ordering::SeqCst);
         assert_eq!(
             check(&endpoint, s.protocol, &cfg).await,
-            Err("GET /healthz answered 503".to_string())
+            Some(Err("GET /healthz answered 503".to_string()))
         );
     }
 
@@ -498,9 +508,9 @@ mod tests {
         let cfg = cfg(Duration::from_secs(5), Duration::from_millis(100));
         let failed = check(&endpoint, s.protocol, &cfg).await;
         assert!(
-            failed
+            failed.as_ref().is_some_and(|r| r
                 .as_ref()
-                .is_err_and(|why| why.starts_with("connect failed: ")),
+                .is_err_and(|why| why.starts_with("connect failed: "))),
             "{failed:?}"
         );
 
@@ -510,7 +520,7 @@ mod tests {
         let started = Instant::now();
         assert_eq!(
             check(&endpoint, s.protocol, &cfg).await,
-            Err("timed out after 100ms".to_string())
+            Some(Err("timed out after 100ms".to_string()))
         );
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(silent);

@@ -133,6 +133,16 @@ impl Limits {
             })
     }
 
+    /// Counts a refusal by `limit` that was decided elsewhere (a pending request that no
+    /// connection freed up for), and describes it.
+    pub fn count_overflow(&self, limit: Limit) -> Overflow {
+        self.overflows[limit as usize].inc();
+        Overflow {
+            limit,
+            value: self.max[limit as usize],
+        }
+    }
+
     /// The configured value of `limit`.
     pub fn max(&self, limit: Limit) -> u32 {
         self.max[limit as usize]

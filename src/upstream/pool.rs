@@ -154,6 +154,7 @@ impl Pool {
         // waits at most `connect_timeout`, as long as a new connection could have taken.
         let mut pending: Option<LimitGuard> = None;
         let wait_until = tokio::time::Instant::now() + self.connect_timeout;
+        let mut waited_out = false;
         loop {
             // Registered before looking, so a check-in between the look and the wait wakes us.
             let changed = self.limits.changed();
@@ -200,13 +201,16 @@ impl Pool {
                     .acquire(Limit::MaxPendingRequests)
                     .map_err(UpstreamError::Overflow)?;
                 pending = Some(guard);
+                // Now that check-ins wake us, look once more before waiting.
+                continue;
             }
-            if tokio::time::timeout_at(wait_until, changed).await.is_err() {
-                return Err(UpstreamError::Overflow(Overflow {
-                    limit: Limit::MaxConnections,
-                    value: self.limits.max(Limit::MaxConnections),
-                }));
+            if waited_out {
+                return Err(UpstreamError::Overflow(
+                    self.limits.count_overflow(Limit::MaxConnections),
+                ));
             }
+            // On time-out, one last look at the pool before giving up.
+            waited_out = tokio::time::timeout_at(wait_until, changed).await.is_err();
         }
     }
 

@@ -74,6 +74,9 @@ pub struct Service {
     state_gauges: [Gauge; 3],
     /// Connection and request limits.
     pub limits: Arc<Limits>,
+    /// Serializes endpoint-set changes (discovery, ejection, health), so one change never
+    /// overwrites another made at the same moment. Only writers take it.
+    publishing: std::sync::Mutex<()>,
     /// The Hystrix circuit breaker, when configured.
     pub breaker: Option<CircuitBreaker>,
     /// Outlier detection, when configured.
@@ -115,6 +118,7 @@ impl Service {
             endpoints: ArcSwap::from_pointee(EndpointSet::build(cfg.load_balancer, Vec::new())),
             state_gauges,
             limits: Limits::new(&cfg.name, cfg.limits.as_ref(), &metrics),
+            publishing: std::sync::Mutex::new(()),
             breaker: cfg
                 .circuit_breaker
                 .as_ref()
@@ -197,6 +201,7 @@ impl Service {
     /// Rebuilds the rotation after endpoint states changed (ejection, return, health), and
     /// updates `weir_upstream_endpoints`.
     pub fn refresh_rotation(&self) {
+        let _writer = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.endpoints.load_full();
         self.publish(current.endpoints.clone());
     }
@@ -239,6 +244,7 @@ impl Service {
     /// (with their pools and in-flight counts); removed ones live on until their last
     /// request completes.
     pub fn set_endpoints(&self, wanted: &[(SocketAddr, u32)]) {
+        let _writer = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.endpoints.load();
         let endpoints: Vec<Arc<Endpoint>> = wanted
             .iter()

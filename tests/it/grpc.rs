@@ -149,7 +149,7 @@ async fn grpc_unary_server_stream_bidi_and_error_status_pass_through() {
 
     let port = free_port();
     let yaml = format!(
-        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: info, format: text, access_log: true }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: grpc\n        backends: [{{ service: grpc }}]\nservices:\n  - {{ name: grpc, endpoints: [\"127.0.0.1:{}\"], protocol: http2 }}\n",
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: info, format: text, access_log: true }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: grpc\n        retries: {{ attempts: 2, on: [connect-failure, reset] }}\n        backends: [{{ service: grpc }}]\nservices:\n  - {{ name: grpc, endpoints: [\"127.0.0.1:{}\"], protocol: http2 }}\n",
         server.port
     );
     let weir = Weir::start(&yaml).await;

@@ -975,3 +975,90 @@ async fn with_every_endpoint_unhealthy_or_ejected_requests_get_503_no_healthy_en
         20.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_retry_holds_one_max_retries_slot_at_a_time() {
+    // max_retries 1 with 2 retries per request: the second retry must not collide with the
+    // first one's slot (it was released when that attempt ended).
+    let up = Upstream::start("always503").await;
+    up.fail(100, 503);
+    let port = free_port();
+    let routes = "      - name: all\n        retries: { attempts: 2, on: [gateway-error] }\n        backends: [{ service: always503 }]";
+    let services = format!(
+        "  - {{ name: always503, endpoints: [\"{}\"], limits: {{ max_retries: 1 }} }}\n",
+        up.addr
+    );
+    let weir = Weir::start(&config(port, routes, &services)).await;
+    let mut client = Client::connect(local(port)).await.unwrap();
+    for _ in 0..5 {
+        let (status, headers, _) = client.get("/", &[]).await.unwrap();
+        assert_eq!(
+            (status, weir_error(&headers)),
+            (503, ""),
+            "the upstream's own 503 after the retries"
+        );
+    }
+    assert_eq!(up.hits(), 15, "every request tried 3 times");
+    let metrics = weir.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "weir_overflow_total", &[("limit", "max_retries")]),
+        0.0
+    );
+    assert_eq!(
+        metric_sum(&metrics, "weir_retries_total", &[("outcome", "attempted")]),
+        10.0
+    );
+    assert_eq!(
+        metric_sum(&metrics, "weir_retries_total", &[("outcome", "exhausted")]),
+        5.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_while_weir_waits_is_counted_as_499_and_logged() {
+    let up = Upstream::start("slow").await;
+    up.state
+        .delay_ms
+        .store(2_000, std::sync::atomic::Ordering::SeqCst);
+    let port = free_port();
+    let routes = "      - name: all\n        backends: [{ service: slow }]";
+    let services = format!("  - {{ name: slow, endpoints: [\"{}\"] }}\n", up.addr);
+    let weir = Weir::start(
+        &config(port, routes, &services).replace("access_log: false", "access_log: true"),
+    )
+    .await;
+    let request = tokio::spawn(async move { crate::support::get(local(port), "/", &[]).await });
+    assert!(
+        endpoint_in_flight(&weir, "slow", 1.0).await,
+        "the request never reached the upstream"
+    );
+    request.abort();
+    let _ = request.await;
+    assert_eq!(
+        metric_settles(
+            &weir,
+            "weir_http_requests_total",
+            &[("service", "slow"), ("code", "499")],
+            1.0
+        )
+        .await,
+        1.0
+    );
+    assert!(
+        endpoint_in_flight(&weir, "slow", 0.0).await,
+        "in-flight did not return to 0"
+    );
+    assert!(weir.logs().contains("status=499"), "{}", weir.logs());
+}
+
+/// Polls until the service's in-flight gauge reads `want` (2 s at most).
+async fn endpoint_in_flight(weir: &Weir, service: &str, want: f64) -> bool {
+    for _ in 0..200 {
+        let m = weir.metrics().await;
+        if metric_sum(&m, "weir_http_requests_in_flight", &[("service", service)]) == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
