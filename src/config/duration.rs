@@ -17,6 +17,9 @@ const UNITS: &[(&str, u128)] = &[
 pub(crate) const FORM: &str =
     "write a number followed by a unit (h, m, s, ms, us or ns), such as `250ms`, `10s` or `1m`";
 
+/// The longest duration accepted: one year.
+const MAX_NANOS: u128 = 365 * 24 * 3600 * 1_000_000_000;
+
 /// Parses a duration such as `250ms`, `1.5s` or `1m30s`.
 ///
 /// The error is a complete sentence saying what is wrong and showing the accepted form.
@@ -61,6 +64,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = total
             .checked_add(nanos)
             .ok_or_else(|| format!("`{s}` is too large for a duration"))?;
+    }
+    // Deadlines are computed as now + duration; a year is beyond any sensible setting and
+    // keeps that sum far from overflowing.
+    if total > MAX_NANOS {
+        return Err(format!(
+            "`{s}` is longer than a year (8760h); use a shorter duration"
+        ));
     }
     let secs = u64::try_from(total / 1_000_000_000)
         .map_err(|_| format!("`{s}` is too large for a duration"))?;
@@ -139,17 +149,22 @@ mod tests {
         assert!(parse_duration("1.0000000001s").is_err());
         assert!(parse_duration("1..5s").is_err());
         assert!(parse_duration("99999999999999999999999999999999999999h").is_err());
+        assert_eq!(
+            parse_duration("8760h"),
+            Ok(Duration::from_secs(365 * 24 * 3600))
+        );
+        assert!(parse_duration("8761h").is_err_and(|e| e.contains("longer than a year")));
     }
 
     proptest! {
         #[test]
-        fn round_trips_with_format_duration(nanos in 0u64..u64::MAX / 4) {
+        fn round_trips_with_format_duration(nanos in 0u64..=MAX_NANOS as u64) {
             let d = Duration::from_nanos(nanos);
             prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
 
         #[test]
-        fn round_trips_whole_units(n in 1u64..100_000, unit in 0usize..5) {
+        fn round_trips_whole_units(n in 1u64..8_760, unit in 0usize..5) {
             let d = match unit {
                 0 => Duration::from_secs(n * 3600),
                 1 => Duration::from_secs(n * 60),
