@@ -71,7 +71,8 @@ pub struct Pool {
     idle_timeout: Duration,
     idle: Mutex<VecDeque<IdleConnection>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
-    h2_connecting: tokio::sync::Mutex<()>,
+    /// Serializes HTTP/2 connects; holds when and why the last one failed.
+    h2_connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
     open: Arc<AtomicUsize>,
     limits: Arc<Limits>,
 }
@@ -93,7 +94,7 @@ impl Pool {
             idle_timeout,
             idle: Mutex::new(VecDeque::new()),
             h2: Mutex::new(None),
-            h2_connecting: tokio::sync::Mutex::new(()),
+            h2_connecting: tokio::sync::Mutex::new(None),
             open: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -247,19 +248,36 @@ impl Pool {
         if let Some(s) = self.live_http2() {
             return Ok(s);
         }
-        let _connecting = self.h2_connecting.lock().await;
+        let arrived = Instant::now();
+        let mut last_failure = self.h2_connecting.lock().await;
         if let Some(s) = self.live_http2() {
             return Ok(s);
+        }
+        // Requests that queued behind a connect that failed share its failure instead of
+        // each waiting out a connect of its own, one after another.
+        if let Some((at, why)) = last_failure.as_ref() {
+            if *at >= arrived {
+                return Err(UpstreamError::Connect(why.clone()));
+            }
         }
         let slot = self
             .limits
             .acquire(Limit::MaxConnections)
             .map_err(UpstreamError::Overflow)?;
-        let io = self.connect().await?;
+        let io = match self.connect().await {
+            Ok(io) => io,
+            Err(e) => {
+                if let UpstreamError::Connect(why) = &e {
+                    *last_failure = Some((Instant::now(), why.clone()));
+                }
+                return Err(e);
+            }
+        };
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(io)
             .await
             .map_err(UpstreamError::Reset)?;
+        *last_failure = None;
         self.spawn_connection(conn, slot);
         *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
@@ -291,5 +309,59 @@ impl Pool {
             open.fetch_sub(1, Relaxed);
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::Metrics;
+
+    #[tokio::test]
+    async fn http2_requests_queued_behind_a_failed_connect_share_its_failure() {
+        // A loopback listener that never accepts, with its backlog of one filled: further
+        // connects get no answer and hang until connect_timeout.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        let listener = socket.listen(1).expect("listen");
+        let address = listener.local_addr().expect("address");
+        let mut fillers = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_millis(100), TcpStream::connect(address))
+                .await
+            {
+                Ok(Ok(s)) => fillers.push(s),
+                _ => break,
+            }
+        }
+        let pool = Arc::new(Pool::new(
+            address,
+            UpstreamProtocol::Http2,
+            Duration::from_millis(200),
+            Duration::from_secs(60),
+            Limits::new("s", None, &Metrics::new()),
+        ));
+        let started = Instant::now();
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.send(Request::new(RequestBody::empty())).await })
+            })
+            .collect();
+        for w in waiters {
+            let result = w.await.expect("task");
+            assert!(
+                matches!(result, Err(UpstreamError::Connect(_))),
+                "{result:?}"
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "five queued requests took {:?}: they must not connect one after another",
+            started.elapsed()
+        );
+        drop((fillers, listener));
     }
 }
