@@ -216,9 +216,13 @@ async fn request_body(
         finish.request_body = Some(shared.clone());
         return Ok(Outgoing::Once(Some((parts, RequestBody::Shared(shared)))));
     }
-    let until = deadline.unwrap_or_else(|| Instant::now() + BODY_BUFFER_TIMEOUT);
-    let buffered =
-        tokio::time::timeout_at(until, replay::buffer_for_replay(body, REPLAY_LIMIT)).await;
+    let buffered = if body.is_end_stream() {
+        // Nothing to wait for (GET, HEAD, …): no timer on the common path.
+        Ok(replay::buffer_for_replay(body, REPLAY_LIMIT).await)
+    } else {
+        let until = deadline.unwrap_or_else(|| Instant::now() + BODY_BUFFER_TIMEOUT);
+        tokio::time::timeout_at(until, replay::buffer_for_replay(body, REPLAY_LIMIT)).await
+    };
     match buffered {
         Err(_) => Err(ProxyError::with_status(
             ErrorCode::Timeout,
