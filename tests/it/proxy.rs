@@ -218,26 +218,9 @@ async fn upstream_failures_map_to_design_errors() {
     );
 }
 
-/// A raw upstream that sends headers promising 1000 bytes, 7 of them, then closes.
-async fn truncating_upstream() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial")
-                .await;
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_mid_body_breaks_the_client_body_and_weir_keeps_serving() {
-    let broken = truncating_upstream().await;
+    let broken = crate::support::truncating_upstream().await;
     let up = Upstream::start("up").await;
     let port = free_port();
     let routes = "      - name: broken\n        match: { path: { prefix: /broken } }\n        backends: [{ service: broken }]\n      - name: rest\n        backends: [{ service: up }]";
