@@ -175,15 +175,8 @@ fn answer(service: &str, address: SocketAddr, path: &str) -> Response<Full<Bytes
         "endpoint": address.to_string(),
         "path": path,
         "reviews": [{ "reviewer": "Reviewer1", "stars": stars, "text": "An extremely entertaining play." }],
-    })
-    .to_string();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
+    });
+    json_response(StatusCode::OK, &body)
 }
 
 /// What a failing endpoint answers: a 500 naming itself.
@@ -192,10 +185,14 @@ fn failure(service: &str, address: SocketAddr) -> Response<Full<Bytes>> {
         "service": service,
         "endpoint": address.to_string(),
         "error": "the demo made this service fail on purpose",
-    })
-    .to_string();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    });
+    json_response(StatusCode::INTERNAL_SERVER_ERROR, &body)
+}
+
+/// A JSON response with `status`.
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),

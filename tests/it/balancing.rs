@@ -55,11 +55,7 @@ async fn weighted_split_90_10_lands_within_one_and_a_half_points_and_weight_zero
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_gives_exactly_equal_counts_and_honours_endpoint_weights() {
-    let ups = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ];
+    let ups = three_upstreams().await;
     let port = free_port();
     let services = format!(
         "  - name: rr\n    load_balancer: round_robin\n    endpoints: [\"{}\", \"{}\", {{ address: \"{}\", weight: 2 }}]\n",
@@ -125,11 +121,7 @@ async fn least_connection_is_an_alias_and_random_honours_weights() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_hash_keeps_each_key_on_one_endpoint() {
-    let ups = [
-        Upstream::start("a").await,
-        Upstream::start("b").await,
-        Upstream::start("c").await,
-    ];
+    let ups = three_upstreams().await;
     let port = free_port();
     let services = format!(
         "  - name: rh\n    load_balancer: ring_hash\n    ring_hash: {{ header: x-user-id }}\n    endpoints: [\"{}\", \"{}\", \"{}\"]\n",
@@ -151,4 +143,13 @@ async fn ring_hash_keeps_each_key_on_one_endpoint() {
         owners.extend(seen);
     }
     assert_eq!(owners.len(), 3, "60 keys spread over all three endpoints");
+}
+
+/// Upstreams named `a`, `b` and `c`.
+async fn three_upstreams() -> [Upstream; 3] {
+    [
+        Upstream::start("a").await,
+        Upstream::start("b").await,
+        Upstream::start("c").await,
+    ]
 }

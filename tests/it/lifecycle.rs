@@ -163,11 +163,7 @@ fn a_port_in_use_exits_2_and_says_which_listener() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_to_exit(&config);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -187,11 +183,7 @@ fn an_invalid_config_exits_1_with_located_errors() {
         "version: 1\nlisteners:\n  - name: main\n    adress: 127.0.0.1:1\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_to_exit(&config);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -199,4 +191,13 @@ fn an_invalid_config_exits_1_with_located_errors() {
         "{stderr}"
     );
     assert!(stderr.contains("did you mean `address`?"), "{stderr}");
+}
+
+/// Runs `weir run -c config` to its exit (for configurations that must not start).
+fn run_to_exit(config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "-c"])
+        .arg(config)
+        .output()
+        .expect("run weir")
 }

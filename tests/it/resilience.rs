@@ -45,6 +45,31 @@ async fn metric_settles(weir: &Weir, metric: &str, labels: &[(&str, &str)], want
     }
 }
 
+/// One answer to a burst request: status, `weir-error`, body, and how long it took.
+type BurstAnswer = (u16, String, String, Duration);
+
+/// Sends `n` GETs of `/` at the same moment, each on its own keep-alive connection (all
+/// connected first, then released together by a barrier), and returns every answer.
+async fn burst(port: u16, n: usize) -> Vec<BurstAnswer> {
+    let gate = Arc::new(tokio::sync::Barrier::new(n));
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let mut client = Client::connect(local(port)).await.unwrap();
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            gate.wait().await;
+            let t = Instant::now();
+            let (status, headers, body) = client.get("/", &[]).await.unwrap();
+            (status, weir_error(&headers).to_string(), body, t.elapsed())
+        }));
+    }
+    let mut answers = Vec::with_capacity(n);
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
 /// Polls `/services` until the endpoint is in `state`, or `limit` passes; returns the last
 /// (state, reason).
 async fn endpoint_reaches(
@@ -466,22 +491,8 @@ async fn twenty_concurrent_requests_over_max_requests_4_give_exactly_4_answers_a
     );
     let weir = Weir::start(&config(port, routes, &services)).await;
 
-    let n = 20;
-    let gate = Arc::new(tokio::sync::Barrier::new(n));
-    let mut tasks = Vec::new();
-    for _ in 0..n {
-        let mut client = Client::connect(local(port)).await.unwrap();
-        let gate = gate.clone();
-        tasks.push(tokio::spawn(async move {
-            gate.wait().await;
-            let t = Instant::now();
-            let (status, headers, body) = client.get("/", &[]).await.unwrap();
-            (status, weir_error(&headers).to_string(), body, t.elapsed())
-        }));
-    }
     let (mut ok, mut overflow) = (0, 0);
-    for t in tasks {
-        let (status, error, body, took) = t.await.unwrap();
+    for (status, error, body, took) in burst(port, 20).await {
         match (status, error.as_str()) {
             (200, "") => ok += 1,
             (503, "overflow") => {
@@ -542,23 +553,11 @@ async fn requests_wait_for_one_of_max_connections_and_past_max_pending_requests_
     );
     let weir = Weir::start(&config(port, routes, &services)).await;
 
-    let n = 6;
-    let gate = Arc::new(tokio::sync::Barrier::new(n));
-    let mut tasks = Vec::new();
-    for _ in 0..n {
-        let mut client = Client::connect(local(port)).await.unwrap();
-        let gate = gate.clone();
-        tasks.push(tokio::spawn(async move {
-            gate.wait().await;
-            let (status, headers, body) = client.get("/", &[]).await.unwrap();
-            (status, weir_error(&headers).to_string(), body)
-        }));
-    }
     let (mut ok, mut overflow) = (0, 0);
-    for t in tasks {
-        match t.await.unwrap() {
-            (200, e, _) if e.is_empty() => ok += 1,
-            (503, e, body) if e == "overflow" => {
+    for answer in burst(port, 6).await {
+        match answer {
+            (200, e, _, _) if e.is_empty() => ok += 1,
+            (503, e, body, _) if e == "overflow" => {
                 overflow += 1;
                 assert_eq!(
                     body,
