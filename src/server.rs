@@ -120,8 +120,7 @@ impl Server {
             listener_addresses.push((name, address));
             listeners.push(tokio::spawn(crate::proxy::listener::serve(
                 listener,
-                index,
-                shared.clone(),
+                snapshot.listeners[index].clone(),
                 stop_rx.clone(),
                 grace,
             )));

@@ -14,12 +14,11 @@ use crate::upstream::Service;
 pub struct Snapshot {
     /// The configuration it was built from (served at `/config`).
     pub config: Arc<Config>,
-    /// Route tables, indexed like `config.listeners`.
-    pub listeners: Vec<RouteTable>,
+    /// Route tables, indexed like `config.listeners`; each accepted connection holds its
+    /// listener's.
+    pub listeners: Vec<Arc<RouteTable>>,
     /// Services by name.
     pub services: HashMap<String, Arc<Service>>,
-    /// Whether to write one access-log line per request.
-    pub access_log: bool,
 }
 
 /// Why a validated configuration still could not be built (an internal inconsistency).
@@ -69,16 +68,16 @@ impl Snapshot {
             .listeners
             .iter()
             .map(|l| {
-                RouteTable::new(l, &services, metrics)
-                    .map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0)))
+                let mut table = RouteTable::new(l, &services, metrics)
+                    .map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0)))?;
+                table.access_log = config.logging.access_log;
+                Ok(Arc::new(table))
             })
             .collect::<Result<_, _>>()?;
-        let access_log = config.logging.access_log;
         Ok(Arc::new(Snapshot {
             config: Arc::new(config),
             listeners,
             services,
-            access_log,
         }))
     }
 }

@@ -1,9 +1,11 @@
 //! The `send` phase: one attempt at an endpoint, or several when the route retries.
 //!
-//! Each attempt picks an endpoint (a different one from those already tried while the
-//! rotation has one), sends within the per-try timeout and the route's remaining time,
-//! reports the outcome to outlier detection, and asks the retry policy, the retry budget and
-//! the service's `max_retries` whether another attempt may follow, after a jittered backoff.
+//! Each attempt is an [`Exchange`] at an endpoint (a different one from those already tried
+//! while the rotation has one), sent within the per-try timeout and the route's remaining
+//! time; the exchange judges who failed and reports the endpoint's failures. The retry
+//! policy, the retry budget and the service's `max_retries` then decide whether another
+//! attempt may follow, after a jittered backoff. The last exchange settles the request: it
+//! takes the request's slots and resolves the circuit breaker with its outcome.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +13,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{request, HeaderValue, Method, Request, Uri, Version};
+use hyper::body::Incoming;
 use tokio::time::Instant;
 
-use crate::body::RequestBody;
-use crate::config::format_duration;
-use crate::error::{ErrorCode, ProxyError};
+use crate::body::{ClientFault, RequestBody};
+use crate::error::ProxyError;
 use crate::headers;
 use crate::route::{Route, RouteBackend};
 use crate::upstream::limits::Limit;
-use crate::upstream::{Endpoint, Exchange, InFlight, Outcome, UpstreamError};
+use crate::upstream::{Endpoint, Exchange, Judged, Outcome, RequestHolds, UpstreamFailure};
 
 /// The request as it will be sent: once with a streaming body, or as a replayable copy.
 #[derive(Debug)]
@@ -44,6 +46,18 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    /// A request whose whole body (and trailers) weir holds, so it can be sent again.
+    pub fn replayable(parts: request::Parts, body: Bytes, trailers: Option<HeaderMap>) -> Self {
+        Outgoing::Replayable {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+            trailers,
+        }
+    }
+
     fn can_replay(&self) -> bool {
         matches!(self, Outgoing::Replayable { .. })
     }
@@ -88,28 +102,21 @@ impl Outgoing {
 #[derive(Debug)]
 pub enum Sent {
     /// Response headers arrived (the last attempt's).
-    Response(Exchange),
+    Response(http::Response<Incoming>),
     /// No usable response: the error weir answers with.
     Failed(ProxyError),
+    /// The client went away while its body was being sent.
+    ClientGone,
 }
 
-/// The result of the `send` phase: the outcome, and the endpoint of the last attempt (with
-/// its in-flight slot) when there was one.
+/// The result of the `send` phase: how it ended, and the last attempt's exchange, which
+/// holds the request's slots and the endpoint's in-flight count until the response ends.
 #[derive(Debug)]
 pub struct SendResult {
     /// What happened.
     pub sent: Sent,
-    /// The outcome of the last attempt, for the circuit breaker.
-    pub outcome: Option<Outcome>,
-    /// The endpoint of the last attempt.
-    pub endpoint: Option<(Arc<Endpoint>, InFlight)>,
-}
-
-/// What one attempt produced.
-enum Attempt {
-    Answered(Exchange),
-    Failed(UpstreamError),
-    TimedOut { per_try: bool, after: Duration },
+    /// The exchange of the last attempt, when there was one.
+    pub exchange: Option<Exchange>,
 }
 
 /// Runs the attempts of one request, all of them (and their backoffs) before `deadline`.
@@ -119,13 +126,14 @@ pub async fn send(
     client_ip: &HeaderValue,
     mut outgoing: Outgoing,
     deadline: Option<Instant>,
+    holds: RequestHolds,
 ) -> SendResult {
     let service = &backend.service;
     let policy = route.retries.as_ref().filter(|_| outgoing.can_replay());
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut retries_done = 0u32;
-    // Permits of the retry in progress; released when the next attempt ends.
-    let mut _retry_permits = None;
+    // Permits of the retry about to be sent; its exchange holds them.
+    let mut retry_permits = None;
     // The endpoint chosen for the next retry when deciding to retry.
     let mut next_endpoint: Option<Arc<Endpoint>> = None;
     loop {
@@ -137,61 +145,41 @@ pub async fn send(
         };
         // A streaming request is taken by its one attempt; a replayable one is copied.
         let Some((endpoint, (mut parts, body))) = picked.zip(outgoing.next()) else {
-            let err = ProxyError::new(
-                ErrorCode::NoHealthyEndpoint,
-                format!("service {} has no endpoint available", service.name),
-            );
             return SendResult {
-                sent: Sent::Failed(err),
-                outcome: None,
-                endpoint: None,
+                sent: Sent::Failed(ProxyError::no_endpoint(&service.name)),
+                exchange: None,
             };
         };
-        let in_flight = InFlight::start(&endpoint);
-        headers::to_upstream(&mut parts, client_ip, service.protocol, &endpoint.label);
-        let req = Request::from_parts(parts, body);
+        let mut exchange = Exchange::request(service, endpoint);
+        if let Some((permit, slot)) = retry_permits.take() {
+            exchange.hold_retry(permit, slot);
+        }
+        headers::to_upstream(
+            &mut parts,
+            client_ip,
+            service.protocol,
+            &exchange.endpoint().label,
+        );
 
-        // The attempt is bounded by the route's remaining time and the per-try timeout.
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // The attempt is bounded by the route's deadline and the per-try timeout.
         let per_try = policy.and_then(|p| p.per_try_timeout());
-        let limit = remaining.into_iter().chain(per_try).min();
-        let attempt = match limit {
-            None => match endpoint.pool.send(req).await {
-                Ok(exchange) => Attempt::Answered(exchange),
-                Err(e) => Attempt::Failed(e),
-            },
-            Some(limit) => match tokio::time::timeout(limit, endpoint.pool.send(req)).await {
-                Ok(Ok(exchange)) => Attempt::Answered(exchange),
-                Ok(Err(e)) => Attempt::Failed(e),
-                Err(_) => Attempt::TimedOut {
-                    per_try: per_try == Some(limit),
-                    after: limit,
-                },
-            },
+        let per_try_deadline = per_try.map(|t| Instant::now() + t);
+        let attempt_deadline = deadline.into_iter().chain(per_try_deadline).min();
+        let judged = exchange
+            .send(Request::from_parts(parts, body), attempt_deadline)
+            .await;
+        let outcome = match &judged {
+            Judged::Response(r) => Some(Outcome::Response(r.status().as_u16())),
+            Judged::Upstream(outcome, _) => Some(*outcome),
+            Judged::Client(_) | Judged::Refused(_) => None,
         };
-        let outcome = match &attempt {
-            Attempt::Answered(exchange) => Outcome::Response(exchange.response.status().as_u16()),
-            Attempt::Failed(UpstreamError::Connect(_)) => Outcome::ConnectFailed,
-            Attempt::Failed(UpstreamError::Reset(_)) => Outcome::Reset,
-            Attempt::Failed(e @ UpstreamError::Overflow(_)) => {
-                // A limit of weir's, not a fault of the endpoint: no outlier report, no retry.
-                return SendResult {
-                    sent: Sent::Failed(failure(e, &endpoint, &service.name)),
-                    outcome: None,
-                    endpoint: Some((endpoint, in_flight)),
-                };
-            }
-            Attempt::TimedOut { .. } => Outcome::Timeout,
-        };
-        service.record_attempt(&endpoint, outcome);
 
         // Retry only when the policy wants it, attempts are left, the backoff ends before
         // the route's deadline, another endpoint can take it, and the budget and
         // `max_retries` allow it; otherwise this attempt's result is the answer.
         let mut pause = Duration::ZERO;
-        let may_retry = match policy {
-            Some(p) if p.retryable(outcome) => {
-                _retry_permits = None;
+        let may_retry = match (policy, outcome) {
+            (Some(p), Some(outcome)) if p.retryable(outcome) => {
                 pause = p.backoff(retries_done + 1);
                 if retries_done >= p.retries() {
                     backend.retry_counters.exhausted.inc();
@@ -199,7 +187,7 @@ pub async fn send(
                 } else if deadline.is_some_and(|d| Instant::now() + pause >= d) {
                     false
                 } else {
-                    tried.push(endpoint.clone());
+                    tried.push(exchange.endpoint().clone());
                     next_endpoint = outgoing
                         .headers()
                         .and_then(|h| service.pick_other(h, &tried));
@@ -208,7 +196,7 @@ pub async fn send(
                     } else if let Some(budget) = backend.retry_budget.try_retry() {
                         match service.limits.acquire(Limit::MaxRetries) {
                             Ok(slot) => {
-                                _retry_permits = Some((budget, slot));
+                                retry_permits = Some((budget, slot));
                                 true
                             }
                             Err(_) => {
@@ -225,64 +213,75 @@ pub async fn send(
             _ => false,
         };
         if !may_retry {
-            let sent = match attempt {
-                Attempt::Answered(exchange) => Sent::Response(exchange),
-                Attempt::Failed(e) => Sent::Failed(failure(&e, &endpoint, &service.name)),
-                Attempt::TimedOut {
-                    per_try: true,
-                    after,
-                } => Sent::Failed(ProxyError::new(
-                    ErrorCode::Timeout,
-                    format!(
-                        "endpoint {} of service {} did not answer within per_try_timeout {}",
-                        endpoint.label,
-                        service.name,
-                        format_duration(after)
-                    ),
-                )),
-                Attempt::TimedOut { per_try: false, .. } => Sent::Failed(ProxyError::new(
-                    ErrorCode::Timeout,
-                    format!(
-                        "route {} timed out after {} waiting for endpoint {} of service {}",
-                        route.name,
-                        format_duration(route.timeout.unwrap_or_default()),
-                        endpoint.label,
-                        service.name
-                    ),
-                )),
-            };
+            exchange.settle(holds, outcome);
+            let sent = answer(
+                judged,
+                &exchange,
+                route,
+                &service.name,
+                per_try_deadline,
+                deadline,
+            );
             return SendResult {
                 sent,
-                outcome: Some(outcome),
-                endpoint: Some((endpoint, in_flight)),
+                exchange: Some(exchange),
             };
         }
-        // The failed answer is dropped unread; its connection closes rather than returning
-        // to the pool with a half-read body.
-        drop(attempt);
-        drop(in_flight);
+        // The failed answer is dropped unread with its exchange; the connection closes
+        // rather than returning to the pool with a half-read body.
+        drop(judged);
+        drop(exchange);
         backend.retry_counters.attempted.inc();
         retries_done += 1;
         tokio::time::sleep(pause).await;
     }
 }
 
-/// The error weir answers with when an exchange failed before response headers.
-fn failure(e: &UpstreamError, endpoint: &Endpoint, service: &str) -> ProxyError {
-    match e {
-        UpstreamError::Connect(why) => ProxyError::new(
-            ErrorCode::ConnectFailed,
-            format!(
-                "could not connect to endpoint {} of service {service}: {why}",
-                endpoint.label
-            ),
-        ),
-        UpstreamError::Reset(_) => ProxyError::new(
-            ErrorCode::UpstreamReset,
-            format!("endpoint {} of service {service}: {e}", endpoint.label),
-        ),
-        UpstreamError::Overflow(o) => {
-            ProxyError::new(ErrorCode::Overflow, format!("service {service}: {o}"))
+/// What the client gets for the last attempt's judgement.
+fn answer(
+    judged: Judged,
+    exchange: &Exchange,
+    route: &Route,
+    service: &str,
+    per_try_deadline: Option<Instant>,
+    deadline: Option<Instant>,
+) -> Sent {
+    let endpoint = exchange.endpoint().label.as_str();
+    match judged {
+        Judged::Response(response) => Sent::Response(response),
+        Judged::Upstream(_, UpstreamFailure::Connect(why)) => {
+            Sent::Failed(ProxyError::connect_failed(endpoint, service, &why))
         }
+        Judged::Upstream(_, UpstreamFailure::Reset(why)) => {
+            Sent::Failed(ProxyError::upstream_reset(endpoint, service, &why))
+        }
+        Judged::Upstream(_, UpstreamFailure::TimedOut) => {
+            // The per-try timeout fired when it came before the route's deadline.
+            let per_try_fired = match (per_try_deadline, deadline) {
+                (Some(p), Some(d)) => p < d,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let retries = route.retries.as_ref();
+            Sent::Failed(match retries.and_then(|p| p.per_try_timeout()) {
+                Some(after) if per_try_fired => {
+                    ProxyError::per_try_timeout(endpoint, service, after)
+                }
+                _ => ProxyError::route_timeout(
+                    &route.name,
+                    route.timeout.unwrap_or_default(),
+                    endpoint,
+                    service,
+                ),
+            })
+        }
+        Judged::Client(ClientFault::Malformed(why)) => {
+            Sent::Failed(ProxyError::bad_request_body(&why))
+        }
+        Judged::Client(ClientFault::TooSlow) => {
+            Sent::Failed(ProxyError::client_timeout(&route.name))
+        }
+        Judged::Client(ClientFault::Gone) => Sent::ClientGone,
+        Judged::Refused(overflow) => Sent::Failed(ProxyError::overflow(service, &overflow)),
     }
 }

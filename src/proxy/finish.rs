@@ -1,21 +1,17 @@
 //! The logging phase: when a response has been fully sent (or abandoned), count it, observe
-//! its duration, write its access-log line, release its in-flight slot and return its
-//! connection to the pool.
+//! its duration, write its access-log line, and end its upstream exchange (which returns
+//! the connection to the pool after a clean body and releases everything else it holds).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Uri};
-use hyper::client::conn::http1;
+use http::{Method, Request, Uri};
 
-use crate::body::{RequestBody, SharedBody};
 use crate::error::ErrorCode;
-use crate::route::retry::ActiveRequest;
-use crate::snapshot::Snapshot;
+use crate::route::RouteTable;
 use crate::telemetry::access_log::{self, AccessRecord};
-use crate::upstream::limits::LimitGuard;
-use crate::upstream::{Endpoint, InFlight};
+use crate::upstream::Exchange;
 
 /// Where a request went, as far as it got.
 #[derive(Debug)]
@@ -24,37 +20,27 @@ pub struct Placement {
     pub route: usize,
     /// Index of the chosen backend in the route.
     pub backend: usize,
-    /// The chosen endpoint and its in-flight slot.
-    pub endpoint: Option<(Arc<Endpoint>, InFlight)>,
+    /// The last upstream exchange, which holds the endpoint and the request's slots.
+    pub exchange: Option<Exchange>,
 }
 
 /// Everything the logging phase needs about one request.
 #[derive(Debug)]
 pub struct Finish {
-    /// The snapshot the request ran under.
-    pub snapshot: Arc<Snapshot>,
-    /// Listener index.
-    pub listener: usize,
+    /// The route table of the listener that accepted the request's connection.
+    table: Arc<RouteTable>,
     /// Client address.
-    pub client: SocketAddr,
+    client: SocketAddr,
     /// When the request arrived.
-    pub started: Instant,
-    /// Request method (for the access log).
-    pub method: Method,
-    /// Request target (for the access log).
-    pub uri: Uri,
-    /// Route, backend and endpoint, as far as the request got.
+    started: Instant,
+    /// Method and target, kept only when an access log is written.
+    request_line: Option<(Method, Uri)>,
+    /// Route, backend and exchange, as far as the request got.
     pub placement: Option<Placement>,
     /// Status sent to the client.
     pub status: u16,
     /// Set when weir made the response.
     pub error: Option<ErrorCode>,
-    /// HTTP/1.1 connection to return to the pool if the body ends cleanly.
-    pub reusable: Option<http1::SendRequest<RequestBody>>,
-    /// The client's request body while it may still be streaming upstream.
-    pub request_body: Option<SharedBody>,
-    /// Limit slots and budget shares held until the response ends.
-    pub held: Held,
     /// Set once the request has been counted and logged.
     recorded: bool,
 }
@@ -63,15 +49,6 @@ pub struct Finish {
 /// Envoy's downstream-disconnect): it never reaches the client, but metrics and the access
 /// log must still show the request.
 pub const CLIENT_CLOSED_REQUEST: u16 = 499;
-
-/// What a request holds for its whole life and gives back when its response ends.
-#[derive(Debug, Default)]
-pub struct Held {
-    /// Its `max_requests` slot.
-    pub request_slot: Option<LimitGuard>,
-    /// Its share of the route's retry budget (active requests).
-    pub active: Option<ActiveRequest>,
-}
 
 /// How the response body ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,27 +62,18 @@ pub enum Ending {
 }
 
 impl Finish {
-    /// The record of a request that has just arrived.
-    pub fn new(
-        snapshot: Arc<Snapshot>,
-        listener: usize,
-        client: SocketAddr,
-        method: Method,
-        uri: Uri,
-    ) -> Self {
+    /// The record of a request that has just arrived on a connection of `table`'s listener.
+    pub fn new<B>(table: &Arc<RouteTable>, client: SocketAddr, req: &Request<B>) -> Self {
         Finish {
-            snapshot,
-            listener,
+            table: table.clone(),
             client,
             started: Instant::now(),
-            method,
-            uri,
+            request_line: table
+                .access_log
+                .then(|| (req.method().clone(), req.uri().clone())),
             placement: None,
             status: 0,
             error: None,
-            reusable: None,
-            request_body: None,
-            held: Held::default(),
             recorded: false,
         }
     }
@@ -115,19 +83,16 @@ impl Finish {
         self.record(ending);
     }
 
-    /// Counts, observes and logs the request, once.
+    /// Counts, observes and logs the request, once, and ends its exchange.
     fn record(&mut self, ending: Ending) {
         if self.recorded {
             return;
         }
         self.recorded = true;
-        // The response is over: whatever of the request the upstream has not read is unwanted.
-        if let Some(body) = self.request_body.take() {
-            drop(body.lock().unwrap_or_else(|p| p.into_inner()).take());
-        }
         let duration = self.started.elapsed();
-        let table = &self.snapshot.listeners[self.listener];
-        let mut names = ("", "", "");
+        let table = &*self.table;
+        let exchange = self.placement.as_mut().and_then(|p| p.exchange.take());
+        let mut names = ("", "");
         match &self.placement {
             None => {
                 table
@@ -139,52 +104,55 @@ impl Finish {
                 let route = &table.routes[p.route];
                 let backend = &route.backends[p.backend];
                 backend.duration.observe(duration);
-                names = (route.name.as_str(), backend.service.name.as_str(), "");
-                match &p.endpoint {
-                    None if self.status == CLIENT_CLOSED_REQUEST => {
-                        backend.unsent.upstream(self.status)
+                names = (route.name.as_str(), backend.service.name.as_str());
+                let counters = match &exchange {
+                    Some(exchange) => &exchange.endpoint().counters[backend.slot],
+                    None => &backend.unsent,
+                };
+                match (self.error, ending, &exchange) {
+                    (Some(code), _, _) => counters.proxy_error(code, self.status),
+                    (None, Ending::UpstreamFailed, Some(_)) => {
+                        counters.upstream_failed_mid_body(self.status, ErrorCode::UpstreamReset)
                     }
-                    None => backend.unsent.proxy_error(
-                        self.error.unwrap_or(ErrorCode::NoHealthyEndpoint),
-                        self.status,
-                    ),
-                    Some((endpoint, _)) => {
-                        names.2 = endpoint.label.as_str();
-                        let counters = &endpoint.counters[backend.slot];
-                        match (self.error, ending) {
-                            (Some(code), _) => counters.proxy_error(code, self.status),
-                            (None, Ending::UpstreamFailed) => counters
-                                .upstream_failed_mid_body(self.status, ErrorCode::UpstreamReset),
-                            (None, _) => counters.upstream(self.status),
-                        }
-                        if ending == Ending::Complete {
-                            if let Some(sender) = self.reusable.take() {
-                                endpoint.pool.check_in(sender);
-                            }
-                        }
+                    (None, _, Some(_)) => counters.upstream(self.status),
+                    (None, _, None) if self.status == CLIENT_CLOSED_REQUEST => {
+                        counters.upstream(self.status)
+                    }
+                    (None, _, None) => {
+                        counters.proxy_error(ErrorCode::NoHealthyEndpoint, self.status)
                     }
                 }
             }
         }
-        if self.snapshot.access_log {
-            let error = match (self.error, ending) {
-                (Some(code), _) => code.as_str(),
-                (None, Ending::UpstreamFailed) => ErrorCode::UpstreamReset.as_str(),
-                _ => "",
-            };
+        if let Some((method, uri)) = &self.request_line {
             access_log::write(&AccessRecord {
                 client: self.client,
                 listener: &table.listener,
                 route: names.0,
                 service: names.1,
-                endpoint: names.2,
-                method: &self.method,
-                uri: &self.uri,
+                endpoint: exchange
+                    .as_ref()
+                    .map_or("", |e| e.endpoint().label.as_str()),
+                method,
+                uri,
                 status: self.status,
                 duration,
-                error,
+                error: error_label(self.error, ending),
             });
         }
+        if let Some(exchange) = exchange {
+            exchange.finish(ending == Ending::Complete);
+        }
+    }
+}
+
+/// The `error` of the access log: weir's code, or `upstream_reset` for a body the upstream
+/// broke off.
+fn error_label(error: Option<ErrorCode>, ending: Ending) -> &'static str {
+    match (error, ending) {
+        (Some(code), _) => code.as_str(),
+        (None, Ending::UpstreamFailed) => ErrorCode::UpstreamReset.as_str(),
+        _ => "",
     }
 }
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -13,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::handler::{handle, Connection};
-use crate::snapshot::Snapshot;
+use crate::route::RouteTable;
 
 /// How long a client may take to send request headers before the connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,8 +37,7 @@ pub fn http_builder() -> auto::Builder<TokioExecutor> {
 /// receive GOAWAY). Returns whether every connection closed within the grace period.
 pub async fn serve(
     listener: TcpListener,
-    index: usize,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    table: Arc<RouteTable>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> bool {
@@ -61,7 +59,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(Connection::new(snapshot.clone(), index, client));
+        let conn = Arc::new(Connection::new(table.clone(), client));
         let service = service_fn(move |req| handle(conn.clone(), req));
         let served = builder
             .serve_connection(TokioIo::new(stream), service)

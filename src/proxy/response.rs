@@ -11,7 +11,7 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::finish::{Ending, Finish};
+use super::finish::{Ending, Finish, CLIENT_CLOSED_REQUEST};
 use crate::error::ProxyError;
 
 /// A downstream response body.
@@ -61,15 +61,25 @@ impl ResponseBody {
 pub fn error_response(err: &ProxyError, mut finish: Finish) -> Response<ResponseBody> {
     let status = err.status();
     finish.status = status.as_u16();
-    finish.error = Some(err.code);
+    finish.error = Some(err.code());
     let mut resp = Response::new(ResponseBody::local(Bytes::from(format!("{err}\n")), finish));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert("weir-error", HeaderValue::from_static(err.code.as_str()));
+    headers.insert("weir-error", HeaderValue::from_static(err.code().as_str()));
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    resp
+}
+
+/// The response of a request whose client went away while weir sent its body upstream:
+/// recorded as 499 (nginx's "client closed request"); nobody is left to read it.
+pub fn client_gone_response(mut finish: Finish) -> Response<ResponseBody> {
+    finish.status = CLIENT_CLOSED_REQUEST;
+    let mut resp = Response::new(ResponseBody::local(Bytes::new(), finish));
+    *resp.status_mut() =
+        StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST);
     resp
 }
 

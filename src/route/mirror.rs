@@ -13,15 +13,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{request, Request, StatusCode};
-use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 
 use crate::body::RequestBody;
 use crate::config::UpstreamProtocol;
 use crate::headers;
 use crate::rand;
-use crate::upstream::endpoint::{Endpoint, InFlight};
 use crate::upstream::service::Service;
+use crate::upstream::{Exchange, Judged};
 
 /// Copies one [`Mirror`] keeps in flight at most; beyond it copies are dropped, so a slow
 /// shadow service costs bounded memory and sockets, never latency.
@@ -94,16 +93,16 @@ impl Mirror {
         let service = self.service.name.clone();
         runtime.spawn(async move {
             let _permit = permit;
-            let _in_flight = InFlight::start(&endpoint);
-            match tokio::time::timeout(timeout, exchange(&endpoint, request)).await {
+            let label = endpoint.label.clone();
+            match tokio::time::timeout(timeout, copy(Exchange::mirror(endpoint), request)).await {
                 Ok(Ok(status)) => {
-                    tracing::debug!(%service, endpoint = %endpoint.label, %status, "mirror answered");
+                    tracing::debug!(%service, endpoint = %label, %status, "mirror answered");
                 }
                 Ok(Err(error)) => {
-                    tracing::debug!(%service, endpoint = %endpoint.label, %error, "mirror failed");
+                    tracing::debug!(%service, endpoint = %label, %error, "mirror failed");
                 }
                 Err(_) => {
-                    tracing::debug!(%service, endpoint = %endpoint.label, ?timeout, "mirror timed out");
+                    tracing::debug!(%service, endpoint = %label, ?timeout, "mirror timed out");
                 }
             }
         });
@@ -188,24 +187,17 @@ fn shadow_request(
 
 /// Sends the copy and reads its response to the end, discarding it, so the connection can
 /// be reused.
-async fn exchange(
-    endpoint: &Endpoint,
-    request: Request<RequestBody>,
-) -> Result<StatusCode, String> {
-    let exchange = endpoint
-        .pool
-        .send(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = exchange.response.status();
-    let mut body = exchange.response.into_body();
-    while let Some(frame) = body.frame().await {
-        frame.map_err(|e| e.to_string())?;
+async fn copy(mut exchange: Exchange, request: Request<RequestBody>) -> Result<StatusCode, String> {
+    match exchange.send(request, None).await {
+        Judged::Response(response) => {
+            let status = response.status();
+            exchange.discard(response.into_body(), usize::MAX).await?;
+            Ok(status)
+        }
+        Judged::Upstream(_, failure) => Err(failure.to_string()),
+        Judged::Client(fault) => Err(fault.to_string()),
+        Judged::Refused(overflow) => Err(overflow.to_string()),
     }
-    if let Some(sender) = exchange.reusable {
-        endpoint.pool.check_in(sender);
-    }
-    Ok(status)
 }
 
 #[cfg(test)]
@@ -215,7 +207,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Instant;
 
-    use http_body_util::Full;
+    use http_body_util::{BodyExt, Full};
     use hyper::body::Incoming;
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};

@@ -76,7 +76,7 @@ pub async fn buffer_for_replay(
     }
     let hint = body.size_hint();
     if hint.lower() > limit as u64 {
-        return Ok(Replayable::NotReplayable(RequestBody::Streaming(body)));
+        return Ok(Replayable::NotReplayable(RequestBody::client(None, body)));
     }
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
@@ -88,7 +88,7 @@ pub async fn buffer_for_replay(
                 chunks.push(data);
                 if total > limit {
                     let read = concat(chunks, total);
-                    return Ok(Replayable::NotReplayable(RequestBody::Prefixed(
+                    return Ok(Replayable::NotReplayable(RequestBody::client(
                         Some(read),
                         body,
                     )));
@@ -186,9 +186,10 @@ mod tests {
                                             t.as_ref().map_or(0, HeaderMap::len)
                                         )
                                     }
-                                    Replayable::NotReplayable(RequestBody::Prefixed(..)) => {
-                                        "prefixed".to_string()
-                                    }
+                                    Replayable::NotReplayable(RequestBody::Client {
+                                        prefix: Some(_),
+                                        ..
+                                    }) => "prefixed".to_string(),
                                     Replayable::NotReplayable(_) => "streamed".to_string(),
                                 };
                                 // Drain what would be sent upstream (twice when replayable).

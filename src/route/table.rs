@@ -12,11 +12,12 @@ use prometheus_client::metrics::counter::Counter;
 use super::fault::FaultInjector;
 use super::matcher::{MatcherError, RouteMatcher};
 use super::mirror::Mirror;
-use super::retry::{RetryBudget, RetryPolicy};
+use super::retry::RetryPolicy;
 use crate::config;
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
 use crate::upstream::balancer::WeightedRandom;
+use crate::upstream::retry_budget::RetryBudget;
 use crate::upstream::Service;
 
 /// One weighted backend of a route.
@@ -107,6 +108,8 @@ pub struct RouteTable {
     pub unmatched: RequestCounters,
     /// Duration of requests no route matched.
     pub unmatched_duration: LatencyHistogram,
+    /// Whether requests on this listener get an access-log line.
+    pub access_log: bool,
 }
 
 impl RouteTable {
@@ -189,6 +192,7 @@ impl RouteTable {
                 route: String::new(),
                 service: String::new(),
             }),
+            access_log: false,
         })
     }
 

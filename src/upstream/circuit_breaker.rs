@@ -351,7 +351,7 @@ impl std::error::Error for Refusal {}
 
 impl From<Refusal> for ProxyError {
     fn from(refusal: Refusal) -> Self {
-        ProxyError::new(refusal.error_code(), refusal.to_string())
+        ProxyError::circuit_open(&refusal)
     }
 }
 
@@ -1146,7 +1146,7 @@ mod tests {
         assert_eq!(refusal.service(), SERVICE);
         assert_eq!(refusal.state(), BreakerState::Open);
         let error = ProxyError::from(refusal);
-        assert_eq!(error.code, ErrorCode::CircuitOpen);
+        assert_eq!(error.code(), ErrorCode::CircuitOpen);
         assert_eq!(error.status().as_u16(), 503);
         assert_eq!(
             error.to_string(),

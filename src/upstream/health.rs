@@ -21,14 +21,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{header, Request, Uri, Version};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::endpoint::Endpoint;
-use super::pool::UpstreamError;
+use super::exchange::{Exchange, Judged, UpstreamFailure};
 use super::service::Service;
 use crate::body::RequestBody;
 use crate::config::{HealthCheck, UpstreamProtocol};
@@ -208,7 +206,7 @@ async fn check_endpoint(service: Arc<Service>, endpoint: Arc<Endpoint>, cfg: Arc
 /// One check: `GET <path>` within `cfg.timeout`; `Err` says why it failed, `None` means it
 /// could not run because the service's connection limits were reached.
 async fn check(
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     protocol: UpstreamProtocol,
     cfg: &HealthCheck,
 ) -> Option<Result<(), String>> {
@@ -217,20 +215,24 @@ async fn check(
         Err(e) => return Some(Err(e)),
     };
     let deadline = Instant::now() + cfg.timeout;
-    let exchange = match tokio::time::timeout_at(deadline, endpoint.pool.send(request)).await {
-        Err(_) => return Some(Err(format!("timed out after {}", human(cfg.timeout)))),
-        Ok(Err(UpstreamError::Connect(why))) => return Some(Err(format!("connect failed: {why}"))),
-        Ok(Err(UpstreamError::Overflow(_))) => return None,
-        Ok(Err(reset)) => return Some(Err(reset.to_string())),
-        Ok(Ok(exchange)) => exchange,
-    };
-    let status = exchange.response.status();
-    let mut body = exchange.response.into_body();
-    if let Ok(true) = tokio::time::timeout_at(deadline, drain(&mut body)).await {
-        if let Some(connection) = exchange.reusable {
-            endpoint.pool.check_in(connection);
+    let mut exchange = Exchange::probe(endpoint.clone());
+    let response = match exchange.send(request, Some(deadline)).await {
+        Judged::Response(response) => response,
+        Judged::Upstream(_, UpstreamFailure::TimedOut) => {
+            return Some(Err(format!("timed out after {}", human(cfg.timeout))))
         }
-    }
+        Judged::Upstream(_, failure) => return Some(Err(failure.to_string())),
+        Judged::Client(fault) => return Some(Err(fault.to_string())),
+        Judged::Refused(_) => return None,
+    };
+    let status = response.status();
+    // A body that is too large, fails or is late closes the connection instead of
+    // returning it to the pool.
+    let _ = tokio::time::timeout_at(
+        deadline,
+        exchange.discard(response.into_body(), MAX_DRAINED_BODY),
+    )
+    .await;
     Some(if status.is_success() {
         Ok(())
     } else {
@@ -263,24 +265,6 @@ fn request(
         .header(header::USER_AGENT, USER_AGENT)
         .body(RequestBody::empty())
         .map_err(|e| format!("cannot check path {path}: {e}"))
-}
-
-/// Reads a check's answer body to its end; false when it failed or was too large to keep
-/// the connection for.
-async fn drain(body: &mut Incoming) -> bool {
-    let mut left = MAX_DRAINED_BODY;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return false;
-        };
-        if let Some(data) = frame.data_ref() {
-            match left.checked_sub(data.len()) {
-                Some(rest) => left = rest,
-                None => return false,
-            }
-        }
-    }
-    true
 }
 
 /// Delay before an endpoint's first check: uniform in `[0, interval)`.

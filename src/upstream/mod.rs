@@ -1,16 +1,20 @@
-//! Upstreams: services, their endpoints, balancers and per-endpoint connection pools.
+//! Upstreams: services, their endpoints, balancers, per-endpoint connection pools and the
+//! exchanges that use them.
 
 pub mod balancer;
 pub mod circuit_breaker;
 pub mod endpoint;
+pub mod exchange;
 pub mod health;
 pub mod limits;
 pub mod outcome;
 pub mod outlier;
 pub mod pool;
+pub mod retry_budget;
 pub mod service;
 
 pub use endpoint::{Endpoint, EndpointState, InFlight};
+pub use exchange::{Exchange, Judged, RequestHolds, UpstreamFailure};
 pub use outcome::Outcome;
-pub use pool::{Exchange, Pool, UpstreamError};
+pub use pool::{Pool, UpstreamError};
 pub use service::{EndpointSet, Service};

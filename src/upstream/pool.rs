@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 use super::limits::{Limit, LimitGuard, Limits, Overflow};
+use super::outcome::Outcome;
 use crate::body::RequestBody;
 use crate::config::UpstreamProtocol;
 
@@ -35,6 +36,18 @@ pub enum UpstreamError {
     Overflow(Overflow),
 }
 
+impl UpstreamError {
+    /// How the attempt ended for resilience; `None` for a refusal by weir's own limits,
+    /// which says nothing about the endpoint.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self {
+            UpstreamError::Connect(_) => Some(Outcome::ConnectFailed),
+            UpstreamError::Reset(_) => Some(Outcome::Reset),
+            UpstreamError::Overflow(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -47,14 +60,12 @@ impl fmt::Display for UpstreamError {
     }
 }
 
-/// A response and, for HTTP/1.1, the connection to return once its body has ended.
-#[derive(Debug)]
-pub struct Exchange {
-    /// Response headers and the streaming body.
-    pub response: Response<Incoming>,
-    /// The HTTP/1.1 connection, reusable after the body ends.
-    pub reusable: Option<http1::SendRequest<RequestBody>>,
-}
+/// An HTTP/1.1 connection checked out of the pool for one exchange; it goes back with
+/// [`Pool::check_in`] once the response body has ended cleanly, and closes when dropped.
+pub(super) type Checkout = http1::SendRequest<RequestBody>;
+
+/// Response headers, and for HTTP/1.1 the connection they came on.
+pub(super) type Answer = (Response<Incoming>, Option<Checkout>);
 
 #[derive(Debug)]
 struct IdleConnection {
@@ -104,16 +115,18 @@ impl Pool {
         self.open.load(Relaxed)
     }
 
-    /// Sends `req` and waits for response headers.
-    pub async fn send(&self, req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
+    /// Sends `req` and waits for response headers. Only an [`super::Exchange`] calls this:
+    /// it owns what the answer holds.
+    pub(super) async fn send(&self, req: Request<RequestBody>) -> Result<Answer, UpstreamError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.send_http1(req).await,
             UpstreamProtocol::Http2 => self.send_http2(req).await,
         }
     }
 
-    /// Returns an HTTP/1.1 connection whose response body ended cleanly.
-    pub fn check_in(&self, sender: http1::SendRequest<RequestBody>) {
+    /// Returns an HTTP/1.1 connection whose response body ended cleanly (only an
+    /// [`super::Exchange`] does).
+    pub(super) fn check_in(&self, sender: Checkout) {
         if sender.is_closed() {
             return;
         }
@@ -140,7 +153,7 @@ impl Pool {
         idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) <= self.idle_timeout);
     }
 
-    fn take_idle(&self) -> Option<http1::SendRequest<RequestBody>> {
+    fn take_idle(&self) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop_back() {
             if !c.sender.is_closed() && c.since.elapsed() <= self.idle_timeout {
@@ -150,7 +163,7 @@ impl Pool {
         None
     }
 
-    async fn send_http1(&self, mut req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
+    async fn send_http1(&self, mut req: Request<RequestBody>) -> Result<Answer, UpstreamError> {
         // Held while this request waits for a connection (`max_pending_requests`); it
         // waits at most `connect_timeout`, as long as a new connection could have taken.
         let mut pending: Option<LimitGuard> = None;
@@ -164,12 +177,7 @@ impl Pool {
                     continue;
                 }
                 match sender.try_send_request(req).await {
-                    Ok(response) => {
-                        return Ok(Exchange {
-                            response,
-                            reusable: Some(sender),
-                        })
-                    }
+                    Ok(response) => return Ok((response, Some(sender))),
                     Err(mut e) => match e.take_message() {
                         Some(unsent) => {
                             req = unsent;
@@ -191,10 +199,7 @@ impl Pool {
                     .send_request(req)
                     .await
                     .map_err(UpstreamError::Reset)?;
-                return Ok(Exchange {
-                    response,
-                    reusable: Some(sender),
-                });
+                return Ok((response, Some(sender)));
             }
             if pending.is_none() {
                 let guard = self
@@ -215,16 +220,11 @@ impl Pool {
         }
     }
 
-    async fn send_http2(&self, mut req: Request<RequestBody>) -> Result<Exchange, UpstreamError> {
+    async fn send_http2(&self, mut req: Request<RequestBody>) -> Result<Answer, UpstreamError> {
         for _ in 0..2 {
             let mut sender = self.http2_sender().await?;
             match sender.try_send_request(req).await {
-                Ok(response) => {
-                    return Ok(Exchange {
-                        response,
-                        reusable: None,
-                    })
-                }
+                Ok(response) => return Ok((response, None)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => {
                         req = unsent;
@@ -288,8 +288,8 @@ impl Pool {
             .await
             .map_err(|_| {
                 UpstreamError::Connect(format!(
-                    "no answer within connect_timeout {:?}",
-                    self.connect_timeout
+                    "no answer within connect_timeout {}",
+                    crate::config::format_duration(self.connect_timeout)
                 ))
             })?
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;

@@ -1092,7 +1092,7 @@ async fn a_client_too_slow_to_send_a_retryable_body_gets_408_within_the_route_ti
     assert!(read.is_ok(), "no answer: the body wait was not bounded");
     let answer = String::from_utf8_lossy(&answer).to_lowercase();
     assert!(answer.starts_with("http/1.1 408"), "{answer}");
-    assert!(answer.contains("weir-error: timeout"), "{answer}");
+    assert!(answer.contains("weir-error: client_timeout"), "{answer}");
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
