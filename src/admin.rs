@@ -124,6 +124,7 @@ fn services_json(snapshot: &Snapshot) -> String {
                         "weight": e.weight,
                         "in_flight": e.load(),
                         "connections": e.pool.open_connections(),
+                        "idle_connections": e.pool.idle_connections(),
                         "state": e.state().as_str(),
                         "reason": e.out_of_rotation_because(),
                     })

@@ -256,3 +256,215 @@ impl Drop for Exchange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::upstream::limits::Limit;
+
+    /// An HTTP/1.1 upstream on a free port: `/slow` answers after 10 s, anything else at
+    /// once with a 64 KiB body.
+    async fn upstream() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let handler = service_fn(|req: Request<Incoming>| async move {
+                        if req.uri().path() == "/slow" {
+                            tokio::time::sleep(Duration::from_secs(10)).await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![
+                            b'x';
+                            65536
+                        ]))))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), handler)
+                        .await;
+                });
+            }
+        });
+        address
+    }
+
+    /// A service of one endpoint at `address`, with outlier detection that ejects after
+    /// one failure.
+    fn service(address: SocketAddr) -> Arc<Service> {
+        let text = format!(
+            "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        backends: [{{ service: s }}]\nservices:\n  - name: s\n    endpoints: [\"{address}\"]\n    outlier_detection: {{ consecutive_5xx: 1, max_ejection_percent: 100 }}\n"
+        );
+        let config = crate::config::load_str("t.yaml", &text)
+            .expect("valid")
+            .config;
+        Service::new(
+            &config.services[0],
+            vec![],
+            crate::telemetry::metrics::Metrics::new(),
+        )
+    }
+
+    fn get(path: &str) -> Request<RequestBody> {
+        Request::get(path)
+            .header(http::header::HOST, "x")
+            .body(RequestBody::empty())
+            .expect("request")
+    }
+
+    /// Polls `condition` until it holds, 2 s at most.
+    async fn eventually(condition: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !condition() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        condition()
+    }
+
+    fn endpoint(service: &Service) -> Arc<Endpoint> {
+        service.endpoint_set().endpoints[0].clone()
+    }
+
+    /// The request's slots as the admission phase takes them.
+    fn holds(service: &Service) -> RequestHolds {
+        RequestHolds {
+            request_slot: service.limits.acquire(Limit::MaxRequests).ok(),
+            active: None,
+            admission: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clean_body_returns_the_connection_and_releases_everything() {
+        let s = service(upstream().await);
+        let e = endpoint(&s);
+        let mut exchange = Exchange::request(&s, e.clone());
+        let Judged::Response(response) = exchange.send(get("/"), None).await else {
+            panic!("no response");
+        };
+        exchange.settle(holds(&s), Some(Outcome::Response(200)));
+        assert_eq!((e.load(), s.limits.used(Limit::MaxRequests)), (1, 1));
+        exchange
+            .discard(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        assert_eq!((e.load(), s.limits.used(Limit::MaxRequests)), (0, 0));
+        assert_eq!(e.pool.idle_connections(), 1, "the connection went back");
+    }
+
+    #[tokio::test]
+    async fn dropped_mid_body_the_connection_closes_and_nothing_leaks() {
+        let s = service(upstream().await);
+        let e = endpoint(&s);
+        let mut exchange = Exchange::request(&s, e.clone());
+        let Judged::Response(response) = exchange.send(get("/"), None).await else {
+            panic!("no response");
+        };
+        exchange.settle(holds(&s), Some(Outcome::Response(200)));
+        // The client left: the body is dropped unread, then the exchange.
+        drop(response);
+        drop(exchange);
+        assert_eq!((e.load(), s.limits.used(Limit::MaxRequests)), (0, 0));
+        assert_eq!(
+            e.pool.idle_connections(),
+            0,
+            "a half-read connection is not reused"
+        );
+        assert!(
+            eventually(|| e.pool.open_connections() == 0).await,
+            "the connection closed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_connect_is_reported_and_releases_the_lease() {
+        let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = closed.local_addr().expect("address");
+        drop(closed);
+        let s = service(address);
+        let e = endpoint(&s);
+        let mut exchange = Exchange::request(&s, e.clone());
+        let judged = exchange.send(get("/"), None).await;
+        assert!(
+            matches!(
+                judged,
+                Judged::Upstream(Outcome::ConnectFailed, UpstreamFailure::Connect(_))
+            ),
+            "{judged:?}"
+        );
+        assert!(
+            e.outlier.is_ejected(),
+            "the endpoint's own failure is reported"
+        );
+        exchange.settle(holds(&s), Some(Outcome::ConnectFailed));
+        drop(exchange);
+        assert_eq!((e.load(), s.limits.used(Limit::MaxRequests)), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_releases_everything_and_closes_the_connection() {
+        let s = service(upstream().await);
+        let e = endpoint(&s);
+        let mut exchange = Exchange::request(&s, e.clone());
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let judged = exchange.send(get("/slow"), Some(deadline)).await;
+        assert!(
+            matches!(
+                judged,
+                Judged::Upstream(Outcome::Timeout, UpstreamFailure::TimedOut)
+            ),
+            "{judged:?}"
+        );
+        drop(exchange);
+        assert_eq!(e.load(), 0);
+        assert_eq!(e.pool.idle_connections(), 0);
+        assert!(eventually(|| e.pool.open_connections() == 0).await);
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_holding_an_exchange_gives_everything_back() {
+        let s = service(upstream().await);
+        let e = endpoint(&s);
+        let task = tokio::spawn({
+            let (s, e) = (s.clone(), e.clone());
+            async move {
+                let mut exchange = Exchange::request(&s, e);
+                exchange.settle(holds(&s), None);
+                let _ = exchange.send(get("/"), None).await;
+                panic!("a bug while relaying");
+            }
+        });
+        assert!(task.await.is_err(), "the task panicked");
+        assert_eq!((e.load(), s.limits.used(Limit::MaxRequests)), (0, 0));
+        assert_eq!(e.pool.idle_connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn health_checks_neither_count_in_flight_nor_report_outcomes() {
+        let s = service(upstream().await);
+        let e = endpoint(&s);
+        let mut exchange = Exchange::probe(e.clone());
+        assert_eq!(e.load(), 0);
+        let Judged::Response(response) = exchange.send(get("/"), None).await else {
+            panic!("no response");
+        };
+        exchange
+            .discard(response.into_body(), 1024)
+            .await
+            .expect_err("a 64 KiB body is larger than the limit");
+        assert_eq!(
+            e.pool.idle_connections(),
+            0,
+            "an oversized answer closes the connection"
+        );
+    }
+}

@@ -115,6 +115,11 @@ impl Pool {
         self.open.load(Relaxed)
     }
 
+    /// Idle keep-alive connections waiting in the pool (`/services`).
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Sends `req` and waits for response headers. Only an [`super::Exchange`] calls this:
     /// it owns what the answer holds.
     pub(super) async fn send(&self, req: Request<RequestBody>) -> Result<Answer, UpstreamError> {
