@@ -136,13 +136,19 @@ impl Server {
                 Some(service),
             ) = (&s.discovery, snapshot.services.get(&s.name))
             {
+                let (endpoints, updates) = watch::channel(Vec::new());
                 background.push(tokio::spawn(crate::discovery::dns::run(
-                    service.clone(),
+                    s.name.clone(),
                     host.clone(),
                     *port,
                     *refresh,
+                    endpoints,
                     stop_rx.clone(),
                 )));
+                let (service, stop) = (service.clone(), stop_rx.clone());
+                background.push(tokio::spawn(async move {
+                    service.follow_discovery(updates, stop).await
+                }));
             }
         }
         for s in &config.services {
@@ -153,7 +159,7 @@ impl Server {
                 let (service, stop) = (service.clone(), stop_rx.clone());
                 background.push(tokio::spawn(async move {
                     if let Some(outlier) = &service.outlier {
-                        outlier.run_sweeps(&service, stop).await;
+                        service.run_outlier_sweeps(outlier, stop).await;
                     }
                 }));
             }

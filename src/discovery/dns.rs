@@ -1,20 +1,21 @@
-//! DNS discovery: resolve a name every `refresh` and hand the addresses to the service.
-//! A failed lookup keeps the last good set: a DNS hiccup must not empty a service.
+//! DNS discovery: resolve a name every `refresh` and deliver the addresses to the service
+//! over a channel. A failed lookup keeps the last good set: a DNS hiccup must not empty a
+//! service.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::upstream::Service;
-
-/// Resolves `host:port` now and then every `refresh`, until `stop` turns true.
+/// Resolves `host:port` now and then every `refresh`, sending each new set of addresses
+/// (weight 1 each) on `endpoints`, until `stop` turns true or nobody listens. `service`
+/// names the service in logs.
 pub async fn run(
-    service: Arc<Service>,
+    service: String,
     host: String,
     port: u16,
     refresh: Duration,
+    endpoints: watch::Sender<Vec<(SocketAddr, u32)>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last: Vec<SocketAddr> = Vec::new();
@@ -25,14 +26,18 @@ pub async fn run(
                 addrs.sort();
                 addrs.dedup();
                 if addrs != last {
-                    tracing::info!(service = %service.name, %host, endpoints = addrs.len(), "dns discovery updated endpoints");
-                    let weighted: Vec<(SocketAddr, u32)> = addrs.iter().map(|&a| (a, 1)).collect();
-                    service.set_endpoints(&weighted);
+                    tracing::info!(%service, %host, endpoints = addrs.len(), "dns discovery updated endpoints");
+                    if endpoints
+                        .send(addrs.iter().map(|&a| (a, 1)).collect())
+                        .is_err()
+                    {
+                        return;
+                    }
                     last = addrs;
                 }
             }
             Err(e) => {
-                tracing::warn!(service = %service.name, %host, error = %e, "dns lookup failed; keeping the last endpoints")
+                tracing::warn!(%service, %host, error = %e, "dns lookup failed; keeping the last endpoints")
             }
         }
         tokio::select! {

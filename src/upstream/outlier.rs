@@ -19,138 +19,20 @@
 //! the sweep that returns ejected endpoints, and `max_ejection_percent` already keeps most of
 //! a service in rotation when only some endpoints fail.
 
-use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Ejection, EjectionReason, Endpoint};
 use super::outcome::Outcome;
-use super::service::{EndpointSet, Service};
 use crate::config::OutlierDetection;
 use crate::telemetry::metrics::{EjectionLabels, Metrics};
 
 /// Ejection time never grows beyond this (Envoy's default `max_ejection_time`), unless
 /// `base_ejection_time` itself is longer.
 const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
-
-/// Why an endpoint was ejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EjectionReason {
-    /// `consecutive_5xx` failures in a row.
-    Consecutive5xx,
-    /// `consecutive_gateway_errors` gateway errors in a row.
-    ConsecutiveGatewayErrors,
-}
-
-impl EjectionReason {
-    /// The `reason` label value of `weir_outlier_ejections_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EjectionReason::Consecutive5xx => "consecutive_5xx",
-            EjectionReason::ConsecutiveGatewayErrors => "consecutive_gateway_errors",
-        }
-    }
-}
-
-/// One ejection of an endpoint: why, for how long, and until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ejection {
-    /// Which rule ejected the endpoint.
-    pub reason: EjectionReason,
-    /// The rule's threshold (failures in a row) when the endpoint was ejected.
-    pub threshold: u32,
-    /// How long this ejection lasts.
-    pub duration: Duration,
-    /// When the endpoint is due back (it returns at the first sweep after this).
-    pub until: Instant,
-}
-
-impl fmt::Display for Ejection {
-    /// "5 consecutive 5xx" or "3 consecutive gateway errors".
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.reason {
-            EjectionReason::Consecutive5xx => write!(f, "{} consecutive 5xx", self.threshold),
-            EjectionReason::ConsecutiveGatewayErrors => {
-                write!(f, "{} consecutive gateway errors", self.threshold)
-            }
-        }
-    }
-}
-
-/// Outlier-detection state of one endpoint. Written by its service's [`OutlierDetector`];
-/// the request path only reads [`EndpointOutlier::is_ejected`] (through the rotation).
-#[derive(Debug, Default)]
-pub struct EndpointOutlier {
-    consecutive_5xx: AtomicU32,
-    consecutive_gateway_errors: AtomicU32,
-    ejected: AtomicBool,
-    /// The ejection multiplier: incremented by each ejection, decremented by each sweep that
-    /// finds the endpoint in rotation.
-    times_ejected: AtomicU32,
-    /// Set before `ejected` turns true, taken before it turns false.
-    ejection: Mutex<Option<Ejection>>,
-}
-
-// === impl EndpointOutlier ===
-
-impl EndpointOutlier {
-    /// Whether the endpoint is currently ejected.
-    pub fn is_ejected(&self) -> bool {
-        self.ejected.load(Ordering::Acquire)
-    }
-
-    /// Why the endpoint is ejected and until when, for `/services`, e.g.
-    /// "ejected by outlier detection (5 consecutive 5xx) for 30s, back in 12s".
-    pub fn describe(&self) -> Option<String> {
-        if !self.is_ejected() {
-            return None;
-        }
-        let Some(ejection) = self.ejection() else {
-            return Some("ejected by outlier detection".to_string());
-        };
-        let left = ejection.until.saturating_duration_since(Instant::now());
-        let back = if left.is_zero() {
-            "back at the next sweep".to_string()
-        } else {
-            format!("back in {}", whole_seconds(left))
-        };
-        Some(format!(
-            "ejected by outlier detection ({ejection}) for {}, {back}",
-            whole_seconds(ejection.duration)
-        ))
-    }
-
-    /// The current ejection, if the endpoint is ejected.
-    pub fn ejection(&self) -> Option<Ejection> {
-        *self.ejection.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The ejection multiplier: how many times the endpoint was ejected, less one for every
-    /// sweep interval it has since spent in rotation.
-    pub fn times_ejected(&self) -> u32 {
-        self.times_ejected.load(Ordering::Relaxed)
-    }
-
-    /// Clears both failure runs; writes only when a run was under way, so a stream of
-    /// successes does not bounce the cache line between workers.
-    fn reset_counts(&self) {
-        for count in [&self.consecutive_5xx, &self.consecutive_gateway_errors] {
-            if count.load(Ordering::Relaxed) != 0 {
-                count.store(0, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// Rounds up to whole seconds: "30s".
-fn whole_seconds(d: Duration) -> String {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    format!("{secs}s")
-}
 
 /// Outlier detection for one service: judges attempts, ejects endpoints and returns them.
 #[derive(Debug)]
@@ -191,14 +73,19 @@ impl OutlierDetector {
         self.interval
     }
 
-    /// Records one attempt's outcome at `endpoint`, a member of `set` (the service's current
-    /// endpoint set). Returns true when this ejected it; the caller then calls
-    /// [`Service::refresh_rotation`].
+    /// Records one attempt's outcome at `endpoint`, a member of `endpoints` (the service's
+    /// current endpoint set). Returns true when this ejected it: the verdict, which the
+    /// service acts on by rebuilding its rotation.
     ///
     /// As in Envoy, a success (anything not [`Outcome::is_5xx`]) ends both failure runs, and a
     /// 5xx that is not a gateway error (a 500) ends the gateway-error run. Outcomes at an
     /// endpoint already ejected (requests that were in flight) are ignored.
-    pub fn record(&self, endpoint: &Endpoint, outcome: Outcome, set: &EndpointSet) -> bool {
+    pub fn record(
+        &self,
+        endpoint: &Endpoint,
+        outcome: Outcome,
+        endpoints: &[Arc<Endpoint>],
+    ) -> bool {
         let outlier = &endpoint.outlier;
         if !outcome.is_5xx() {
             outlier.reset_counts();
@@ -233,7 +120,7 @@ impl OutlierDetector {
             }
         }
         match reason {
-            Some(reason) => self.eject(endpoint, reason, set),
+            Some(reason) => self.eject(endpoint, reason, endpoints),
             None => false,
         }
     }
@@ -241,18 +128,19 @@ impl OutlierDetector {
     /// Ejects `endpoint` unless it already is, is no longer in `set`, or
     /// `max_ejection_percent` forbids it. An endpoint refused for the percentage is tried
     /// again at its next failure, so it goes once another endpoint has returned.
-    fn eject(&self, endpoint: &Endpoint, reason: EjectionReason, set: &EndpointSet) -> bool {
+    fn eject(
+        &self,
+        endpoint: &Endpoint,
+        reason: EjectionReason,
+        endpoints: &[Arc<Endpoint>],
+    ) -> bool {
         let _ejecting = self.ejecting.lock().unwrap_or_else(PoisonError::into_inner);
         let outlier = &endpoint.outlier;
-        if outlier.is_ejected() || !set.endpoints.iter().any(|e| std::ptr::eq(&**e, endpoint)) {
+        if outlier.is_ejected() || !endpoints.iter().any(|e| std::ptr::eq(&**e, endpoint)) {
             return false;
         }
-        let total = set.endpoints.len();
-        let ejected_now = set
-            .endpoints
-            .iter()
-            .filter(|e| e.outlier.is_ejected())
-            .count();
+        let total = endpoints.len();
+        let ejected_now = endpoints.iter().filter(|e| e.outlier.is_ejected()).count();
         if !self.may_eject(ejected_now, total) {
             tracing::debug!(
                 service = %self.service,
@@ -324,14 +212,15 @@ impl OutlierDetector {
         }
     }
 
-    /// Returns the endpoints of `set` whose ejection time has passed (with their failure runs
+    /// Returns the endpoints whose ejection time has passed (with their failure runs
     /// cleared) and lowers by one the multiplier of every endpoint in rotation. Returns true
-    /// if any endpoint returned; the caller then calls [`Service::refresh_rotation`].
-    pub fn sweep(&self, set: &EndpointSet) -> bool {
+    /// if any endpoint returned: the verdict, which the service acts on by rebuilding its
+    /// rotation.
+    pub fn sweep(&self, endpoints: &[Arc<Endpoint>]) -> bool {
         let _ejecting = self.ejecting.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         let mut returned = false;
-        for endpoint in &set.endpoints {
+        for endpoint in endpoints {
             let outlier = &endpoint.outlier;
             if !outlier.is_ejected() {
                 let _ =
@@ -362,28 +251,13 @@ impl OutlierDetector {
         }
         returned
     }
-
-    /// Sweeps `service`'s endpoints every [`OutlierDetector::interval`], refreshing its
-    /// rotation when an endpoint returned, until `stop` turns true (or its sender is gone).
-    pub async fn run_sweeps(&self, service: &Service, mut stop: watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval_at(Instant::now() + self.interval, self.interval);
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = ticks.tick() => {
-                    if self.sweep(&service.endpoint_set()) {
-                        service.refresh_rotation();
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::Service;
+    use tokio::sync::watch;
 
     const S: Duration = Duration::from_secs(1);
 
@@ -421,7 +295,7 @@ mod tests {
     fn record_n(d: &OutlierDetector, s: &Service, i: usize, outcome: Outcome, n: usize) -> usize {
         let set = s.endpoint_set();
         (0..n)
-            .filter(|_| d.record(&set.endpoints[i], outcome, &set))
+            .filter(|_| d.record(&set.endpoints[i], outcome, &set.endpoints))
             .count()
     }
 
@@ -526,7 +400,7 @@ mod tests {
             durations.push(ejection.duration.as_secs());
             tokio::time::advance(ejection.duration).await;
             assert!(
-                d.sweep(&set),
+                d.sweep(&set.endpoints),
                 "returned after {}s",
                 ejection.duration.as_secs()
             );
@@ -571,7 +445,7 @@ mod tests {
         assert_eq!(record_n(&d, &s, 0, Outcome::Response(503), 5), 1);
         assert_eq!(record_n(&d, &s, 1, Outcome::Response(503), 5), 0);
         tokio::time::advance(30 * S).await;
-        assert!(d.sweep(&s.endpoint_set()));
+        assert!(d.sweep(&s.endpoint_set().endpoints));
         assert_eq!(record_n(&d, &s, 1, Outcome::Response(503), 1), 1);
     }
 
@@ -583,10 +457,10 @@ mod tests {
         s.refresh_rotation();
         let set = s.endpoint_set();
         tokio::time::advance(29 * S).await;
-        assert!(!d.sweep(&set));
+        assert!(!d.sweep(&set.endpoints));
         assert!(set.endpoints[0].outlier.is_ejected());
         tokio::time::advance(S).await;
-        assert!(d.sweep(&set));
+        assert!(d.sweep(&set.endpoints));
         assert!(!set.endpoints[0].outlier.is_ejected());
         assert_eq!(set.endpoints[0].outlier.describe(), None);
         s.refresh_rotation();
@@ -607,17 +481,17 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(record_n(&d, &s, 0, Outcome::Response(503), 5), 1);
             tokio::time::advance(outlier.ejection().expect("ejected").duration).await;
-            assert!(d.sweep(&set));
+            assert!(d.sweep(&set.endpoints));
         }
         assert_eq!(
             outlier.times_ejected(),
             2,
             "the returning sweep does not decay"
         );
-        d.sweep(&set);
+        d.sweep(&set.endpoints);
         assert_eq!(outlier.times_ejected(), 1);
-        d.sweep(&set);
-        d.sweep(&set);
+        d.sweep(&set.endpoints);
+        d.sweep(&set.endpoints);
         assert_eq!(outlier.times_ejected(), 0);
         assert_eq!(record_n(&d, &s, 0, Outcome::Response(503), 5), 1);
         assert_eq!(outlier.ejection().map(|e| e.duration), Some(30 * S));
@@ -630,7 +504,7 @@ mod tests {
         let (stop_tx, stop) = watch::channel(false);
         let sweeper = tokio::spawn({
             let (d, s) = (d.clone(), s.clone());
-            async move { d.run_sweeps(&s, stop).await }
+            async move { s.run_outlier_sweeps(&d, stop).await }
         });
         assert_eq!(record_n(&d, &s, 0, Outcome::Response(503), 5), 1);
         s.refresh_rotation();
@@ -669,7 +543,7 @@ mod tests {
         s.set_endpoints(&[(s.endpoint_set().endpoints[1].address, 1)]);
         let set = s.endpoint_set();
         let ejections = (0..5)
-            .filter(|_| d.record(&gone, Outcome::Response(503), &set))
+            .filter(|_| d.record(&gone, Outcome::Response(503), &set.endpoints))
             .count();
         assert_eq!(ejections, 0);
         assert!(!gone.outlier.is_ejected());

@@ -8,6 +8,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::header::{HeaderMap, HeaderName};
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::balancer::Balancer;
 use super::circuit_breaker::CircuitBreaker;
@@ -192,7 +194,7 @@ impl Service {
     /// endpoint out of rotation when that ejects it.
     pub fn record_attempt(&self, endpoint: &Endpoint, outcome: Outcome) {
         if let Some(outlier) = &self.outlier {
-            if outlier.record(endpoint, outcome, &self.endpoints.load()) {
+            if outlier.record(endpoint, outcome, &self.endpoints.load().endpoints) {
                 self.refresh_rotation();
             }
         }
@@ -216,6 +218,52 @@ impl Service {
         }
         self.endpoints
             .store(Arc::new(EndpointSet::build(self.load_balancer, endpoints)));
+    }
+
+    /// Runs `detector`'s sweeps every interval, putting back in rotation the endpoints it
+    /// returns, until `stop` turns true (or its sender is gone).
+    pub async fn run_outlier_sweeps(
+        &self,
+        detector: &OutlierDetector,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let interval = detector.interval();
+        let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = ticks.tick() => {
+                    if detector.sweep(&self.endpoint_set().endpoints) {
+                        self.refresh_rotation();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the endpoint sets discovery delivers (DNS now, Kubernetes later) until
+    /// `stop` turns true or discovery ends: discovery finds endpoints, the service alone
+    /// decides what its rotation holds.
+    pub async fn follow_discovery(
+        &self,
+        mut updates: watch::Receiver<Vec<(SocketAddr, u32)>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let wanted = updates.borrow_and_update().clone();
+            if !wanted.is_empty() {
+                self.set_endpoints(&wanted);
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// The current endpoint set (for the admin server).

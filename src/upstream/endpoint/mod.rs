@@ -5,8 +5,12 @@ use std::net::SocketAddr;
 
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::health::EndpointHealth;
-use super::outlier::EndpointOutlier;
+pub mod ejection;
+pub mod health;
+
+pub use ejection::{Ejection, EjectionReason, EndpointOutlier};
+pub use health::{EndpointHealth, Transition};
+
 use super::pool::Pool;
 use crate::telemetry::metrics::RequestCounters;
 
