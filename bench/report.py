@@ -10,8 +10,10 @@ T is one of direct, weir, weir-cb (weir with a circuit breaker, outlier detectio
 configured but never firing), nginx, haproxy.
   rss-T.txt, hwm-T.txt        wrk -c256 output, summed VmHWM in kB
   died-T.txt                  present when the proxy process died during the run
-Exit status: 0 ok; 1 a target failed to serve requests; 3 a performance target is not met and
---enforce was given.
+The report never calls a run good while a target is missed: in full mode every target is listed
+as met, NOT MET or not measured, and the last line counts them; --quick judges none and says so.
+Exit status: 1 a target failed to serve requests; 3 with --enforce (full mode) when a performance
+target is not met or could not be measured; 0 otherwise.
 """
 
 import argparse
@@ -22,9 +24,13 @@ import sys
 
 TARGETS = ["direct", "weir", "weir-cb", "nginx", "haproxy"]
 LABEL = {"direct": "direct", "weir": "weir", "weir-cb": "weir+cb", "nginx": "nginx", "haproxy": "HAProxy"}
-RATE_TOLERANCE = 0.95  # achieved rate below 95 % of the asked rate is flagged
-RSS_LIMIT_KB = 20 * 1024  # "RSS < 20 MB" read as 20 MiB of VmHWM
-RESILIENCE_TOLERANCE = 0.05  # weir+cb (breaker, outlier detection, retries idle) within 5 % of weir
+RATE_TOLERANCE = 0.95  # achieved rate below 95 % of the asked rate is flagged (and not judged)
+# The targets weir is held to (bench/README.md):
+CPU_VS_HAPROXY = 0.90  # CPU per request @5k ≤ 0.90x HAProxy (median of per-round ratios)
+SATURATION_VS_HAPROXY = 1.0  # h1 and h2c saturation ≥ 1.0x HAProxy
+P99_VS_HAPROXY = 1.0  # p99 @5k ≤ 1.0x HAProxy (median of per-round ratios)
+RSS_LIMIT_KB = 12 * 1024  # peak RSS (VmHWM) after 256 keep-alive connections < 12 MiB
+RESILIENCE_CPU = 1.05  # weir+cb (breaker, outlier detection, retries idle) CPU per request ≤ 1.05x weir
 
 
 def read(path):
@@ -282,7 +288,7 @@ def main():
 
     # ---- table -------------------------------------------------------------------------------
     lines = []
-    mode = "quick (smoke test, targets not enforced)" if args.quick else "full"
+    mode = "quick (smoke test, targets not judged)" if args.quick else "full"
     lines.append(f"## weir bench — {meta.get('date', '')}")
     lines.append("")
     lines.append(
@@ -325,6 +331,7 @@ def main():
         per = [v for v in per if v is not None]
         return (statistics.median(per) if per else None), per
 
+    # verdicts: (name, value, passes(value), format, why not judged or None)
     verdicts = []
     if "weir" in targets:
         for other in ("haproxy", "nginx"):
@@ -343,43 +350,73 @@ def main():
                 f"CPU/req {fmt_ratio(cpu_r)}{per_txt}, p50 {fmt_ratio(p50_r)}, p99 {fmt_ratio(p99_r)}, "
                 f"peak RSS {fmt_ratio(ratio(w.get('rss'), o.get('rss')))}"
             )
-            if other == "haproxy":
-                verdicts = [
-                    ("CPU/request ≤ 0.8× HAProxy (median of per-round ratios)", cpu_r, lambda v: v <= 0.8, fmt_ratio),
-                    ("h1 saturation ≥ 1.1× HAProxy", ratio(w.get("h1"), o.get("h1")), lambda v: v >= 1.1, fmt_ratio),
-                    ("h2c saturation ≥ 1.1× HAProxy", ratio(w.get("h2c"), o.get("h2c")), lambda v: v >= 1.1, fmt_ratio),
-                    ("p99 @5k no worse than HAProxy", p99_r, lambda v: v <= 1.0, fmt_ratio),
-                ]
-        verdicts.append(("weir peak RSS < 20 MiB", res["weir"].get("rss"), lambda v: v < RSS_LIMIT_KB, fmt_mb))
+
+        def short_of_rate(*names):
+            """Why a figure @5k is not judged: a target that did not reach the asked rate."""
+            slow = [t for t in names if t in targets and res[t].get("rate") is not None
+                    and res[t]["rate"] < RATE_TOLERANCE * asked_rate]
+            return "; ".join(f"{LABEL[t]} reached only {res[t]['rate']:,.0f} req/s" for t in slow) or None
+
+        w, h = res["weir"], res.get("haproxy", {})
+        no_haproxy = None if "haproxy" in targets else "HAProxy not among --targets"
+        cpu_r = round_ratio("cpu", "haproxy")[0] if "haproxy" in targets else None
+        p99_r = round_ratio("p99", "haproxy")[0] if "haproxy" in targets else None
+        at_rate = no_haproxy or short_of_rate("weir", "haproxy")
+        verdicts += [
+            (f"CPU/request @{asked_rate // 1000}k ≤ {CPU_VS_HAPROXY:.2f}× HAProxy (median of per-round ratios)",
+             cpu_r, lambda v: v <= CPU_VS_HAPROXY, fmt_ratio, at_rate),
+            (f"h1 saturation ≥ {SATURATION_VS_HAPROXY:.2f}× HAProxy", ratio(w.get("h1"), h.get("h1")),
+             lambda v: v >= SATURATION_VS_HAPROXY, fmt_ratio, no_haproxy),
+            (f"h2c saturation ≥ {SATURATION_VS_HAPROXY:.2f}× HAProxy", ratio(w.get("h2c"), h.get("h2c")),
+             lambda v: v >= SATURATION_VS_HAPROXY, fmt_ratio, no_haproxy),
+            (f"p99 @{asked_rate // 1000}k ≤ {P99_VS_HAPROXY:.2f}× HAProxy (median of per-round ratios)",
+             p99_r, lambda v: v <= P99_VS_HAPROXY, fmt_ratio, at_rate),
+            (f"weir peak RSS (256 keep-alive connections) < {RSS_LIMIT_KB // 1024} MiB", w.get("rss"),
+             lambda v: v < RSS_LIMIT_KB, fmt_mb, None),
+        ]
+        cb_cpu_r = None
         if "weir-cb" in targets:
             # The cost of the resilience features while they do not fire: same run, same rounds.
-            c, w = res["weir-cb"], res["weir"]
-            cpu_r, cpu_per = round_ratio("cpu", "weir", this="weir-cb")
+            c = res["weir-cb"]
+            cb_cpu_r, cpu_per = round_ratio("cpu", "weir", this="weir-cb")
             p50_r, _ = round_ratio("p50", "weir", this="weir-cb")
             p99_r, _ = round_ratio("p99", "weir", this="weir-cb")
             per_txt = ""
             if len(cpu_per) > 1:
                 per_txt = " (rounds: " + ", ".join(f"{v:.2f}" for v in cpu_per) + ")"
-            h1_r = ratio(c.get("h1"), w.get("h1"))
-            h2c_r = ratio(c.get("h2c"), w.get("h2c"))
             lines.append(
-                f"- weir+cb / weir: h1 req/s {fmt_ratio(h1_r)}, h2c req/s {fmt_ratio(h2c_r)}, "
-                f"CPU/req {fmt_ratio(cpu_r)}{per_txt}, p50 {fmt_ratio(p50_r)}, p99 {fmt_ratio(p99_r)}, "
+                f"- weir+cb / weir: h1 req/s {fmt_ratio(ratio(c.get('h1'), w.get('h1')))}, "
+                f"h2c req/s {fmt_ratio(ratio(c.get('h2c'), w.get('h2c')))}, "
+                f"CPU/req {fmt_ratio(cb_cpu_r)}{per_txt}, p50 {fmt_ratio(p50_r)}, p99 {fmt_ratio(p99_r)}, "
                 f"peak RSS {fmt_ratio(ratio(c.get('rss'), w.get('rss')))}"
             )
-            most, least = 1 + RESILIENCE_TOLERANCE, 1 - RESILIENCE_TOLERANCE
-            verdicts += [
-                ("weir+cb CPU/request within 5 % of weir (≤ 1.05×, median of per-round ratios)", cpu_r,
-                 lambda v: v <= most, fmt_ratio),
-                ("weir+cb h1 saturation within 5 % of weir (≥ 0.95×)", h1_r, lambda v: v >= least, fmt_ratio),
-                ("weir+cb h2c saturation within 5 % of weir (≥ 0.95×)", h2c_r, lambda v: v >= least, fmt_ratio),
-            ]
-        lines.append("")
+        cb_why = short_of_rate("weir", "weir-cb") if "weir-cb" in targets else "weir-cb not among --targets"
+        verdicts.append(
+            (f"weir+cb CPU/request ≤ {RESILIENCE_CPU:.2f}× weir (median of per-round ratios)", cb_cpu_r,
+             lambda v: v <= RESILIENCE_CPU, fmt_ratio, cb_why)
+        )
+
+    unmet, unmeasured = [], []
+    lines.append("")
+    if not verdicts:
+        lines.append("targets: none judged — weir was not among --targets")
+    elif args.quick:
+        lines.append("targets: quick mode: targets not judged")
+        for name, value, _ok, fmt, _why in verdicts:
+            lines.append(f"- {name}: {fmt(value)} (not judged)")
+    else:
         lines.append("targets:")
-        for name, value, ok, fmt in verdicts:
-            state = "n/a" if value is None else ("met" if ok(value) else "NOT MET")
+        for name, value, ok, fmt, why in verdicts:
+            if why is not None or value is None:
+                state = "not measured" + (f" ({why})" if why else "")
+                unmeasured.append(name)
+            elif ok(value):
+                state = "met"
+            else:
+                state = "NOT MET"
+                unmet.append(name)
             lines.append(f"- {name}: {fmt(value)} — {state}")
-        lines.append("")
+    lines.append("")
 
     for n in notes:
         lines.append(f"- note: {n}")
@@ -402,11 +439,16 @@ def main():
     if failures:
         sys.stdout.write(f"bench/compare: FAILED — {len(failures)} problem(s) serving requests (see FAIL lines)\n")
         return 1
-    unmet = [v for v in verdicts if v[1] is not None and not v[2](v[1])]
-    if args.enforce and not args.quick and unmet:
-        sys.stdout.write(f"bench/compare: {len(unmet)} performance target(s) not met\n")
-        return 3
-    sys.stdout.write("bench/compare: ok\n")
+    if args.quick or not verdicts:
+        why = "quick mode: targets not judged" if verdicts else "no weir target: nothing judged"
+        sys.stdout.write(f"bench/compare: every target served its requests ({why})\n")
+        return 0
+    if unmet or unmeasured:
+        said = [f"{len(unmet)} of {len(verdicts)} targets NOT MET"] if unmet else []
+        said += [f"{len(unmeasured)} not measured"] if unmeasured else []
+        sys.stdout.write("bench/compare: " + "; ".join(said) + "\n")
+        return 3 if args.enforce else 0
+    sys.stdout.write(f"bench/compare: all {len(verdicts)} targets met\n")
     return 0
 
 
