@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ListenerProtocol};
 use crate::route::RouteTable;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::Service;
 
@@ -18,8 +19,8 @@ pub struct Snapshot {
     pub listeners: Vec<RouteTable>,
     /// Services by name.
     pub services: HashMap<String, Arc<Service>>,
-    /// Whether to write one access-log line per request.
-    pub access_log: bool,
+    /// Where each request writes its access-log line; `None` when the access log is off.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Why a validated configuration still could not be built (an internal inconsistency).
@@ -33,8 +34,13 @@ impl std::fmt::Display for BuildError {
 }
 
 impl Snapshot {
-    /// Builds services (with their endpoint metric handles) and route tables.
-    pub fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Arc<Self>, BuildError> {
+    /// Builds services (with their endpoint metric handles) and route tables. `access_log`
+    /// is the running writer's handle when `logging.access_log` is on.
+    pub fn build(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        access_log: Option<AccessLog>,
+    ) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
         for l in config
             .listeners
@@ -73,7 +79,6 @@ impl Snapshot {
                     .map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0)))
             })
             .collect::<Result<_, _>>()?;
-        let access_log = config.logging.access_log;
         Ok(Arc::new(Snapshot {
             config: Arc::new(config),
             listeners,

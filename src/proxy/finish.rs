@@ -13,7 +13,7 @@ use crate::body::{RequestBody, SharedBody};
 use crate::error::ErrorCode;
 use crate::route::retry::ActiveRequest;
 use crate::snapshot::Snapshot;
-use crate::telemetry::access_log::{self, AccessRecord};
+use crate::telemetry::access_log::AccessRecord;
 use crate::upstream::limits::LimitGuard;
 use crate::upstream::{Endpoint, InFlight};
 
@@ -166,13 +166,13 @@ impl Finish {
                 }
             }
         }
-        if self.snapshot.access_log {
+        if let Some(access_log) = &self.snapshot.access_log {
             let error = match (self.error, ending) {
                 (Some(code), _) => code.as_str(),
                 (None, Ending::UpstreamFailed) => ErrorCode::UpstreamReset.as_str(),
                 _ => "",
             };
-            access_log::write(&AccessRecord {
+            access_log.write(&AccessRecord {
                 client: self.client,
                 listener: &table.listener,
                 route: names.0,

@@ -94,11 +94,16 @@ async fn routes_by_path_header_and_method_first_match_wins() {
         ),
         1.0
     );
-    let logs = weir.logs();
-    assert!(logs.contains("route=canary service=b"), "{logs}");
+    // Access lines reach stderr from a background writer, within a few milliseconds.
+    let logged = |logs: &str| {
+        logs.contains("route=canary service=b")
+            && logs.contains("path=/users/42/x status=404")
+            && logs.contains("error=no_route")
+    };
     assert!(
-        logs.contains("path=/users/42/x status=404") && logs.contains("error=no_route"),
-        "{logs}"
+        eventually(Duration::from_secs(2), || logged(&weir.logs())).await,
+        "{}",
+        weir.logs()
     );
 }
 
