@@ -152,7 +152,7 @@ mod tests {
             .expect("valid")
             .config;
         let metrics = Metrics::new();
-        let snapshot = Snapshot::build(config, &metrics).expect("builds");
+        let snapshot = Snapshot::build(config, &metrics, None).expect("builds");
         AdminState {
             snapshot: Arc::new(ArcSwap::new(snapshot)),
             metrics,

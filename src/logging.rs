@@ -1,4 +1,5 @@
-//! Process-wide logging: level and format from the configuration, access lines included.
+//! Process-wide logging: level and format from the configuration. Access lines do not go
+//! through here: `telemetry::access_log` formats and writes them itself, off the request path.
 
 use tracing_subscriber::EnvFilter;
 

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Discovery, ListenerProtocol};
 use crate::snapshot::{BuildError, Snapshot};
+use crate::telemetry::access_log::{self, AccessLog};
 use crate::telemetry::metrics::Metrics;
 
 /// Why weir could not start.
@@ -67,13 +68,15 @@ pub struct Server {
     stop: watch::Sender<bool>,
     listeners: Vec<JoinHandle<bool>>,
     background: Vec<JoinHandle<()>>,
+    access_log: Option<access_log::Writer>,
 }
 
 impl Server {
     /// Builds the configuration and starts serving it.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let metrics = Metrics::new();
-        let snapshot = Snapshot::build(config, &metrics).map_err(StartError::Build)?;
+        let (access_log, access_log_writer) = start_access_log(&config, &metrics);
+        let snapshot = Snapshot::build(config, &metrics, access_log).map_err(StartError::Build)?;
         let config = snapshot.config.clone();
         let shared = Arc::new(ArcSwap::new(snapshot.clone()));
         let state = Arc::new(AdminState {
@@ -184,6 +187,7 @@ impl Server {
             stop,
             listeners,
             background,
+            access_log: access_log_writer,
         })
     }
 
@@ -212,7 +216,32 @@ impl Server {
         for task in self.background {
             task.abort();
         }
+        if let Some(writer) = self.access_log {
+            if !writer.shutdown(access_log::SHUTDOWN_FLUSH).await {
+                tracing::warn!(
+                    "the access log could not be flushed in time; its last lines are lost"
+                );
+            }
+        }
         drained
+    }
+}
+
+/// Starts the access-log writer when `logging.access_log` is on. If its thread cannot be
+/// started, weir serves without the access log rather than not at all.
+fn start_access_log(
+    config: &Config,
+    metrics: &Metrics,
+) -> (Option<AccessLog>, Option<access_log::Writer>) {
+    if !config.logging.access_log {
+        return (None, None);
+    }
+    match AccessLog::start(config.logging.format, metrics.access_log_dropped.clone()) {
+        Ok((log, writer)) => (Some(log), Some(writer)),
+        Err(e) => {
+            tracing::warn!("cannot start the access-log writer ({e}); the access log is off");
+            (None, None)
+        }
     }
 }
 

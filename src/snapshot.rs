@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ListenerProtocol};
 use crate::route::RouteTable;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::upstream::Service;
 
@@ -32,8 +33,13 @@ impl std::fmt::Display for BuildError {
 }
 
 impl Snapshot {
-    /// Builds services (with their endpoint metric handles) and route tables.
-    pub fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Arc<Self>, BuildError> {
+    /// Builds services (with their endpoint metric handles) and route tables. `access_log`
+    /// is the running writer's handle when `logging.access_log` is on.
+    pub fn build(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        access_log: Option<AccessLog>,
+    ) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
         for l in config
             .listeners
@@ -70,7 +76,7 @@ impl Snapshot {
             .map(|l| {
                 let mut table = RouteTable::new(l, &services, metrics)
                     .map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0)))?;
-                table.access_log = config.logging.access_log;
+                table.access_log = access_log.clone();
                 Ok(Arc::new(table))
             })
             .collect::<Result<_, _>>()?;

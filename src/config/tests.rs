@@ -126,6 +126,7 @@ fn minimal_config_gets_the_defaults() {
     let c = loaded.config;
     assert_eq!(c.admin, Admin::default());
     assert_eq!(c.logging, Logging::default());
+    assert!(!c.logging.access_log, "the access log is opt-in");
     assert_eq!(c.listeners[0].protocol, ListenerProtocol::Http);
     assert_eq!(c.listeners[0].routes[0].matcher, RouteMatch::default());
     assert_eq!(c.listeners[0].routes[0].backends[0].weight, 1);

@@ -10,7 +10,7 @@ use http::{Method, Request, Uri};
 
 use crate::error::ErrorCode;
 use crate::route::RouteTable;
-use crate::telemetry::access_log::{self, AccessRecord};
+use crate::telemetry::access_log::AccessRecord;
 use crate::upstream::Exchange;
 
 /// Where a request went, as far as it got.
@@ -70,7 +70,8 @@ impl Finish {
             started: Instant::now(),
             request_line: table
                 .access_log
-                .then(|| (req.method().clone(), req.uri().clone())),
+                .as_ref()
+                .map(|_| (req.method().clone(), req.uri().clone())),
             placement: None,
             status: 0,
             error: None,
@@ -124,8 +125,8 @@ impl Finish {
                 }
             }
         }
-        if let Some((method, uri)) = &self.request_line {
-            access_log::write(&AccessRecord {
+        if let (Some(access_log), Some((method, uri))) = (&table.access_log, &self.request_line) {
+            access_log.write(&AccessRecord {
                 client: self.client,
                 listener: &table.listener,
                 route: names.0,

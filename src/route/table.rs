@@ -14,6 +14,7 @@ use super::matcher::{MatcherError, RouteMatcher};
 use super::mirror::Mirror;
 use super::retry::RetryPolicy;
 use crate::config;
+use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
 use crate::upstream::balancer::WeightedRandom;
@@ -108,8 +109,9 @@ pub struct RouteTable {
     pub unmatched: RequestCounters,
     /// Duration of requests no route matched.
     pub unmatched_duration: LatencyHistogram,
-    /// Whether requests on this listener get an access-log line.
-    pub access_log: bool,
+    /// Where requests on this listener write their access-log line; `None` when the
+    /// access log is off.
+    pub access_log: Option<AccessLog>,
 }
 
 impl RouteTable {
@@ -192,7 +194,7 @@ impl RouteTable {
                 route: String::new(),
                 service: String::new(),
             }),
-            access_log: false,
+            access_log: None,
         })
     }
 

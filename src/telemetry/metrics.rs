@@ -151,6 +151,8 @@ pub struct Metrics {
     pub overflow: Family<OverflowLabels, Counter>,
     /// `weir_retries_total`.
     pub retries: Family<RetryLabels, Counter>,
+    /// `weir_access_log_dropped_total`.
+    pub access_log_dropped: Counter,
 }
 
 impl Metrics {
@@ -218,6 +220,13 @@ impl Metrics {
             "Retry decisions, by outcome",
             retries.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "weir_access_log_dropped",
+            "Access-log lines dropped rather than delay a request: the writer's queue was full \
+             (the writer fell behind or stderr blocked) or stderr could not be written",
+            access_log_dropped.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -238,6 +247,7 @@ impl Metrics {
             outlier_ejections,
             overflow,
             retries,
+            access_log_dropped,
         })
     }
 
@@ -386,6 +396,10 @@ mod tests {
         assert!(text.contains(r#"code="504",error="timeout"} 1"#));
         assert!(!text.contains(r#"code="500""#));
         assert!(text.contains("weir_build_info"));
+        assert!(
+            text.contains("\nweir_access_log_dropped_total 0\n"),
+            "{text}"
+        );
         assert!(text.contains("process_resident_memory_bytes"));
         let prom = m.render_prometheus_text();
         assert!(

@@ -94,11 +94,16 @@ async fn routes_by_path_header_and_method_first_match_wins() {
         ),
         1.0
     );
-    let logs = weir.logs();
-    assert!(logs.contains("route=canary service=b"), "{logs}");
+    // Access lines reach stderr from a background writer, within a few milliseconds.
+    let logged = |logs: &str| {
+        logs.contains("route=canary service=b")
+            && logs.contains("path=/users/42/x status=404")
+            && logs.contains("error=no_route")
+    };
     assert!(
-        logs.contains("path=/users/42/x status=404") && logs.contains("error=no_route"),
-        "{logs}"
+        eventually(Duration::from_secs(2), || logged(&weir.logs())).await,
+        "{}",
+        weir.logs()
     );
 }
 
@@ -416,4 +421,85 @@ async fn json_access_log_has_one_line_per_request() {
     assert_eq!(lines[1]["endpoint"], up.addr.to_string());
     assert_eq!(lines[1]["error"], "");
     assert!(lines[1]["duration_ms"].as_f64().is_some());
+}
+
+/// Sends SIGTERM and waits (5 s at most) for weir to exit, so that its log is complete.
+async fn stop(weir: &mut Weir) {
+    weir.signal("TERM");
+    let exited = eventually(Duration::from_secs(5), || {
+        matches!(weir.child.try_wait(), Ok(Some(_)))
+    })
+    .await;
+    assert!(exited, "weir did not exit after SIGTERM:\n{}", weir.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_is_off_by_default_and_its_drop_counter_is_exported() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        match: {{ path: {{ prefix: /a }} }}\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{}\"] }}\n",
+        up.addr
+    );
+    let mut weir = Weir::start(&yaml).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut client = Client::connect(addr).await.unwrap();
+    assert_eq!(client.get("/a", &[]).await.unwrap().0, 200);
+    assert_eq!(client.get("/nowhere", &[]).await.unwrap().0, 404);
+
+    let metrics = weir.metrics().await;
+    assert!(
+        metrics.contains("\nweir_access_log_dropped_total 0\n"),
+        "{metrics}"
+    );
+    let (_, _, config) = crate::support::get(weir.admin, "/config", &[])
+        .await
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["logging"]["access_log"], false, "{config}");
+
+    stop(&mut weir).await;
+    let logs = weir.logs();
+    assert!(logs.contains("drained; exiting"), "{logs}");
+    assert!(
+        !logs.contains("weir::access") && !logs.contains("status="),
+        "no access line with the default config:\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_are_flushed_on_shutdown_and_escaped_in_json() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ format: json, access_log: true }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: none\n        match: {{ path: {{ exact: /never }} }}\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"127.0.0.1:1\"] }}\n"
+    );
+    let mut weir = Weir::start(&yaml).await;
+    // A request target with a quote and a backslash, which hyper and http accept as is.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /a\"b\\c HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 404"), "{response:?}");
+    // Stop at once: the line must not wait in the writer's queue and be lost.
+    stop(&mut weir).await;
+    let logs = weir.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| l.contains("\"target\":\"weir::access\""))
+        .map(|l| serde_json::from_str(l).expect("each access line is one JSON object"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    assert_eq!(lines[0]["path"], "/a\"b\\c");
+    assert_eq!(lines[0]["status"], 404);
+    assert_eq!(lines[0]["error"], "no_route");
+    assert_eq!(lines[0]["level"], "INFO");
+    let ms = lines[0]["duration_ms"].to_string();
+    let decimals = ms.split_once('.').map_or(0, |(_, d)| d.len());
+    assert!(decimals <= 3, "duration_ms {ms} has at most 3 decimals");
 }

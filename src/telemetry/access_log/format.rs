@@ -1,0 +1,376 @@
+//! Access-log lines, byte for byte: the text and JSON layouts `tracing-subscriber` gives weir's
+//! other log lines, written by hand so that a request pays for a few buffer appends instead of
+//! the `tracing` machinery and per-field `format!`.
+//!
+//! Text: `2026-01-02T03:04:05.123456Z  INFO weir::access: request client=… error=…`.
+//! JSON: `{"timestamp":…,"level":"INFO","message":"request","client":…,"target":"weir::access"}`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, BytesMut};
+
+use super::AccessRecord;
+use crate::config::LogFormat;
+
+/// Appends the line for `r` (ending in `\n`), stamped with `now`.
+pub fn line(out: &mut BytesMut, format: LogFormat, r: &AccessRecord<'_>, now: SystemTime) {
+    match format {
+        LogFormat::Text => text(out, r, now),
+        LogFormat::Json => json(out, r, now),
+    }
+}
+
+/// The text layout: timestamp, level, target, message, then `key=value` fields.
+fn text(out: &mut BytesMut, r: &AccessRecord<'_>, now: SystemTime) {
+    timestamp(out, now);
+    out.put_slice(b"  INFO weir::access: request client=");
+    client(out, r.client);
+    let fields: [(&[u8], &str); 6] = [
+        (b" listener=", r.listener),
+        (b" route=", r.route),
+        (b" service=", r.service),
+        (b" endpoint=", r.endpoint),
+        (b" method=", r.method.as_str()),
+        (b" path=", r.uri.path()),
+    ];
+    for (key, value) in fields {
+        out.put_slice(key);
+        text_value(out, value);
+    }
+    out.put_slice(b" status=");
+    integer(out, u64::from(r.status));
+    out.put_slice(b" duration_ms=");
+    millis(out, r.duration);
+    out.put_slice(b" error=");
+    text_value(out, r.error);
+    out.put_u8(b'\n');
+}
+
+/// The JSON layout: one object, the keys in the order `tracing-subscriber` writes them.
+fn json(out: &mut BytesMut, r: &AccessRecord<'_>, now: SystemTime) {
+    out.put_slice(b"{\"timestamp\":\"");
+    timestamp(out, now);
+    out.put_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"client\":\"");
+    client(out, r.client);
+    let fields: [(&[u8], &str); 6] = [
+        (b"\",\"listener\":\"", r.listener),
+        (b"\",\"route\":\"", r.route),
+        (b"\",\"service\":\"", r.service),
+        (b"\",\"endpoint\":\"", r.endpoint),
+        (b"\",\"method\":\"", r.method.as_str()),
+        (b"\",\"path\":\"", r.uri.path()),
+    ];
+    for (key, value) in fields {
+        out.put_slice(key);
+        json_string(out, value);
+    }
+    out.put_slice(b"\",\"status\":");
+    integer(out, u64::from(r.status));
+    out.put_slice(b",\"duration_ms\":");
+    millis(out, r.duration);
+    out.put_slice(b",\"error\":\"");
+    json_string(out, r.error);
+    out.put_slice(b"\",\"target\":\"weir::access\"}\n");
+}
+
+/// A text field value as is, except that control characters are escaped (`\n`, `\u{1b}`)
+/// so that a line is always one line.
+fn text_value(out: &mut BytesMut, s: &str) {
+    escaped(out, s, is_control, |b, out| match b {
+        b'\n' => out.put_slice(b"\\n"),
+        b'\r' => out.put_slice(b"\\r"),
+        b'\t' => out.put_slice(b"\\t"),
+        _ => {
+            out.put_slice(b"\\u{");
+            hex_byte(out, b);
+            out.put_u8(b'}');
+        }
+    });
+}
+
+/// The inside of a JSON string (RFC 8259 §7): quote, backslash and control characters
+/// escaped; other characters, UTF-8 included, as they are.
+fn json_string(out: &mut BytesMut, s: &str) {
+    let special = |b: u8| is_control(b) || b == b'"' || b == b'\\';
+    escaped(out, s, special, |b, out| match b {
+        b'"' => out.put_slice(b"\\\""),
+        b'\\' => out.put_slice(b"\\\\"),
+        b'\n' => out.put_slice(b"\\n"),
+        b'\r' => out.put_slice(b"\\r"),
+        b'\t' => out.put_slice(b"\\t"),
+        _ => {
+            out.put_slice(b"\\u00");
+            hex_byte(out, b);
+        }
+    });
+}
+
+/// ASCII control characters, DEL included.
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
+}
+
+/// Copies `s`, writing each byte for which `special` holds through `escape`; runs of plain
+/// bytes are copied at once. Special bytes are ASCII, so runs split only between characters.
+fn escaped(
+    out: &mut BytesMut,
+    s: &str,
+    special: impl Fn(u8) -> bool,
+    escape: impl Fn(u8, &mut BytesMut),
+) {
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if special(b) {
+            out.put_slice(&bytes[plain..i]);
+            escape(b, out);
+            plain = i + 1;
+        }
+    }
+    out.put_slice(&bytes[plain..]);
+}
+
+/// Two lower-case hex digits.
+fn hex_byte(out: &mut BytesMut, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.put_u8(HEX[usize::from(b >> 4)]);
+    out.put_u8(HEX[usize::from(b & 0xf)]);
+}
+
+/// A decimal integer, without going through `fmt`.
+fn integer(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i..]);
+}
+
+/// A decimal integer left-padded with zeros to `width` (at most 20) digits.
+fn padded(out: &mut BytesMut, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut i = digits.len();
+    while n > 0 {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    let start = digits.len().saturating_sub(width).min(i);
+    out.put_slice(&digits[start..]);
+}
+
+/// Milliseconds with exactly three decimals, from whole microseconds (`0.623`, `1500.000`):
+/// never a float artefact such as `0.6232740000000001`.
+fn millis(out: &mut BytesMut, d: Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    integer(out, us / 1000);
+    out.put_u8(b'.');
+    padded(out, us % 1000, 3);
+}
+
+/// The client address; IPv4, the common case, without `fmt`.
+fn client(out: &mut BytesMut, addr: SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            let [a, b, c, d] = v4.ip().octets();
+            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                integer(out, u64::from(octet));
+            }
+            out.put_u8(b':');
+            integer(out, u64::from(v4.port()));
+        }
+        SocketAddr::V6(v6) => {
+            // Writing into a BytesMut cannot fail.
+            let _ = std::fmt::Write::write_fmt(out, format_args!("{v6}"));
+        }
+    }
+}
+
+/// RFC 3339 UTC with microseconds (`2026-01-02T03:04:05.123456Z`), as `tracing-subscriber`
+/// stamps weir's other lines. Times before 1970 are written as 1970.
+fn timestamp(out: &mut BytesMut, now: SystemTime) {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_date(secs / 86_400);
+    let of_day = secs % 86_400;
+    padded(out, year, 4);
+    out.put_u8(b'-');
+    padded(out, month, 2);
+    out.put_u8(b'-');
+    padded(out, day, 2);
+    out.put_u8(b'T');
+    padded(out, of_day / 3600, 2);
+    out.put_u8(b':');
+    padded(out, of_day / 60 % 60, 2);
+    out.put_u8(b':');
+    padded(out, of_day % 60, 2);
+    out.put_u8(b'.');
+    padded(out, u64::from(since.subsec_micros()), 6);
+    out.put_u8(b'Z');
+}
+
+/// Year, month and day of the `days`-th day after 1970-01-01 (proleptic Gregorian; Howard
+/// Hinnant's `civil_from_days`, for non-negative days).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Method, Uri};
+
+    /// 2026-01-02T03:04:05.123456Z.
+    fn at() -> SystemTime {
+        UNIX_EPOCH + Duration::new(1_767_323_045, 123_456_789)
+    }
+
+    fn render(format: LogFormat, r: &AccessRecord<'_>) -> String {
+        let mut out = BytesMut::new();
+        line(&mut out, format, r, at());
+        String::from_utf8(out.to_vec()).expect("utf-8")
+    }
+
+    fn record<'a>(method: &'a Method, uri: &'a Uri) -> AccessRecord<'a> {
+        AccessRecord {
+            client: "10.0.0.7:51234".parse().expect("addr"),
+            listener: "main",
+            route: "reviews",
+            service: "reviews-v1",
+            endpoint: "127.0.0.1:9080",
+            method,
+            uri,
+            status: 502,
+            duration: Duration::from_nanos(623_274_999),
+            error: "connect_failed",
+        }
+    }
+
+    #[test]
+    fn text_line_reads_like_tracing_output() {
+        let (m, u) = (Method::GET, Uri::from_static("/reviews/1?x=1"));
+        assert_eq!(
+            render(LogFormat::Text, &record(&m, &u)),
+            "2026-01-02T03:04:05.123456Z  INFO weir::access: request client=10.0.0.7:51234 \
+             listener=main route=reviews service=reviews-v1 endpoint=127.0.0.1:9080 method=GET \
+             path=/reviews/1 status=502 duration_ms=623.274 error=connect_failed\n"
+        );
+    }
+
+    #[test]
+    fn text_line_shows_empty_fields_empty_and_escapes_control_characters() {
+        let (m, u) = (Method::POST, Uri::from_static("/"));
+        let mut r = record(&m, &u);
+        (r.route, r.service, r.endpoint, r.error) = ("a b\n\u{1b}[31m\t\"q\"", "", "", "");
+        r.status = 404;
+        r.duration = Duration::ZERO;
+        let text = render(LogFormat::Text, &r);
+        assert!(
+            text.ends_with(
+                " route=a b\\n\\u{1b}[31m\\t\"q\" service= endpoint= method=POST path=/ \
+                 status=404 duration_ms=0.000 error=\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn json_line_has_tracing_keys_in_tracing_order() {
+        let (m, u) = (Method::GET, Uri::from_static("/reviews/1"));
+        let mut r = record(&m, &u);
+        r.duration = Duration::from_micros(623);
+        assert_eq!(
+            render(LogFormat::Json, &r),
+            r#"{"timestamp":"2026-01-02T03:04:05.123456Z","level":"INFO","message":"request","client":"10.0.0.7:51234","listener":"main","route":"reviews","service":"reviews-v1","endpoint":"127.0.0.1:9080","method":"GET","path":"/reviews/1","status":502,"duration_ms":0.623,"error":"connect_failed","target":"weir::access"}"#
+                .to_string()
+                + "\n"
+        );
+    }
+
+    #[test]
+    fn json_strings_are_escaped_so_every_line_parses_back() {
+        // A request target may carry quotes and backslashes; names from the configuration
+        // may carry anything.
+        let (m, u) = (Method::GET, Uri::from_static("/a\"b\\c{x}"));
+        let mut r = record(&m, &u);
+        r.route = "q\"\\\n\r\t\u{0}\u{1f}\u{7f}é→";
+        r.client = "[::1]:8080".parse().expect("addr");
+        let text = render(LogFormat::Json, &r);
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(
+            text.contains(r#""path":"/a\"b\\c{x}""#),
+            "quote and backslash escaped: {text}"
+        );
+        assert!(
+            text.contains(r#""route":"q\"\\\n\r\t\u0000\u001f\u007fé→""#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(v["path"], "/a\"b\\c{x}");
+        assert_eq!(v["route"], r.route);
+        assert_eq!(v["client"], "[::1]:8080");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["duration_ms"], 623.274);
+        assert_eq!(v["target"], "weir::access");
+    }
+
+    #[test]
+    fn durations_have_exactly_three_decimals_from_whole_microseconds() {
+        let ms = |d: Duration| {
+            let mut out = BytesMut::new();
+            millis(&mut out, d);
+            String::from_utf8(out.to_vec()).expect("utf-8")
+        };
+        assert_eq!(ms(Duration::from_nanos(623_274)), "0.623");
+        assert_eq!(ms(Duration::from_nanos(999)), "0.000");
+        assert_eq!(ms(Duration::from_micros(1)), "0.001");
+        assert_eq!(ms(Duration::from_micros(10_050)), "10.050");
+        assert_eq!(ms(Duration::from_secs(90)), "90000.000");
+        assert_eq!(ms(Duration::MAX), "18446744073709551.615");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let ts = |secs: u64, nanos: u32| {
+            let mut out = BytesMut::new();
+            timestamp(&mut out, UNIX_EPOCH + Duration::new(secs, nanos));
+            String::from_utf8(out.to_vec()).expect("utf-8")
+        };
+        assert_eq!(ts(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(ts(951_868_799, 999_999_999), "2000-02-29T23:59:59.999999Z");
+        assert_eq!(ts(1_735_603_200, 1_000), "2024-12-31T00:00:00.000001Z");
+        assert_eq!(
+            ts(1_767_323_045, 123_456_789),
+            "2026-01-02T03:04:05.123456Z"
+        );
+    }
+
+    #[test]
+    fn integers_are_written_without_fmt() {
+        for n in [0, 7, 10, 499, 65_535, u64::MAX] {
+            let mut out = BytesMut::new();
+            integer(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+}
