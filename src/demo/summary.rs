@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use super::load::LoadReport;
 use super::scenario::Timeline;
-use crate::config::{format_duration, CircuitBreaker, Route};
+use crate::config::{
+    format_duration, format_latency, format_seconds_one_decimal, CircuitBreaker, Route,
+};
 use crate::upstream::circuit_breaker::BreakerState;
 
 /// The metric the summary is built from.
@@ -293,7 +295,7 @@ impl fmt::Display for Summary<'_> {
             "weir demo summary: {} requests through listener {} in {}",
             t.total,
             self.listener,
-            secs1(self.load.elapsed)
+            format_seconds_one_decimal(self.load.elapsed)
         )?;
         writeln!(f)?;
         write!(f, "{}", self.split_table())?;
@@ -392,7 +394,7 @@ impl Summary<'_> {
                 }
                 let mark = match &self.slow {
                     Some(s) if &s.service == service && &s.endpoint == endpoint => {
-                        format!("  (+{}ms)", s.delay.as_millis())
+                        format!("  (+{})", format_duration(s.delay))
                     }
                     _ => String::new(),
                 };
@@ -455,17 +457,18 @@ impl Summary<'_> {
         let Some(from) = tl.failed_from else {
             return vec![format!(
                 "the run ended before {service} was due to start failing at {}.",
-                secs1(story.due)
+                format_seconds_one_decimal(story.due)
             )];
         };
-        let until = tl
-            .failed_until
-            .map_or_else(|| "the end of the run".to_string(), secs1);
+        let until = tl.failed_until.map_or_else(
+            || "the end of the run".to_string(),
+            format_seconds_one_decimal,
+        );
         let b = self.breakers.get(service).cloned().unwrap_or_default();
         let mut notes = Vec::new();
         let failed = format!(
             "{service} failed (HTTP 500) from {} to {until}",
-            secs1(from)
+            format_seconds_one_decimal(from)
         );
         if b.opened() == 0 {
             let needs = story.settings.as_ref().map_or_else(String::new, |c| {
@@ -500,13 +503,13 @@ impl Summary<'_> {
         let open = match (tl.opened_at, tl.closed_at, tl.final_state) {
             (Some(o), _, Some(state)) if state != BreakerState::Closed => format!(
                 "the breaker opened at {} and was still {state} when the run ended",
-                secs1(o)
+                format_seconds_one_decimal(o)
             ),
             (Some(o), Some(c), _) => {
                 format!(
                     "the breaker first opened at {} and closed again at {}",
-                    secs1(o),
-                    secs1(c)
+                    format_seconds_one_decimal(o),
+                    format_seconds_one_decimal(c)
                 )
             }
             _ => "the breaker opened".to_string(),
@@ -538,7 +541,7 @@ impl Summary<'_> {
             ("p99", Align::Right),
             ("max", Align::Right),
         ]);
-        let show = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), latency);
+        let show = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), format_latency);
         table.row(vec![
             format!("{} requests", l.len()),
             show(l.percentile(50.0)),
@@ -560,16 +563,16 @@ impl Summary<'_> {
             .map(|(_, n)| *n)
             .collect();
         let fast_n = *others.iter().max()?;
-        let delay = slow.delay.as_millis();
+        let delay = format_duration(slow.delay);
         Some(if slow_n < fast_n {
             format!(
-                "least_request sent the slow {} endpoint (+{delay}ms) {slow_n} requests and the fast one {fast_n} ({:.1}x fewer): it prefers the endpoint with fewer requests in flight.",
+                "least_request sent the slow {} endpoint (+{delay}) {slow_n} requests and the fast one {fast_n} ({:.1}x fewer): it prefers the endpoint with fewer requests in flight.",
                 slow.service,
                 fast_n as f64 / slow_n.max(1) as f64
             )
         } else {
             format!(
-                "the slow {} endpoint (+{delay}ms) got {slow_n} requests and the fast one {fast_n}: least_request did not favour the fast endpoint at this load.",
+                "the slow {} endpoint (+{delay}) got {slow_n} requests and the fast one {fast_n}: least_request did not favour the fast endpoint at this load.",
                 slow.service
             )
         })
@@ -657,23 +660,6 @@ fn percent(part: u64, whole: u64) -> f64 {
 
 fn pct(p: f64) -> String {
     format!("{p:.1}%")
-}
-
-/// `0.85ms`, `41.8ms`, `1.20s`.
-fn latency(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.2}ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{:.2}s", ms / 1000.0)
-    }
-}
-
-/// `15.0s`: measured time, always with one decimal.
-fn secs1(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
 }
 
 #[cfg(test)]

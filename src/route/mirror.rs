@@ -17,7 +17,7 @@ use http_body_util::BodyExt;
 use tokio::sync::Semaphore;
 
 use crate::body::RequestBody;
-use crate::config::UpstreamProtocol;
+use crate::config::{format_duration, UpstreamProtocol};
 use crate::headers;
 use crate::rand;
 use crate::upstream::endpoint::{Endpoint, InFlight};
@@ -103,7 +103,7 @@ impl Mirror {
                     tracing::debug!(%service, endpoint = %endpoint.label, %error, "mirror failed");
                 }
                 Err(_) => {
-                    tracing::debug!(%service, endpoint = %endpoint.label, ?timeout, "mirror timed out");
+                    tracing::debug!(%service, endpoint = %endpoint.label, timeout = %format_duration(timeout), "mirror timed out");
                 }
             }
         });

@@ -31,7 +31,7 @@ use super::endpoint::Endpoint;
 use super::pool::UpstreamError;
 use super::service::Service;
 use crate::body::RequestBody;
-use crate::config::{HealthCheck, UpstreamProtocol};
+use crate::config::{format_duration, HealthCheck, UpstreamProtocol};
 
 /// `user-agent` of every check, so upstream logs can tell checks from traffic.
 const USER_AGENT: &str = "weir-health-check";
@@ -218,7 +218,12 @@ async fn check(
     };
     let deadline = Instant::now() + cfg.timeout;
     let exchange = match tokio::time::timeout_at(deadline, endpoint.pool.send(request)).await {
-        Err(_) => return Some(Err(format!("timed out after {}", human(cfg.timeout)))),
+        Err(_) => {
+            return Some(Err(format!(
+                "timed out after {}",
+                format_duration(cfg.timeout)
+            )))
+        }
         Ok(Err(UpstreamError::Connect(why))) => return Some(Err(format!("connect failed: {why}"))),
         Ok(Err(UpstreamError::Overflow(_))) => return None,
         Ok(Err(reset)) => return Some(Err(reset.to_string())),
@@ -300,17 +305,6 @@ fn next_delay(interval: Duration) -> Duration {
     }
     let offset = crate::rand::below(2 * spread + 1);
     (interval - Duration::from_nanos(spread)) + Duration::from_nanos(offset)
-}
-
-/// "1s", "1.5s" or "250ms", for failure reasons.
-fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}s", d.as_secs_f64())
-    }
 }
 
 #[cfg(test)]

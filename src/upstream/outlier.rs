@@ -30,7 +30,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::endpoint::Endpoint;
 use super::outcome::Outcome;
 use super::service::{EndpointSet, Service};
-use crate::config::OutlierDetection;
+use crate::config::{format_duration, format_whole_seconds_rounded_up, OutlierDetection};
 use crate::telemetry::metrics::{EjectionLabels, Metrics};
 
 /// Ejection time never grows beyond this (Envoy's default `max_ejection_time`), unless
@@ -116,11 +116,11 @@ impl EndpointOutlier {
         let back = if left.is_zero() {
             "back at the next sweep".to_string()
         } else {
-            format!("back in {}", whole_seconds(left))
+            format!("back in {}", format_whole_seconds_rounded_up(left))
         };
         Some(format!(
             "ejected by outlier detection ({ejection}) for {}, {back}",
-            whole_seconds(ejection.duration)
+            format_duration(ejection.duration)
         ))
     }
 
@@ -144,12 +144,6 @@ impl EndpointOutlier {
             }
         }
     }
-}
-
-/// Rounds up to whole seconds: "30s".
-fn whole_seconds(d: Duration) -> String {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    format!("{secs}s")
 }
 
 /// Outlier detection for one service: judges attempts, ejects endpoints and returns them.

@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 
 use super::limits::{Limit, LimitGuard, Limits, Overflow};
 use crate::body::RequestBody;
-use crate::config::UpstreamProtocol;
+use crate::config::{format_duration, UpstreamProtocol};
 
 /// Why an upstream exchange failed before response headers.
 #[derive(Debug)]
@@ -288,8 +288,8 @@ impl Pool {
             .await
             .map_err(|_| {
                 UpstreamError::Connect(format!(
-                    "no answer within connect_timeout {:?}",
-                    self.connect_timeout
+                    "no answer within connect_timeout {}",
+                    format_duration(self.connect_timeout)
                 ))
             })?
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
