@@ -223,6 +223,7 @@ mod tests {
 
     use super::*;
     use crate::telemetry::metrics::Metrics;
+    use crate::test_support::eventually;
 
     /// What the shadow upstream saw of one request.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,18 +317,6 @@ mod tests {
         req.body(()).expect("request").into_parts().0
     }
 
-    /// Polls `done` until it holds or five seconds pass.
-    async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if done() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        done()
-    }
-
     fn count(seen: &Mutex<Vec<Seen>>) -> usize {
         seen.lock().expect("log").len()
     }
@@ -342,7 +331,7 @@ mod tests {
                 mirror.maybe_send(&request, None);
             }
             assert!(
-                eventually(|| mirror.in_flight() == 0).await,
+                eventually(Duration::from_secs(5), || mirror.in_flight() == 0).await,
                 "batch {batch} never finished"
             );
         }
@@ -378,7 +367,7 @@ mod tests {
             );
             mirror.maybe_send(&parts("reviews", None), None);
             assert!(
-                eventually(|| count(&seen) == 2).await,
+                eventually(Duration::from_secs(5), || count(&seen) == 2).await,
                 "{protocol}: copies never arrived"
             );
             let mut got = seen.lock().expect("log").clone();
@@ -424,7 +413,7 @@ mod tests {
         assert_eq!(mirror.in_flight(), 64);
         assert_eq!(mirror.dropped(), 136);
         assert!(
-            eventually(|| count(&seen) == 64).await,
+            eventually(Duration::from_secs(5), || count(&seen) == 64).await,
             "{} arrived",
             count(&seen)
         );
@@ -444,7 +433,7 @@ mod tests {
         }
         assert_eq!(mirror.in_flight(), 64);
         assert!(
-            eventually(|| mirror.in_flight() == 0).await,
+            eventually(Duration::from_secs(5), || mirror.in_flight() == 0).await,
             "slots never came back"
         );
         assert_eq!(count(&seen), 64);

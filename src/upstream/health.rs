@@ -315,6 +315,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use crate::telemetry::metrics::Metrics;
+    use crate::test_support::eventually;
 
     fn cfg(interval: Duration, timeout: Duration) -> HealthCheck {
         HealthCheck {
@@ -386,15 +387,6 @@ mod tests {
             status,
             failures_served,
             last_request,
-        }
-    }
-
-    /// Polls `condition` every 2ms for at most 5s.
-    async fn eventually(what: &str, condition: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !condition() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -528,14 +520,22 @@ mod tests {
         let (stop_tx, stop) = watch::channel(false);
         let checker = tokio::spawn(run(s.clone(), cfg, stop));
         assert_eq!(s.endpoint_set().in_rotation(), 1, "healthy from the start");
-        eventually("a check passed", || {
-            up.last_request.lock().is_ok_and(|r| !r.is_empty())
-        })
-        .await;
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                up.last_request.lock().is_ok_and(|r| !r.is_empty())
+            })
+            .await,
+            "timed out waiting until a check passed"
+        );
         assert_eq!(s.endpoint_set().in_rotation(), 1);
 
         up.status.store(503, Ordering::SeqCst);
-        eventually("out of rotation", || s.endpoint_set().in_rotation() == 0).await;
+        assert!(
+            eventually(Duration::from_secs(5), || s.endpoint_set().in_rotation()
+                == 0)
+            .await,
+            "timed out waiting until out of rotation"
+        );
         assert!(
             up.failures_served.load(Ordering::SeqCst) >= 3,
             "only after 3 failed checks"
@@ -548,7 +548,12 @@ mod tests {
         );
 
         up.status.store(200, Ordering::SeqCst);
-        eventually("back in rotation", || s.endpoint_set().in_rotation() == 1).await;
+        assert!(
+            eventually(Duration::from_secs(5), || s.endpoint_set().in_rotation()
+                == 1)
+            .await,
+            "timed out waiting until back in rotation"
+        );
         assert!(endpoint.health.is_healthy());
 
         stop_tx.send_replace(true);
