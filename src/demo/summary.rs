@@ -13,6 +13,7 @@ use super::scenario::Timeline;
 use crate::config::{
     format_duration, format_latency, format_seconds_one_decimal, CircuitBreaker, Route,
 };
+use crate::telemetry::prometheus_text::{self, Sample};
 use crate::upstream::circuit_breaker::BreakerState;
 
 /// The metric the summary is built from.
@@ -21,84 +22,6 @@ pub const REQUESTS_METRIC: &str = "weir_http_requests_total";
 pub const BREAKER_TRANSITIONS_METRIC: &str = "weir_circuit_breaker_transitions_total";
 /// Requests a circuit breaker refused, by service.
 pub const BREAKER_REJECTED_METRIC: &str = "weir_circuit_breaker_rejected_total";
-
-/// One sample of a metric in the Prometheus / OpenMetrics text format.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Label names and values, unescaped, in the order written.
-    pub labels: Vec<(String, String)>,
-    /// The sample value.
-    pub value: f64,
-}
-
-// === impl Sample ===
-
-impl Sample {
-    /// The value of label `name`, or `""` when absent.
-    pub fn label(&self, name: &str) -> &str {
-        self.labels
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-}
-
-/// Every sample of the metric `name` in `text`; comment lines, other metrics and lines that
-/// do not parse are skipped.
-pub fn parse_samples(text: &str, name: &str) -> Vec<Sample> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            if !(rest.starts_with('{') || rest.starts_with(' ')) {
-                return None; // another metric whose name starts with `name`
-            }
-            parse_sample_rest(rest)
-        })
-        .collect()
-}
-
-/// Parses `{a="x",b="y"} 12 ...` (labels optional; anything after the value is ignored:
-/// timestamps and exemplars).
-fn parse_sample_rest(rest: &str) -> Option<Sample> {
-    let (labels, rest) = match rest.strip_prefix('{') {
-        Some(inner) => parse_labels(inner)?,
-        None => (Vec::new(), rest),
-    };
-    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
-    Some(Sample { labels, value })
-}
-
-/// Parses `a="x",b="y"}` (the text after `{`); returns the labels and the text after `}`.
-fn parse_labels(mut rest: &str) -> Option<(Vec<(String, String)>, &str)> {
-    let mut labels = Vec::new();
-    loop {
-        rest = rest.trim_start();
-        if let Some(after) = rest.strip_prefix('}') {
-            return Some((labels, after));
-        }
-        let (name, after) = rest.split_once('=')?;
-        let quoted = after.trim_start().strip_prefix('"')?;
-        let mut value = String::new();
-        let mut chars = quoted.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (i, '"') => break i + 1,
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    other => value.push(other),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        labels.push((name.trim().to_string(), value));
-        rest = quoted[end..].trim_start();
-        if let Some(after) = rest.strip_prefix(',') {
-            rest = after;
-        } else if !rest.starts_with('}') {
-            return None;
-        }
-    }
-}
 
 /// Requests one listener handled, as weir counted them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,7 +42,7 @@ impl Traffic {
     /// Sums the `weir_http_requests_total` samples of `listener` in metrics `text`.
     pub fn from_metrics(text: &str, listener: &str) -> Traffic {
         let mut t = Traffic::default();
-        for s in parse_samples(text, REQUESTS_METRIC) {
+        for s in prometheus_text::parse(text).filter(|s| s.name == REQUESTS_METRIC) {
             if s.label("listener") != listener || s.value.is_nan() || s.value < 0.0 {
                 continue;
             }
@@ -191,13 +114,13 @@ impl BreakerCounts {
                 s.value as u64
             }
         };
-        for s in parse_samples(text, BREAKER_TRANSITIONS_METRIC) {
+        for s in prometheus_text::parse(text).filter(|s| s.name == BREAKER_TRANSITIONS_METRIC) {
             let b = breakers.entry(s.label("service").to_string()).or_default();
             *b.transitions
                 .entry((s.label("from").to_string(), s.label("to").to_string()))
                 .or_default() += count(&s);
         }
-        for s in parse_samples(text, BREAKER_REJECTED_METRIC) {
+        for s in prometheus_text::parse(text).filter(|s| s.name == BREAKER_REJECTED_METRIC) {
             breakers
                 .entry(s.label("service").to_string())
                 .or_default()
@@ -721,40 +644,6 @@ weir_circuit_breaker_rejected_total{service="reviews-v2"} 115
             fault: None,
             mirror: None,
         }]
-    }
-
-    #[test]
-    fn parser_reads_labels_and_values_of_one_metric_only() {
-        let samples = parse_samples(METRICS, REQUESTS_METRIC);
-        assert_eq!(samples.len(), 5);
-        assert_eq!(samples[3].label("error"), "circuit_open");
-        assert_eq!(samples[3].label("code"), "503");
-        assert_eq!(samples[3].value, 2.0);
-        assert_eq!(samples[0].label("missing"), "");
-    }
-
-    #[test]
-    fn parser_unescapes_values_and_ignores_exemplars_and_junk() {
-        let text = concat!(
-            "m{a=\"x\\\"y\",b=\"p\\\\q\",c=\"1\\n2\"} 3 # {trace_id=\"abc\"} 0.1\n",
-            "m 7\n",
-            "m{a=\"unterminated} 1\n",
-            "m{a=\"x\"} not-a-number\n",
-            "mm{a=\"x\"} 9\n",
-        );
-        let samples = parse_samples(text, "m");
-        assert_eq!(samples.len(), 2, "{samples:?}");
-        assert_eq!(samples[0].label("a"), "x\"y");
-        assert_eq!(samples[0].label("b"), "p\\q");
-        assert_eq!(samples[0].label("c"), "1\n2");
-        assert_eq!(samples[0].value, 3.0);
-        assert_eq!(
-            samples[1],
-            Sample {
-                labels: vec![],
-                value: 7.0
-            }
-        );
     }
 
     #[test]

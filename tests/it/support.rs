@@ -409,19 +409,6 @@ impl Drop for Weir {
     }
 }
 
-/// Sum of the samples of `metric` whose labels contain every `label="value"` pair given.
-pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// One HTTP/1.1 request on a fresh connection: (status, headers, body).
 pub async fn get(
     addr: SocketAddr,
