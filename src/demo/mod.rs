@@ -11,6 +11,7 @@ mod load;
 mod scenario;
 mod services;
 mod summary;
+mod table;
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::PathBuf;

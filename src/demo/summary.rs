@@ -2,7 +2,7 @@
 //! `weir_http_requests_total`), the split achieved against the configured weights, what the
 //! circuit breakers did (`weir_circuit_breaker_transitions_total` and
 //! `weir_circuit_breaker_rejected_total`), and the latency and rate the load generator
-//! measured, as aligned tables.
+//! measured, as aligned tables ([`super::table`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::load::LoadReport;
 use super::scenario::Timeline;
+use super::table::{Align, Table};
 use crate::config::{
     format_duration, format_latency, format_seconds_one_decimal, CircuitBreaker, Route,
 };
@@ -502,77 +503,6 @@ impl Summary<'_> {
     }
 }
 
-/// Column alignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Align {
-    /// Padded on the right.
-    Left,
-    /// Padded on the left (numbers).
-    Right,
-}
-
-/// A plain-text table: a header row and rows, columns padded to their widest cell,
-/// indented by two spaces and separated by three.
-#[derive(Debug, Clone)]
-pub struct Table {
-    columns: Vec<(String, Align)>,
-    rows: Vec<Vec<String>>,
-}
-
-// === impl Table ===
-
-impl Table {
-    /// A table with these column headers.
-    pub fn new(columns: &[(&str, Align)]) -> Table {
-        Table {
-            columns: columns.iter().map(|(h, a)| (h.to_string(), *a)).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    /// Appends a row; missing cells are empty, extra cells are dropped.
-    pub fn row(&mut self, mut cells: Vec<String>) {
-        cells.resize(self.columns.len(), String::new());
-        self.rows.push(cells);
-    }
-}
-
-impl fmt::Display for Table {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = |i: usize| {
-            self.rows
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain(std::iter::once(self.columns[i].0.chars().count()))
-                .max()
-                .unwrap_or(0)
-        };
-        let widths: Vec<usize> = (0..self.columns.len()).map(width).collect();
-        let headers: Vec<String> = self.columns.iter().map(|(h, _)| h.clone()).collect();
-        for cells in std::iter::once(&headers).chain(&self.rows) {
-            let mut line = String::from("  ");
-            for (i, cell) in cells.iter().enumerate() {
-                if i > 0 {
-                    line.push_str("   ");
-                }
-                let pad = " ".repeat(widths[i] - cell.chars().count());
-                match self.columns[i].1 {
-                    Align::Left => {
-                        line.push_str(cell);
-                        line.push_str(&pad);
-                    }
-                    Align::Right => {
-                        line.push_str(&pad);
-                        line.push_str(cell);
-                    }
-                }
-            }
-            writeln!(f, "{}", line.trim_end())?;
-        }
-        Ok(())
-    }
-}
-
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
@@ -678,21 +608,6 @@ weir_circuit_breaker_rejected_total{service="reviews-v2"} 115
         assert_eq!(b.reopened(), 3);
         assert_eq!(b.rejected, 115);
         assert!(BreakerCounts::from_metrics(METRICS).is_empty());
-    }
-
-    #[test]
-    fn table_aligns_columns_and_trims_trailing_space() {
-        let mut t = Table::new(&[
-            ("NAME", Align::Left),
-            ("N", Align::Right),
-            ("X", Align::Left),
-        ]);
-        t.row(vec!["a".into(), "1234".into()]);
-        t.row(vec!["longer".into(), "5".into(), "z".into()]);
-        assert_eq!(
-            t.to_string(),
-            "  NAME        N   X\n  a        1234\n  longer      5   z\n"
-        );
     }
 
     #[test]
