@@ -7,6 +7,9 @@
 //! [`scenario`] makes `reviews-v2` fail part-way through (so that its circuit breaker opens,
 //! half-opens and closes), the server drains, and [`summary`] prints what happened.
 
+mod counts;
+#[cfg(test)]
+mod fixtures;
 mod load;
 mod scenario;
 mod services;
@@ -27,10 +30,11 @@ use crate::config::{
 };
 use crate::server::{Server, StartError};
 use crate::upstream::circuit_breaker::BreakerState;
+use counts::{BreakerCounts, Traffic};
 use load::LoadOptions;
 use scenario::{Plan, FAILING_SERVICE};
 use services::{DemoServices, SLOW_DELAY};
-use summary::{BreakerCounts, BreakerStory, SlowEndpoint, Summary, Traffic};
+use summary::{BreakerStory, SlowEndpoint, Summary};
 
 /// The embedded configuration, with `${...}` placeholders for the ports chosen at start-up.
 const TEMPLATE: &str = include_str!("demo.yaml");
