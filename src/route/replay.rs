@@ -51,14 +51,6 @@ impl Replayable {
             Replayable::NotReplayable(body) => body,
         }
     }
-
-    /// The buffered bytes (for a mirror copy), or `None` when not replayable.
-    pub fn bytes(&self) -> Option<&Bytes> {
-        match self {
-            Replayable::Bytes(data, _) => Some(data),
-            Replayable::NotReplayable(_) => None,
-        }
-    }
 }
 
 /// Reads `body` into memory when it fits in `limit` bytes; otherwise returns it, with the

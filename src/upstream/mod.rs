@@ -10,7 +10,7 @@ pub mod outlier;
 pub mod pool;
 pub mod service;
 
-pub use endpoint::{Endpoint, EndpointState, InFlight};
+pub use endpoint::{Endpoint, InFlight};
 pub use outcome::Outcome;
-pub use pool::{Exchange, Pool, UpstreamError};
-pub use service::{EndpointSet, Service};
+pub use pool::{Exchange, UpstreamError};
+pub use service::Service;

@@ -180,11 +180,6 @@ impl OutlierDetector {
         }
     }
 
-    /// How often [`OutlierDetector::sweep`] should run.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// Records one attempt's outcome at `endpoint`, a member of `set` (the service's current
     /// endpoint set). Returns true when this ejected it; the caller then calls
     /// [`Service::refresh_rotation`].
