@@ -19,4 +19,6 @@ pub mod route;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod upstream;

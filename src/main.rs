@@ -148,7 +148,7 @@ fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitC
             }
         };
         wait_for_signal().await;
-        tracing::info!(grace = ?grace, "draining");
+        tracing::info!(grace = %weir::config::format_duration(grace), "draining");
         if server.shutdown(grace).await {
             tracing::info!("drained; exiting");
         } else {

@@ -17,7 +17,10 @@ use std::fmt;
 use std::path::Path;
 
 pub use diagnostic::Diagnostic;
-pub use duration::parse_duration;
+pub use duration::{
+    format_duration, format_latency, format_seconds_one_decimal,
+    format_seconds_one_decimal_unless_whole, format_whole_seconds_rounded_up, parse_duration,
+};
 pub use schema::*;
 
 /// A configuration that decoded and validated, with the warnings found on the way.

@@ -519,7 +519,7 @@ mod duration {
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_duration(*d))
+        s.serialize_str(&crate::config::format_duration(*d))
     }
 }
 
@@ -530,29 +530,8 @@ mod duration_opt {
 
     pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
-            Some(d) => s.serialize_str(&super::format_duration(*d)),
+            Some(d) => s.serialize_str(&crate::config::format_duration(*d)),
             None => s.serialize_none(),
         }
-    }
-}
-
-/// Formats a duration in the largest unit that keeps it exact (`1m`, `250ms`, `1500us`).
-pub fn format_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    for (unit, per) in [
-        ("h", 3_600_000_000_000u128),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-    ] {
-        if nanos >= per && nanos % per == 0 {
-            return format!("{}{}", nanos / per, unit);
-        }
-    }
-    if nanos == 0 {
-        "0s".to_string()
-    } else {
-        format!("{nanos}ns")
     }
 }

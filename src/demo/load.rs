@@ -22,6 +22,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::config::format_seconds_one_decimal_unless_whole;
+
 /// Bound on connecting to the target.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on one request, until its response body has fully arrived.
@@ -419,20 +421,10 @@ fn progress_line(
     };
     format!(
         "{bar}{}/{}  {completed} req  {:.0} rps  errors {errors}",
-        seconds(shown),
-        seconds(duration),
+        format_seconds_one_decimal_unless_whole(shown),
+        format_seconds_one_decimal_unless_whole(duration),
         rate(completed, elapsed),
     )
-}
-
-/// `7.5s`, or `15s` for whole seconds.
-fn seconds(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if d.subsec_nanos() == 0 {
-        format!("{s:.0}s")
-    } else {
-        format!("{s:.1}s")
-    }
 }
 
 fn rate(count: u64, over: Duration) -> f64 {

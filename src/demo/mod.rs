@@ -7,10 +7,14 @@
 //! [`scenario`] makes `reviews-v2` fail part-way through (so that its circuit breaker opens,
 //! half-opens and closes), the server drains, and [`summary`] prints what happened.
 
+mod counts;
+#[cfg(test)]
+mod fixtures;
 mod load;
 mod scenario;
 mod services;
 mod summary;
+mod table;
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::PathBuf;
@@ -21,13 +25,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::admin::AdminState;
-use crate::config::{self, format_duration, Config, ListenerProtocol, LoadError};
+use crate::config::{
+    self, format_duration, format_seconds_one_decimal, Config, ListenerProtocol, LoadError,
+};
 use crate::server::{Server, StartError};
 use crate::upstream::circuit_breaker::BreakerState;
+use counts::{BreakerCounts, Traffic};
 use load::LoadOptions;
 use scenario::{Plan, FAILING_SERVICE};
 use services::{DemoServices, SLOW_DELAY};
-use summary::{BreakerCounts, BreakerStory, SlowEndpoint, Summary, Traffic};
+use summary::{BreakerStory, SlowEndpoint, Summary};
 
 /// The embedded configuration, with `${...}` placeholders for the ports chosen at start-up.
 const TEMPLATE: &str = include_str!("demo.yaml");
@@ -356,21 +363,21 @@ fn print_intro(
         "weir demo: {} rps over {} keep-alive connections for {}",
         opts.rps,
         opts.concurrency,
-        humantime(opts.duration)
+        format_duration(opts.duration)
     );
     if let Some(s) = &setup.services {
         eprintln!(
-            "  reviews-v1   {}, {} (+{}ms slower)",
+            "  reviews-v1   {}, {} (+{} slower)",
             s.v1_fast.address,
             s.v1_slow.address,
-            SLOW_DELAY.as_millis()
+            format_duration(SLOW_DELAY)
         );
         eprintln!("  reviews-v2   {}", s.v2.address);
         if let Some(plan) = &setup.plan {
             eprintln!(
-                "               fails with 500 from {:.1}s to {:.1}s; circuit breaker: window {}, sleep {}",
-                plan.fail_from.as_secs_f64(),
-                plan.fail_until.as_secs_f64(),
+                "               fails with 500 from {} to {}; circuit breaker: window {}, sleep {}",
+                format_seconds_one_decimal(plan.fail_from),
+                format_seconds_one_decimal(plan.fail_until),
                 format_duration(plan.window),
                 format_duration(plan.sleep_window)
             );
@@ -392,17 +399,6 @@ fn print_intro(
         );
     }
     eprintln!("  metrics      curl {metrics_url}   (live while the demo runs)");
-}
-
-/// `15s`, `500ms`, `1.5s`.
-fn humantime(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 #[cfg(test)]
@@ -463,9 +459,9 @@ mod tests {
 
     #[test]
     fn durations_print_as_typed() {
-        assert_eq!(humantime(Duration::from_secs(15)), "15s");
-        assert_eq!(humantime(Duration::from_millis(500)), "500ms");
-        assert_eq!(humantime(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(15)), "15s");
+        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
         assert!(parse_positive_duration("0s").is_err());
         assert_eq!(parse_positive_duration("1m"), Ok(Duration::from_secs(60)));
     }

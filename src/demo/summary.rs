@@ -1,237 +1,20 @@
-//! The demo's summary: where weir sent the requests (read back from its own
-//! `weir_http_requests_total`), the split achieved against the configured weights, what the
-//! circuit breakers did (`weir_circuit_breaker_transitions_total` and
-//! `weir_circuit_breaker_rejected_total`), and the latency and rate the load generator
-//! measured, as aligned tables.
+//! The demo's summary: where weir sent the requests and the split achieved against the
+//! configured weights, what the circuit breakers did (both as weir counted them,
+//! [`super::counts`]), and the latency and rate the load generator measured, as aligned
+//! tables ([`super::table`]) and a few notes that tell what happened.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::counts::{percent, BreakerCounts, Traffic};
 use super::load::LoadReport;
 use super::scenario::Timeline;
-use crate::config::{format_duration, CircuitBreaker, Route};
+use super::table::{Align, Table};
+use crate::config::{
+    format_duration, format_latency, format_seconds_one_decimal, CircuitBreaker, Route,
+};
 use crate::upstream::circuit_breaker::BreakerState;
-
-/// The metric the summary is built from.
-pub const REQUESTS_METRIC: &str = "weir_http_requests_total";
-/// Circuit-breaker state changes, by service, `from` and `to`.
-pub const BREAKER_TRANSITIONS_METRIC: &str = "weir_circuit_breaker_transitions_total";
-/// Requests a circuit breaker refused, by service.
-pub const BREAKER_REJECTED_METRIC: &str = "weir_circuit_breaker_rejected_total";
-
-/// One sample of a metric in the Prometheus / OpenMetrics text format.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// Label names and values, unescaped, in the order written.
-    pub labels: Vec<(String, String)>,
-    /// The sample value.
-    pub value: f64,
-}
-
-// === impl Sample ===
-
-impl Sample {
-    /// The value of label `name`, or `""` when absent.
-    pub fn label(&self, name: &str) -> &str {
-        self.labels
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    }
-}
-
-/// Every sample of the metric `name` in `text`; comment lines, other metrics and lines that
-/// do not parse are skipped.
-pub fn parse_samples(text: &str, name: &str) -> Vec<Sample> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            if !(rest.starts_with('{') || rest.starts_with(' ')) {
-                return None; // another metric whose name starts with `name`
-            }
-            parse_sample_rest(rest)
-        })
-        .collect()
-}
-
-/// Parses `{a="x",b="y"} 12 ...` (labels optional; anything after the value is ignored:
-/// timestamps and exemplars).
-fn parse_sample_rest(rest: &str) -> Option<Sample> {
-    let (labels, rest) = match rest.strip_prefix('{') {
-        Some(inner) => parse_labels(inner)?,
-        None => (Vec::new(), rest),
-    };
-    let value = rest.split_whitespace().next()?.parse::<f64>().ok()?;
-    Some(Sample { labels, value })
-}
-
-/// Parses `a="x",b="y"}` (the text after `{`); returns the labels and the text after `}`.
-fn parse_labels(mut rest: &str) -> Option<(Vec<(String, String)>, &str)> {
-    let mut labels = Vec::new();
-    loop {
-        rest = rest.trim_start();
-        if let Some(after) = rest.strip_prefix('}') {
-            return Some((labels, after));
-        }
-        let (name, after) = rest.split_once('=')?;
-        let quoted = after.trim_start().strip_prefix('"')?;
-        let mut value = String::new();
-        let mut chars = quoted.char_indices();
-        let end = loop {
-            match chars.next()? {
-                (i, '"') => break i + 1,
-                (_, '\\') => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    other => value.push(other),
-                },
-                (_, c) => value.push(c),
-            }
-        };
-        labels.push((name.trim().to_string(), value));
-        rest = quoted[end..].trim_start();
-        if let Some(after) = rest.strip_prefix(',') {
-            rest = after;
-        } else if !rest.starts_with('}') {
-            return None;
-        }
-    }
-}
-
-/// Requests one listener handled, as weir counted them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Traffic {
-    /// Every request.
-    pub total: u64,
-    /// By service, then endpoint (`""` when weir chose none, e.g. no route matched).
-    pub endpoints: BTreeMap<String, BTreeMap<String, u64>>,
-    /// By route.
-    pub routes: BTreeMap<String, u64>,
-    /// By status code and weir error code.
-    pub codes: BTreeMap<(String, String), u64>,
-}
-
-// === impl Traffic ===
-
-impl Traffic {
-    /// Sums the `weir_http_requests_total` samples of `listener` in metrics `text`.
-    pub fn from_metrics(text: &str, listener: &str) -> Traffic {
-        let mut t = Traffic::default();
-        for s in parse_samples(text, REQUESTS_METRIC) {
-            if s.label("listener") != listener || s.value.is_nan() || s.value < 0.0 {
-                continue;
-            }
-            let n = s.value as u64;
-            t.total += n;
-            *t.endpoints
-                .entry(s.label("service").to_string())
-                .or_default()
-                .entry(s.label("endpoint").to_string())
-                .or_default() += n;
-            *t.routes.entry(s.label("route").to_string()).or_default() += n;
-            *t.codes
-                .entry((s.label("code").to_string(), s.label("error").to_string()))
-                .or_default() += n;
-        }
-        t
-    }
-
-    /// Requests sent to `service`, over all its endpoints.
-    pub fn service_total(&self, service: &str) -> u64 {
-        self.endpoints.get(service).map_or(0, |e| e.values().sum())
-    }
-
-    /// The share of requests `service` should have received given the routes requests
-    /// matched and their weights, in percent; `None` when no route sends to it.
-    pub fn configured_share(&self, service: &str, routes: &[Route]) -> Option<f64> {
-        let mut share = 0.0;
-        let mut found = false;
-        for route in routes {
-            let total_weight: u64 = route.backends.iter().map(|b| u64::from(b.weight)).sum();
-            let weight: u64 = route
-                .backends
-                .iter()
-                .filter(|b| b.service == service)
-                .map(|b| u64::from(b.weight))
-                .sum();
-            if total_weight == 0 || !route.backends.iter().any(|b| b.service == service) {
-                continue;
-            }
-            found = true;
-            let matched = self.routes.get(&route.name).copied().unwrap_or(0);
-            share += percent(matched, self.total) * weight as f64 / total_weight as f64;
-        }
-        found.then_some(share)
-    }
-}
-
-/// What one service's circuit breaker did, as weir counted it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BreakerCounts {
-    /// State changes by `(from, to)` label values.
-    pub transitions: BTreeMap<(String, String), u64>,
-    /// Requests refused with 503 `circuit_open`.
-    pub rejected: u64,
-}
-
-// === impl BreakerCounts ===
-
-impl BreakerCounts {
-    /// The breakers in metrics `text`, by service: every service with a
-    /// `weir_circuit_breaker_transitions_total` or `weir_circuit_breaker_rejected_total`
-    /// sample.
-    pub fn from_metrics(text: &str) -> BTreeMap<String, BreakerCounts> {
-        let mut breakers: BTreeMap<String, BreakerCounts> = BTreeMap::new();
-        let count = |s: &Sample| {
-            if s.value.is_nan() || s.value < 0.0 {
-                0
-            } else {
-                s.value as u64
-            }
-        };
-        for s in parse_samples(text, BREAKER_TRANSITIONS_METRIC) {
-            let b = breakers.entry(s.label("service").to_string()).or_default();
-            *b.transitions
-                .entry((s.label("from").to_string(), s.label("to").to_string()))
-                .or_default() += count(&s);
-        }
-        for s in parse_samples(text, BREAKER_REJECTED_METRIC) {
-            breakers
-                .entry(s.label("service").to_string())
-                .or_default()
-                .rejected += count(&s);
-        }
-        breakers
-    }
-
-    /// Times the breaker went from `from` to `to`.
-    pub fn count(&self, from: BreakerState, to: BreakerState) -> u64 {
-        self.transitions
-            .get(&(from.as_str().to_string(), to.as_str().to_string()))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Closed to open: the window saw too many failures.
-    pub fn opened(&self) -> u64 {
-        self.count(BreakerState::Closed, BreakerState::Open)
-    }
-
-    /// Open to half-open: the sleep window passed and a trial request went through.
-    pub fn half_opened(&self) -> u64 {
-        self.count(BreakerState::Open, BreakerState::HalfOpen)
-    }
-
-    /// Half-open to closed: the trial requests succeeded.
-    pub fn closed(&self) -> u64 {
-        self.count(BreakerState::HalfOpen, BreakerState::Closed)
-    }
-
-    /// Half-open to open: a trial request failed.
-    pub fn reopened(&self) -> u64 {
-        self.count(BreakerState::HalfOpen, BreakerState::Open)
-    }
-}
 
 /// The demo's circuit-breaker scenario: which service failed when, and its breaker's
 /// settings, for the timeline note.
@@ -293,7 +76,7 @@ impl fmt::Display for Summary<'_> {
             "weir demo summary: {} requests through listener {} in {}",
             t.total,
             self.listener,
-            secs1(self.load.elapsed)
+            format_seconds_one_decimal(self.load.elapsed)
         )?;
         writeln!(f)?;
         write!(f, "{}", self.split_table())?;
@@ -392,7 +175,7 @@ impl Summary<'_> {
                 }
                 let mark = match &self.slow {
                     Some(s) if &s.service == service && &s.endpoint == endpoint => {
-                        format!("  (+{}ms)", s.delay.as_millis())
+                        format!("  (+{})", format_duration(s.delay))
                     }
                     _ => String::new(),
                 };
@@ -455,17 +238,18 @@ impl Summary<'_> {
         let Some(from) = tl.failed_from else {
             return vec![format!(
                 "the run ended before {service} was due to start failing at {}.",
-                secs1(story.due)
+                format_seconds_one_decimal(story.due)
             )];
         };
-        let until = tl
-            .failed_until
-            .map_or_else(|| "the end of the run".to_string(), secs1);
+        let until = tl.failed_until.map_or_else(
+            || "the end of the run".to_string(),
+            format_seconds_one_decimal,
+        );
         let b = self.breakers.get(service).cloned().unwrap_or_default();
         let mut notes = Vec::new();
         let failed = format!(
             "{service} failed (HTTP 500) from {} to {until}",
-            secs1(from)
+            format_seconds_one_decimal(from)
         );
         if b.opened() == 0 {
             let needs = story.settings.as_ref().map_or_else(String::new, |c| {
@@ -500,13 +284,13 @@ impl Summary<'_> {
         let open = match (tl.opened_at, tl.closed_at, tl.final_state) {
             (Some(o), _, Some(state)) if state != BreakerState::Closed => format!(
                 "the breaker opened at {} and was still {state} when the run ended",
-                secs1(o)
+                format_seconds_one_decimal(o)
             ),
             (Some(o), Some(c), _) => {
                 format!(
                     "the breaker first opened at {} and closed again at {}",
-                    secs1(o),
-                    secs1(c)
+                    format_seconds_one_decimal(o),
+                    format_seconds_one_decimal(c)
                 )
             }
             _ => "the breaker opened".to_string(),
@@ -538,7 +322,7 @@ impl Summary<'_> {
             ("p99", Align::Right),
             ("max", Align::Right),
         ]);
-        let show = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), latency);
+        let show = |d: Option<Duration>| d.map_or_else(|| "-".to_string(), format_latency);
         table.row(vec![
             format!("{} requests", l.len()),
             show(l.percentile(50.0)),
@@ -560,98 +344,19 @@ impl Summary<'_> {
             .map(|(_, n)| *n)
             .collect();
         let fast_n = *others.iter().max()?;
-        let delay = slow.delay.as_millis();
+        let delay = format_duration(slow.delay);
         Some(if slow_n < fast_n {
             format!(
-                "least_request sent the slow {} endpoint (+{delay}ms) {slow_n} requests and the fast one {fast_n} ({:.1}x fewer): it prefers the endpoint with fewer requests in flight.",
+                "least_request sent the slow {} endpoint (+{delay}) {slow_n} requests and the fast one {fast_n} ({:.1}x fewer): it prefers the endpoint with fewer requests in flight.",
                 slow.service,
                 fast_n as f64 / slow_n.max(1) as f64
             )
         } else {
             format!(
-                "the slow {} endpoint (+{delay}ms) got {slow_n} requests and the fast one {fast_n}: least_request did not favour the fast endpoint at this load.",
+                "the slow {} endpoint (+{delay}) got {slow_n} requests and the fast one {fast_n}: least_request did not favour the fast endpoint at this load.",
                 slow.service
             )
         })
-    }
-}
-
-/// Column alignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Align {
-    /// Padded on the right.
-    Left,
-    /// Padded on the left (numbers).
-    Right,
-}
-
-/// A plain-text table: a header row and rows, columns padded to their widest cell,
-/// indented by two spaces and separated by three.
-#[derive(Debug, Clone)]
-pub struct Table {
-    columns: Vec<(String, Align)>,
-    rows: Vec<Vec<String>>,
-}
-
-// === impl Table ===
-
-impl Table {
-    /// A table with these column headers.
-    pub fn new(columns: &[(&str, Align)]) -> Table {
-        Table {
-            columns: columns.iter().map(|(h, a)| (h.to_string(), *a)).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    /// Appends a row; missing cells are empty, extra cells are dropped.
-    pub fn row(&mut self, mut cells: Vec<String>) {
-        cells.resize(self.columns.len(), String::new());
-        self.rows.push(cells);
-    }
-}
-
-impl fmt::Display for Table {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = |i: usize| {
-            self.rows
-                .iter()
-                .map(|r| r[i].chars().count())
-                .chain(std::iter::once(self.columns[i].0.chars().count()))
-                .max()
-                .unwrap_or(0)
-        };
-        let widths: Vec<usize> = (0..self.columns.len()).map(width).collect();
-        let headers: Vec<String> = self.columns.iter().map(|(h, _)| h.clone()).collect();
-        for cells in std::iter::once(&headers).chain(&self.rows) {
-            let mut line = String::from("  ");
-            for (i, cell) in cells.iter().enumerate() {
-                if i > 0 {
-                    line.push_str("   ");
-                }
-                let pad = " ".repeat(widths[i] - cell.chars().count());
-                match self.columns[i].1 {
-                    Align::Left => {
-                        line.push_str(cell);
-                        line.push_str(&pad);
-                    }
-                    Align::Right => {
-                        line.push_str(&pad);
-                        line.push_str(cell);
-                    }
-                }
-            }
-            writeln!(f, "{}", line.trim_end())?;
-        }
-        Ok(())
-    }
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
     }
 }
 
@@ -659,166 +364,11 @@ fn pct(p: f64) -> String {
     format!("{p:.1}%")
 }
 
-/// `0.85ms`, `41.8ms`, `1.20s`.
-fn latency(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.2}ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{:.2}s", ms / 1000.0)
-    }
-}
-
-/// `15.0s`: measured time, always with one decimal.
-fn secs1(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Backend, RouteMatch};
+    use crate::demo::fixtures::{routes, BREAKER_METRICS, METRICS};
     use crate::demo::load::Latencies;
-
-    const METRICS: &str = r#"# HELP weir_http_requests HTTP requests completed.
-# TYPE weir_http_requests counter
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error=""} 700
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error=""} 200
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error=""} 98
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="503",error="circuit_open"} 2
-weir_http_requests_total{listener="other",route="r",service="x",endpoint="127.0.0.1:9",code="200",error=""} 5
-weir_http_requests_in_flight{service="reviews-v1",endpoint="127.0.0.1:1001"} 0
-weir_http_requests_total_created{listener="demo"} 1
-# EOF
-"#;
-
-    /// A breaker that opened once, failed three trials and closed, in front of a
-    /// service that answered 500 for a while.
-    const BREAKER_METRICS: &str = r#"# TYPE weir_http_requests counter
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error=""} 3600
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error=""} 450
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error=""} 300
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="500",error=""} 35
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="",code="503",error="circuit_open"} 115
-# TYPE weir_circuit_breaker_state gauge
-weir_circuit_breaker_state{service="reviews-v2",state="closed"} 1
-weir_circuit_breaker_state{service="reviews-v2",state="open"} 0
-# TYPE weir_circuit_breaker_transitions counter
-weir_circuit_breaker_transitions_total{service="reviews-v2",from="closed",to="open"} 1
-weir_circuit_breaker_transitions_total{service="reviews-v2",from="open",to="half_open"} 4
-weir_circuit_breaker_transitions_total{service="reviews-v2",from="half_open",to="closed"} 1
-weir_circuit_breaker_transitions_total{service="reviews-v2",from="half_open",to="open"} 3
-weir_circuit_breaker_transitions_total_created{service="reviews-v2",from="closed",to="open"} 1.7e9
-# TYPE weir_circuit_breaker_rejected counter
-weir_circuit_breaker_rejected_total{service="reviews-v2"} 115
-# EOF
-"#;
-
-    fn routes() -> Vec<Route> {
-        vec![Route {
-            name: "reviews".into(),
-            matcher: RouteMatch::default(),
-            backends: vec![
-                Backend {
-                    service: "reviews-v1".into(),
-                    weight: 90,
-                },
-                Backend {
-                    service: "reviews-v2".into(),
-                    weight: 10,
-                },
-            ],
-            timeout: None,
-            retries: None,
-            fault: None,
-            mirror: None,
-        }]
-    }
-
-    #[test]
-    fn parser_reads_labels_and_values_of_one_metric_only() {
-        let samples = parse_samples(METRICS, REQUESTS_METRIC);
-        assert_eq!(samples.len(), 5);
-        assert_eq!(samples[3].label("error"), "circuit_open");
-        assert_eq!(samples[3].label("code"), "503");
-        assert_eq!(samples[3].value, 2.0);
-        assert_eq!(samples[0].label("missing"), "");
-    }
-
-    #[test]
-    fn parser_unescapes_values_and_ignores_exemplars_and_junk() {
-        let text = concat!(
-            "m{a=\"x\\\"y\",b=\"p\\\\q\",c=\"1\\n2\"} 3 # {trace_id=\"abc\"} 0.1\n",
-            "m 7\n",
-            "m{a=\"unterminated} 1\n",
-            "m{a=\"x\"} not-a-number\n",
-            "mm{a=\"x\"} 9\n",
-        );
-        let samples = parse_samples(text, "m");
-        assert_eq!(samples.len(), 2, "{samples:?}");
-        assert_eq!(samples[0].label("a"), "x\"y");
-        assert_eq!(samples[0].label("b"), "p\\q");
-        assert_eq!(samples[0].label("c"), "1\n2");
-        assert_eq!(samples[0].value, 3.0);
-        assert_eq!(
-            samples[1],
-            Sample {
-                labels: vec![],
-                value: 7.0
-            }
-        );
-    }
-
-    #[test]
-    fn traffic_sums_per_service_endpoint_route_and_code_for_one_listener() {
-        let t = Traffic::from_metrics(METRICS, "demo");
-        assert_eq!(t.total, 1000);
-        assert_eq!(t.service_total("reviews-v1"), 900);
-        assert_eq!(t.service_total("reviews-v2"), 100);
-        assert_eq!(t.endpoints["reviews-v2"]["127.0.0.1:1003"], 100);
-        assert_eq!(t.routes["reviews"], 1000);
-        assert_eq!(t.codes[&("503".into(), "circuit_open".into())], 2);
-        assert_eq!(t.codes[&("200".into(), String::new())], 998);
-    }
-
-    #[test]
-    fn configured_share_follows_route_weights_and_matched_routes() {
-        let t = Traffic::from_metrics(METRICS, "demo");
-        let routes = routes();
-        assert_eq!(t.configured_share("reviews-v1", &routes), Some(90.0));
-        assert_eq!(t.configured_share("reviews-v2", &routes), Some(10.0));
-        assert_eq!(t.configured_share("nowhere", &routes), None);
-    }
-
-    #[test]
-    fn breaker_counts_read_transitions_and_refusals_per_service() {
-        let breakers = BreakerCounts::from_metrics(BREAKER_METRICS);
-        assert_eq!(breakers.len(), 1);
-        let b = &breakers["reviews-v2"];
-        assert_eq!(b.opened(), 1);
-        assert_eq!(b.half_opened(), 4);
-        assert_eq!(b.closed(), 1);
-        assert_eq!(b.reopened(), 3);
-        assert_eq!(b.rejected, 115);
-        assert!(BreakerCounts::from_metrics(METRICS).is_empty());
-    }
-
-    #[test]
-    fn table_aligns_columns_and_trims_trailing_space() {
-        let mut t = Table::new(&[
-            ("NAME", Align::Left),
-            ("N", Align::Right),
-            ("X", Align::Left),
-        ]);
-        t.row(vec!["a".into(), "1234".into()]);
-        t.row(vec!["longer".into(), "5".into(), "z".into()]);
-        assert_eq!(
-            t.to_string(),
-            "  NAME        N   X\n  a        1234\n  longer      5   z\n"
-        );
-    }
 
     #[test]
     fn summary_shows_split_codes_latency_note_and_metrics_url() {

@@ -16,7 +16,7 @@ use http::{request, Request, StatusCode};
 use tokio::sync::Semaphore;
 
 use crate::body::RequestBody;
-use crate::config::UpstreamProtocol;
+use crate::config::{format_duration, UpstreamProtocol};
 use crate::headers;
 use crate::rand;
 use crate::upstream::service::Service;
@@ -102,7 +102,7 @@ impl Mirror {
                     tracing::debug!(%service, endpoint = %label, %error, "mirror failed");
                 }
                 Err(_) => {
-                    tracing::debug!(%service, endpoint = %label, ?timeout, "mirror timed out");
+                    tracing::debug!(%service, endpoint = %label, timeout = %format_duration(timeout), "mirror timed out");
                 }
             }
         });
@@ -215,6 +215,7 @@ mod tests {
 
     use super::*;
     use crate::telemetry::metrics::Metrics;
+    use crate::test_support::eventually;
 
     /// What the shadow upstream saw of one request.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,18 +309,6 @@ mod tests {
         req.body(()).expect("request").into_parts().0
     }
 
-    /// Polls `done` until it holds or five seconds pass.
-    async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if done() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        done()
-    }
-
     fn count(seen: &Mutex<Vec<Seen>>) -> usize {
         seen.lock().expect("log").len()
     }
@@ -334,7 +323,7 @@ mod tests {
                 mirror.maybe_send(&request, None);
             }
             assert!(
-                eventually(|| mirror.in_flight() == 0).await,
+                eventually(Duration::from_secs(5), || mirror.in_flight() == 0).await,
                 "batch {batch} never finished"
             );
         }
@@ -370,7 +359,7 @@ mod tests {
             );
             mirror.maybe_send(&parts("reviews", None), None);
             assert!(
-                eventually(|| count(&seen) == 2).await,
+                eventually(Duration::from_secs(5), || count(&seen) == 2).await,
                 "{protocol}: copies never arrived"
             );
             let mut got = seen.lock().expect("log").clone();
@@ -416,7 +405,7 @@ mod tests {
         assert_eq!(mirror.in_flight(), 64);
         assert_eq!(mirror.dropped(), 136);
         assert!(
-            eventually(|| count(&seen) == 64).await,
+            eventually(Duration::from_secs(5), || count(&seen) == 64).await,
             "{} arrived",
             count(&seen)
         );
@@ -436,7 +425,7 @@ mod tests {
         }
         assert_eq!(mirror.in_flight(), 64);
         assert!(
-            eventually(|| mirror.in_flight() == 0).await,
+            eventually(Duration::from_secs(5), || mirror.in_flight() == 0).await,
             "slots never came back"
         );
         assert_eq!(count(&seen), 64);

@@ -27,40 +27,6 @@ pub enum Replayable {
     NotReplayable(RequestBody),
 }
 
-// === impl Replayable ===
-
-impl Replayable {
-    /// A fresh copy of the body for one more attempt, or `None` when it cannot be replayed.
-    pub fn replay(&self) -> Option<RequestBody> {
-        match self {
-            Replayable::Bytes(data, trailers) => Some(RequestBody::Replay {
-                data: Some(data.clone()).filter(|d| !d.is_empty()),
-                trailers: trailers.clone(),
-            }),
-            Replayable::NotReplayable(_) => None,
-        }
-    }
-
-    /// The body for the one attempt that is made when no retry will follow.
-    pub fn into_body(self) -> RequestBody {
-        match self {
-            Replayable::Bytes(data, trailers) => RequestBody::Replay {
-                data: Some(data).filter(|d| !d.is_empty()),
-                trailers,
-            },
-            Replayable::NotReplayable(body) => body,
-        }
-    }
-
-    /// The buffered bytes (for a mirror copy), or `None` when not replayable.
-    pub fn bytes(&self) -> Option<&Bytes> {
-        match self {
-            Replayable::Bytes(data, _) => Some(data),
-            Replayable::NotReplayable(_) => None,
-        }
-    }
-}
-
 /// Reads `body` into memory when it fits in `limit` bytes; otherwise returns it, with the
 /// bytes read so far put back in front, so the request still streams and loses nothing.
 ///
@@ -132,6 +98,28 @@ mod tests {
 
     use super::*;
 
+    /// A copy of a buffered body as a retry sends it, or `None` when it cannot be replayed.
+    fn replay(replayable: &Replayable) -> Option<RequestBody> {
+        match replayable {
+            Replayable::Bytes(data, trailers) => Some(RequestBody::Replay {
+                data: Some(data.clone()).filter(|d| !d.is_empty()),
+                trailers: trailers.clone(),
+            }),
+            Replayable::NotReplayable(_) => None,
+        }
+    }
+
+    /// The body as the first attempt sends it.
+    fn first_attempt(replayable: Replayable) -> RequestBody {
+        match replayable {
+            Replayable::Bytes(data, trailers) => RequestBody::Replay {
+                data: Some(data).filter(|d| !d.is_empty()),
+                trailers,
+            },
+            Replayable::NotReplayable(body) => body,
+        }
+    }
+
     /// The byte at offset `i` of every test body, so a reordering or loss shows.
     fn pattern(len: usize) -> Bytes {
         (0..len)
@@ -193,8 +181,8 @@ mod tests {
                                     Replayable::NotReplayable(_) => "streamed".to_string(),
                                 };
                                 // Drain what would be sent upstream (twice when replayable).
-                                let again = replayable.replay();
-                                let sent = replayable.into_body().collect().await;
+                                let again = replay(&replayable);
+                                let sent = first_attempt(replayable).collect().await;
                                 let (sent, trailers) = match sent {
                                     Ok(c) => {
                                         let trailers = c.trailers().cloned();

@@ -47,30 +47,6 @@ impl LatencyHistogram {
         self.inner.buckets[idx].fetch_add(1, Relaxed);
         self.inner.sum_nanos.fetch_add(nanos, Relaxed);
     }
-
-    /// Number of observations so far.
-    pub fn count(&self) -> u64 {
-        self.inner.buckets.iter().map(|b| b.load(Relaxed)).sum()
-    }
-
-    /// The value below which `q` (0..1) of observations fall, as the upper bound of the
-    /// bucket that holds it (for summaries such as the demo's).
-    pub fn quantile_upper_bound(&self, q: f64) -> Option<f64> {
-        let counts: Vec<u64> = self.inner.buckets.iter().map(|b| b.load(Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return Some(BUCKETS_SECONDS.get(i).copied().unwrap_or(f64::INFINITY));
-            }
-        }
-        None
-    }
 }
 
 impl TypedMetric for LatencyHistogram {
@@ -108,18 +84,7 @@ mod tests {
         assert_eq!(h.inner.buckets[0].load(Relaxed), 1);
         assert_eq!(h.inner.buckets[1].load(Relaxed), 1);
         assert_eq!(h.inner.buckets[16].load(Relaxed), 1);
-        assert_eq!(h.count(), 3);
-    }
-
-    #[test]
-    fn quantiles_report_bucket_bounds() {
-        let h = LatencyHistogram::default();
-        for _ in 0..99 {
-            h.observe(Duration::from_millis(3));
-        }
-        h.observe(Duration::from_millis(700));
-        assert_eq!(h.quantile_upper_bound(0.5), Some(0.005));
-        assert_eq!(h.quantile_upper_bound(0.99), Some(0.005));
-        assert_eq!(h.quantile_upper_bound(1.0), Some(1.0));
+        let count: u64 = h.inner.buckets.iter().map(|b| b.load(Relaxed)).sum();
+        assert_eq!(count, 3);
     }
 }

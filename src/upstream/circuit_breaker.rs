@@ -242,11 +242,6 @@ impl Admission {
         self.breaker
             .resolve(self.generation, self.trial, Some(outcome));
     }
-
-    /// Whether this request is a half-open trial, whose outcome decides the breaker's state.
-    pub fn is_trial(&self) -> bool {
-        self.trial
-    }
 }
 
 impl Drop for Admission {
@@ -292,19 +287,6 @@ enum RefusalReason {
 }
 
 impl Refusal {
-    /// The service whose breaker refused.
-    pub fn service(&self) -> &str {
-        &self.service
-    }
-
-    /// The breaker state that refused (`Open` or `HalfOpen`).
-    pub fn state(&self) -> BreakerState {
-        match self.reason {
-            RefusalReason::Open { .. } | RefusalReason::TrialFailed => BreakerState::Open,
-            RefusalReason::HalfOpen { .. } => BreakerState::HalfOpen,
-        }
-    }
-
     /// The `weir-error` code of a refusal: always `circuit_open`.
     pub fn error_code(&self) -> ErrorCode {
         ErrorCode::CircuitOpen
@@ -813,6 +795,14 @@ mod tests {
         (CircuitBreaker::new(SERVICE, cfg, &metrics), metrics)
     }
 
+    /// The breaker state that refused (`Open` or `HalfOpen`).
+    fn refused_in(refusal: &Refusal) -> BreakerState {
+        match refusal.reason {
+            RefusalReason::Open { .. } | RefusalReason::TrialFailed => BreakerState::Open,
+            RefusalReason::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
     /// Sends `n` requests that end with `outcome`; returns how many were admitted.
     fn send(b: &CircuitBreaker, n: usize, outcome: Outcome) -> usize {
         (0..n)
@@ -952,7 +942,7 @@ mod tests {
         advance(Duration::from_millis(1)).await;
         let trials: Vec<Admission> = (0..3).filter_map(|_| b.admit().ok()).collect();
         assert_eq!(trials.len(), 3);
-        assert!(trials.iter().all(Admission::is_trial));
+        assert!(trials.iter().all(|admission| admission.trial));
         assert_eq!(b.state(), BreakerState::HalfOpen);
         let refused = (0..5).filter(|_| b.admit().is_err()).count();
         assert_eq!(refused, 5);
@@ -1143,8 +1133,8 @@ mod tests {
             refusal.to_string(),
             "circuit breaker for service reviews-v1 is open (11 of 20 requests failed in the last 10s)"
         );
-        assert_eq!(refusal.service(), SERVICE);
-        assert_eq!(refusal.state(), BreakerState::Open);
+        assert_eq!(&*refusal.service, SERVICE);
+        assert_eq!(refused_in(&refusal), BreakerState::Open);
         let error = ProxyError::from(refusal);
         assert_eq!(error.code(), ErrorCode::CircuitOpen);
         assert_eq!(error.status().as_u16(), 503);
@@ -1156,7 +1146,7 @@ mod tests {
         advance(Duration::from_secs(5)).await;
         let _trial = b.admit().expect("trial");
         let refusal = b.admit().expect_err("slot taken");
-        assert_eq!(refusal.state(), BreakerState::HalfOpen);
+        assert_eq!(refused_in(&refusal), BreakerState::HalfOpen);
         assert_eq!(
             refusal.to_string(),
             "circuit breaker for service reviews-v1 is half-open and its 1 trial request is in flight"
@@ -1251,7 +1241,7 @@ mod tests {
                                 }
                                 Err(r) => {
                                     refused += 1;
-                                    assert_ne!(r.state(), BreakerState::Closed);
+                                    assert_ne!(refused_in(&r), BreakerState::Closed);
                                 }
                             }
                         }

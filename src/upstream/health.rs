@@ -28,7 +28,7 @@ use super::endpoint::{Endpoint, Transition};
 use super::exchange::{Exchange, Judged, UpstreamFailure};
 use super::service::Service;
 use crate::body::RequestBody;
-use crate::config::{HealthCheck, UpstreamProtocol};
+use crate::config::{format_duration, HealthCheck, UpstreamProtocol};
 
 /// `user-agent` of every check, so upstream logs can tell checks from traffic.
 const USER_AGENT: &str = "weir-health-check";
@@ -127,7 +127,10 @@ async fn check(
     let response = match exchange.send(request, Some(deadline)).await {
         Judged::Response(response) => response,
         Judged::Upstream(_, UpstreamFailure::TimedOut) => {
-            return Some(Err(format!("timed out after {}", human(cfg.timeout))))
+            return Some(Err(format!(
+                "timed out after {}",
+                format_duration(cfg.timeout)
+            )))
         }
         Judged::Upstream(_, failure) => return Some(Err(failure.to_string())),
         Judged::Client(fault) => return Some(Err(fault.to_string())),
@@ -194,17 +197,6 @@ fn next_delay(interval: Duration) -> Duration {
     (interval - Duration::from_nanos(spread)) + Duration::from_nanos(offset)
 }
 
-/// "1s", "1.5s" or "250ms", for failure reasons.
-fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}s", d.as_secs_f64())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +207,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use crate::telemetry::metrics::Metrics;
+    use crate::test_support::eventually;
 
     fn cfg(interval: Duration, timeout: Duration) -> HealthCheck {
         HealthCheck {
@@ -290,14 +283,6 @@ mod tests {
     }
 
     /// Polls `condition` every 2ms for at most 5s.
-    async fn eventually(what: &str, condition: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !condition() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
     #[test]
     fn first_check_comes_within_one_interval_and_later_ones_within_10_percent() {
         let interval = Duration::from_secs(5);
@@ -386,14 +371,22 @@ mod tests {
         let (stop_tx, stop) = watch::channel(false);
         let checker = tokio::spawn(run(s.clone(), cfg, stop));
         assert_eq!(s.endpoint_set().in_rotation(), 1, "healthy from the start");
-        eventually("a check passed", || {
-            up.last_request.lock().is_ok_and(|r| !r.is_empty())
-        })
-        .await;
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                up.last_request.lock().is_ok_and(|r| !r.is_empty())
+            })
+            .await,
+            "timed out waiting until a check passed"
+        );
         assert_eq!(s.endpoint_set().in_rotation(), 1);
 
         up.status.store(503, Ordering::SeqCst);
-        eventually("out of rotation", || s.endpoint_set().in_rotation() == 0).await;
+        assert!(
+            eventually(Duration::from_secs(5), || s.endpoint_set().in_rotation()
+                == 0)
+            .await,
+            "timed out waiting until out of rotation"
+        );
         assert!(
             up.failures_served.load(Ordering::SeqCst) >= 3,
             "only after 3 failed checks"
@@ -406,7 +399,12 @@ mod tests {
         );
 
         up.status.store(200, Ordering::SeqCst);
-        eventually("back in rotation", || s.endpoint_set().in_rotation() == 1).await;
+        assert!(
+            eventually(Duration::from_secs(5), || s.endpoint_set().in_rotation()
+                == 1)
+            .await,
+            "timed out waiting until back in rotation"
+        );
         assert!(endpoint.health.is_healthy());
 
         stop_tx.send_replace(true);

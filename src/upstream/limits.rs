@@ -143,11 +143,6 @@ impl Limits {
         }
     }
 
-    /// The configured value of `limit`.
-    pub fn max(&self, limit: Limit) -> u32 {
-        self.max[limit as usize]
-    }
-
     /// Current usage of `limit`.
     pub fn used(&self, limit: Limit) -> u32 {
         self.used[limit as usize].load(Ordering::Acquire)

@@ -13,8 +13,8 @@ pub mod pool;
 pub mod retry_budget;
 pub mod service;
 
-pub use endpoint::{Endpoint, EndpointState, InFlight};
+pub use endpoint::{Endpoint, InFlight};
 pub use exchange::{Exchange, Judged, RequestHolds, UpstreamFailure};
 pub use outcome::Outcome;
-pub use pool::{Pool, UpstreamError};
-pub use service::{EndpointSet, Service};
+pub use pool::UpstreamError;
+pub use service::Service;

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use super::limits::{Limit, LimitGuard, Limits, Overflow};
 use super::outcome::Outcome;
 use crate::body::RequestBody;
-use crate::config::UpstreamProtocol;
+use crate::config::{format_duration, UpstreamProtocol};
 
 /// Why an upstream exchange failed before response headers.
 #[derive(Debug)]
@@ -294,7 +294,7 @@ impl Pool {
             .map_err(|_| {
                 UpstreamError::Connect(format!(
                     "no answer within connect_timeout {}",
-                    crate::config::format_duration(self.connect_timeout)
+                    format_duration(self.connect_timeout)
                 ))
             })?
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;

@@ -3,7 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::support::{free_port, load, metric_sum, Client, Upstream, Weir};
+use weir::telemetry::prometheus_text::metric_sum;
+
+use crate::support::{free_port, load, Client, Upstream, Weir};
 
 fn yaml(port: u16, backends: &str, services: &str) -> String {
     format!(

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{endpoint_state, free_port, get, metric_sum, Upstream, Weir};
+use weir::telemetry::prometheus_text::metric_sum;
+
+use crate::support::{endpoint_state, eventually, free_port, get, Upstream, Weir};
 
 /// One listener in front of service `victim`, whose outlier detection ejects after 3
 /// failures and whose breaker opens after 3 requests at 50 % failures: a handful of
@@ -119,7 +121,14 @@ async fn malformed_chunked_bodies_get_400_bad_request_and_never_eject_the_endpoi
         5.0
     );
     upstream_unharmed(&weir, port, &up).await;
-    assert!(weir.logs().contains("error=bad_request"), "{}", weir.logs());
+    assert!(
+        eventually(Duration::from_secs(2), || weir
+            .logs()
+            .contains("error=bad_request"))
+        .await,
+        "{}",
+        weir.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

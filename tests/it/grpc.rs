@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{eventually, free_port, metric_sum, scratch_dir, Weir};
+use weir::telemetry::prometheus_text::metric_sum;
+
+use crate::support::{eventually, free_port, scratch_dir, Weir};
 
 /// RPCs `client.py` makes per run: Say twice (small, 1 MiB), Count, Chat, Missing.
 const CALLS_PER_RUN: f64 = 5.0;

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{eventually, free_port, get, metric_sum, Client, Upstream, Weir};
+use weir::telemetry::prometheus_text::metric_sum;
+
+use crate::support::{eventually, free_port, get, Client, Upstream, Weir};
 
 fn yaml(port: u16, services: &str) -> String {
     format!(

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::support::{curl, eventually, free_port, metric_sum, Client, Upstream, Weir};
+use weir::telemetry::prometheus_text::metric_sum;
+
+use crate::support::{curl, eventually, free_port, Client, Upstream, Weir};
 
 /// A config with one listener; `routes` and `services` are YAML blocks indented for their
 /// place.

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use weir::telemetry::prometheus_text::metric_sum;
 
 use crate::support::{
-    closing_upstream, endpoint_state, eventually, free_port, get, load, metric_sum,
-    truncating_upstream, Client, Upstream, Weir,
+    closing_upstream, endpoint_state, eventually, free_port, get, load, truncating_upstream,
+    Client, Upstream, Weir,
 };
 
 /// A config with one listener; `routes` and `services` are YAML blocks indented for their

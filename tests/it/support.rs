@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -20,17 +20,21 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
-/// Polls `cond` every 10 ms until it holds or `limit` passes.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+/// Polls `condition` every 10 ms until it holds or `limit` passes; whether it held.
+///
+/// The same helper as the library's unit tests use (`src/test_support.rs`), which these
+/// tests cannot reach: they link the library as built for users, without its test code.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if cond() {
+        if condition() {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    cond()
+    condition()
 }
 
 /// A port that was free a moment ago (bind to :0 and release).
@@ -403,19 +407,6 @@ impl Drop for Weir {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Sum of the samples of `metric` whose labels contain every `label="value"` pair given.
-pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// One HTTP/1.1 request on a fresh connection: (status, headers, body).

@@ -9,7 +9,7 @@ mod round_robin;
 
 pub use least_request::LeastRequest;
 pub use random::WeightedRandom;
-pub use ring_hash::{hash64, RingHash};
+pub use ring_hash::RingHash;
 pub use round_robin::RoundRobin;
 
 use crate::config::LoadBalancer;

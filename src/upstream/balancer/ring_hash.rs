@@ -63,7 +63,7 @@ impl RingHash {
 
 /// A stable 64-bit hash (FNV-1a, then the murmur3 finalizer for avalanche), identical across
 /// processes and versions so that every sidecar maps a key to the same endpoint.
-pub fn hash64(bytes: &[u8]) -> u64 {
+fn hash64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);

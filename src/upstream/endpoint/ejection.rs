@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::config::{format_duration, format_whole_seconds_rounded_up};
+
 /// Why an endpoint was ejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EjectionReason {
@@ -88,11 +90,11 @@ impl EndpointOutlier {
         let back = if left.is_zero() {
             "back at the next sweep".to_string()
         } else {
-            format!("back in {}", whole_seconds(left))
+            format!("back in {}", format_whole_seconds_rounded_up(left))
         };
         Some(format!(
             "ejected by outlier detection ({ejection}) for {}, {back}",
-            whole_seconds(ejection.duration)
+            format_duration(ejection.duration)
         ))
     }
 
@@ -116,10 +118,4 @@ impl EndpointOutlier {
             }
         }
     }
-}
-
-/// Rounds up to whole seconds: "30s".
-fn whole_seconds(d: Duration) -> String {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    format!("{secs}s")
 }
