@@ -270,6 +270,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::test_support::eventually;
     use crate::upstream::limits::Limit;
 
     /// An HTTP/1.1 upstream on a free port: `/slow` answers after 10 s, anything else at
@@ -319,15 +320,6 @@ mod tests {
             .header(http::header::HOST, "x")
             .body(RequestBody::empty())
             .expect("request")
-    }
-
-    /// Polls `condition` until it holds, 2 s at most.
-    async fn eventually(condition: impl Fn() -> bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !condition() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        condition()
     }
 
     fn endpoint(service: &Service) -> Arc<Endpoint> {
@@ -380,7 +372,7 @@ mod tests {
             "a half-read connection is not reused"
         );
         assert!(
-            eventually(|| e.pool.open_connections() == 0).await,
+            eventually(Duration::from_secs(2), || e.pool.open_connections() == 0).await,
             "the connection closed"
         );
     }
@@ -427,7 +419,7 @@ mod tests {
         drop(exchange);
         assert_eq!(e.load(), 0);
         assert_eq!(e.pool.idle_connections(), 0);
-        assert!(eventually(|| e.pool.open_connections() == 0).await);
+        assert!(eventually(Duration::from_secs(2), || e.pool.open_connections() == 0).await);
     }
 
     #[tokio::test]
