@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{request, HeaderValue, Method, Request, Uri, Version};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::{ClientFault, RequestBody};
@@ -21,6 +20,7 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::route::{Route, RouteBackend};
 use crate::upstream::limits::Limit;
+use crate::upstream::response::UpstreamBody;
 use crate::upstream::{Endpoint, Exchange, Judged, Outcome, RequestHolds, UpstreamFailure};
 
 /// The request as it will be sent: once with a streaming body, or as a replayable copy.
@@ -102,7 +102,7 @@ impl Outgoing {
 #[derive(Debug)]
 pub enum Sent {
     /// Response headers arrived (the last attempt's).
-    Response(http::Response<Incoming>),
+    Response(http::Response<UpstreamBody>),
     /// No usable response: the error weir answers with.
     Failed(ProxyError),
     /// The client went away while its body was being sent.

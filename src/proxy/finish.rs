@@ -11,6 +11,7 @@ use http::{Method, Request, Uri};
 use crate::error::ErrorCode;
 use crate::route::RouteTable;
 use crate::telemetry::access_log::AccessRecord;
+use crate::upstream::pool::Checkout;
 use crate::upstream::Exchange;
 
 /// Where a request went, as far as it got.
@@ -79,13 +80,14 @@ impl Finish {
         }
     }
 
-    /// Records the request when its response body is done or dropped.
-    pub fn complete(mut self, ending: Ending) {
-        self.record(ending);
+    /// Records the request when its response body is done or dropped; `connection` is the
+    /// upstream connection a cleanly ended body hands back for the pool.
+    pub fn complete(mut self, ending: Ending, connection: Option<Checkout>) {
+        self.record(ending, connection);
     }
 
     /// Counts, observes and logs the request, once, and ends its exchange.
-    fn record(&mut self, ending: Ending) {
+    fn record(&mut self, ending: Ending, connection: Option<Checkout>) {
         if self.recorded {
             return;
         }
@@ -142,7 +144,7 @@ impl Finish {
             });
         }
         if let Some(exchange) = exchange {
-            exchange.finish(ending == Ending::Complete);
+            exchange.finish(connection.filter(|_| ending == Ending::Complete));
         }
     }
 }
@@ -165,7 +167,7 @@ impl Drop for Finish {
             if self.status == 0 {
                 self.status = CLIENT_CLOSED_REQUEST;
             }
-            self.record(Ending::Abandoned);
+            self.record(Ending::Abandoned, None);
         }
     }
 }

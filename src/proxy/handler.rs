@@ -36,6 +36,7 @@ use crate::headers;
 use crate::route::replay::{self, Replayable};
 use crate::route::{Route, RouteBackend, RouteTable};
 use crate::upstream::limits::Limit;
+use crate::upstream::response::UpstreamBody;
 use crate::upstream::RequestHolds;
 
 /// What every request on one downstream connection shares.
@@ -68,7 +69,7 @@ impl Connection {
 /// How a request ended, before its response is built.
 enum Answer {
     /// The upstream's response, relayed.
-    Upstream(Response<Incoming>),
+    Upstream(Response<UpstreamBody>),
     /// An error weir answers with itself.
     Error(ProxyError),
     /// The client left while its body was being sent.

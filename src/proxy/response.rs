@@ -5,11 +5,12 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::upstream::pool::Checkout;
+use crate::upstream::response::{BoxError, UpstreamBody};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::finish::{Ending, Finish, CLIENT_CLOSED_REQUEST};
 use crate::error::ProxyError;
@@ -24,13 +25,23 @@ pub struct ResponseBody {
 
 #[derive(Debug)]
 enum Source {
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
     Local(Option<Bytes>),
+}
+
+impl Source {
+    /// The upstream connection of a body that ended cleanly, for the pool.
+    fn take_connection(&mut self) -> Option<Checkout> {
+        match self {
+            Source::Upstream(body) => body.take_connection(),
+            Source::Local(_) => None,
+        }
+    }
 }
 
 impl ResponseBody {
     /// Relays an upstream body; `finish` runs when it ends.
-    pub fn upstream(body: Incoming, finish: Finish) -> Self {
+    pub fn upstream(body: UpstreamBody, finish: Finish) -> Self {
         ResponseBody {
             source: Source::Upstream(body),
             finish: Some(finish),
@@ -98,12 +109,12 @@ pub fn plain(
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = match &mut this.source {
             Source::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
@@ -113,7 +124,7 @@ impl Body for ResponseBody {
             Poll::Ready(None) => {
                 this.ending = Ending::Complete;
                 if let Some(f) = this.finish.take() {
-                    f.complete(Ending::Complete);
+                    f.complete(Ending::Complete, this.source.take_connection());
                 }
             }
             Poll::Ready(Some(Err(_))) => this.ending = Ending::UpstreamFailed,
@@ -148,7 +159,11 @@ impl Drop for ResponseBody {
             } else {
                 self.ending
             };
-            f.complete(ending);
+            let connection = match ending {
+                Ending::Complete => self.source.take_connection(),
+                _ => None,
+            };
+            f.complete(ending, connection);
         }
     }
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::circuit_breaker::Admission;
@@ -25,6 +24,7 @@ use super::endpoint::{Endpoint, InFlight};
 use super::limits::{LimitGuard, Overflow};
 use super::outcome::Outcome;
 use super::pool::{Checkout, UpstreamError};
+use super::response::UpstreamBody;
 use super::retry_budget::{ActiveRequest, RetryPermit};
 use super::service::Service;
 use crate::body::{ClientBody, ClientFault, RequestBody};
@@ -33,7 +33,7 @@ use crate::body::{ClientBody, ClientFault, RequestBody};
 #[derive(Debug)]
 pub enum Judged {
     /// Response headers arrived.
-    Response(Response<Incoming>),
+    Response(Response<UpstreamBody>),
     /// The endpoint failed (already reported to outlier detection): the outcome, and what
     /// happened.
     Upstream(Outcome, UpstreamFailure),
@@ -93,7 +93,6 @@ pub struct Exchange {
     endpoint: Arc<Endpoint>,
     purpose: Purpose,
     _in_flight: Option<InFlight>,
-    connection: Option<Checkout>,
     client_body: Option<Arc<ClientBody>>,
     retry: Option<(RetryPermit, LimitGuard)>,
     request: RequestHolds,
@@ -126,7 +125,6 @@ impl Exchange {
             endpoint,
             purpose,
             _in_flight: in_flight,
-            connection: None,
             client_body: None,
             retry: None,
             request: RequestHolds::default(),
@@ -162,10 +160,7 @@ impl Exchange {
                 .ok(),
         };
         match sent {
-            Some(Ok((response, connection))) => {
-                self.connection = connection;
-                Judged::Response(response)
-            }
+            Some(Ok(response)) => Judged::Response(response),
             Some(Err(UpstreamError::Overflow(o))) => Judged::Refused(o),
             Some(Err(e)) => match self.client_fault(false) {
                 Some(fault) => Judged::Client(fault),
@@ -214,24 +209,22 @@ impl Exchange {
         self.request = holds;
     }
 
-    /// Ends the exchange once the response body is over: a body that ended cleanly returns
-    /// the connection to the pool; whatever of the request the upstream has not read is
-    /// unwanted either way.
-    pub fn finish(mut self, complete: bool) {
+    /// Ends the exchange once the response body is over: the HTTP/1.1 connection of a body
+    /// that ended cleanly ([`UpstreamBody::take_connection`]) goes back to the pool;
+    /// whatever of the request the upstream has not read is unwanted either way.
+    pub fn finish(mut self, connection: Option<Checkout>) {
         if let Some(body) = self.client_body.take() {
             body.stop();
         }
-        if complete {
-            if let Some(connection) = self.connection.take() {
-                self.endpoint.pool.check_in(connection);
-            }
+        if let Some(connection) = connection {
+            self.endpoint.pool.check_in(connection);
         }
     }
 
     /// Reads a response body to its end and discards it (health checks, mirrored copies),
     /// so the connection can be reused; a body larger than `max` bytes, or one that fails,
     /// closes it instead.
-    pub async fn discard(self, mut body: Incoming, max: usize) -> Result<(), String> {
+    pub async fn discard(self, mut body: UpstreamBody, max: usize) -> Result<(), String> {
         let mut left = max;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| e.to_string())?;
@@ -241,7 +234,8 @@ impl Exchange {
                     .ok_or_else(|| format!("the answer's body is larger than {max} bytes"))?;
             }
         }
-        self.finish(true);
+        let connection = body.take_connection();
+        self.finish(connection);
         Ok(())
     }
 }
@@ -265,6 +259,7 @@ mod tests {
 
     use bytes::Bytes;
     use http_body_util::Full;
+    use hyper::body::Incoming;
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::net::TcpListener;

@@ -5,11 +5,13 @@ pub mod balancer;
 pub mod circuit_breaker;
 pub mod endpoint;
 pub mod exchange;
+pub mod h1;
 pub mod health;
 pub mod limits;
 pub mod outcome;
 pub mod outlier;
 pub mod pool;
+pub mod response;
 pub mod retry_budget;
 pub mod service;
 

@@ -1,11 +1,15 @@
 //! Per-endpoint upstream connections, owned by weir (not hyper-util's pool) so that weir
 //! decides reuse, counts connections and can later cap or eject them.
 //!
-//! HTTP/1.1: a LIFO stack of idle keep-alive connections (the most recently used is the
-//! warmest); a connection goes back on the stack only after its response body ended cleanly.
-//! HTTP/2: one multiplexed connection per endpoint, re-established when it closes.
-//! A request that a reused connection never sent (the upstream closed it while idle) is
-//! replayed on another connection: that race is the pool's to hide, not the client's.
+//! HTTP/1.1: weir's own client ([`super::h1`]), driven in the request's task; a LIFO stack
+//! of idle keep-alive connections (the most recently used is the warmest), at most
+//! [`MAX_IDLE_PER_ENDPOINT`] of them; a connection goes back on the stack only after its
+//! response body ended cleanly. A request that a reused connection failed before any answer
+//! (the upstream closed it while idle) is sent again on another connection when weir holds
+//! all of it: that race is the pool's to hide, not the client's.
+//!
+//! HTTP/2: one multiplexed connection per endpoint, driven by hyper in a task of its own
+//! (multiplexing needs one), re-established when it closes.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -15,10 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+
+use super::h1::{self, OpenCount, Outgoing, SendError};
+use super::response::UpstreamBody;
 
 use super::limits::{Limit, LimitGuard, Limits, Overflow};
 use super::outcome::Outcome;
@@ -31,7 +37,7 @@ pub enum UpstreamError {
     /// The TCP connection could not be established.
     Connect(String),
     /// The connection or stream failed while sending or awaiting the response.
-    Reset(hyper::Error),
+    Reset(String),
     /// A connection limit of the service was reached.
     Overflow(Overflow),
 }
@@ -60,16 +66,21 @@ impl fmt::Display for UpstreamError {
     }
 }
 
+/// Idle HTTP/1.1 connections one endpoint keeps at most; more are closed when they come
+/// back. A sidecar serves one application: a few dozen warm connections cover its
+/// concurrency, and each idle one costs a socket on both sides.
+pub const MAX_IDLE_PER_ENDPOINT: usize = 64;
+
 /// An HTTP/1.1 connection checked out of the pool for one exchange; it goes back with
 /// [`Pool::check_in`] once the response body has ended cleanly, and closes when dropped.
-pub(super) type Checkout = http1::SendRequest<RequestBody>;
+pub type Checkout = Box<h1::Connection>;
 
-/// Response headers, and for HTTP/1.1 the connection they came on.
-pub(super) type Answer = (Response<Incoming>, Option<Checkout>);
+/// Response headers and the streaming body.
+pub(super) type Answer = Response<UpstreamBody>;
 
 #[derive(Debug)]
 struct IdleConnection {
-    sender: http1::SendRequest<RequestBody>,
+    connection: Checkout,
     since: Instant,
 }
 
@@ -131,19 +142,21 @@ impl Pool {
 
     /// Returns an HTTP/1.1 connection whose response body ended cleanly (only an
     /// [`super::Exchange`] does).
-    pub(super) fn check_in(&self, sender: Checkout) {
-        if sender.is_closed() {
-            return;
-        }
+    pub(super) fn check_in(&self, mut connection: Checkout) {
+        connection.shrink_when_idle();
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while idle
             .front()
             .is_some_and(|c| now.duration_since(c.since) > self.idle_timeout)
+            || idle.len() >= MAX_IDLE_PER_ENDPOINT
         {
             idle.pop_front();
         }
-        idle.push_back(IdleConnection { sender, since: now });
+        idle.push_back(IdleConnection {
+            connection,
+            since: now,
+        });
         drop(idle);
         if self.limits.has_pending() {
             self.limits.connection_available();
@@ -155,20 +168,27 @@ impl Pool {
     pub fn close_expired(&self) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|c| !c.sender.is_closed() && now.duration_since(c.since) <= self.idle_timeout);
+        idle.retain(|c| {
+            now.duration_since(c.since) <= self.idle_timeout && c.connection.is_usable()
+        });
     }
 
     fn take_idle(&self) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop_back() {
-            if !c.sender.is_closed() && c.since.elapsed() <= self.idle_timeout {
-                return Some(c.sender);
+            let idle_for = c.since.elapsed();
+            if idle_for > self.idle_timeout {
+                continue;
+            }
+            if c.connection.is_usable() {
+                return Some(c.connection);
             }
         }
         None
     }
 
-    async fn send_http1(&self, mut req: Request<RequestBody>) -> Result<Answer, UpstreamError> {
+    async fn send_http1(&self, req: Request<RequestBody>) -> Result<Answer, UpstreamError> {
+        let mut out = Outgoing::Request(req);
         // Held while this request waits for a connection (`max_pending_requests`); it
         // waits at most `connect_timeout`, as long as a new connection could have taken.
         let mut pending: Option<LimitGuard> = None;
@@ -177,34 +197,29 @@ impl Pool {
         loop {
             // Registered before looking, so a check-in between the look and the wait wakes us.
             let changed = self.limits.changed();
-            if let Some(mut sender) = self.take_idle() {
-                if sender.ready().await.is_err() {
-                    continue;
+            let connection = match self.take_idle() {
+                Some(connection) => Some(connection),
+                None => match self.limits.try_connection() {
+                    Some(slot) => {
+                        pending = None;
+                        let io = self.connect().await?;
+                        Some(h1::Connection::new(io, slot, OpenCount::new(&self.open)))
+                    }
+                    None => None,
+                },
+            };
+            if let Some(connection) = connection {
+                match connection.send(out).await {
+                    Ok(response) => return Ok(response.map(UpstreamBody::Http1)),
+                    Err(SendError::Io {
+                        resend: Some(again),
+                        ..
+                    }) => {
+                        out = *again;
+                        continue;
+                    }
+                    Err(e) => return Err(UpstreamError::Reset(e.to_string())),
                 }
-                match sender.try_send_request(req).await {
-                    Ok(response) => return Ok((response, Some(sender))),
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) => {
-                            req = unsent;
-                            continue;
-                        }
-                        None => return Err(UpstreamError::Reset(e.into_error())),
-                    },
-                }
-            }
-            if let Some(slot) = self.limits.try_connection() {
-                drop(pending);
-                let io = self.connect().await?;
-                let (mut sender, conn) = http1::Builder::new()
-                    .handshake(io)
-                    .await
-                    .map_err(UpstreamError::Reset)?;
-                self.spawn_connection(conn, slot);
-                let response = sender
-                    .send_request(req)
-                    .await
-                    .map_err(UpstreamError::Reset)?;
-                return Ok((response, Some(sender)));
             }
             if pending.is_none() {
                 let guard = self
@@ -229,13 +244,13 @@ impl Pool {
         for _ in 0..2 {
             let mut sender = self.http2_sender().await?;
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, None)),
+                Ok(response) => return Ok(response.map(UpstreamBody::Http2)),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => {
                         req = unsent;
                         self.h2.lock().unwrap_or_else(|p| p.into_inner()).take();
                     }
-                    None => return Err(UpstreamError::Reset(e.into_error())),
+                    None => return Err(UpstreamError::Reset(e.into_error().to_string())),
                 },
             }
         }
@@ -278,17 +293,17 @@ impl Pool {
                 return Err(e);
             }
         };
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .handshake(io)
+        let (sender, conn) = http2_builder()
+            .handshake(TokioIo::new(io))
             .await
-            .map_err(UpstreamError::Reset)?;
+            .map_err(|e| UpstreamError::Reset(e.to_string()))?;
         *last_failure = None;
         self.spawn_connection(conn, slot);
         *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
     }
 
-    async fn connect(&self) -> Result<TokioIo<TcpStream>, UpstreamError> {
+    async fn connect(&self) -> Result<TcpStream, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.address))
             .await
             .map_err(|_| {
@@ -299,10 +314,10 @@ impl Pool {
             })?
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        Ok(TokioIo::new(stream))
+        Ok(stream)
     }
 
-    /// Drives a connection in its own task; its limit slot is released when it closes.
+    /// Drives an HTTP/2 connection in its own task; its limit slot is released when it closes.
     fn spawn_connection<C>(&self, conn: C, slot: LimitGuard)
     where
         C: std::future::Future + Send + 'static,
@@ -315,6 +330,31 @@ impl Pool {
             drop(slot);
         });
     }
+}
+
+/// The HTTP/2 client settings of every upstream connection, chosen rather than inherited.
+fn http2_builder() -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        // Flow control: 1 MiB per stream and 4 MiB per connection let one stream move tens
+        // of MB/s across a cluster round trip without stalling on WINDOW_UPDATEs (the
+        // protocol's 64 KiB default stalls a large body every 64 KiB), while bounding what a
+        // slow reader can make weir hold. Fixed, not adaptive: memory use stays predictable.
+        .adaptive_window(false)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(4 << 20)
+        // Until the upstream's SETTINGS arrive, assume the 100 concurrent streams RFC 9113
+        // recommends as a minimum, not an unbounded number.
+        .initial_max_send_streams(100)
+        // A connection that stops answering (a peer gone without a FIN, a stuck proxy in
+        // between) is noticed within 30 s by PING and replaced, instead of holding every
+        // request multiplexed on it until their own timeouts. Idle connections are pinged
+        // too, so a dead one is not found by the next request.
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    builder
 }
 
 #[cfg(test)]
