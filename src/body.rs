@@ -36,8 +36,9 @@ pub enum RequestBody {
     Replay {
         /// The body's bytes.
         data: Option<Bytes>,
-        /// The trailers, sent after the data.
-        trailers: Option<HeaderMap>,
+        /// The trailers, sent after the data (boxed: rare, and a `HeaderMap` would make
+        /// every request body four times larger).
+        trailers: Option<Box<HeaderMap>>,
     },
 }
 
@@ -82,7 +83,7 @@ impl Body for RequestBody {
                 if let Some(d) = data.take().filter(|d| !d.is_empty()) {
                     return Poll::Ready(Some(Ok(Frame::data(d))));
                 }
-                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
             }
         }
     }

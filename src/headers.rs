@@ -21,13 +21,29 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
+/// Whether `name` is a hop-by-hop field (or `te`, when `with_te`). Standard names compare
+/// as small integers, so a pass over a message's few names costs less than one hashed
+/// removal.
+fn is_connection_field(name: &HeaderName, with_te: bool) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || (with_te && name == header::TE)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
 /// Removes hop-by-hop fields, including those the `connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the few names present is cheaper than five
     // hashed removals.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    if !headers.keys().any(|k| is_connection_field(k, false)) {
         return;
     }
+    remove_hop_by_hop(headers);
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
@@ -68,13 +84,16 @@ pub fn to_upstream(
 /// Removes every field that describes the client's connection rather than the request:
 /// hop-by-hop fields and `te`, except `te: trailers`, which gRPC needs end to end.
 pub fn strip_connection_fields(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| is_connection_field(k, true)) {
+        return;
+    }
     let wants_trailers = headers.get_all(header::TE).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         })
     });
-    strip_hop_by_hop(headers);
+    remove_hop_by_hop(headers);
     headers.remove(header::TE);
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -89,31 +108,32 @@ pub fn set_target(
     protocol: UpstreamProtocol,
     fallback_authority: &str,
 ) {
-    let authority: Option<Authority> = parts.uri.authority().cloned().or_else(|| {
-        parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-    });
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let authority = |parts: &request::Parts| -> Option<Authority> {
+        parts.uri.authority().cloned().or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        })
+    };
     match protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
+            // The common request, origin form with a `host` field, is already right.
             if !parts.headers.contains_key(header::HOST) {
-                let host = authority
-                    .as_ref()
-                    .map_or(fallback_authority, Authority::as_str);
+                let host = authority(parts);
+                let host = host.as_ref().map_or(fallback_authority, Authority::as_str);
                 if let Ok(v) = HeaderValue::from_str(host) {
                     parts.headers.insert(header::HOST, v);
                 }
             }
-            parts.uri = Uri::from(path);
+            if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+                parts.uri = Uri::from(origin_form(&parts.uri));
+            }
         }
         UpstreamProtocol::Http2 => {
+            let path = origin_form(&parts.uri);
+            let authority = authority(parts);
             parts.version = Version::HTTP_2;
             let authority = authority.or_else(|| Authority::try_from(fallback_authority).ok());
             let mut uri = Uri::builder().scheme(Scheme::HTTP).path_and_query(path);
@@ -126,6 +146,13 @@ pub fn set_target(
             parts.headers.remove(header::HOST);
         }
     }
+}
+
+/// The path and query of `uri`, `/` when it has none.
+fn origin_form(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {

@@ -41,7 +41,7 @@ pub enum Outgoing {
         /// The whole body.
         body: Bytes,
         /// Trailers that followed the body, if any.
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
     },
 }
 
@@ -54,7 +54,7 @@ impl Outgoing {
             version: parts.version,
             headers: parts.headers,
             body,
-            trailers,
+            trailers: trailers.map(Box::new),
         }
     }
 
@@ -233,7 +233,8 @@ pub async fn send(
         drop(exchange);
         backend.retry_counters.attempted.inc();
         retries_done += 1;
-        tokio::time::sleep(pause).await;
+        // Boxed: only a retry pays for the backoff timer's space.
+        Box::pin(tokio::time::sleep(pause)).await;
     }
 }
 

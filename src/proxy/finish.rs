@@ -34,8 +34,9 @@ pub struct Finish {
     client: SocketAddr,
     /// When the request arrived.
     started: Instant,
-    /// Method and target, kept only when an access log is written.
-    request_line: Option<(Method, Uri)>,
+    /// Method and target, kept only when an access log is written (boxed: most
+    /// deployments write none, and every request would carry the space).
+    request_line: Option<Box<(Method, Uri)>>,
     /// Route, backend and exchange, as far as the request got.
     pub placement: Option<Placement>,
     /// Status sent to the client.
@@ -72,7 +73,7 @@ impl Finish {
             request_line: table
                 .access_log
                 .as_ref()
-                .map(|_| (req.method().clone(), req.uri().clone())),
+                .map(|_| Box::new((req.method().clone(), req.uri().clone()))),
             placement: None,
             status: 0,
             error: None,
@@ -127,7 +128,8 @@ impl Finish {
                 }
             }
         }
-        if let (Some(access_log), Some((method, uri))) = (&table.access_log, &self.request_line) {
+        if let (Some(access_log), Some(line)) = (&table.access_log, &self.request_line) {
+            let (method, uri) = &**line;
             access_log.write(&AccessRecord {
                 client: self.client,
                 listener: &table.listener,

@@ -103,7 +103,7 @@ mod tests {
         match replayable {
             Replayable::Bytes(data, trailers) => Some(RequestBody::Replay {
                 data: Some(data.clone()).filter(|d| !d.is_empty()),
-                trailers: trailers.clone(),
+                trailers: trailers.clone().map(Box::new),
             }),
             Replayable::NotReplayable(_) => None,
         }
@@ -114,7 +114,7 @@ mod tests {
         match replayable {
             Replayable::Bytes(data, trailers) => RequestBody::Replay {
                 data: Some(data).filter(|d| !d.is_empty()),
-                trailers,
+                trailers: trailers.map(Box::new),
             },
             Replayable::NotReplayable(body) => body,
         }

@@ -136,7 +136,9 @@ impl Pool {
     pub(super) async fn send(&self, req: Request<RequestBody>) -> Result<Answer, UpstreamError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.send_http1(req).await,
-            UpstreamProtocol::Http2 => self.send_http2(req).await,
+            // Boxed: HTTP/2's connect and handshake futures would otherwise make every
+            // request's future (HTTP/1.1 ones too) several times larger.
+            UpstreamProtocol::Http2 => Box::pin(self.send_http2(req)).await,
         }
     }
 
@@ -202,7 +204,9 @@ impl Pool {
                 None => match self.limits.try_connection() {
                     Some(slot) => {
                         pending = None;
-                        let io = self.connect().await?;
+                        // Boxed, like the wait below: cold paths, kept out of the
+                        // future every request carries.
+                        let io = Box::pin(self.connect()).await?;
                         Some(h1::Connection::new(io, slot, OpenCount::new(&self.open)))
                     }
                     None => None,
@@ -236,7 +240,9 @@ impl Pool {
                 ));
             }
             // On time-out, one last look at the pool before giving up.
-            waited_out = tokio::time::timeout_at(wait_until, changed).await.is_err();
+            waited_out = Box::pin(tokio::time::timeout_at(wait_until, changed))
+                .await
+                .is_err();
         }
     }
 

@@ -353,7 +353,7 @@ mod tests {
             .header("transfer-encoding", "gzip")
             .body(RequestBody::Replay {
                 data: Some(Bytes::from_static(b"hi")),
-                trailers: Some(trailers),
+                trailers: Some(Box::new(trailers)),
             })
             .expect("request");
         let (text, framing) = encode(req);
