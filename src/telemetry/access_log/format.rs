@@ -120,6 +120,11 @@ fn escaped(
     escape: impl Fn(u8, &mut BytesMut),
 ) {
     let bytes = s.as_bytes();
+    // Most values need no escape: one branch-free scan, then one copy.
+    if !bytes.iter().fold(false, |any, &b| any | special(b)) {
+        out.put_slice(bytes);
+        return;
+    }
     let mut plain = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if special(b) {
@@ -138,32 +143,44 @@ fn hex_byte(out: &mut BytesMut, b: u8) {
     out.put_u8(HEX[usize::from(b & 0xf)]);
 }
 
-/// A decimal integer, without going through `fmt`.
-fn integer(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// "00" to "99": integers are written two digits per division.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// The decimal digits of `n` at the end of `digits`, zero-padded to `width`; returns where
+/// they start.
+fn digits(mut n: u64, width: usize, digits: &mut [u8; 20]) -> usize {
     let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
     }
-    out.put_slice(&digits[i..]);
+    if n >= 10 {
+        let pair = n as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else if n > 0 || i == digits.len() {
+        i -= 1;
+        digits[i] = b'0' + n as u8;
+    }
+    digits.len().saturating_sub(width).min(i)
+}
+
+/// A decimal integer, without going through `fmt`.
+fn integer(out: &mut BytesMut, n: u64) {
+    padded(out, n, 1);
 }
 
 /// A decimal integer left-padded with zeros to `width` (at most 20) digits.
-fn padded(out: &mut BytesMut, mut n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut i = digits.len();
-    while n > 0 {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
-    let start = digits.len().saturating_sub(width).min(i);
-    out.put_slice(&digits[start..]);
+fn padded(out: &mut BytesMut, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let start = digits(n, width, &mut buf);
+    out.put_slice(&buf[start..]);
 }
 
 /// Milliseconds with exactly three decimals, from whole microseconds (`0.623`, `1500.000`):
@@ -200,7 +217,28 @@ fn client(out: &mut BytesMut, addr: SocketAddr) {
 /// stamps weir's other lines. Times before 1970 are written as 1970.
 fn timestamp(out: &mut BytesMut, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+    // Lines come many per second: the date and time up to the second are written once a
+    // second per thread and copied after that.
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != since.as_secs() || cached.1.is_empty() {
+            let mut prefix = BytesMut::with_capacity(20);
+            date_time(&mut prefix, since.as_secs());
+            *cached = (since.as_secs(), prefix.to_vec());
+        }
+        out.put_slice(&cached.1);
+    });
+    padded(out, u64::from(since.subsec_micros()), 6);
+    out.put_u8(b'Z');
+}
+
+thread_local! {
+    /// The second last stamped on this thread, and its text up to the decimal point.
+    static SECOND: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of `secs` since the epoch.
+fn date_time(out: &mut BytesMut, secs: u64) {
     let (year, month, day) = civil_date(secs / 86_400);
     let of_day = secs % 86_400;
     padded(out, year, 4);
@@ -215,8 +253,6 @@ fn timestamp(out: &mut BytesMut, now: SystemTime) {
     out.put_u8(b':');
     padded(out, of_day % 60, 2);
     out.put_u8(b'.');
-    padded(out, u64::from(since.subsec_micros()), 6);
-    out.put_u8(b'Z');
 }
 
 /// Year, month and day of the `days`-th day after 1970-01-01 (proleptic Gregorian; Howard
@@ -371,6 +407,31 @@ mod tests {
             let mut out = BytesMut::new();
             integer(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn integers_match_fmt_at_every_width() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1_000,
+            12_345,
+            1_000_000,
+            u64::MAX,
+        ] {
+            for width in [1, 2, 3, 6, 20] {
+                let mut out = BytesMut::new();
+                padded(&mut out, n, width);
+                assert_eq!(out, format!("{n:0width$}").as_bytes(), "{n} at {width}");
+            }
         }
     }
 }
