@@ -7,6 +7,7 @@ mod client_faults;
 mod config_check;
 mod demo;
 mod grpc;
+mod layout;
 mod lifecycle;
 mod proxy;
 mod resilience;
