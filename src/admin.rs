@@ -135,6 +135,7 @@ fn services_json(snapshot: &Snapshot) -> String {
                 "load_balancer": s.load_balancer(),
                 "protocol": s.protocol,
                 "circuit_breaker": s.breaker.as_ref().map(|b| b.state().as_str()),
+                "in_rotation": set.in_rotation(),
                 "endpoints": endpoints,
             })
         })

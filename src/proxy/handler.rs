@@ -33,7 +33,7 @@ use super::response::{client_gone_response, error_response, ResponseBody};
 use crate::body::{ClientFault, RequestBody};
 use crate::error::ProxyError;
 use crate::headers;
-use crate::route::replay::{self, Replayable};
+use crate::route::replay::{self, Replayable, REPLAY_LIMIT};
 use crate::route::{Route, RouteBackend, RouteTable};
 use crate::upstream::limits::Limit;
 use crate::upstream::response::UpstreamBody;
@@ -193,9 +193,6 @@ fn respond(answer: Answer, mut finish: Finish) -> Response<ResponseBody> {
         Answer::ClientGone => client_gone_response(finish),
     }
 }
-
-/// Largest request body buffered so that it can be retried or mirrored.
-const REPLAY_LIMIT: usize = 64 * 1024;
 
 /// How long a client may take to send a body weir buffers, when the route sets no timeout.
 const BODY_BUFFER_TIMEOUT: Duration = Duration::from_secs(30);

@@ -18,7 +18,7 @@ use crate::route::RouteTable;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTP server settings shared by every listener.
-pub fn http_builder() -> auto::Builder<TokioExecutor> {
+fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

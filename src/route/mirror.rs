@@ -28,7 +28,7 @@ pub const MIRROR_CONCURRENCY: usize = 64;
 
 /// How long a copy may take, response body included, before it is abandoned (Envoy bounds
 /// a shadow request by the route timeout, 15 s by default).
-pub const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
+const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A route's mirror: the shadow service, the share of requests copied to it, and the bound
 /// on copies in flight.
@@ -110,12 +110,14 @@ impl Mirror {
 
     /// Copies not sent: no permit free (see [`MIRROR_CONCURRENCY`]), no endpoint in rotation,
     /// or no host that could be made a shadow host.
-    pub fn dropped(&self) -> u64 {
+    #[cfg(test)]
+    fn dropped(&self) -> u64 {
         self.dropped.load(Relaxed)
     }
 
     /// Copies in flight now.
-    pub fn in_flight(&self) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self) -> usize {
         MIRROR_CONCURRENCY - self.permits.available_permits()
     }
 
