@@ -126,6 +126,7 @@ impl Server {
                 snapshot.listeners[index].clone(),
                 stop_rx.clone(),
                 grace,
+                crate::proxy::listener::HEADER_READ_TIMEOUT,
             )));
         }
 

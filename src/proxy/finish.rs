@@ -2,14 +2,13 @@
 //! its duration, write its access-log line, and end its upstream exchange (which returns
 //! the connection to the pool after a clean body and releases everything else it holds).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, Uri};
 
+use super::connection::Connection;
 use crate::error::ErrorCode;
-use crate::route::RouteTable;
 use crate::telemetry::access_log::AccessRecord;
 use crate::upstream::pool::Checkout;
 use crate::upstream::Exchange;
@@ -28,10 +27,8 @@ pub struct Placement {
 /// Everything the logging phase needs about one request.
 #[derive(Debug)]
 pub struct Finish {
-    /// The route table of the listener that accepted the request's connection.
-    table: Arc<RouteTable>,
-    /// Client address.
-    client: SocketAddr,
+    /// The connection the request came on (its listener's route table, the client).
+    conn: Arc<Connection>,
     /// When the request arrived.
     started: Instant,
     /// Method and target, kept only when an access log is written (boxed: most
@@ -65,12 +62,12 @@ pub enum Ending {
 
 impl Finish {
     /// The record of a request that has just arrived on a connection of `table`'s listener.
-    pub fn new<B>(table: &Arc<RouteTable>, client: SocketAddr, req: &Request<B>) -> Self {
+    pub fn new<B>(conn: &Arc<Connection>, req: &Request<B>) -> Self {
         Finish {
-            table: table.clone(),
-            client,
+            conn: conn.clone(),
             started: Instant::now(),
-            request_line: table
+            request_line: conn
+                .table
                 .access_log
                 .as_ref()
                 .map(|_| Box::new((req.method().clone(), req.uri().clone()))),
@@ -94,7 +91,7 @@ impl Finish {
         }
         self.recorded = true;
         let duration = self.started.elapsed();
-        let table = &*self.table;
+        let table = &*self.conn.table;
         let exchange = self.placement.as_mut().and_then(|p| p.exchange.take());
         let mut names = ("", "");
         match &self.placement {
@@ -131,7 +128,7 @@ impl Finish {
         if let (Some(access_log), Some(line)) = (&table.access_log, &self.request_line) {
             let (method, uri) = &**line;
             access_log.write(&AccessRecord {
-                client: self.client,
+                client: self.conn.client_text.as_deref().unwrap_or_default(),
                 listener: &table.listener,
                 route: names.0,
                 service: names.1,
@@ -148,6 +145,7 @@ impl Finish {
         if let Some(exchange) = exchange {
             exchange.finish(connection.filter(|_| ending == Ending::Complete));
         }
+        self.conn.clock.request_ended();
     }
 }
 

@@ -17,17 +17,16 @@
 //! 8. `logging`: runs when the body ends (see [`super::finish`]).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderValue;
 use http::{request, Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::attempts::{self, Outgoing, Sent};
+use super::connection::Connection;
 use super::finish::{Finish, Placement};
 use super::response::{client_gone_response, error_response, ResponseBody};
 use crate::body::{ClientFault, RequestBody};
@@ -38,33 +37,6 @@ use crate::route::{Route, RouteBackend, RouteTable};
 use crate::upstream::limits::Limit;
 use crate::upstream::response::UpstreamBody;
 use crate::upstream::RequestHolds;
-
-/// What every request on one downstream connection shares.
-#[derive(Debug)]
-pub struct Connection {
-    /// The route table of the listener that accepted the connection, held for the
-    /// connection's life: a later configuration never changes what an accepted connection
-    /// was routed by halfway through.
-    pub table: Arc<RouteTable>,
-    /// The client's address.
-    pub client: SocketAddr,
-    /// The client's IP as a header value, formatted once per connection for
-    /// `x-forwarded-for`.
-    pub client_ip: HeaderValue,
-}
-
-impl Connection {
-    /// State for a newly accepted connection.
-    pub fn new(table: Arc<RouteTable>, client: SocketAddr) -> Self {
-        let client_ip = HeaderValue::from_str(&client.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Connection {
-            table,
-            client,
-            client_ip,
-        }
-    }
-}
 
 /// How a request ended, before its response is built.
 enum Answer {
@@ -87,7 +59,8 @@ pub async fn handle(
     conn: Arc<Connection>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let mut finish = Finish::new(&conn.table, conn.client, &req);
+    conn.clock.request_started();
+    let mut finish = Finish::new(&conn, &req);
     let answer = proxy(&conn, req, &mut finish)
         .await
         .unwrap_or_else(|answer| answer);
@@ -260,6 +233,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+    use crate::proxy::head_timeout::HeadClock;
     use crate::snapshot::Snapshot;
     use crate::telemetry::metrics::Metrics;
 
@@ -279,7 +253,11 @@ mod tests {
         let snapshot = Snapshot::build(config, &Metrics::new(), None).expect("builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let conn = Arc::new(Connection::new(snapshot.listeners[0].clone(), address));
+        let conn = Arc::new(Connection::new(
+            snapshot.listeners[0].clone(),
+            address,
+            HeadClock::new(),
+        ));
         let size = Arc::new(AtomicUsize::new(0));
         let server = tokio::spawn({
             let size = size.clone();

@@ -11,19 +11,22 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::handler::{handle, Connection};
+use super::connection::Connection;
+use super::handler::handle;
+use super::head_timeout::{self, HeadClock, Watched};
 use crate::route::RouteTable;
 
-/// How long a client may take to send request headers before the connection is closed.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request head, from its first byte, before the
+/// connection is closed (see [`super::head_timeout`]).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The HTTP server settings shared by every listener.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Slow heads are cut off by `head_timeout`, without a timer per request.
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
@@ -34,12 +37,15 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
 
 /// Accepts connections on `listener` until `stop` turns true, then drains: idle
 /// connections close at once, in-flight requests get up to `grace` to finish (HTTP/2 clients
-/// receive GOAWAY). Returns whether every connection closed within the grace period.
+/// receive GOAWAY). Returns whether every connection closed within the grace period. A
+/// request head that takes longer than `head_timeout` from its first byte closes its
+/// connection.
 pub async fn serve(
     listener: TcpListener,
     table: Arc<RouteTable>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    head_timeout: Duration,
 ) -> bool {
     let builder = Arc::new(http_builder());
     let drain = GracefulShutdown::new();
@@ -59,18 +65,135 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(Connection::new(table.clone(), client));
+        let clock = HeadClock::new();
+        let conn = Arc::new(Connection::new(table.clone(), client, clock.clone()));
         let service = service_fn(move |req| handle(conn.clone(), req));
-        let served = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let io = TokioIo::new(Watched::new(stream, clock.clone()));
+        let served = builder.serve_connection(io, service).into_owned();
         let watched = drain.watch(served);
         tokio::spawn(async move {
-            if let Err(e) = watched.await {
-                tracing::debug!(%client, error = %e, "connection ended with an error");
+            tokio::select! {
+                ended = watched => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%client, error = %e, "connection ended with an error");
+                    }
+                }
+                () = head_timeout::expired(&clock, head_timeout) => {
+                    tracing::debug!(%client, "request head too slow; connection closed");
+                }
             }
         });
     }
     drop(listener);
     tokio::time::timeout(grace, drain.shutdown()).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::snapshot::Snapshot;
+    use crate::telemetry::metrics::Metrics;
+
+    /// An upstream that answers every request `ok` and counts the requests it saw.
+    async fn upstream() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let mut pending = Vec::new();
+                    while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if socket.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (address, seen)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_dribbling_its_head_is_cut_off_and_others_are_served() {
+        let (up, seen) = upstream().await;
+        let text = format!(
+            "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        backends: [{{ service: s }}]\nservices:\n  - {{ name: s, endpoints: [\"{up}\"] }}\n"
+        );
+        let config = crate::config::load_str("t.yaml", &text)
+            .expect("valid")
+            .config;
+        let snapshot = Snapshot::build(config, &Metrics::new(), None).expect("builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (_stop, stop) = watch::channel(false);
+        let limit = Duration::from_millis(300);
+        tokio::spawn(serve(
+            listener,
+            snapshot.listeners[0].clone(),
+            stop,
+            Duration::from_secs(1),
+            limit,
+        ));
+
+        let mut slow = TcpStream::connect(address).await.expect("connect");
+        let started = Instant::now();
+        let head = b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let mut cut_off = None;
+        for byte in head {
+            if slow.write_all(&[*byte]).await.is_err() {
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            let mut probe = [0u8; 64];
+            match tokio::time::timeout(Duration::from_millis(50), slow.read(&mut probe)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    cut_off = Some(started.elapsed());
+                    break;
+                }
+                Ok(Ok(n)) => panic!(
+                    "unexpected answer: {:?}",
+                    String::from_utf8_lossy(&probe[..n])
+                ),
+                Err(_) => {}
+            }
+        }
+        let cut_off = cut_off.expect("the dribbling client was never cut off");
+        assert!(
+            cut_off >= limit && cut_off < limit + Duration::from_millis(700),
+            "cut off after {cut_off:?}"
+        );
+        assert_eq!(
+            seen.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "nothing reached the upstream"
+        );
+
+        let mut good = TcpStream::connect(address).await.expect("connect");
+        good.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = vec![0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(3), good.read(&mut answer))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }

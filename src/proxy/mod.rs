@@ -2,7 +2,9 @@
 //! response body that carries each request's logging phase.
 
 pub mod attempts;
+pub mod connection;
 pub mod finish;
 pub mod handler;
+pub mod head_timeout;
 pub mod listener;
 pub mod response;

@@ -9,7 +9,6 @@ pub mod format;
 pub mod writer;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
@@ -23,7 +22,7 @@ pub use writer::{Queue, Settings, Writer};
 #[derive(Debug)]
 pub struct AccessRecord<'a> {
     /// Client address.
-    pub client: SocketAddr,
+    pub client: &'a str,
     /// Listener name.
     pub listener: &'a str,
     /// Route name, empty if none matched.
@@ -152,7 +151,7 @@ mod tests {
             .collect();
         for (i, uri) in paths.iter().enumerate() {
             log.write(&AccessRecord {
-                client: "127.0.0.1:40000".parse().expect("addr"),
+                client: "127.0.0.1:40000",
                 listener: "main",
                 route: "all",
                 service: "up",

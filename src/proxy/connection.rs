@@ -1,0 +1,48 @@
+//! One accepted downstream connection: what every request on it shares (its listener's
+//! route table, the client, the slow-head clock).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+
+use super::head_timeout::HeadClock;
+use crate::route::RouteTable;
+
+/// What every request on one downstream connection shares.
+#[derive(Debug)]
+pub struct Connection {
+    /// The route table of the listener that accepted the connection, held for the
+    /// connection's life: a later configuration never changes what an accepted connection
+    /// was routed by halfway through.
+    pub table: Arc<RouteTable>,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The client's IP as a header value, formatted once per connection for
+    /// `x-forwarded-for`.
+    pub client_ip: HeaderValue,
+    /// Times request heads against the slow-head limit.
+    pub clock: Arc<HeadClock>,
+    /// The client's address as the access log writes it, formatted once per connection;
+    /// `None` when the listener writes no access log.
+    pub client_text: Option<Box<str>>,
+}
+
+impl Connection {
+    /// State for a newly accepted connection.
+    pub fn new(table: Arc<RouteTable>, client: SocketAddr, clock: Arc<HeadClock>) -> Self {
+        let client_ip = HeaderValue::from_str(&client.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let client_text = table
+            .access_log
+            .as_ref()
+            .map(|_| client.to_string().into_boxed_str());
+        Connection {
+            table,
+            client,
+            client_ip,
+            clock,
+            client_text,
+        }
+    }
+}
