@@ -1,8 +1,6 @@
-//! Helpers for the library's unit tests (compiled only for them).
-//!
-//! The integration tests in `tests/it` link the library as built for users, without this
-//! module, so `tests/it/support.rs` keeps its own copy of [`eventually`], with the same
-//! signature and behaviour.
+//! Helpers for the tests: compiled into the library only for its unit tests, and included
+//! by the integration tests (`tests/it/main.rs` names this file), so both use one
+//! [`eventually`] without it becoming part of the library users get.
 
 use std::time::Duration;
 

@@ -20,6 +20,10 @@ use crate::route::RouteTable;
 /// connection is closed (see [`super::head_timeout`]).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Largest read buffer of a downstream HTTP/1.1 connection: a request head beyond it is
+/// refused with 431.
+const MAX_BUF_SIZE: usize = 64 * 1024;
+
 /// The HTTP server settings shared by every listener.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -27,6 +31,9 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
         .http1()
         // Slow heads are cut off by `head_timeout`, without a timer per request.
         .header_read_timeout(None)
+        // hyper's own default lets one connection buffer about 400 KB; a request head (and
+        // the read-ahead of a body) needs far less, and every pod pays per connection.
+        .max_buf_size(MAX_BUF_SIZE)
         .keep_alive(true);
     builder
         .http2()

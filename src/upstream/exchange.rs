@@ -1,12 +1,13 @@
 //! One upstream exchange: a request sent to one endpoint and the response that comes back.
 //!
 //! The [`Exchange`] is the one owner of everything an attempt holds: the endpoint lease
-//! (its in-flight count), the connection checked out of the endpoint's pool, the retry
-//! permit of a retry, and, for the attempt whose answer is relayed, the request's
-//! `max_requests` slot, retry-budget share and circuit-breaker admission. Dropping it, on
-//! any path (success, error, client gone, timeout, unwinding), gives all of it back exactly
-//! once; a connection goes back to the pool only through [`Exchange::finish`] after a
-//! response body ended cleanly, and closes otherwise.
+//! (its in-flight count), the retry permit of a retry, the client's body while it streams,
+//! and, for the attempt whose answer is relayed, the request's `max_requests` slot,
+//! retry-budget share and circuit-breaker admission. Dropping it, on any path (success,
+//! error, client gone, timeout, unwinding), gives all of it back exactly once. The HTTP/1.1
+//! connection travels with the response body it is read from (the body reads straight from
+//! the socket) and goes back to the pool only through [`Exchange::finish`], once that body
+//! ended cleanly; dropped anywhere else, it closes.
 //!
 //! The exchange also judges **who failed**. A client body that broke off or was malformed,
 //! or a client too slow to send it, is the client's fault ([`Judged::Client`]) and is

@@ -67,9 +67,10 @@ impl fmt::Display for UpstreamError {
 }
 
 /// Idle HTTP/1.1 connections one endpoint keeps at most; more are closed when they come
-/// back. A sidecar serves one application: a few dozen warm connections cover its
-/// concurrency, and each idle one costs a socket on both sides.
-pub const MAX_IDLE_PER_ENDPOINT: usize = 64;
+/// back. It must cover the application's concurrency, or a burst of concurrent requests
+/// turns into new connections on every request (an h2c client with 256 streams in flight
+/// needs 256); an idle connection holds only its socket (its read buffer is freed).
+pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
 /// An HTTP/1.1 connection checked out of the pool for one exchange; it goes back with
 /// [`Pool::check_in`] once the response body has ended cleanly, and closes when dropped.

@@ -13,3 +13,5 @@ mod proxy;
 mod resilience;
 mod streaming;
 mod support;
+#[path = "../../src/test_support.rs"]
+mod test_support;

@@ -20,22 +20,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 
-/// Polls `condition` every 10 ms until it holds or `limit` passes; whether it held.
-///
-/// The same helper as the library's unit tests use (`src/test_support.rs`), which these
-/// tests cannot reach: they link the library as built for users, without its test code.
-pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    condition()
-}
+pub(crate) use crate::test_support::eventually;
 
 /// A port that was free a moment ago (bind to :0 and release).
 pub fn free_port() -> u16 {
