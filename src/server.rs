@@ -159,14 +159,10 @@ impl Server {
             let Some(service) = snapshot.services.get(&s.name) else {
                 continue;
             };
-            if service.outlier.is_some() {
-                let (service, stop) = (service.clone(), stop_rx.clone());
-                background.push(tokio::spawn(async move {
-                    if let Some(outlier) = &service.outlier {
-                        service.run_outlier_sweeps(outlier, stop).await;
-                    }
-                }));
-            }
+            let (sweeping, stop) = (service.clone(), stop_rx.clone());
+            background.push(tokio::spawn(async move {
+                sweeping.run_outlier_sweeps(&sweeping.outlier, stop).await
+            }));
             if let Some(hc) = &s.health_check {
                 background.push(tokio::spawn(crate::upstream::health::run(
                     service.clone(),

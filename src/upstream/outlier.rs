@@ -34,12 +34,17 @@ use crate::telemetry::metrics::{EjectionLabels, Metrics};
 /// `base_ejection_time` itself is longer.
 const MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
 
+/// Connect failures in a row that take an endpoint out of rotation in a service without
+/// `outlier_detection` (nginx's `max_fails` and most balancers fail over on far fewer).
+pub const DEFAULT_CONNECT_FAILURES: u32 = 5;
+
 /// Outlier detection for one service: judges attempts, ejects endpoints and returns them.
 #[derive(Debug)]
 pub struct OutlierDetector {
     service: String,
     consecutive_5xx: u32,
     consecutive_gateway_errors: u32,
+    consecutive_connect_failures: u32,
     interval: Duration,
     base_ejection_time: Duration,
     max_ejection_time: Duration,
@@ -59,12 +64,33 @@ impl OutlierDetector {
             service: service.to_string(),
             consecutive_5xx: cfg.consecutive_5xx,
             consecutive_gateway_errors: cfg.consecutive_gateway_errors,
+            consecutive_connect_failures: 0,
             interval: cfg.interval,
             base_ejection_time: cfg.base_ejection_time,
             max_ejection_time: cfg.base_ejection_time.max(MAX_EJECTION_TIME),
             max_ejection_percent: cfg.max_ejection_percent,
             metrics,
             ejecting: Mutex::new(()),
+        }
+    }
+
+    /// The detection every service has when it configures none: an endpoint that refuses
+    /// or drops [`DEFAULT_CONNECT_FAILURES`] connections in a row leaves rotation, for
+    /// Envoy's default times (30 s base ejection, a sweep every 10 s, at most 10 % of the
+    /// service at once, and always one). A dead endpoint should not keep failing a share of
+    /// the requests until someone configures outlier detection; 5xx answers are left alone,
+    /// since without configuration weir cannot know which of them the service means.
+    pub fn connect_failures_only(service: &str, metrics: Arc<Metrics>) -> Self {
+        let cfg = OutlierDetection {
+            consecutive_5xx: 0,
+            consecutive_gateway_errors: 0,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_percent: 10.0,
+        };
+        OutlierDetector {
+            consecutive_connect_failures: DEFAULT_CONNECT_FAILURES,
+            ..OutlierDetector::new(service, &cfg, metrics)
         }
     }
 
@@ -95,6 +121,21 @@ impl OutlierDetector {
             return false;
         }
         let mut reason = None;
+        if self.consecutive_connect_failures > 0 {
+            if outcome == Outcome::ConnectFailed {
+                let run = outlier
+                    .consecutive_connect_failures
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
+                if run >= self.consecutive_connect_failures {
+                    reason = Some(EjectionReason::ConsecutiveConnectFailures);
+                }
+            } else if outlier.consecutive_connect_failures.load(Ordering::Relaxed) != 0 {
+                outlier
+                    .consecutive_connect_failures
+                    .store(0, Ordering::Relaxed);
+            }
+        }
         if self.consecutive_gateway_errors > 0 {
             if outcome.is_gateway_error() {
                 let run = outlier
@@ -162,6 +203,7 @@ impl OutlierDetector {
         let threshold = match reason {
             EjectionReason::Consecutive5xx => self.consecutive_5xx,
             EjectionReason::ConsecutiveGatewayErrors => self.consecutive_gateway_errors,
+            EjectionReason::ConsecutiveConnectFailures => self.consecutive_connect_failures,
         };
         *outlier
             .ejection
@@ -547,5 +589,41 @@ mod tests {
             .count();
         assert_eq!(ejections, 0);
         assert!(!gone.outlier.is_ejected());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_configuration_five_connect_failures_in_a_row_eject_and_5xx_never_do() {
+        let (s, metrics) = service(3);
+        let d = OutlierDetector::connect_failures_only("s", metrics.clone());
+        assert_eq!(
+            record_n(&d, &s, 0, Outcome::Response(503), 50),
+            0,
+            "5xx is the service's business"
+        );
+        assert_eq!(record_n(&d, &s, 0, Outcome::Reset, 50), 0);
+        assert_eq!(record_n(&d, &s, 0, Outcome::ConnectFailed, 4), 0);
+        assert_eq!(
+            record_n(&d, &s, 0, Outcome::Response(200), 1),
+            0,
+            "an answer ends the run"
+        );
+        assert_eq!(record_n(&d, &s, 0, Outcome::ConnectFailed, 4), 0);
+        assert_eq!(record_n(&d, &s, 0, Outcome::ConnectFailed, 1), 1);
+        let ejection = s.endpoint_set().endpoints[0]
+            .outlier
+            .ejection()
+            .expect("ejected");
+        assert_eq!(
+            (ejection.reason, ejection.threshold, ejection.duration),
+            (EjectionReason::ConsecutiveConnectFailures, 5, 30 * S)
+        );
+        assert!(metrics
+            .render()
+            .contains("reason=\"consecutive_connect_failures\"} 1"));
+        assert_eq!(
+            record_n(&d, &s, 1, Outcome::ConnectFailed, 5),
+            0,
+            "10 % of 3 endpoints: one at a time"
+        );
     }
 }

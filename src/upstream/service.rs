@@ -81,8 +81,9 @@ pub struct Service {
     publishing: std::sync::Mutex<()>,
     /// The Hystrix circuit breaker, when configured.
     pub breaker: Option<CircuitBreaker>,
-    /// Outlier detection, when configured.
-    pub outlier: Option<OutlierDetector>,
+    /// Outlier detection: as configured, or by default the ejection of an endpoint after
+    /// five connect failures in a row.
+    pub outlier: OutlierDetector,
 }
 
 impl Service {
@@ -125,10 +126,10 @@ impl Service {
                 .circuit_breaker
                 .as_ref()
                 .map(|b| CircuitBreaker::new(&cfg.name, b, &metrics)),
-            outlier: cfg
-                .outlier_detection
-                .as_ref()
-                .map(|o| OutlierDetector::new(&cfg.name, o, metrics.clone())),
+            outlier: match &cfg.outlier_detection {
+                Some(o) => OutlierDetector::new(&cfg.name, o, metrics.clone()),
+                None => OutlierDetector::connect_failures_only(&cfg.name, metrics.clone()),
+            },
             metrics,
         };
         let statics: Vec<(SocketAddr, u32)> = cfg
@@ -193,10 +194,11 @@ impl Service {
     /// Reports one attempt's outcome at `endpoint` to outlier detection, and takes the
     /// endpoint out of rotation when that ejects it.
     pub fn record_attempt(&self, endpoint: &Endpoint, outcome: Outcome) {
-        if let Some(outlier) = &self.outlier {
-            if outlier.record(endpoint, outcome, &self.endpoints.load().endpoints) {
-                self.refresh_rotation();
-            }
+        if self
+            .outlier
+            .record(endpoint, outcome, &self.endpoints.load().endpoints)
+        {
+            self.refresh_rotation();
         }
     }
 

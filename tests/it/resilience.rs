@@ -1109,3 +1109,43 @@ async fn a_client_too_slow_to_send_a_retryable_body_gets_408_within_the_route_ti
     );
     assert_eq!(up.hits(), 0, "nothing reached the upstream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_outlier_detection_a_dead_endpoint_leaves_rotation_after_five_connect_failures() {
+    let up = Upstream::start("alive").await;
+    let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let port = free_port();
+    let routes = "      - name: all\n        backends: [{ service: pair }]";
+    // Round robin over a live and a dead endpoint, no outlier_detection configured.
+    let services = format!(
+        "  - {{ name: pair, load_balancer: round_robin, endpoints: [\"{}\", \"{dead}\"] }}\n",
+        up.addr
+    );
+    let weir = Weir::start(&config(port, routes, &services)).await;
+    let mut client = Client::connect(local(port)).await.unwrap();
+    let mut failed = 0;
+    for _ in 0..40 {
+        let (status, headers, _) = client.get("/", &[]).await.unwrap();
+        if status != 200 {
+            assert_eq!((status, weir_error(&headers)), (502, "connect_failed"));
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failed, 5,
+        "the dead endpoint failed five requests, then left rotation"
+    );
+    let (state, reason) = endpoint_state(&weir, "pair", dead).await.expect("listed");
+    assert_eq!(state, "ejected");
+    assert!(
+        reason.starts_with("ejected by outlier detection (5 consecutive connect failures) for 30s"),
+        "{reason}"
+    );
+    assert_eq!(
+        endpoint_state(&weir, "pair", up.addr)
+            .await
+            .map(|s| s.0)
+            .as_deref(),
+        Some("healthy")
+    );
+}

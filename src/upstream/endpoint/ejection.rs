@@ -18,6 +18,8 @@ pub enum EjectionReason {
     Consecutive5xx,
     /// `consecutive_gateway_errors` gateway errors in a row.
     ConsecutiveGatewayErrors,
+    /// Connect failures in a row (the default detection of a service that configures none).
+    ConsecutiveConnectFailures,
 }
 
 impl EjectionReason {
@@ -26,6 +28,7 @@ impl EjectionReason {
         match self {
             EjectionReason::Consecutive5xx => "consecutive_5xx",
             EjectionReason::ConsecutiveGatewayErrors => "consecutive_gateway_errors",
+            EjectionReason::ConsecutiveConnectFailures => "consecutive_connect_failures",
         }
     }
 }
@@ -51,6 +54,9 @@ impl fmt::Display for Ejection {
             EjectionReason::ConsecutiveGatewayErrors => {
                 write!(f, "{} consecutive gateway errors", self.threshold)
             }
+            EjectionReason::ConsecutiveConnectFailures => {
+                write!(f, "{} consecutive connect failures", self.threshold)
+            }
         }
     }
 }
@@ -61,6 +67,7 @@ impl fmt::Display for Ejection {
 pub struct EndpointOutlier {
     pub(in crate::upstream) consecutive_5xx: AtomicU32,
     pub(in crate::upstream) consecutive_gateway_errors: AtomicU32,
+    pub(in crate::upstream) consecutive_connect_failures: AtomicU32,
     pub(in crate::upstream) ejected: AtomicBool,
     /// The ejection multiplier: incremented by each ejection, decremented by each sweep that
     /// finds the endpoint in rotation.
@@ -112,7 +119,11 @@ impl EndpointOutlier {
     /// Clears both failure runs; writes only when a run was under way, so a stream of
     /// successes does not bounce the cache line between workers.
     pub(in crate::upstream) fn reset_counts(&self) {
-        for count in [&self.consecutive_5xx, &self.consecutive_gateway_errors] {
+        for count in [
+            &self.consecutive_5xx,
+            &self.consecutive_gateway_errors,
+            &self.consecutive_connect_failures,
+        ] {
             if count.load(Ordering::Relaxed) != 0 {
                 count.store(0, Ordering::Relaxed);
             }
