@@ -229,6 +229,12 @@ impl ProxyError {
         )
     }
 
+    /// 400 `bad_request`: the client's request head is one weir will not forward (two
+    /// `host` fields, say); `why` says what is wrong.
+    pub fn bad_request(why: &str) -> Self {
+        Self::new(ErrorCode::BadRequest, format!("bad request: {why}"))
+    }
+
     /// 400 `bad_request`: the client's request body was malformed or broke off.
     pub fn bad_request_body(why: &dyn fmt::Display) -> Self {
         Self::new(

@@ -54,6 +54,11 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
             {
                 continue; // Already removed below; the common case allocates nothing.
             }
+            // `connection: host` must not take the request's target away (RFC 9110 §7.6.1:
+            // a sender must not list fields that describe the message itself).
+            if token.eq_ignore_ascii_case("host") {
+                continue;
+            }
             if let Ok(name) = HeaderName::from_bytes(token.to_ascii_lowercase().as_bytes()) {
                 named.push(name);
             }
@@ -119,6 +124,13 @@ pub fn set_target(
     match protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
+            // An absolute-form target (or HTTP/2's `:authority`) names the target; a `host`
+            // field that says otherwise gives way (RFC 9112 §3.2.2).
+            if let Some(authority) = parts.uri.authority() {
+                if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
             // The common request, origin form with a `host` field, is already right.
             if !parts.headers.contains_key(header::HOST) {
                 let host = authority(parts);

@@ -2,6 +2,7 @@
 //! phase is a function below; [`proxy`] runs them in order and any of them may end the
 //! request with the error weir answers with:
 //!
+//! 0. [`check_head`]: refuse a request head weir must not forward (400 `bad_request`);
 //! 1. [`route`]: find the first route whose match holds (else 404 `no_route`);
 //! 2. [`split`]: choose a weighted backend service;
 //! 3. [`inject_fault`]: injected delay or abort (`fault_abort`);
@@ -61,10 +62,11 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.clock.request_started();
     let mut finish = Finish::new(&conn, &req);
+    let version = req.version();
     let answer = proxy(&conn, req, &mut finish)
         .await
         .unwrap_or_else(|answer| answer);
-    Ok(respond(answer, finish))
+    Ok(respond(answer, finish, version))
 }
 
 /// Runs the phases in order; `Err` is an answer that ended the request early.
@@ -74,6 +76,7 @@ async fn proxy(
     finish: &mut Finish,
 ) -> Result<Answer, Answer> {
     let table = &*conn.table;
+    check_head(&req)?;
     let route_index = route(table, &req)?;
     let route = &table.routes[route_index];
     let backend_index = split(route)?;
@@ -98,6 +101,19 @@ async fn proxy(
         Sent::Failed(err) => Answer::Error(err),
         Sent::ClientGone => Answer::ClientGone,
     })
+}
+
+/// Phase 0: a request weir must not forward. Two `host` fields name two different targets
+/// (RFC 9110 §7.2: a request has one): a proxy and the application behind it could each
+/// believe another, so it is refused.
+fn check_head(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    let mut hosts = req.headers().get_all(http::header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Err(ProxyError::bad_request(
+            "the request has more than one host field",
+        ));
+    }
+    Ok(())
 }
 
 /// Phase 1: the first route of the listener whose match holds.
@@ -153,11 +169,13 @@ fn admit(route: &Route, backend: &RouteBackend) -> Result<RequestHolds, ProxyErr
     })
 }
 
-/// Phase 7: the response the client gets, carrying the logging phase in its body.
-fn respond(answer: Answer, mut finish: Finish) -> Response<ResponseBody> {
+/// Phase 7: the response the client gets, in the client's own HTTP version whatever the
+/// upstream spoke, carrying the logging phase in its body.
+fn respond(answer: Answer, mut finish: Finish, version: http::Version) -> Response<ResponseBody> {
     match answer {
         Answer::Upstream(response) => {
             let (mut parts, body) = response.into_parts();
+            parts.version = version;
             headers::strip_hop_by_hop(&mut parts.headers);
             finish.status = parts.status.as_u16();
             Response::from_parts(parts, ResponseBody::upstream(body, finish))

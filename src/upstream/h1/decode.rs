@@ -134,7 +134,10 @@ fn framing(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Ok((BodyKind::UntilClose, false));
+        // weir forwards no `upgrade` field, so no request it sends asked to switch.
+        return Err(Malformed(
+            "101 Switching Protocols to a request that asked for no upgrade",
+        ));
     }
     if no_body {
         return Ok((BodyKind::Empty, keep_alive));
