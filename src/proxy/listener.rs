@@ -24,6 +24,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// refused with 431.
 const MAX_BUF_SIZE: usize = 64 * 1024;
 
+/// Concurrent streams one downstream HTTP/2 connection may have open.
+const MAX_CONCURRENT_STREAMS: u32 = 200;
+
 /// The HTTP server settings shared by every listener.
 fn http_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -38,7 +41,9 @@ fn http_builder() -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(1024);
+        // Envoy's default for a downstream HTTP/2 connection; one connection's requests
+        // beyond it wait in the client, not as upstream connections.
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     builder
 }
 

@@ -505,3 +505,33 @@ async fn access_lines_are_flushed_on_shutdown_and_escaped_in_json() {
     let decimals = ms.split_once('.').map_or(0, |(_, d)| d.len());
     assert!(decimals <= 3, "duration_ms {ms} has at most 3 decimals");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_http2_connection_gets_at_most_200_concurrent_streams() {
+    let up = Upstream::start("up").await;
+    up.state
+        .delay_ms
+        .store(300, std::sync::atomic::Ordering::SeqCst);
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: warn, access_log: false }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{}\"] }}\n",
+        up.addr
+    );
+    let _weir = Weir::start(&yaml).await;
+    // One connection asking for 1,000 streams at once (bounded: 1,000 requests, 30 s).
+    let out = std::process::Command::new("timeout")
+        .args(["30", "h2load", "-c1", "-m1000", "-n1000", "-t1"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("h2load runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1000 succeeded"),
+        "every request was answered: {text}"
+    );
+    let connections = up.connections();
+    assert!(
+        (1..=200).contains(&connections),
+        "{connections} upstream connections for one client connection"
+    );
+}
