@@ -283,8 +283,9 @@ pub struct Service {
     /// Idle pooled connections are closed after this long. Default 60s. (weir extension)
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
-    /// Connection and request limits.
-    pub limits: Option<Limits>,
+    /// Connection and request limits: as configured, or Envoy's defaults (shown at
+    /// `/config`, so the effective values are never a guess).
+    pub limits: Limits,
     /// Hystrix-style circuit breaker.
     pub circuit_breaker: Option<CircuitBreaker>,
     /// Envoy-style outlier ejection.
@@ -360,7 +361,8 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-/// Connection and request limits.
+/// Connection and request limits. The default is Envoy's: 1,024 connections, pending
+/// requests and requests, and 3 retries in flight.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Limits {
     /// Upstream connections across all endpoints.
@@ -371,6 +373,17 @@ pub struct Limits {
     pub max_requests: u32,
     /// Retries in flight.
     pub max_retries: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
 }
 
 /// Hystrix circuit-breaker settings.

@@ -102,7 +102,7 @@ fn reference_example_decodes_to_the_documented_values() {
     assert_eq!(reviews.load_balancer, LoadBalancer::LeastRequest);
     assert_eq!(reviews.endpoints[1].weight, 2);
     assert_eq!(reviews.idle_timeout, std::time::Duration::from_secs(60));
-    assert_eq!(reviews.limits.as_ref().map(|l| l.max_retries), Some(3));
+    assert_eq!(Some(reviews.limits.max_retries), Some(3));
     assert!(matches!(
         &config.services[1].discovery,
         Some(Discovery::Dns { port: 9080, .. })

@@ -13,9 +13,6 @@ use tokio::sync::Notify;
 use crate::config;
 use crate::telemetry::metrics::{Metrics, OverflowLabels};
 
-/// Envoy's default for every threshold.
-const DEFAULT_LIMIT: u32 = 1024;
-
 /// Which limit refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
@@ -73,17 +70,15 @@ const ALL: [Limit; 4] = [
 ];
 
 impl Limits {
-    /// Limits of `service` from its config (Envoy's defaults of 1024 each when absent).
-    pub fn new(service: &str, cfg: Option<&config::Limits>, metrics: &Metrics) -> Arc<Self> {
-        let max = match cfg {
-            Some(c) => [
-                c.max_connections,
-                c.max_pending_requests,
-                c.max_requests,
-                c.max_retries,
-            ],
-            None => [DEFAULT_LIMIT; 4],
-        };
+    /// Limits of `service` from its config (which holds Envoy's defaults when the
+    /// configuration names none).
+    pub fn new(service: &str, cfg: &config::Limits, metrics: &Metrics) -> Arc<Self> {
+        let max = [
+            cfg.max_connections,
+            cfg.max_pending_requests,
+            cfg.max_requests,
+            cfg.max_retries,
+        ];
         let overflows = ALL.map(|l| {
             metrics.overflow.get_or_create_owned(&OverflowLabels {
                 service: service.to_string(),
@@ -192,7 +187,7 @@ mod tests {
             max_requests,
             max_retries: 1,
         };
-        (Limits::new("svc", Some(&cfg), &metrics), metrics)
+        (Limits::new("svc", &cfg, &metrics), metrics)
     }
 
     #[test]

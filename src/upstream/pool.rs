@@ -393,7 +393,7 @@ mod tests {
             UpstreamProtocol::Http2,
             Duration::from_millis(200),
             Duration::from_secs(60),
-            Limits::new("s", None, &Metrics::new()),
+            Limits::new("s", &Default::default(), &Metrics::new()),
         ));
         let started = Instant::now();
         let waiters: Vec<_> = (0..5)

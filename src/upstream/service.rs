@@ -120,7 +120,7 @@ impl Service {
             route_slots,
             endpoints: ArcSwap::from_pointee(EndpointSet::build(cfg.load_balancer, Vec::new())),
             state_gauges,
-            limits: Limits::new(&cfg.name, cfg.limits.as_ref(), &metrics),
+            limits: Limits::new(&cfg.name, &cfg.limits, &metrics),
             publishing: std::sync::Mutex::new(()),
             breaker: cfg
                 .circuit_breaker

@@ -142,3 +142,21 @@ async fn ready_live_config_and_services() {
     assert_eq!(endpoints[1]["weight"], 0);
     assert_eq!(get(weir.admin, "/nope", &[]).await.unwrap().0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_shows_the_default_limits_of_a_service_that_sets_none() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&yaml(port, up.addr)).await;
+    let (_, _, config) = get(weir.admin, "/config", &[]).await.unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        config["services"][0]["limits"],
+        serde_json::json!({
+            "max_connections": 1024,
+            "max_pending_requests": 1024,
+            "max_requests": 1024,
+            "max_retries": 3
+        })
+    );
+}

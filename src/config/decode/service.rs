@@ -177,7 +177,7 @@ fn decode_service(
         protocol: protocol?,
         connect_timeout: connect_timeout?,
         idle_timeout: idle_timeout?,
-        limits: limits?,
+        limits: limits?.unwrap_or_default(),
         circuit_breaker: circuit_breaker?,
         outlier_detection: outlier_detection?,
         health_check: health_check?,
