@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Discovery, ListenerProtocol};
+use crate::proxy::listener::ListenerPolicy;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::telemetry::access_log::{self, AccessLog};
 use crate::telemetry::metrics::Metrics;
@@ -126,7 +127,7 @@ impl Server {
                 snapshot.listeners[index].clone(),
                 stop_rx.clone(),
                 grace,
-                crate::proxy::listener::HEADER_READ_TIMEOUT,
+                ListenerPolicy::new(&config.listeners[index], &state.metrics),
             )));
         }
 

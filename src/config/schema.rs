@@ -81,8 +81,86 @@ pub struct Listener {
     pub transparent: bool,
     /// Inbound TLS settings.
     pub tls: Option<ListenerTls>,
+    /// Bounds on what one client may make the listener hold.
+    pub limits: ListenerLimits,
+    /// How long a connection may wait on its client.
+    pub timeouts: ListenerTimeouts,
     /// Routes in order; the first match wins. Never empty.
     pub routes: Vec<Route>,
+}
+
+/// Bounds on what clients may make one listener hold (defaults from Envoy, except
+/// `max_connections`, which follows the process's file-descriptor limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ListenerLimits {
+    /// Open downstream connections; beyond it the newest are closed at once.
+    pub max_connections: u32,
+    /// Largest request header block (HTTP/1.1 head, HTTP/2 header list); beyond it 431.
+    pub max_request_header_bytes: u32,
+    /// Most header fields in one request; beyond it 431.
+    pub max_request_headers: u32,
+    /// Concurrent streams one HTTP/2 connection may have open.
+    pub max_concurrent_streams: u32,
+}
+
+/// How long a listener's connections may wait on their client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ListenerTimeouts {
+    /// From accepting a connection to its first byte (and, for HTTP/2, to its first
+    /// request); from a request head's first byte to its last.
+    #[serde(with = "duration")]
+    pub first_byte: Duration,
+    /// A keep-alive connection with no request in flight is closed after this.
+    #[serde(with = "duration")]
+    pub idle: Duration,
+    /// A request or response body that moves no byte for this long is ended.
+    #[serde(with = "duration")]
+    pub stream_idle: Duration,
+}
+
+impl Default for ListenerTimeouts {
+    fn default() -> Self {
+        ListenerTimeouts {
+            first_byte: Duration::from_secs(10),
+            idle: Duration::from_secs(3600),
+            stream_idle: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ListenerLimits {
+    /// The defaults: Envoy's header limits (60 KiB, 100 fields), 200 HTTP/2 streams, and
+    /// connections up to `fd_limit` less a reserve for upstream connections and files.
+    pub fn with_defaults(fd_limit: u64) -> Self {
+        ListenerLimits {
+            max_connections: default_max_connections(fd_limit),
+            max_request_header_bytes: 60 * 1024,
+            max_request_headers: 100,
+            max_concurrent_streams: 200,
+        }
+    }
+}
+
+/// Downstream connections one listener accepts by default: half the file descriptors the
+/// process may open (each proxied connection needs an upstream one too), less 32 kept for
+/// the admin server, logs and configuration files; at least 16.
+pub fn default_max_connections(fd_limit: u64) -> u32 {
+    let half = fd_limit.saturating_sub(32) / 2;
+    u32::try_from(half).unwrap_or(u32::MAX).max(16)
+}
+
+/// The process's soft limit on open files (`ulimit -n`), read from `/proc/self/limits`;
+/// 1024 when it cannot be read.
+pub fn open_files_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|soft| soft.parse().ok())
+        })
+        .unwrap_or(1024)
 }
 
 /// What a listener speaks.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use http::header::HeaderValue;
 
-use super::head_timeout::HeadClock;
+use super::client_timeouts::ClientClock;
 use crate::route::RouteTable;
 
 /// What every request on one downstream connection shares.
@@ -22,7 +22,7 @@ pub struct Connection {
     /// `x-forwarded-for`.
     pub client_ip: HeaderValue,
     /// Times request heads against the slow-head limit.
-    pub clock: Arc<HeadClock>,
+    pub clock: Arc<ClientClock>,
     /// The client's address as the access log writes it, formatted once per connection;
     /// `None` when the listener writes no access log.
     pub client_text: Option<Box<str>>,
@@ -30,7 +30,7 @@ pub struct Connection {
 
 impl Connection {
     /// State for a newly accepted connection.
-    pub fn new(table: Arc<RouteTable>, client: SocketAddr, clock: Arc<HeadClock>) -> Self {
+    pub fn new(table: Arc<RouteTable>, client: SocketAddr, clock: Arc<ClientClock>) -> Self {
         let client_ip = HeaderValue::from_str(&client.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let client_text = table

@@ -251,7 +251,7 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
-    use crate::proxy::head_timeout::HeadClock;
+    use crate::proxy::client_timeouts::ClientClock;
     use crate::snapshot::Snapshot;
     use crate::telemetry::metrics::Metrics;
 
@@ -274,7 +274,7 @@ mod tests {
         let conn = Arc::new(Connection::new(
             snapshot.listeners[0].clone(),
             address,
-            HeadClock::new(),
+            ClientClock::new(),
         ));
         let size = Arc::new(AtomicUsize::new(0));
         let server = tokio::spawn({

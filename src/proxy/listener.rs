@@ -1,6 +1,7 @@
 //! Accepting connections: each accepted socket is served as HTTP/1.1 or HTTP/2 (prior
 //! knowledge), detected from its first bytes, until the server drains.
 
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,59 +9,106 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::accept::AcceptBackoff;
+use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use super::connection::Connection;
 use super::handler::handle;
-use super::head_timeout::{self, HeadClock, Watched};
+use crate::config::{self, ListenerLimits};
 use crate::route::RouteTable;
+use crate::telemetry::metrics::{DownstreamErrorLabels, Metrics};
 
-/// How long a client may take to send a request head, from its first byte, before the
-/// connection is closed (see [`super::head_timeout`]).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a listener enforces on its connections, resolved from its configuration.
+#[derive(Debug, Clone)]
+pub struct ListenerPolicy {
+    /// The listener's name, for logs.
+    pub name: String,
+    /// Connection, header and stream bounds.
+    pub limits: ListenerLimits,
+    /// First-byte, slow-head and idle timeouts.
+    pub timeouts: ClientTimeouts,
+    /// `weir_downstream_errors_total{kind="rejected"}`: connections over `max_connections`.
+    rejected: Counter,
+    /// `weir_downstream_errors_total{kind="timeout"}`: connections closed by a timeout.
+    timed_out: Counter,
+}
 
-/// Largest read buffer of a downstream HTTP/1.1 connection: a request head beyond it is
-/// refused with 431.
-const MAX_BUF_SIZE: usize = 64 * 1024;
+impl ListenerPolicy {
+    /// The policy of `listener`, with its metric handles resolved.
+    pub fn new(listener: &config::Listener, metrics: &Metrics) -> Self {
+        let counter = |kind: &str| {
+            metrics
+                .downstream_errors
+                .get_or_create_owned(&DownstreamErrorLabels {
+                    listener: listener.name.clone(),
+                    kind: kind.to_string(),
+                })
+        };
+        ListenerPolicy {
+            name: listener.name.clone(),
+            limits: listener.limits,
+            timeouts: ClientTimeouts {
+                first_byte: listener.timeouts.first_byte,
+                idle: listener.timeouts.idle,
+            },
+            rejected: counter("rejected"),
+            timed_out: counter("timeout"),
+        }
+    }
+}
 
-/// Concurrent streams one downstream HTTP/2 connection may have open.
-const MAX_CONCURRENT_STREAMS: u32 = 200;
-
-/// The HTTP server settings shared by every listener.
-fn http_builder() -> auto::Builder<TokioExecutor> {
+/// The HTTP server settings of a listener with `limits`.
+fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // Slow heads are cut off by `head_timeout`, without a timer per request.
+        // Slow heads are cut off by `client_timeouts`, without a timer per request.
         .header_read_timeout(None)
-        // hyper's own default lets one connection buffer about 400 KB; a request head (and
-        // the read-ahead of a body) needs far less, and every pod pays per connection.
-        .max_buf_size(MAX_BUF_SIZE)
+        // A request head beyond the cap is refused with 431 without buffering more; hyper's
+        // own default lets one connection buffer about 400 KB.
+        .max_buf_size(limits.max_request_header_bytes as usize)
+        .max_headers(limits.max_request_headers as usize)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        // Envoy's default for a downstream HTTP/2 connection; one connection's requests
-        // beyond it wait in the client, not as upstream connections.
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        .max_header_list_size(limits.max_request_header_bytes)
+        // One connection's requests beyond it wait in the client, not as upstream
+        // connections.
+        .max_concurrent_streams(limits.max_concurrent_streams);
     builder
+}
+
+/// Counts a connection among its listener's open ones while it lives.
+struct OpenConnection(Arc<AtomicU32>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then drains: idle
 /// connections close at once, in-flight requests get up to `grace` to finish (HTTP/2 clients
-/// receive GOAWAY). Returns whether every connection closed within the grace period. A
-/// request head that takes longer than `head_timeout` from its first byte closes its
-/// connection.
+/// receive GOAWAY). Returns whether every connection closed within the grace period.
+///
+/// `policy` bounds what clients may make it hold: beyond `max_connections` the newest
+/// connection is closed at once; a connection that keeps weir waiting longer than its
+/// timeouts allow is closed (see [`client_timeouts`]); both are counted.
 pub async fn serve(
     listener: TcpListener,
     table: Arc<RouteTable>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
-    head_timeout: Duration,
+    policy: ListenerPolicy,
 ) -> bool {
-    let builder = Arc::new(http_builder());
+    let builder = Arc::new(http_builder(&policy.limits));
     let drain = GracefulShutdown::new();
+    let open = Arc::new(AtomicU32::new(0));
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -70,28 +118,38 @@ pub async fn serve(
         let (stream, client) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of file descriptors and similar: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                backoff.failed(&policy.name, &e).await;
                 continue;
             }
         };
+        backoff.succeeded();
+        if open.load(Relaxed) >= policy.limits.max_connections {
+            policy.rejected.inc();
+            tracing::debug!(%client, listener = %policy.name, "max_connections reached; connection closed");
+            drop(stream);
+            continue;
+        }
+        open.fetch_add(1, Relaxed);
+        let counted = OpenConnection(open.clone());
         let _ = stream.set_nodelay(true);
-        let clock = HeadClock::new();
+        let clock = ClientClock::new();
         let conn = Arc::new(Connection::new(table.clone(), client, clock.clone()));
         let service = service_fn(move |req| handle(conn.clone(), req));
         let io = TokioIo::new(Watched::new(stream, clock.clone()));
         let served = builder.serve_connection(io, service).into_owned();
         let watched = drain.watch(served);
+        let (timeouts, timed_out) = (policy.timeouts, policy.timed_out.clone());
         tokio::spawn(async move {
+            let _counted = counted;
             tokio::select! {
                 ended = watched => {
                     if let Err(e) = ended {
                         tracing::debug!(%client, error = %e, "connection ended with an error");
                     }
                 }
-                () = head_timeout::expired(&clock, head_timeout) => {
-                    tracing::debug!(%client, "request head too slow; connection closed");
+                why = client_timeouts::expired(&clock, timeouts) => {
+                    timed_out.inc();
+                    tracing::debug!(%client, reason = why.as_str(), "connection closed");
                 }
             }
         });
@@ -154,12 +212,14 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let (_stop, stop) = watch::channel(false);
         let limit = Duration::from_millis(300);
+        let mut policy = ListenerPolicy::new(&snapshot.config.listeners[0], &Metrics::new());
+        policy.timeouts.first_byte = limit;
         tokio::spawn(serve(
             listener,
             snapshot.listeners[0].clone(),
             stop,
             Duration::from_secs(1),
-            limit,
+            policy,
         ));
 
         let mut slow = TcpStream::connect(address).await.expect("connect");

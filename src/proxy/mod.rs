@@ -1,10 +1,11 @@
 //! The proxy's server side: listeners, the request phases, header rewriting and the
 //! response body that carries each request's logging phase.
 
+pub mod accept;
 pub mod attempts;
+pub mod client_timeouts;
 pub mod connection;
 pub mod finish;
 pub mod handler;
-pub mod head_timeout;
 pub mod listener;
 pub mod response;

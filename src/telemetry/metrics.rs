@@ -120,6 +120,16 @@ pub struct RetryLabels {
     pub outcome: String,
 }
 
+/// Labels of `weir_downstream_errors_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DownstreamErrorLabels {
+    /// Listener name.
+    pub listener: String,
+    /// What went wrong: `rejected` (over `max_connections`), `timeout` (first byte, head or
+    /// idle).
+    pub kind: String,
+}
+
 /// Labels of `weir_build_info`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -153,6 +163,8 @@ pub struct Metrics {
     pub retries: Family<RetryLabels, Counter>,
     /// `weir_access_log_dropped_total`.
     pub access_log_dropped: Counter,
+    /// `weir_downstream_errors_total`.
+    pub downstream_errors: Family<DownstreamErrorLabels, Counter>,
 }
 
 impl Metrics {
@@ -227,6 +239,12 @@ impl Metrics {
              (the writer fell behind or stderr blocked) or stderr could not be written",
             access_log_dropped.clone(),
         );
+        let downstream_errors = Family::<DownstreamErrorLabels, Counter>::default();
+        registry.register(
+            "weir_downstream_errors",
+            "Downstream connections weir refused or closed because of their client, by kind",
+            downstream_errors.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -248,6 +266,7 @@ impl Metrics {
             overflow,
             retries,
             access_log_dropped,
+            downstream_errors,
         })
     }
 

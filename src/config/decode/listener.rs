@@ -4,8 +4,9 @@ use super::{check_regex, exactly_one, header_name, maybe, or_default, spiffe_id}
 use crate::config::not_enforced::warn_if_not_enforced;
 use crate::config::reader::{Ctx, Field};
 use crate::config::schema::{
-    Backend, Fault, FaultAbort, FaultDelay, HeaderMatch, HeaderRule, Listener, ListenerProtocol,
-    ListenerTls, Mirror, PathMatch, Retries, RetryOn, Route, RouteMatch, TlsMode,
+    open_files_limit, Backend, Fault, FaultAbort, FaultDelay, HeaderMatch, HeaderRule, Listener,
+    ListenerLimits, ListenerProtocol, ListenerTimeouts, ListenerTls, Mirror, PathMatch, Retries,
+    RetryOn, Route, RouteMatch, TlsMode,
 };
 use crate::config::suggest::{did_you_mean, one_of};
 use crate::config::tree::{quote, Value};
@@ -83,6 +84,14 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
         Some(t)
     });
     let tls = maybe(m.optional("tls"), |f| decode_listener_tls(ctx, f));
+    let limits = or_default(
+        m.optional("limits"),
+        ListenerLimits::with_defaults(open_files_limit()),
+        |f| decode_listener_limits(ctx, f),
+    );
+    let timeouts = or_default(m.optional("timeouts"), ListenerTimeouts::default(), |f| {
+        decode_listener_timeouts(ctx, f)
+    });
     let routes = m
         .required(
             ctx,
@@ -109,7 +118,66 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
         protocol: protocol?,
         transparent: transparent?,
         tls: tls?,
+        limits: limits?,
+        timeouts: timeouts?,
         routes: routes?,
+    })
+}
+
+fn decode_listener_limits(ctx: &mut Ctx, f: &Field<'_>) -> Option<ListenerLimits> {
+    let mut m = f.map(
+        ctx,
+        "`max_connections`, `max_request_header_bytes`, `max_request_headers`, `max_concurrent_streams`",
+    )?;
+    let defaults = ListenerLimits::with_defaults(open_files_limit());
+    let max_connections = or_default(
+        m.optional("max_connections"),
+        defaults.max_connections,
+        |f| f.u32_min(ctx, 1),
+    );
+    // hyper reads a request head into a buffer of at least 8 KiB.
+    let max_request_header_bytes = or_default(
+        m.optional("max_request_header_bytes"),
+        defaults.max_request_header_bytes,
+        |f| f.u32_min(ctx, 8192),
+    );
+    let max_request_headers = or_default(
+        m.optional("max_request_headers"),
+        defaults.max_request_headers,
+        |f| f.u32_min(ctx, 1),
+    );
+    let max_concurrent_streams = or_default(
+        m.optional("max_concurrent_streams"),
+        defaults.max_concurrent_streams,
+        |f| f.u32_min(ctx, 1),
+    );
+    m.finish(ctx);
+    Some(ListenerLimits {
+        max_connections: max_connections?,
+        max_request_header_bytes: max_request_header_bytes?,
+        max_request_headers: max_request_headers?,
+        max_concurrent_streams: max_concurrent_streams?,
+    })
+}
+
+fn decode_listener_timeouts(ctx: &mut Ctx, f: &Field<'_>) -> Option<ListenerTimeouts> {
+    let mut m = f.map(ctx, "`first_byte`, `idle`, `stream_idle` (durations)")?;
+    let defaults = ListenerTimeouts::default();
+    let first_byte = or_default(m.optional("first_byte"), defaults.first_byte, |f| {
+        f.positive_duration(ctx)
+    });
+    let idle = or_default(m.optional("idle"), defaults.idle, |f| {
+        f.positive_duration(ctx)
+    });
+    let stream_idle = or_default(m.optional("stream_idle"), defaults.stream_idle, |f| {
+        warn_if_not_enforced(ctx, "listener.timeouts.stream_idle", f.key_pos, &f.path);
+        f.positive_duration(ctx)
+    });
+    m.finish(ctx);
+    Some(ListenerTimeouts {
+        first_byte: first_byte?,
+        idle: idle?,
+        stream_idle: stream_idle?,
     })
 }
 
