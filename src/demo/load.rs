@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::probes::Probe;
 use crate::config::format_seconds_one_decimal_unless_whole;
 
 /// Bound on connecting to the target.
@@ -44,8 +45,8 @@ pub type Status = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 pub struct LoadOptions {
     /// The proxy listener to send to.
     pub target: SocketAddr,
-    /// The request path.
-    pub path: String,
+    /// The requests to send, in turn (never empty).
+    pub requests: Arc<[Probe]>,
     /// How long to send for.
     pub duration: Duration,
     /// Requests per second to aim for.
@@ -186,10 +187,10 @@ impl Schedule {
         }
     }
 
-    /// The next request's due time, or `None` once the schedule is used up.
-    fn take(&self) -> Option<Instant> {
+    /// The next request's ticket and due time, or `None` once the schedule is used up.
+    fn take(&self) -> Option<(u64, Instant)> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        (n < self.total).then(|| self.start + self.offset(n))
+        (n < self.total).then(|| (n, self.start + self.offset(n)))
     }
 
     fn offset(&self, n: u64) -> Duration {
@@ -269,7 +270,7 @@ async fn worker(
     let mut record = WorkerRecord::default();
     let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
     let host = opts.target.to_string();
-    while let Some(due) = schedule.take() {
+    while let Some((ticket, due)) = schedule.take() {
         tokio::select! {
             _ = tokio::time::sleep_until(due) => {}
             _ = stop.wait_for(|s| *s) => break,
@@ -289,10 +290,21 @@ async fn worker(
                 }
             },
         };
-        let request = Request::get(opts.path.as_str())
+        let Some(probe) = usize::try_from(ticket)
+            .ok()
+            .and_then(|t| opts.requests.get(t % opts.requests.len().max(1)))
+        else {
+            break;
+        };
+        let mut request = Request::builder()
+            .method(probe.method.clone())
+            .uri(probe.path.as_str())
             .header(header::HOST, host.as_str())
-            .header(header::USER_AGENT, "weir-demo")
-            .body(Empty::new());
+            .header(header::USER_AGENT, "weir-demo");
+        for (name, value) in &probe.headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(Empty::new());
         let Ok(request) = request else {
             // The path was checked when the options were built; count it rather than panic.
             *record.failures.entry(Failure::Reset).or_default() += 1;
@@ -474,7 +486,9 @@ mod tests {
     fn schedule_spreads_tickets_evenly_and_ends() {
         let start = Instant::now();
         let s = Schedule::new(start, Duration::from_millis(1500), 4);
-        let due: Vec<_> = std::iter::from_fn(|| s.take()).map(|t| t - start).collect();
+        let due: Vec<_> = std::iter::from_fn(|| s.take())
+            .map(|(_, t)| t - start)
+            .collect();
         assert_eq!(
             due,
             [0, 250, 500, 750, 1000, 1250]
@@ -513,7 +527,7 @@ mod tests {
             .expect("bind");
         let opts = LoadOptions {
             target: upstream.address,
-            path: "/reviews/1".into(),
+            requests: vec![Probe::get("/reviews/1")].into(),
             duration: Duration::from_millis(500),
             rps: 100,
             concurrency: 4,

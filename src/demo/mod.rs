@@ -11,6 +11,7 @@ mod counts;
 #[cfg(test)]
 mod fixtures;
 mod load;
+mod probes;
 mod scenario;
 mod services;
 mod summary;
@@ -32,6 +33,7 @@ use crate::server::{Server, StartError};
 use crate::upstream::circuit_breaker::BreakerState;
 use counts::{BreakerCounts, Traffic};
 use load::LoadOptions;
+use probes::Probe;
 use scenario::{Plan, FAILING_SERVICE};
 use services::{DemoServices, SLOW_DELAY};
 use summary::{BreakerStory, SlowEndpoint, Summary};
@@ -53,9 +55,15 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
     /// Run against this configuration instead of the embedded one: no demo services are
-    /// started, and the load goes to its first http listener.
+    /// started, and the load goes to its first http listener, one request for each of its
+    /// routes in turn (the route's exact path or prefix, or a path its regex accepts, with
+    /// the method and headers its `match` requires).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Send `GET PATH` instead of the requests derived from the routes; repeat to send
+    /// several paths in turn.
+    #[arg(long = "path", value_name = "PATH", value_parser = probes::parse_path)]
+    pub paths: Vec<String>,
     /// How long to send load for, e.g. `15s`, `500ms`, `1m`.
     #[arg(long, default_value = "15s", value_parser = parse_positive_duration)]
     pub duration: Duration,
@@ -116,17 +124,24 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
 struct Setup {
     config: Config,
     listener: String,
-    path: &'static str,
+    /// The requests the load sends in turn (never empty).
+    requests: Vec<Probe>,
+    /// Routes the load does not reach, and `--path`s that reach no route.
+    notes: Vec<String>,
     services: Option<DemoServices>,
     /// The breaker scenario (embedded configuration only).
     plan: Option<Plan>,
 }
 
 async fn demo(opts: DemoOptions) -> Result<(), Failed> {
-    let setup = match &opts.config {
+    let mut setup = match &opts.config {
         Some(path) => user_setup(path)?,
         None => embedded_setup(Plan::for_duration(opts.duration)).await?,
     };
+    if !opts.paths.is_empty() {
+        let routes = listener_routes(&setup.config, &setup.listener);
+        (setup.requests, setup.notes) = probes::for_paths(&opts.paths, routes);
+    }
     crate::logging::init(&setup.config.logging);
     let server = start(setup.config.clone(), setup.services.is_some()).await?;
     let target = server
@@ -155,7 +170,7 @@ async fn demo(opts: DemoOptions) -> Result<(), Failed> {
         let report = load::run(
             LoadOptions {
                 target,
-                path: setup.path.to_string(),
+                requests: setup.requests.clone().into(),
                 duration: opts.duration,
                 rps: opts.rps,
                 concurrency: opts.concurrency,
@@ -190,13 +205,7 @@ async fn demo(opts: DemoOptions) -> Result<(), Failed> {
         tracing::warn!("some requests were still in flight when the demo stopped weir");
     }
     let metrics = state.metrics.render();
-    let routes = setup
-        .config
-        .listeners
-        .iter()
-        .find(|l| l.name == setup.listener)
-        .map(|l| l.routes.as_slice())
-        .unwrap_or_default();
+    let routes = listener_routes(&setup.config, &setup.listener);
     let traffic = Traffic::from_metrics(&metrics, &setup.listener);
     let mut breakers = BreakerCounts::from_metrics(&metrics);
     breakers.retain(|service, _| traffic.endpoints.contains_key(service));
@@ -273,13 +282,29 @@ fn user_setup(path: &std::path::Path) -> Result<Setup, Failed> {
         eprintln!("weir demo: the access log is off while the demo runs");
         config.logging.access_log = false;
     }
+    let (mut requests, mut notes) = probes::for_routes(listener_routes(&config, &listener));
+    if requests.is_empty() {
+        notes.push("no route yields a request; the demo sends GET /".into());
+        requests.push(Probe::get("/"));
+    }
     Ok(Setup {
         config,
         listener,
-        path: "/",
+        requests,
+        notes,
         services: None,
         plan: None,
     })
+}
+
+/// The routes of listener `name` in `config` (none if there is no such listener).
+fn listener_routes<'a>(config: &'a Config, name: &str) -> &'a [config::Route] {
+    config
+        .listeners
+        .iter()
+        .find(|l| l.name == name)
+        .map(|l| l.routes.as_slice())
+        .unwrap_or_default()
 }
 
 /// The state of `service`'s circuit breaker in the running configuration, if it has one.
@@ -317,7 +342,11 @@ async fn embedded_setup(plan: Plan) -> Result<Setup, Failed> {
     Ok(Setup {
         config: loaded.config,
         listener: "demo".into(),
-        path: "/reviews/1",
+        requests: vec![Probe {
+            route: Some("reviews".into()),
+            ..Probe::get("/reviews/1")
+        }],
+        notes: Vec::new(),
         services: Some(services),
         plan: Some(plan),
     })
@@ -383,8 +412,7 @@ fn print_intro(
             );
         }
         eprintln!(
-            "  weir         http://{target}{}  (route reviews: 90% reviews-v1, 10% reviews-v2, least_request)",
-            setup.path
+            "  weir         http://{target}  (route reviews: 90% reviews-v1, 10% reviews-v2, least_request)"
         );
         if server.admin_address.port() != PREFERRED_ADMIN.port() {
             eprintln!(
@@ -394,9 +422,19 @@ fn print_intro(
         }
     } else {
         eprintln!(
-            "  weir         http://{target}{}  (listener {})",
-            setup.path, setup.listener
+            "  weir         http://{target}  (listener {})",
+            setup.listener
         );
+    }
+    for probe in &setup.requests {
+        let route = match &probe.route {
+            Some(r) => format!("route {r}"),
+            None => "no route".to_string(),
+        };
+        eprintln!("  request      {}  ({route})", probe.describe());
+    }
+    for note in &setup.notes {
+        eprintln!("  note: {note}");
     }
     eprintln!("  metrics      curl {metrics_url}   (live while the demo runs)");
 }

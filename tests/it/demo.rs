@@ -51,12 +51,11 @@ fn refused(summary: &str) -> Option<u64> {
         .ok()
 }
 
-#[test]
-fn demo_splits_about_ninety_ten_and_reviews_v2s_breaker_opens_and_closes() {
-    // The demo falls back to a free admin port when 9901 is taken (by another test or a
-    // running weir), so this test may run beside anything.
+/// Runs `weir demo ARGS` to the end (at most 60 s): its exit code, stdout and stderr.
+fn run_demo(args: &[&str]) -> (Option<i32>, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["demo", "--duration", "3s", "--rps", "200"])
+        .arg("demo")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -81,15 +80,23 @@ fn demo_splits_about_ninety_ten_and_reviews_v2s_breaker_opens_and_closes() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("weir demo --duration 3s still runs after 60s");
+            panic!("weir demo {args:?} still runs after 60s");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let stdout = out.join().expect("stdout reader");
     let stderr = err.join().expect("stderr reader");
+    (status.code(), stdout, stderr)
+}
+
+#[test]
+fn demo_splits_about_ninety_ten_and_reviews_v2s_breaker_opens_and_closes() {
+    // The demo falls back to a free admin port when 9901 is taken (by another test or a
+    // running weir), so this test may run beside anything.
+    let (code, stdout, stderr) = run_demo(&["--duration", "3s", "--rps", "200"]);
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
 
-    assert_eq!(status.code(), Some(0), "{context}");
+    assert_eq!(code, Some(0), "{context}");
     assert!(stderr.contains("/metrics"), "{context}");
     assert!(stdout.contains("reviews-v1"), "{context}");
     assert!(stdout.contains("reviews-v2"), "{context}");
@@ -126,4 +133,67 @@ fn demo_splits_about_ninety_ten_and_reviews_v2s_breaker_opens_and_closes() {
         stdout.contains("the same as weir relayed"),
         "the demo services saw requests weir did not relay\n{context}"
     );
+}
+
+/// The minimal configuration of README.md, on ports of its own: endpoints that refuse
+/// (127.0.0.1:9) instead of 10.0.0.x, and listener and admin on free ports.
+fn readme_minimal_config() -> std::path::PathBuf {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let yaml: String = readme
+        .split("## A minimal configuration")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("README has a minimal configuration in a yaml block")
+        .to_string();
+    assert!(yaml.contains("prefix: /reviews"), "{yaml}");
+    let yaml = yaml
+        .replace("127.0.0.1:15001", "127.0.0.1:0")
+        .replace("127.0.0.1:9901", "127.0.0.1:0")
+        .replace("10.0.0.11:9080, 10.0.0.12:9080", "127.0.0.1:9");
+    let path = crate::support::scratch_dir("demo-readme").join("weir.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    path
+}
+
+#[test]
+fn demo_with_the_readme_configuration_drives_its_routes_and_path_overrides_them() {
+    let config = readme_minimal_config();
+    let config = config.to_str().expect("utf-8 path");
+    let (code, stdout, stderr) = run_demo(&["--config", config, "--duration", "1s", "--rps", "40"]);
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Some(0), "{context}");
+    assert!(
+        stderr.contains("request      GET /reviews  (route reviews)"),
+        "{context}"
+    );
+    assert!(!stdout.contains("no_route"), "{context}");
+    assert!(stdout.contains("connect_failed"), "{context}");
+
+    // `--path` replaces the derived requests; one that no route matches says so, and weir
+    // answers it 404 no_route.
+    let (code, stdout, stderr) = run_demo(&[
+        "--config",
+        config,
+        "--duration",
+        "1s",
+        "--rps",
+        "40",
+        "--path",
+        "/reviews/1",
+        "--path",
+        "/ratings",
+    ]);
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(code, Some(0), "{context}");
+    assert!(
+        stderr.contains("GET /reviews/1  (route reviews)"),
+        "{context}"
+    );
+    assert!(
+        stderr.contains("--path /ratings matches no route"),
+        "{context}"
+    );
+    assert!(stdout.contains("no_route"), "{context}");
 }
