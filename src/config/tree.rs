@@ -224,7 +224,8 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
             })
         })
         .map_err(|err| {
-            let (pos, message) = super::yaml_error::describe(&err);
+            let (location, message) = super::yaml_error::describe(&err);
+            let pos = location.map_or(Pos::START, |loc| Pos::from_location(&loc));
             SyntaxError { pos, message }
         })
 }

@@ -5,18 +5,13 @@
 //! mapped here to what is wrong with the file and how to fix it; the rest are the parser's
 //! description of a syntax error, followed by where to look.
 
-use serde_saphyr::{budget::BudgetBreach, Error, MessageFormatter};
+use serde_saphyr::{budget::BudgetBreach, Error, Location, MessageFormatter};
 
-use super::tree::Pos;
-
-/// Where the parser stopped and what to tell the user, on one line.
-pub(crate) fn describe(err: &Error) -> (Pos, String) {
+/// Where the parser stopped (when it says) and what to tell the user, on one line.
+pub(crate) fn describe(err: &Error) -> (Option<Location>, String) {
     // The outer error's location is where the file used the alias (when one is involved).
     let outer = err.without_snippet();
-    let pos = outer
-        .location()
-        .map_or(Pos::START, |loc| Pos::from_location(&loc));
-    (pos, message(innermost(outer)))
+    (outer.location(), message(innermost(outer)))
 }
 
 /// The error an alias error wraps (the one that says what went wrong).
@@ -43,8 +38,7 @@ fn message(err: &Error) -> String {
         Error::UnknownAnchor { .. } => "this alias (`*name`) refers to no anchor (`&name`) defined before it; define the anchor first or write the value out".to_string(),
         Error::Unexpected { expected: "string scalar", .. } => "a mapping key must be plain text, not a list or a mapping; write the key as text such as `name:`".to_string(),
         Error::NonFiniteFloat { value, .. } => format!(
-            "{} is not a finite number (too large, infinite or not a number); write a number in the range this field accepts",
-            super::tree::quote(value)
+            "{value:?} is not a finite number (too large, infinite or not a number); write a number in the range this field accepts"
         ),
         Error::InvalidUtf8Input => "the file is not valid UTF-8; save it as UTF-8".to_string(),
         other => format!(
