@@ -6,12 +6,16 @@
 mod decode;
 mod diagnostic;
 mod duration;
+mod identifier;
 mod not_enforced;
 mod reader;
 mod schema;
+mod source;
 mod suggest;
+mod tags;
 mod tree;
 mod validate;
+mod yaml_error;
 
 use std::fmt;
 use std::path::Path;
@@ -68,12 +72,31 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Reads, decodes and validates the configuration at `path`.
+///
+/// Only a regular file of at most 16 MiB is read (anything else is [`LoadError::Io`]: it could
+/// block or never end); text that is not UTF-8 is [`LoadError::Invalid`], located at the first
+/// invalid byte.
 pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
-        path: path.display().to_string(),
+    let name = path.display().to_string();
+    let bytes = source::read_bounded(path).map_err(|error| LoadError::Io {
+        path: name.clone(),
         error,
     })?;
-    load_str(&path.display().to_string(), &text)
+    load_bytes(&name, &bytes)
+}
+
+/// Decodes and validates the bytes of a file: UTF-8 first, then as [`load_str`].
+pub(crate) fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, LoadError> {
+    match source::utf8(bytes) {
+        Ok(text) => load_str(file, text),
+        Err(err) => Err(LoadError::Invalid(vec![Diagnostic {
+            file: file.to_string(),
+            line: err.pos.line,
+            col: err.pos.col,
+            path: "<file>".to_string(),
+            message: err.to_string(),
+        }])),
+    }
 }
 
 /// Decodes and validates configuration text; `file` names it in diagnostics.
@@ -89,13 +112,28 @@ pub fn load_str(file: &str, text: &str) -> Result<Loaded, LoadError> {
                 line: err.pos.line,
                 col: err.pos.col,
                 path: "<yaml>".to_string(),
-                message: format!(
-                    "invalid YAML: {}; check the indentation, quotes and brackets here and on the line before",
-                    err.message
-                ),
+                message: err.message,
             }]))
         }
     };
+    let tags = tags::find_tags(text);
+    if !tags.is_empty() {
+        return Err(LoadError::Invalid(
+            tags.iter()
+                .map(|t| Diagnostic {
+                    file: file.to_string(),
+                    line: t.pos.line,
+                    col: t.pos.col,
+                    path: if t.path.is_empty() {
+                        "<root>".to_string()
+                    } else {
+                        t.path.clone()
+                    },
+                    message: t.message(),
+                })
+                .collect(),
+        ));
+    }
     let mut ctx = reader::Ctx::new(file);
     let mut facts = validate::Facts::default();
     let config = decode::decode(&mut ctx, &root, &mut facts);

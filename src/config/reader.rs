@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::diagnostic::Diagnostic;
 use super::duration::parse_duration;
+use super::identifier::check_name;
 use super::suggest::{did_you_mean, one_of};
-use super::tree::{quote, Entry, Node, Pos, Value};
+use super::tree::{describe_float, quote, Entry, Node, Pos, Value};
 
 /// Collects the errors and warnings of one file.
 #[derive(Debug)]
@@ -250,6 +251,26 @@ impl<'a> Field<'a> {
         Some(s.to_string())
     }
 
+    /// The value as a listener, route or service name: non-empty and following
+    /// [`check_name`]'s rule, since such names are referenced and printed in logs.
+    pub fn identifier(&self, ctx: &mut Ctx, what: &str) -> Option<String> {
+        let name = self.name(ctx, what)?;
+        match check_name(&name) {
+            Ok(()) => Some(name),
+            Err(message) => {
+                self.error(
+                    ctx,
+                    format!(
+                        "{} is not a valid {}: {message}",
+                        quote(&name),
+                        what.trim_start_matches("a ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// The value as a boolean.
     pub fn bool(&self, ctx: &mut Ctx) -> Option<bool> {
         match &self.node.value {
@@ -265,8 +286,18 @@ impl<'a> Field<'a> {
     pub fn int_in(&self, ctx: &mut Ctx, lo: i128, hi: i128) -> Option<i128> {
         let value = match &self.node.value {
             Value::Int(i) => *i,
-            Value::Float(f) => {
+            Value::Float(f) if f.is_finite() && f.abs() < 1e15 => {
                 self.error(ctx, format!("expected a whole number, found {f}"));
+                return None;
+            }
+            Value::Float(f) => {
+                self.error(
+                    ctx,
+                    format!(
+                        "expected a whole number between {lo} and {hi}, found {}",
+                        describe_float(*f)
+                    ),
+                );
                 return None;
             }
             _ => {

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{DuplicateKeyPolicy, MessageFormatter, Spanned};
+use serde_saphyr::{DuplicateKeyPolicy, Spanned};
 
 /// A 1-based line and column (in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,7 +22,8 @@ impl Pos {
     /// The start of the file.
     pub const START: Pos = Pos { line: 1, col: 1 };
 
-    fn from_location(loc: &serde_saphyr::Location) -> Pos {
+    /// The position serde-saphyr reports (1-based), clamped to at least 1.
+    pub(crate) fn from_location(loc: &serde_saphyr::Location) -> Pos {
         let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX).max(1);
         Pos {
             line: clamp(loc.line()),
@@ -77,11 +78,23 @@ impl Value {
             Value::Null => "nothing (null)".to_string(),
             Value::Bool(b) => format!("the boolean {b}"),
             Value::Int(i) => format!("the number {i}"),
-            Value::Float(f) => format!("the number {f}"),
+            Value::Float(f) => describe_float(*f),
             Value::Str(s) => format!("the string {}", quote(s)),
             Value::Seq(_) => "a list".to_string(),
             Value::Map(_) => "a mapping".to_string(),
         }
+    }
+}
+
+/// A float for a message. Integers beyond 128 bits arrive as floats; printed in full they
+/// would show digits the user never wrote, so huge values are only given as a magnitude.
+pub(crate) fn describe_float(f: f64) -> String {
+    if f.is_infinite() || f.is_nan() {
+        "a number too large to use".to_string()
+    } else if f.abs() >= 1e15 {
+        format!("a number too large to use (about {f:e})")
+    } else {
+        format!("the number {f}")
     }
 }
 
@@ -191,7 +204,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
 pub(crate) struct SyntaxError {
     /// Where the parser stopped.
     pub pos: Pos,
-    /// The parser's message, on one line.
+    /// What is wrong and how to fix it, on one line.
     pub message: String,
 }
 
@@ -211,18 +224,8 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
             })
         })
         .map_err(|err| {
-            let err = err.without_snippet();
-            let pos = err
-                .location()
-                .map_or(Pos::START, |loc| Pos::from_location(&loc));
-            let raw = serde_saphyr::DefaultMessageFormatter.format_message(err);
-            let message = raw
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect::<String>()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
+            let (location, message) = super::yaml_error::describe(&err);
+            let pos = location.map_or(Pos::START, |loc| Pos::from_location(&loc));
             SyntaxError { pos, message }
         })
 }

@@ -31,7 +31,7 @@ pub(super) fn decode_listeners(
 }
 
 fn named(ctx: &mut Ctx, f: &Field<'_>, what: &str) -> Option<Named> {
-    f.name(ctx, what).map(|name| Named {
+    f.identifier(ctx, what).map(|name| Named {
         name,
         pos: f.pos(),
         path: f.path.clone(),
@@ -377,7 +377,7 @@ fn decode_backends(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Ve
 }
 
 fn service_ref(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<String> {
-    let name = f.name(ctx, "a service name")?;
+    let name = f.identifier(ctx, "a service name")?;
     facts.service_refs.push(Named {
         name: name.clone(),
         pos: f.pos(),

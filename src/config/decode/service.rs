@@ -52,7 +52,7 @@ fn decode_service(
     let name_field = m.required(ctx, "name", "add a unique `name:`, e.g. `name: reviews`");
     let name = name_field
         .as_ref()
-        .and_then(|f| f.name(ctx, "a service name"));
+        .and_then(|f| f.identifier(ctx, "a service name"));
     if let (Some(name), Some(field)) = (&name, &name_field) {
         facts.services.push(Named {
             name: name.clone(),
