@@ -2,7 +2,7 @@
 //! state and never owns any of it.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -14,6 +14,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::proxy::accept::AcceptBackoff;
+use crate::proxy::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use crate::proxy::response::{plain, ResponseBody};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::Metrics;
@@ -31,24 +33,56 @@ pub struct AdminState {
 
 /// Serves admin requests until `stop` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
+    let open = Arc::new(AtomicU32::new(0));
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             a = listener.accept() => a,
         };
-        let Ok((stream, _)) = accepted else { continue };
-        let state = state.clone();
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                backoff.failed("admin", &e).await;
+                continue;
+            }
+        };
+        backoff.succeeded();
+        // Probes and scrapes need a handful of connections; more are refused at once.
+        if open.fetch_add(1, Ordering::Relaxed) >= MAX_ADMIN_CONNECTIONS {
+            open.fetch_sub(1, Ordering::Relaxed);
+            continue;
+        }
+        let (state, open) = (state.clone(), open.clone());
         tokio::spawn(async move {
+            let clock = ClientClock::new();
+            let answering = clock.clone();
             let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, &req)) }
+                answering.request_started();
+                let response = route(&state, &req);
+                answering.request_ended();
+                async move { Ok::<_, Infallible>(response) }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let io = TokioIo::new(Watched::new(stream, clock.clone()));
+            let served = http1::Builder::new().serve_connection(io, service);
+            tokio::select! {
+                _ = served => {}
+                _ = client_timeouts::expired(&clock, ADMIN_TIMEOUTS) => {}
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
+
+/// Open admin connections at most.
+const MAX_ADMIN_CONNECTIONS: u32 = 64;
+
+/// The admin server's client timeouts: as a listener's first byte, and a minute idle (a
+/// scraper reconnects; a held connection is a descriptor the proxy may need).
+const ADMIN_TIMEOUTS: ClientTimeouts = ClientTimeouts {
+    first_byte: std::time::Duration::from_secs(10),
+    idle: std::time::Duration::from_secs(60),
+};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";

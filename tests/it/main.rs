@@ -6,6 +6,7 @@ mod balancing;
 mod client_faults;
 mod config_check;
 mod demo;
+mod edge;
 mod framing;
 mod grpc;
 mod layout;

@@ -326,12 +326,32 @@ impl Weir {
 
     /// Like [`Weir::start`], with extra arguments to `weir run`.
     pub async fn start_with_args(yaml: &str, args: &[&str]) -> Weir {
+        Self::spawn(yaml, args, None).await
+    }
+
+    /// Like [`Weir::start`], with the process's open-file limit (`ulimit -n`) set to
+    /// `fd_limit`.
+    pub async fn start_with_fd_limit(yaml: &str, fd_limit: u32) -> Weir {
+        Self::spawn(yaml, &[], Some(fd_limit)).await
+    }
+
+    async fn spawn(yaml: &str, args: &[&str], fd_limit: Option<u32>) -> Weir {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let dir = scratch_dir("weir");
         let config = dir.join("weir.yaml");
         std::fs::write(&config, yaml.replace("{admin}", &admin.to_string())).unwrap();
         let log = dir.join("weir.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut command = match fd_limit {
+            None => Command::new(env!("CARGO_BIN_EXE_weir")),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_weir"));
+                sh
+            }
+        };
+        let child = command
             .args(["run", "-c"])
             .arg(&config)
             .args(args)

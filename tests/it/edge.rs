@@ -1,0 +1,203 @@
+//! The edge under hostile clients: silent sockets, idle connections, more connections than
+//! allowed, and a flood that exhausts the process's file descriptors. Each test opens the
+//! real sockets, asserts what those clients got and what weir counted, and that a
+//! well-behaved client is served during or right after.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use weir::telemetry::prometheus_text::metric_sum;
+
+use crate::support::{eventually, free_port, get, Upstream, Weir};
+
+fn config(port: u16, up: SocketAddr, listener_extra: &str) -> String {
+    format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: warn, access_log: false }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n{listener_extra}    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{up}\"] }}\n"
+    )
+}
+
+fn local(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().expect("address")
+}
+
+/// Waits (3 s at most) until the peer closes `stream`, reading and discarding what it
+/// sends meanwhile (an HTTP/2 server's SETTINGS, the rest of an answer); how long that took.
+async fn closed_after(stream: &mut TcpStream, started: Instant) -> Option<Duration> {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+async fn downstream_errors(weir: &Weir, kind: &str) -> f64 {
+    metric_sum(
+        &weir.metrics().await,
+        "weir_downstream_errors_total",
+        &[("listener", "main"), ("kind", kind)],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_and_a_bare_http2_preface_are_closed_after_the_first_byte_timeout() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(
+        port,
+        up.addr,
+        "    timeouts: { first_byte: 300ms }\n",
+    ))
+    .await;
+    let mut silent = TcpStream::connect(local(port)).await.expect("connect");
+    let mut preface = TcpStream::connect(local(port)).await.expect("connect");
+    let started = Instant::now();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("write");
+    for stream in [&mut silent, &mut preface] {
+        let took = closed_after(stream, started).await.expect("closed");
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
+    assert_eq!(downstream_errors(&weir, "timeout").await, 2.0);
+    assert_eq!(up.hits(), 0, "nothing reached the upstream");
+    let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
+    assert_eq!((status, body.as_str()), (200, "up"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(port, up.addr, "    timeouts: { idle: 300ms }\n")).await;
+    let mut client = TcpStream::connect(local(port)).await.expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 1024];
+    let n = client.read(&mut answer).await.expect("answer");
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    let answered = Instant::now();
+    let took = closed_after(&mut client, answered)
+        .await
+        .expect("closed when idle");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(downstream_errors(&weir, "timeout").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(
+        port,
+        up.addr,
+        "    limits: { max_connections: 2 }\n",
+    ))
+    .await;
+    let first = TcpStream::connect(local(port)).await.expect("connect");
+    let second = TcpStream::connect(local(port)).await.expect("connect");
+    let mut third = TcpStream::connect(local(port)).await.expect("connect");
+    let started = Instant::now();
+    let took = closed_after(&mut third, started)
+        .await
+        .expect("the third is closed");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(downstream_errors(&weir, "rejected").await, 1.0);
+    drop((first, second));
+    let served = async {
+        for _ in 0..100 {
+            if let Ok((200, _, _)) = get(local(port), "/", &[]).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(served.await, "a client is served once the others left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_that_exhausts_file_descriptors_backs_off_quietly_and_service_resumes() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    // 64 descriptors, and no connection cap below them: the flood runs the process out.
+    let weir = Weir::start_with_fd_limit(
+        &config(port, up.addr, "    limits: { max_connections: 100000 }\n"),
+        64,
+    )
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..150 {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(local(port))).await
+        {
+            flood.push(s);
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(3), || weir
+            .logs()
+            .contains("accept failed"))
+        .await,
+        "the exhaustion was reported: {}",
+        weir.logs()
+    );
+    // A window in which the exhaustion lasts: count the lines it logs (a rate, so a
+    // fixed window rather than a condition).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let warnings = weir.logs().matches("accept failed").count();
+    assert!(
+        warnings <= 5,
+        "{warnings} warnings in about 2 s: the log must not flood\n{}",
+        weir.logs()
+    );
+    drop(flood);
+    let served = async {
+        for _ in 0..150 {
+            if let Ok((200, _, _)) = get(local(port), "/", &[]).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    assert!(
+        served.await,
+        "a normal client is served again once the flood ends"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_closes_a_silent_socket_after_ten_seconds_and_keeps_serving() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(port, up.addr, "")).await;
+    let mut silent = TcpStream::connect(weir.admin).await.expect("connect");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_secs(13),
+        "{took:?}"
+    );
+    let (status, _, _) = get(weir.admin, "/ready", &[]).await.expect("admin answers");
+    assert_eq!(status, 200);
+}
