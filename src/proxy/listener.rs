@@ -34,6 +34,12 @@ pub struct ListenerPolicy {
     rejected: Counter,
     /// `weir_downstream_errors_total{kind="timeout"}`: connections closed by a timeout.
     timed_out: Counter,
+    /// `weir_downstream_errors_total{kind="malformed"}`: requests hyper could not parse
+    /// (answered 400 by the HTTP layer).
+    malformed: Counter,
+    /// `weir_downstream_errors_total{kind="header_too_large"}`: request heads over the
+    /// listener's caps (answered 431 by the HTTP layer).
+    header_too_large: Counter,
 }
 
 impl ListenerPolicy {
@@ -56,6 +62,20 @@ impl ListenerPolicy {
             },
             rejected: counter("rejected"),
             timed_out: counter("timeout"),
+            malformed: counter("malformed"),
+            header_too_large: counter("header_too_large"),
+        }
+    }
+
+    /// Counts a connection that ended with `error`, when the client's bytes were at fault.
+    fn count_connection_error(&self, error: &(dyn std::error::Error + 'static)) {
+        let Some(e) = error.downcast_ref::<hyper::Error>() else {
+            return;
+        };
+        if e.is_parse_too_large() {
+            self.header_too_large.inc();
+        } else if e.is_parse() {
+            self.malformed.inc();
         }
     }
 }
@@ -138,17 +158,18 @@ pub async fn serve(
         let io = TokioIo::new(Watched::new(stream, clock.clone()));
         let served = builder.serve_connection(io, service).into_owned();
         let watched = drain.watch(served);
-        let (timeouts, timed_out) = (policy.timeouts, policy.timed_out.clone());
+        let policy = policy.clone();
         tokio::spawn(async move {
             let _counted = counted;
             tokio::select! {
                 ended = watched => {
                     if let Err(e) = ended {
+                        policy.count_connection_error(&*e);
                         tracing::debug!(%client, error = %e, "connection ended with an error");
                     }
                 }
-                why = client_timeouts::expired(&clock, timeouts) => {
-                    timed_out.inc();
+                why = client_timeouts::expired(&clock, policy.timeouts) => {
+                    policy.timed_out.inc();
                     tracing::debug!(%client, reason = why.as_str(), "connection closed");
                 }
             }

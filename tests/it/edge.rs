@@ -46,6 +46,18 @@ async fn downstream_errors(weir: &Weir, kind: &str) -> f64 {
     )
 }
 
+/// Polls `weir_downstream_errors_total{kind}` until it reaches `want` (2 s at most).
+async fn errors_reach(weir: &Weir, kind: &str, want: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let got = downstream_errors(weir, kind).await;
+        if got >= want || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_sockets_and_a_bare_http2_preface_are_closed_after_the_first_byte_timeout() {
     let up = Upstream::start("up").await;
@@ -70,7 +82,7 @@ async fn silent_sockets_and_a_bare_http2_preface_are_closed_after_the_first_byte
             "{took:?}"
         );
     }
-    assert_eq!(downstream_errors(&weir, "timeout").await, 2.0);
+    assert_eq!(errors_reach(&weir, "timeout", 2.0).await, 2.0);
     assert_eq!(up.hits(), 0, "nothing reached the upstream");
     let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
     assert_eq!((status, body.as_str()), (200, "up"));
@@ -97,7 +109,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         took >= Duration::from_millis(250) && took < Duration::from_secs(2),
         "{took:?}"
     );
-    assert_eq!(downstream_errors(&weir, "timeout").await, 1.0);
+    assert_eq!(errors_reach(&weir, "timeout", 1.0).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +130,7 @@ async fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
         .await
         .expect("the third is closed");
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert_eq!(downstream_errors(&weir, "rejected").await, 1.0);
+    assert_eq!(errors_reach(&weir, "rejected", 1.0).await, 1.0);
     drop((first, second));
     let served = async {
         for _ in 0..100 {
@@ -200,4 +212,42 @@ async fn the_admin_port_closes_a_silent_socket_after_ten_seconds_and_keeps_servi
     );
     let (status, _, _) = get(weir.admin, "/ready", &[]).await.expect("admin answers");
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsable_requests_and_oversized_heads_are_refused_and_counted() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(port, up.addr, "")).await;
+
+    let mut garbage = TcpStream::connect(local(port)).await.expect("connect");
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nho st: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 256];
+    let n = garbage.read(&mut answer).await.expect("answer");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+
+    // A head over the 60 KiB cap: refused without reading on.
+    let mut huge = TcpStream::connect(local(port)).await.expect("connect");
+    let mut head = b"GET / HTTP/1.1\r\nhost: x\r\nx-big: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 70 * 1024));
+    let _ = huge.write_all(&head).await;
+    let n = huge.read(&mut answer).await.expect("answer");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+
+    assert_eq!(errors_reach(&weir, "malformed", 1.0).await, 1.0);
+    assert_eq!(errors_reach(&weir, "header_too_large", 1.0).await, 1.0);
+    assert_eq!(up.hits(), 0, "nothing reached the upstream");
+    let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
+    assert_eq!((status, body.as_str()), (200, "up"));
 }
