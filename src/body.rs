@@ -13,10 +13,17 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::stall::StallTimer;
+
+/// Errors of a request body, boxed as hyper's client takes them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body headed upstream.
 #[derive(Debug)]
@@ -28,6 +35,8 @@ pub enum RequestBody {
         prefix: Option<Bytes>,
         /// The rest, as the client sends it.
         body: Arc<ClientBody>,
+        /// Ends the body when the client stops sending it (`stream_idle`).
+        stall: StallTimer,
     },
     /// A body weir owns; `None` once sent (or for an empty body).
     Full(Option<Bytes>),
@@ -48,11 +57,13 @@ impl RequestBody {
         RequestBody::Full(None)
     }
 
-    /// The client's body, streamed as it comes, after `prefix`.
-    pub fn client(prefix: Option<Bytes>, body: Incoming) -> Self {
+    /// The client's body, streamed as it comes, after `prefix`; a client that sends
+    /// nothing of it for `stream_idle` has it ended as too slow.
+    pub fn client(prefix: Option<Bytes>, body: Incoming, stream_idle: Duration) -> Self {
         RequestBody::Client {
             prefix: prefix.filter(|p| !p.is_empty()),
             body: Arc::new(ClientBody::new(body)),
+            stall: StallTimer::new(stream_idle),
         }
     }
 
@@ -67,17 +78,37 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            RequestBody::Client { prefix, body } => match prefix.take() {
-                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
-                None => body.poll_frame(cx),
-            },
+            RequestBody::Client {
+                prefix,
+                body,
+                stall,
+            } => {
+                if let Some(p) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                match body.poll_frame(cx) {
+                    Poll::Pending => match stall.poll_stalled(cx) {
+                        Poll::Ready(stalled) => {
+                            body.fail(ClientFault::TooSlow);
+                            Poll::Ready(Some(Err(stalled.into())))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    },
+                    Poll::Ready(Some(Ok(frame))) => {
+                        stall.progressed();
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                }
+            }
             RequestBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             RequestBody::Replay { data, trailers } => {
                 if let Some(d) = data.take().filter(|d| !d.is_empty()) {
@@ -90,7 +121,7 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Client { prefix, body } => prefix.is_none() && body.is_end_stream(),
+            RequestBody::Client { prefix, body, .. } => prefix.is_none() && body.is_end_stream(),
             RequestBody::Full(data) => data.is_none(),
             RequestBody::Replay { data, trailers } => {
                 data.as_ref().is_none_or(Bytes::is_empty) && trailers.is_none()
@@ -100,7 +131,7 @@ impl Body for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Client { prefix, body } => {
+            RequestBody::Client { prefix, body, .. } => {
                 let len = prefix.as_ref().map_or(0, |p| p.len() as u64);
                 let rest = body.size_hint();
                 if len == 0 {
@@ -241,6 +272,13 @@ impl ClientBody {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+
+    /// Marks the body failed by `fault` (found by weir, not by the body stream) and ends it.
+    fn fail(&self, fault: ClientFault) {
+        let _ = self.fault.set(fault);
+        self.state.store(FAILED, Ordering::Release);
+        self.stop();
     }
 
     /// Ends the upload: whatever of the body the upstream has not read is unwanted.

@@ -18,6 +18,7 @@ pub mod rand;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod stall;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;

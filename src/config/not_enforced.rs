@@ -39,11 +39,6 @@ pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[
         "connections to this service do not use mTLS",
     ),
     (
-        "listener.timeouts.stream_idle",
-        "stream_idle",
-        "request and response bodies are not ended when they stall",
-    ),
-    (
         "discovery.kubernetes",
         "kubernetes",
         "no endpoints are discovered, so the service has none",

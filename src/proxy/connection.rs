@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::HeaderValue;
 
@@ -23,6 +24,9 @@ pub struct Connection {
     pub client_ip: HeaderValue,
     /// Times request heads against the slow-head limit.
     pub clock: Arc<ClientClock>,
+    /// A request or response body that moves no byte this long is ended (the listener's
+    /// `timeouts.stream_idle`).
+    pub stream_idle: Duration,
     /// The client's address as the access log writes it, formatted once per connection;
     /// `None` when the listener writes no access log.
     pub client_text: Option<Box<str>>,
@@ -30,7 +34,12 @@ pub struct Connection {
 
 impl Connection {
     /// State for a newly accepted connection.
-    pub fn new(table: Arc<RouteTable>, client: SocketAddr, clock: Arc<ClientClock>) -> Self {
+    pub fn new(
+        table: Arc<RouteTable>,
+        client: SocketAddr,
+        clock: Arc<ClientClock>,
+        stream_idle: Duration,
+    ) -> Self {
         let client_ip = HeaderValue::from_str(&client.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let client_text = table
@@ -42,6 +51,7 @@ impl Connection {
             client,
             client_ip,
             clock,
+            stream_idle,
             client_text,
         }
     }

@@ -56,6 +56,8 @@ pub enum Ending {
     Complete,
     /// The upstream failed mid-body.
     UpstreamFailed,
+    /// The upstream stopped sending its body for `stream_idle`.
+    UpstreamStalled,
     /// The client went away first.
     Abandoned,
 }
@@ -76,6 +78,11 @@ impl Finish {
             error: None,
             recorded: false,
         }
+    }
+
+    /// How long a body may move no byte (the listener's `timeouts.stream_idle`).
+    pub fn stream_idle(&self) -> std::time::Duration {
+        self.conn.stream_idle
     }
 
     /// Records the request when its response body is done or dropped; `connection` is the
@@ -114,6 +121,9 @@ impl Finish {
                     (Some(code), _, _) => counters.proxy_error(code, self.status),
                     (None, Ending::UpstreamFailed, Some(_)) => {
                         counters.upstream_failed_mid_body(self.status, ErrorCode::UpstreamReset)
+                    }
+                    (None, Ending::UpstreamStalled, Some(_)) => {
+                        counters.upstream_failed_mid_body(self.status, ErrorCode::Timeout)
                     }
                     (None, _, Some(_)) => counters.upstream(self.status),
                     (None, _, None) if self.status == CLIENT_CLOSED_REQUEST => {
@@ -155,6 +165,7 @@ fn error_label(error: Option<ErrorCode>, ending: Ending) -> &'static str {
     match (error, ending) {
         (Some(code), _) => code.as_str(),
         (None, Ending::UpstreamFailed) => ErrorCode::UpstreamReset.as_str(),
+        (None, Ending::UpstreamStalled) => ErrorCode::Timeout.as_str(),
         _ => "",
     }
 }

@@ -90,7 +90,7 @@ async fn proxy(
     // The route timeout bounds everything from here on.
     let deadline = route.timeout.map(|t| Instant::now() + t);
     let (parts, body) = req.into_parts();
-    let outgoing = request_body(route, parts, body, deadline).await?;
+    let outgoing = request_body(route, parts, body, deadline, conn.stream_idle).await?;
     let holds = admit(route, backend)?;
     let sent = attempts::send(route, backend, &conn.client_ip, outgoing, deadline, holds).await;
     if let Some(placement) = &mut finish.placement {
@@ -197,6 +197,7 @@ async fn request_body(
     parts: request::Parts,
     body: Incoming,
     deadline: Option<Instant>,
+    stream_idle: Duration,
 ) -> Result<Outgoing, Answer> {
     if body.is_end_stream() {
         if let Some(mirror) = &route.mirror {
@@ -215,14 +216,14 @@ async fn request_body(
     if !(wants_copy && small) {
         return Ok(Outgoing::Once(Some((
             parts,
-            RequestBody::client(None, body),
+            RequestBody::client(None, body, stream_idle),
         ))));
     }
     let until = deadline.unwrap_or_else(|| Instant::now() + BODY_BUFFER_TIMEOUT);
     // Boxed: only routes that retry or mirror a body pay for the buffering's space.
     let buffered = Box::pin(tokio::time::timeout_at(
         until,
-        replay::buffer_for_replay(body, REPLAY_LIMIT),
+        replay::buffer_for_replay(body, REPLAY_LIMIT, stream_idle),
     ))
     .await
     .map_err(|_| ProxyError::client_timeout(&route.name))?;
@@ -275,6 +276,7 @@ mod tests {
             snapshot.listeners[0].clone(),
             address,
             ClientClock::new(),
+            Duration::from_secs(300),
         ));
         let size = Arc::new(AtomicUsize::new(0));
         let server = tokio::spawn({

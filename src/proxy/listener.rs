@@ -30,6 +30,8 @@ pub struct ListenerPolicy {
     pub limits: ListenerLimits,
     /// First-byte, slow-head and idle timeouts.
     pub timeouts: ClientTimeouts,
+    /// Bodies that move no byte this long are ended.
+    pub stream_idle: Duration,
     /// `weir_downstream_errors_total{kind="rejected"}`: connections over `max_connections`.
     rejected: Counter,
     /// `weir_downstream_errors_total{kind="timeout"}`: connections closed by a timeout.
@@ -60,6 +62,7 @@ impl ListenerPolicy {
                 first_byte: listener.timeouts.first_byte,
                 idle: listener.timeouts.idle,
             },
+            stream_idle: listener.timeouts.stream_idle,
             rejected: counter("rejected"),
             timed_out: counter("timeout"),
             malformed: counter("malformed"),
@@ -153,7 +156,12 @@ pub async fn serve(
         let counted = OpenConnection(open.clone());
         let _ = stream.set_nodelay(true);
         let clock = ClientClock::new();
-        let conn = Arc::new(Connection::new(table.clone(), client, clock.clone()));
+        let conn = Arc::new(Connection::new(
+            table.clone(),
+            client,
+            clock.clone(),
+            policy.stream_idle,
+        ));
         let service = service_fn(move |req| handle(conn.clone(), req));
         let io = TokioIo::new(Watched::new(stream, clock.clone()));
         let served = builder.serve_connection(io, service).into_owned();

@@ -5,6 +5,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::stall::StallTimer;
 use crate::upstream::pool::Checkout;
 use crate::upstream::response::{BoxError, UpstreamBody};
 use bytes::Bytes;
@@ -21,6 +22,8 @@ pub struct ResponseBody {
     source: Source,
     finish: Option<Finish>,
     ending: Ending,
+    /// Ends an upstream body that stops moving (`stream_idle`).
+    stall: Option<StallTimer>,
 }
 
 #[derive(Debug)]
@@ -44,6 +47,7 @@ impl ResponseBody {
     pub fn upstream(body: UpstreamBody, finish: Finish) -> Self {
         ResponseBody {
             source: Source::Upstream(body),
+            stall: Some(StallTimer::new(finish.stream_idle())),
             finish: Some(finish),
             ending: Ending::Abandoned,
         }
@@ -55,6 +59,7 @@ impl ResponseBody {
             source: Source::Local(Some(data.into())),
             finish: None,
             ending: Ending::Complete,
+            stall: None,
         }
     }
 
@@ -63,6 +68,7 @@ impl ResponseBody {
             source: Source::Local(Some(data)),
             finish: Some(finish),
             ending: Ending::Complete,
+            stall: None,
         }
     }
 }
@@ -118,7 +124,20 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let polled = match &mut this.source {
             Source::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Source::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Source::Upstream(body) => match (Pin::new(body).poll_frame(cx), &mut this.stall) {
+                (Poll::Pending, Some(stall)) => match stall.poll_stalled(cx) {
+                    Poll::Ready(stalled) => {
+                        this.ending = Ending::UpstreamStalled;
+                        return Poll::Ready(Some(Err(stalled.into())));
+                    }
+                    Poll::Pending => Poll::Pending,
+                },
+                (polled @ Poll::Ready(Some(Ok(_))), Some(stall)) => {
+                    stall.progressed();
+                    polled
+                }
+                (polled, _) => polled,
+            },
         };
         match &polled {
             Poll::Ready(None) => {

@@ -32,17 +32,23 @@ pub enum Replayable {
 ///
 /// A body whose declared length already exceeds `limit` is not read at all. Trailers of a
 /// buffered body are kept. An error reading the body is returned as is: the client's body
-/// is broken and the request cannot be sent.
+/// is broken and the request cannot be sent. A body that streams on is ended when the
+/// client stops sending it for `stream_idle`.
 pub async fn buffer_for_replay(
     mut body: Incoming,
     limit: usize,
+    stream_idle: std::time::Duration,
 ) -> Result<Replayable, hyper::Error> {
     if body.is_end_stream() {
         return Ok(Replayable::Bytes(Bytes::new(), None));
     }
     let hint = body.size_hint();
     if hint.lower() > limit as u64 {
-        return Ok(Replayable::NotReplayable(RequestBody::client(None, body)));
+        return Ok(Replayable::NotReplayable(RequestBody::client(
+            None,
+            body,
+            stream_idle,
+        )));
     }
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
@@ -57,6 +63,7 @@ pub async fn buffer_for_replay(
                     return Ok(Replayable::NotReplayable(RequestBody::client(
                         Some(read),
                         body,
+                        stream_idle,
                     )));
                 }
                 continue;
@@ -164,7 +171,13 @@ mod tests {
             while let Ok((stream, _)) = listener.accept().await {
                 tokio::spawn(async move {
                     let handler = service_fn(|req: Request<Incoming>| async move {
-                        let answer = match buffer_for_replay(req.into_body(), REPLAY_LIMIT).await {
+                        let answer = match buffer_for_replay(
+                            req.into_body(),
+                            REPLAY_LIMIT,
+                            std::time::Duration::from_secs(300),
+                        )
+                        .await
+                        {
                             Err(e) => format!("error {e}"),
                             Ok(replayable) => {
                                 let kind = match &replayable {

@@ -299,3 +299,84 @@ async fn a_thousand_connections_sending_oversized_heads_stay_within_the_cap() {
     assert_eq!(up.hits(), 1, "only the good request reached the upstream");
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stalls_its_body_is_cut_off_after_stream_idle_without_a_route_timeout() {
+    use tokio::net::TcpListener;
+    // Headers and 5 of 100 promised bytes, then nothing, holding the connection open.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let up = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello")
+                .await;
+            held.push(s);
+        }
+    });
+    let port = free_port();
+    let weir = Weir::start(&config(port, up, "    timeouts: { stream_idle: 300ms }\n")).await;
+    let mut client = TcpStream::connect(local(port)).await.expect("connect");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let took = closed_after(&mut client, started).await.expect("cut off");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let labels = [("code", "200"), ("error", "timeout")];
+    let mut counted = 0.0;
+    while counted < 1.0 && Instant::now() < deadline {
+        counted = metric_sum(&weir.metrics().await, "weir_http_requests_total", &labels);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counted, 1.0, "counted as a 200 whose body timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_sending_its_body_gets_408_after_stream_idle_without_a_route_timeout() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(
+        port,
+        up.addr,
+        "    timeouts: { stream_idle: 300ms }\n",
+    ))
+    .await;
+    let mut client = TcpStream::connect(local(port)).await.expect("connect");
+    let started = Instant::now();
+    client
+        .write_all(b"POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(3), client.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 408"), "{answer}");
+    assert!(answer.contains("weir-error: client_timeout"), "{answer}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    assert_eq!(
+        metric_sum(
+            &weir.metrics().await,
+            "weir_http_requests_total",
+            &[("code", "408"), ("error", "client_timeout")]
+        ),
+        1.0
+    );
+    let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
+    assert_eq!((status, body.as_str()), (200, "up"));
+}

@@ -170,7 +170,6 @@ fn decode_listener_timeouts(ctx: &mut Ctx, f: &Field<'_>) -> Option<ListenerTime
         f.positive_duration(ctx)
     });
     let stream_idle = or_default(m.optional("stream_idle"), defaults.stream_idle, |f| {
-        warn_if_not_enforced(ctx, "listener.timeouts.stream_idle", f.key_pos, &f.path);
         f.positive_duration(ctx)
     });
     m.finish(ctx);
