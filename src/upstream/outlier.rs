@@ -45,6 +45,9 @@ pub struct OutlierDetector {
     consecutive_5xx: u32,
     consecutive_gateway_errors: u32,
     consecutive_connect_failures: u32,
+    /// Never eject the last endpoint in rotation (the default detection: a burst of failed
+    /// connects to a service's only endpoint must not turn into certain failure for 30 s).
+    keep_one: bool,
     interval: Duration,
     base_ejection_time: Duration,
     max_ejection_time: Duration,
@@ -65,6 +68,7 @@ impl OutlierDetector {
             consecutive_5xx: cfg.consecutive_5xx,
             consecutive_gateway_errors: cfg.consecutive_gateway_errors,
             consecutive_connect_failures: 0,
+            keep_one: false,
             interval: cfg.interval,
             base_ejection_time: cfg.base_ejection_time,
             max_ejection_time: cfg.base_ejection_time.max(MAX_EJECTION_TIME),
@@ -77,7 +81,7 @@ impl OutlierDetector {
     /// The detection every service has when it configures none: an endpoint that refuses
     /// or drops [`DEFAULT_CONNECT_FAILURES`] connections in a row leaves rotation, for
     /// Envoy's default times (30 s base ejection, a sweep every 10 s, at most 10 % of the
-    /// service at once, and always one). A dead endpoint should not keep failing a share of
+    /// service at once, and always one), but never the last endpoint in rotation. A dead endpoint should not keep failing a share of
     /// the requests until someone configures outlier detection; 5xx answers are left alone,
     /// since without configuration weir cannot know which of them the service means.
     pub fn connect_failures_only(service: &str, metrics: Arc<Metrics>) -> Self {
@@ -90,6 +94,7 @@ impl OutlierDetector {
         };
         OutlierDetector {
             consecutive_connect_failures: DEFAULT_CONNECT_FAILURES,
+            keep_one: true,
             ..OutlierDetector::new(service, &cfg, metrics)
         }
     }
@@ -240,6 +245,9 @@ impl OutlierDetector {
     /// Envoy ≥ 1.21: one endpoint may always go; beyond that, only while at most
     /// `max_ejection_percent` of the service would be ejected.
     fn may_eject(&self, ejected_now: usize, total: usize) -> bool {
+        if self.keep_one && ejected_now + 1 >= total {
+            return false;
+        }
         ejected_now == 0
             || (ejected_now + 1) as f64 * 100.0 <= self.max_ejection_percent * total as f64
     }
@@ -625,5 +633,13 @@ mod tests {
             0,
             "10 % of 3 endpoints: one at a time"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_default_the_last_endpoint_in_rotation_is_never_ejected() {
+        let (s, metrics) = service(1);
+        let d = OutlierDetector::connect_failures_only("s", metrics);
+        assert_eq!(record_n(&d, &s, 0, Outcome::ConnectFailed, 50), 0);
+        assert!(!s.endpoint_set().endpoints[0].outlier.is_ejected());
     }
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use weir::telemetry::prometheus_text::metric_sum;
 
-use crate::support::{endpoint_state, eventually, free_port, get, Upstream, Weir};
+use crate::support::{endpoint_state, eventually, free_port, get, metric_settles, Upstream, Weir};
 
 /// One listener in front of service `victim`, whose outlier detection ejects after 3
 /// failures and whose breaker opens after 3 requests at 50 % failures: a handful of
@@ -79,18 +79,6 @@ async fn upstream_unharmed(weir: &Weir, port: u16, up: &Upstream) {
     assert_eq!(up.hits(), hits + 1, "the good request reached the upstream");
 }
 
-/// Polls weir's metrics until `weir_http_requests_total{labels}` reaches `want` (3 s).
-async fn requests_reach(weir: &Weir, labels: &[(&str, &str)], want: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let got = metric_sum(&weir.metrics().await, "weir_http_requests_total", labels);
-        if got >= want || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_chunked_bodies_get_400_bad_request_and_never_eject_the_endpoint() {
     let up = Upstream::start("victim").await;
@@ -108,8 +96,9 @@ async fn malformed_chunked_bodies_get_400_bad_request_and_never_eject_the_endpoi
         assert!(answer.contains("weir-error: bad_request"), "{answer}");
     }
     assert_eq!(
-        requests_reach(
+        metric_settles(
             &weir,
+            "weir_http_requests_total",
             &[
                 ("service", "victim"),
                 ("code", "400"),
@@ -154,7 +143,13 @@ async fn uploads_abandoned_half_way_are_499_and_never_open_the_breaker() {
         drop(stream);
     }
     assert_eq!(
-        requests_reach(&weir, &[("service", "victim"), ("code", "499")], 5.0).await,
+        metric_settles(
+            &weir,
+            "weir_http_requests_total",
+            &[("service", "victim"), ("code", "499")],
+            5.0
+        )
+        .await,
         5.0,
         "{}",
         weir.metrics().await

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weir::telemetry::prometheus_text::metric_sum;
 
-use crate::support::{eventually, free_port, get, Upstream, Weir};
+use crate::support::{eventually, free_port, get, metric_settles, Upstream, Weir};
 
 fn config(port: u16, up: SocketAddr, listener_extra: &str) -> String {
     format!(
@@ -38,24 +38,15 @@ async fn closed_after(stream: &mut TcpStream, started: Instant) -> Option<Durati
     .ok()
 }
 
-async fn downstream_errors(weir: &Weir, kind: &str) -> f64 {
-    metric_sum(
-        &weir.metrics().await,
+/// Polls `weir_downstream_errors_total{listener="main", kind}` until it is `want` (3 s).
+async fn downstream_errors(weir: &Weir, kind: &str, want: f64) -> f64 {
+    metric_settles(
+        weir,
         "weir_downstream_errors_total",
         &[("listener", "main"), ("kind", kind)],
+        want,
     )
-}
-
-/// Polls `weir_downstream_errors_total{kind}` until it reaches `want` (2 s at most).
-async fn errors_reach(weir: &Weir, kind: &str, want: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let got = downstream_errors(weir, kind).await;
-        if got >= want || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +73,7 @@ async fn silent_sockets_and_a_bare_http2_preface_are_closed_after_the_first_byte
             "{took:?}"
         );
     }
-    assert_eq!(errors_reach(&weir, "timeout", 2.0).await, 2.0);
+    assert_eq!(downstream_errors(&weir, "timeout", 2.0).await, 2.0);
     assert_eq!(up.hits(), 0, "nothing reached the upstream");
     let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
     assert_eq!((status, body.as_str()), (200, "up"));
@@ -109,7 +100,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
         took >= Duration::from_millis(250) && took < Duration::from_secs(2),
         "{took:?}"
     );
-    assert_eq!(errors_reach(&weir, "timeout", 1.0).await, 1.0);
+    assert_eq!(downstream_errors(&weir, "timeout", 1.0).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,7 +121,7 @@ async fn connections_beyond_max_connections_are_closed_at_once_and_counted() {
         .await
         .expect("the third is closed");
     assert!(took < Duration::from_secs(1), "{took:?}");
-    assert_eq!(errors_reach(&weir, "rejected", 1.0).await, 1.0);
+    assert_eq!(downstream_errors(&weir, "rejected", 1.0).await, 1.0);
     drop((first, second));
     let served = async {
         for _ in 0..100 {
@@ -245,8 +236,8 @@ async fn unparsable_requests_and_oversized_heads_are_refused_and_counted() {
         String::from_utf8_lossy(&answer[..n])
     );
 
-    assert_eq!(errors_reach(&weir, "malformed", 1.0).await, 1.0);
-    assert_eq!(errors_reach(&weir, "header_too_large", 1.0).await, 1.0);
+    assert_eq!(downstream_errors(&weir, "malformed", 1.0).await, 1.0);
+    assert_eq!(downstream_errors(&weir, "header_too_large", 1.0).await, 1.0);
     assert_eq!(up.hits(), 0, "nothing reached the upstream");
     let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
     assert_eq!((status, body.as_str()), (200, "up"));
@@ -330,14 +321,12 @@ async fn an_upstream_that_stalls_its_body_is_cut_off_after_stream_idle_without_a
         took >= Duration::from_millis(290) && took < Duration::from_secs(2),
         "{took:?}"
     );
-    let deadline = Instant::now() + Duration::from_secs(2);
     let labels = [("code", "200"), ("error", "timeout")];
-    let mut counted = 0.0;
-    while counted < 1.0 && Instant::now() < deadline {
-        counted = metric_sum(&weir.metrics().await, "weir_http_requests_total", &labels);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(counted, 1.0, "counted as a 200 whose body timed out");
+    assert_eq!(
+        metric_settles(&weir, "weir_http_requests_total", &labels, 1.0).await,
+        1.0,
+        "counted as a 200 whose body timed out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -514,10 +514,10 @@ async fn one_http2_connection_gets_at_most_200_concurrent_streams() {
         .store(300, std::sync::atomic::Ordering::SeqCst);
     let port = free_port();
     let yaml = format!(
-        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: warn, access_log: false }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{}\"] }}\n",
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: warn, access_log: false }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{}\"], connect_timeout: 5s }}\n",
         up.addr
     );
-    let _weir = Weir::start(&yaml).await;
+    let weir = Weir::start(&yaml).await;
     // One connection asking for 1,000 streams at once (bounded: 1,000 requests, 30 s).
     let out = std::process::Command::new("timeout")
         .args(["30", "h2load", "-c1", "-m1000", "-n1000", "-t1"])
@@ -525,9 +525,15 @@ async fn one_http2_connection_gets_at_most_200_concurrent_streams() {
         .output()
         .expect("h2load runs");
     let text = String::from_utf8_lossy(&out.stdout);
+    let metrics = weir.metrics().await;
+    let errors: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("weir_http_requests_total") && !l.contains("error=\"\""))
+        .collect();
     assert!(
         text.contains("1000 succeeded"),
-        "every request was answered: {text}"
+        "every request was answered: {text}\nweir's errors: {errors:?}\n{}",
+        weir.logs()
     );
     let connections = up.connections();
     assert!(

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use weir::telemetry::prometheus_text::metric_sum;
 
 use crate::support::{
-    closing_upstream, endpoint_state, eventually, free_port, get, load, truncating_upstream,
-    Client, Upstream, Weir,
+    closing_upstream, endpoint_state, eventually, free_port, get, load, metric_settles,
+    truncating_upstream, Client, Upstream, Weir,
 };
 
 /// A config with one listener; `routes` and `services` are YAML blocks indented for their
@@ -32,18 +32,6 @@ fn weir_error(headers: &http::HeaderMap) -> &str {
         .get("weir-error")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
-}
-
-/// Polls the metrics until `metric{labels}` sums to `want`, or 3 s pass; returns the last sum.
-async fn metric_settles(weir: &Weir, metric: &str, labels: &[(&str, &str)], want: f64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let got = metric_sum(&weir.metrics().await, metric, labels);
-        if got == want || Instant::now() >= deadline {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// One answer to a burst request: status, `weir-error`, body, and how long it took.

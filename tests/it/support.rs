@@ -23,6 +23,20 @@ use tokio::net::TcpListener;
 
 pub(crate) use crate::test_support::eventually;
 
+/// Polls weir's `/metrics` until `metric{labels}` sums to `want`, or 3 s pass; returns the
+/// last sum (so an assertion on it shows what was counted).
+pub async fn metric_settles(weir: &Weir, metric: &str, labels: &[(&str, &str)], want: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let got =
+            weir::telemetry::prometheus_text::metric_sum(&weir.metrics().await, metric, labels);
+        if got == want || std::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A port that was free a moment ago (bind to :0 and release).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")

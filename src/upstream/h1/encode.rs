@@ -135,29 +135,13 @@ impl Upload {
         }
         let mut cx = Context::from_waker(std::task::Waker::noop());
         while !self.body_done {
-            match std::pin::Pin::new(&mut self.body).poll_frame(&mut cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        if self.queue_data(data).is_err() {
-                            return;
-                        }
-                    }
-                    Err(frame) => {
-                        if let (Ok(trailers), Framing::Chunked) =
-                            (frame.into_trailers(), self.framing)
-                        {
-                            self.push(Bytes::from_static(b"0\r\n"));
-                            self.push(trailer_block(&trailers));
-                            self.body_done = true;
-                        }
-                    }
-                },
-                Poll::Ready(None) => {
-                    if self.queue_end().is_err() {
-                        return;
-                    }
-                }
+            let queued = match std::pin::Pin::new(&mut self.body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => self.queue_frame(frame),
+                Poll::Ready(None) => self.queue_end(),
                 Poll::Ready(Some(Err(_))) | Poll::Pending => return,
+            };
+            if queued.is_err() {
+                return;
             }
         }
     }
@@ -191,20 +175,26 @@ impl Upload {
                 return Poll::Ready(Ok(()));
             }
             match ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx)) {
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => self.queue_data(data)?,
-                    Err(frame) => {
-                        if let (Ok(trailers), Framing::Chunked) =
-                            (frame.into_trailers(), self.framing)
-                        {
-                            self.push(Bytes::from_static(b"0\r\n"));
-                            self.push(trailer_block(&trailers));
-                            self.body_done = true;
-                        }
-                    }
-                },
+                Some(Ok(frame)) => self.queue_frame(frame)?,
                 Some(Err(_)) => return Poll::Ready(Err(UploadError::Body)),
                 None => self.queue_end()?,
+            }
+        }
+    }
+
+    /// Queues one frame of the body: data in the request's framing, trailers as the end of
+    /// a chunked body (a body framed by length has no place for them: they are dropped, as
+    /// hyper does).
+    fn queue_frame(&mut self, frame: http_body::Frame<Bytes>) -> Result<(), UploadError> {
+        match frame.into_data() {
+            Ok(data) => self.queue_data(data),
+            Err(frame) => {
+                if let (Ok(trailers), Framing::Chunked) = (frame.into_trailers(), self.framing) {
+                    self.push(Bytes::from_static(b"0\r\n"));
+                    self.push(trailer_block(&trailers));
+                    self.body_done = true;
+                }
+                Ok(())
             }
         }
     }
