@@ -44,6 +44,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Remove only the fields present (most answers carry just `connection: keep-alive`):
+    // each removal hashes, and a pass over the names does not.
+    let mut present = [false; 5];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
@@ -64,7 +72,10 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
+        headers.remove(name);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, here)| *here) {
         headers.remove(name);
     }
 }

@@ -178,8 +178,11 @@ fn framing(
 /// Whether a `connection` field lists `token`.
 fn has_token(headers: &HeaderMap, token: &str) -> bool {
     headers.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        let v = v.as_bytes();
+        // The common field holds one token: compare it whole before splitting.
+        v.eq_ignore_ascii_case(token.as_bytes())
+            || v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
     })
 }
 
