@@ -67,7 +67,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             let served = http1::Builder::new().serve_connection(io, service);
             tokio::select! {
                 _ = served => {}
-                _ = client_timeouts::expired(&clock, ADMIN_TIMEOUTS) => {}
+                _ = client_timeouts::expired(&clock, ADMIN_TIMEOUTS, || true) => {}
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });

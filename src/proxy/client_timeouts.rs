@@ -149,20 +149,28 @@ impl ClientClock {
 }
 
 /// Resolves once the connection has kept weir waiting longer than `limits` allow, with
-/// the reason; the caller then closes it.
+/// the reason (the caller then closes it), or with `None` once `open` says the connection
+/// has ended.
 ///
 /// It sleeps until the earliest deadline in force, but never longer than a quarter of the
 /// shorter limit: a deadline that appears while it sleeps (a head starts, the last request
 /// ends) is then met at most a quarter late, without a wake-up per request.
-pub async fn expired(clock: &ClientClock, limits: ClientTimeouts) -> Expired {
+pub async fn expired(
+    clock: &ClientClock,
+    limits: ClientTimeouts,
+    open: impl Fn() -> bool,
+) -> Option<Expired> {
     let longest_sleep = limits.first_byte.min(limits.idle) / 4;
     loop {
+        if !open() {
+            return None;
+        }
         let (deadline, reason) = clock.deadline(&limits);
         if Instant::now() >= deadline {
             // Only a deadline still in force after the wait counts.
             let (again, reason_again) = clock.deadline(&limits);
             if again <= Instant::now() && reason_again == reason {
-                return reason;
+                return Some(reason);
             }
             continue;
         }
@@ -242,8 +250,8 @@ mod tests {
     fn watch(clock: &Arc<ClientClock>) -> tokio::task::JoinHandle<(Expired, Instant)> {
         let clock = clock.clone();
         tokio::spawn(async move {
-            let reason = expired(&clock, LIMITS).await;
-            (reason, Instant::now())
+            let reason = expired(&clock, LIMITS, || true).await;
+            (reason.expect("expired"), Instant::now())
         })
     }
 
@@ -318,5 +326,36 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(600)).await;
         assert!(!watch.is_finished(), "a request is in flight");
         watch.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_ends_within_a_quarter_limit_once_the_connection_is_gone() {
+        let clock = ClientClock::new();
+        clock.read(b"GET / HTTP/1.1\r\n");
+        clock.request_started();
+        let open = std::sync::atomic::AtomicBool::new(true);
+        let started = Instant::now();
+        let watch = expired(&clock, LIMITS, || open.load(Relaxed));
+        tokio::pin!(watch);
+        assert!(futures_poll_once(watch.as_mut()).await.is_none());
+        open.store(false, Relaxed);
+        assert_eq!(watch.await, None);
+        assert!(
+            started.elapsed() <= LIMITS.first_byte / 4,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Polls `future` once; its output if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(future: F) -> Option<F::Output> {
+        let mut future = future;
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut future).poll(cx) {
+                Poll::Ready(v) => Some(v),
+                Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

@@ -2,7 +2,7 @@
 //! knowledge), detected from its first bytes, until the server drains.
 
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -12,6 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 use super::accept::AcceptBackoff;
 use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
@@ -167,21 +168,35 @@ pub async fn serve(
         let served = builder.serve_connection(io, service).into_owned();
         let watched = drain.watch(served);
         let policy = policy.clone();
-        tokio::spawn(async move {
-            let _counted = counted;
-            tokio::select! {
-                ended = watched => {
-                    if let Err(e) = ended {
-                        policy.count_connection_error(&*e);
-                        tracing::debug!(%client, error = %e, "connection ended with an error");
-                    }
+        let timed_out = policy.timed_out.clone();
+        let timeouts = policy.timeouts;
+        // The watchdog is a task of its own, so a request's wake-ups of the connection never
+        // poll its timer. It closes the connection by aborting the serving task; the serving
+        // task stops it when the connection ends first.
+        let watchdog_slot: Arc<OnceLock<AbortHandle>> = Arc::default();
+        let serving = tokio::spawn({
+            let watchdog_slot = watchdog_slot.clone();
+            async move {
+                let _counted = counted;
+                if let Err(e) = watched.await {
+                    policy.count_connection_error(&*e);
+                    tracing::debug!(%client, error = %e, "connection ended with an error");
                 }
-                why = client_timeouts::expired(&clock, policy.timeouts) => {
-                    policy.timed_out.inc();
-                    tracing::debug!(%client, reason = why.as_str(), "connection closed");
+                if let Some(watchdog) = watchdog_slot.get() {
+                    watchdog.abort();
                 }
             }
         });
+        let connection = serving.abort_handle();
+        let watchdog = tokio::spawn(async move {
+            let open = || !connection.is_finished();
+            if let Some(why) = client_timeouts::expired(&clock, timeouts, open).await {
+                connection.abort();
+                timed_out.inc();
+                tracing::debug!(%client, reason = why.as_str(), "connection closed");
+            }
+        });
+        let _ = watchdog_slot.set(watchdog.abort_handle());
     }
     drop(listener);
     tokio::time::timeout(grace, drain.shutdown()).await.is_ok()
