@@ -91,14 +91,6 @@ impl ErrorCode {
         }
     }
 
-    /// Whether the code names a fault of the client rather than of weir or an upstream.
-    pub fn is_client_fault(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::BadRequest | ErrorCode::ClientTimeout | ErrorCode::HeaderTooLarge
-        )
-    }
-
     /// Position in [`ErrorCode::ALL`].
     pub fn index(self) -> usize {
         self as usize
@@ -280,19 +272,6 @@ mod tests {
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(c.index(), i);
         }
-    }
-
-    #[test]
-    fn only_the_clients_faults_are_client_faults() {
-        let faults: Vec<_> = ErrorCode::ALL
-            .iter()
-            .filter(|c| c.is_client_fault())
-            .map(|c| c.as_str())
-            .collect();
-        assert_eq!(
-            faults,
-            ["bad_request", "client_timeout", "header_too_large"]
-        );
     }
 
     #[test]

@@ -455,4 +455,60 @@ mod tests {
             "an oversized answer closes the connection"
         );
     }
+
+    /// An upstream that answers the first request of every connection and closes the
+    /// connection when a second one arrives on it, without answering (as a server whose
+    /// keep-alive timeout races the next request does); counts the connections.
+    async fn answers_once_per_connection() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    if socket.read(&mut buf).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if socket.write_all(ok).await.is_err() {
+                        return;
+                    }
+                    // The next request is read and the connection dropped unanswered.
+                    let _ = socket.read(&mut buf).await;
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    #[tokio::test]
+    async fn a_request_a_reused_connection_dropped_unanswered_is_sent_again_on_a_new_one() {
+        let (address, accepted) = answers_once_per_connection().await;
+        let s = service(address);
+        let e = endpoint(&s);
+        for _ in 0..2 {
+            let mut exchange = Exchange::request(&s, e.clone());
+            let Judged::Response(response) = exchange.send(get("/"), None).await else {
+                panic!("the pool hides the race: the client gets the answer");
+            };
+            assert_eq!(response.status(), 200);
+            exchange
+                .discard(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the second request went to a new connection"
+        );
+        assert!(
+            !e.outlier.is_ejected(),
+            "a race of the pool is not the endpoint's failure"
+        );
+    }
 }

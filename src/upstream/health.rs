@@ -208,16 +208,7 @@ mod tests {
 
     use crate::telemetry::metrics::Metrics;
     use crate::test_support::eventually;
-
-    fn cfg(interval: Duration, timeout: Duration) -> HealthCheck {
-        HealthCheck {
-            path: "/healthz".to_string(),
-            interval,
-            timeout,
-            healthy_threshold: 2,
-            unhealthy_threshold: 3,
-        }
-    }
+    use crate::upstream::endpoint::health::test_check as cfg;
 
     fn service(endpoint: &str) -> Arc<Service> {
         let text = format!(

@@ -27,7 +27,6 @@ use super::h1::{self, OpenCount, Outgoing, SendError};
 use super::response::UpstreamBody;
 
 use super::limits::{Limit, LimitGuard, Limits, Overflow};
-use super::outcome::Outcome;
 use crate::body::RequestBody;
 use crate::config::{format_duration, UpstreamProtocol};
 
@@ -40,18 +39,6 @@ pub enum UpstreamError {
     Reset(String),
     /// A connection limit of the service was reached.
     Overflow(Overflow),
-}
-
-impl UpstreamError {
-    /// How the attempt ended for resilience; `None` for a refusal by weir's own limits,
-    /// which says nothing about the endpoint.
-    pub fn outcome(&self) -> Option<Outcome> {
-        match self {
-            UpstreamError::Connect(_) => Some(Outcome::ConnectFailed),
-            UpstreamError::Reset(_) => Some(Outcome::Reset),
-            UpstreamError::Overflow(_) => None,
-        }
-    }
 }
 
 impl fmt::Display for UpstreamError {

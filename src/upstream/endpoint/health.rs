@@ -104,21 +104,28 @@ impl EndpointHealth {
     }
 }
 
+/// A health check of `/healthz` every `interval`, each bounded by `timeout`, with 2 passes
+/// to return and 3 failures to leave rotation (what the health tests assume).
+#[cfg(test)]
+pub(crate) fn test_check(
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+) -> HealthCheck {
+    HealthCheck {
+        path: "/healthz".to_string(),
+        interval,
+        timeout,
+        healthy_threshold: 2,
+        unhealthy_threshold: 3,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use super::test_check as cfg;
     use super::*;
-
-    fn cfg(interval: Duration, timeout: Duration) -> HealthCheck {
-        HealthCheck {
-            path: "/healthz".to_string(),
-            interval,
-            timeout,
-            healthy_threshold: 2,
-            unhealthy_threshold: 3,
-        }
-    }
 
     #[test]
     fn three_failures_make_an_endpoint_unhealthy_and_two_passes_healthy_again() {

@@ -27,8 +27,11 @@ pub enum Framing {
 /// and enforced; otherwise a body of known size gets one, and a body of unknown size is
 /// chunked. A body that is already over sends none (and no framing field but the
 /// request's own).
+///
+/// `parts` carries no hop-by-hop fields: every request weir sends upstream went through
+/// [`crate::headers::strip_connection_fields`] (or was built by weir without them), so a
+/// client's `transfer-encoding` never reaches here and is not looked for again.
 pub fn head(parts: &mut request::Parts, body: &RequestBody, out: &mut Vec<u8>) -> Framing {
-    parts.headers.remove(header::TRANSFER_ENCODING);
     let declared = content_length(&parts.headers);
     let framing = if body.is_end_stream() {
         Framing::Length(0)
@@ -340,7 +343,6 @@ mod tests {
         let req = Request::builder()
             .method(Method::PUT)
             .uri("/x")
-            .header("transfer-encoding", "gzip")
             .body(RequestBody::Replay {
                 data: Some(Bytes::from_static(b"hi")),
                 trailers: Some(Box::new(trailers)),
