@@ -40,17 +40,39 @@ impl Source {
             Source::Local(_) => None,
         }
     }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Upstream(body) => body.is_end_stream(),
+            Source::Local(data) => data.is_none(),
+        }
+    }
 }
 
 impl ResponseBody {
-    /// Relays an upstream body; `finish` runs when it ends.
+    /// Ends the request cleanly: it is recorded and its upstream connection goes back to
+    /// the pool.
+    fn complete(&mut self) {
+        self.ending = Ending::Complete;
+        if let Some(f) = self.finish.take() {
+            f.complete(Ending::Complete, self.source.take_connection());
+        }
+    }
+
+    /// Relays an upstream body; `finish` runs when it ends (at once for a body that is
+    /// already over, so the upstream connection is back in the pool before the client sees
+    /// the response).
     pub fn upstream(body: UpstreamBody, finish: Finish) -> Self {
-        ResponseBody {
+        let mut relayed = ResponseBody {
             source: Source::Upstream(body),
             stall: Some(StallTimer::new(finish.stream_idle())),
             finish: Some(finish),
             ending: Ending::Abandoned,
+        };
+        if relayed.source.is_end_stream() {
+            relayed.complete();
         }
+        relayed
     }
 
     /// A body weir owns, with no logging attached (admin, demo).
@@ -140,12 +162,10 @@ impl Body for ResponseBody {
             },
         };
         match &polled {
-            Poll::Ready(None) => {
-                this.ending = Ending::Complete;
-                if let Some(f) = this.finish.take() {
-                    f.complete(Ending::Complete, this.source.take_connection());
-                }
-            }
+            Poll::Ready(None) => this.complete(),
+            // The last frame: the exchange ends (its connection back in the pool) before the
+            // client can see the end and send its next request on the same connection.
+            Poll::Ready(Some(Ok(_))) if this.source.is_end_stream() => this.complete(),
             Poll::Ready(Some(Err(_))) => this.ending = Ending::UpstreamFailed,
             _ => {}
         }
@@ -153,10 +173,7 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.source {
-            Source::Upstream(body) => body.is_end_stream(),
-            Source::Local(data) => data.is_none(),
-        }
+        self.source.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
