@@ -213,6 +213,10 @@ pub struct Route {
     pub fault: Option<Fault>,
     /// Traffic mirroring.
     pub mirror: Option<Mirror>,
+    /// Protocols an HTTP/1.1 client may switch to through this route (`Upgrade` tokens,
+    /// lower case, e.g. `websocket`). Others are dropped and the request is served as plain
+    /// HTTP.
+    pub upgrades: Vec<String>,
 }
 
 /// Conditions of a route; every present condition must hold.

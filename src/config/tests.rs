@@ -326,3 +326,33 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn routes_let_websockets_through_unless_told_otherwise() {
+    let route = |extra: &str| {
+        format!(
+            "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n{extra}        backends: [{{ service: s }}]\nservices:\n  - {{ name: s, endpoints: [\"127.0.0.1:2\"] }}\n"
+        )
+    };
+    let upgrades = |extra: &str| {
+        load_str("u.yaml", &route(extra)).map(|l| l.config.listeners[0].routes[0].upgrades.clone())
+    };
+    assert_eq!(upgrades("").expect("loads"), ["websocket"]);
+    assert!(upgrades("        upgrades: []\n")
+        .expect("loads")
+        .is_empty());
+    assert_eq!(
+        upgrades("        upgrades: [WebSocket, CONNECT-UDP, websocket]\n").expect("loads"),
+        ["websocket", "connect-udp"]
+    );
+    for (bad, says) in [
+        ("[h2c]", "u.yaml:7:20: listeners[0].routes[0].upgrades[0]: `h2c` cannot be carried"),
+        ("[\"web socket\"]", "u.yaml:7:20: listeners[0].routes[0].upgrades[0]: \"web socket\" is not a protocol name"),
+    ] {
+        let errors = match upgrades(&format!("        upgrades: {bad}\n")) {
+            Err(LoadError::Invalid(diags)) => lines(&diags),
+            other => panic!("{bad}: {other:?}"),
+        };
+        assert!(errors.iter().any(|e| e.starts_with(says)), "{bad}: {errors:?}");
+    }
+}

@@ -58,5 +58,6 @@ pub(super) fn routes() -> Vec<Route> {
         retries: None,
         fault: None,
         mirror: None,
+        upgrades: vec!["websocket".into()],
     }]
 }

@@ -300,6 +300,7 @@ mod tests {
             retries: None,
             fault: None,
             mirror: None,
+            upgrades: vec!["websocket".into()],
         }
     }
 

@@ -120,6 +120,7 @@ pub struct SendResult {
 }
 
 /// Runs the attempts of one request, all of them (and their backoffs) before `deadline`.
+/// `upgrade` is the protocol switch the request asks for, when its route allows it.
 pub async fn send(
     route: &Route,
     backend: &RouteBackend,
@@ -127,6 +128,7 @@ pub async fn send(
     mut outgoing: Outgoing,
     deadline: Option<Instant>,
     holds: RequestHolds,
+    upgrade: Option<&HeaderValue>,
 ) -> SendResult {
     let service = &backend.service;
     let policy = route.retries.as_ref().filter(|_| outgoing.can_replay());
@@ -160,6 +162,9 @@ pub async fn send(
             service.protocol,
             &exchange.endpoint().label,
         );
+        if let Some(protocol) = upgrade {
+            super::upgrade::ask_upstream(&mut parts.headers, protocol);
+        }
 
         // The attempt is bounded by the route's deadline and the per-try timeout.
         let per_try = policy.and_then(|p| p.per_try_timeout());

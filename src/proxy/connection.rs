@@ -2,6 +2,7 @@
 //! route table, the client, the slow-head clock).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,27 @@ pub struct Connection {
     /// The client's address as the access log writes it, formatted once per connection;
     /// `None` when the listener writes no access log.
     pub client_text: Option<Box<str>>,
+    /// The connection's place among its listener's open connections, given back when the
+    /// last request (or tunnel) on it is done.
+    _open: Option<OpenConnection>,
+}
+
+/// Counts a connection among its listener's open ones while it lives.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<AtomicU32>);
+
+impl OpenConnection {
+    /// Counts one more connection in `open`.
+    pub fn new(open: &Arc<AtomicU32>) -> Self {
+        open.fetch_add(1, Relaxed);
+        OpenConnection(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Connection {
@@ -53,6 +75,13 @@ impl Connection {
             clock,
             stream_idle,
             client_text,
+            _open: None,
         }
+    }
+
+    /// Holds the connection's place among its listener's open connections.
+    pub fn counted(mut self, open: OpenConnection) -> Self {
+        self._open = Some(open);
+        self
     }
 }

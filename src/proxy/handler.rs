@@ -14,23 +14,28 @@
 //! 6. `send`: attempts at endpoints within the route timeout, retried per policy (see
 //!    [`super::attempts`]; 502 `connect_failed`, 502 `upstream_reset`, 504 `timeout`, 503
 //!    `no_healthy_endpoint`, and the client's faults);
-//! 7. [`respond`]: strip hop-by-hop fields and stream the body back;
+//! 7. [`respond`]: strip hop-by-hop fields and stream the body back, or, for a request
+//!    that switched protocols (WebSocket), answer `101` and relay both ways (see
+//!    [`super::upgrade`]);
 //! 8. `logging`: runs when the body ends (see [`super::finish`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{request, Request, Response};
+use http::{request, Request, Response, StatusCode};
 use http_body::Body;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use tokio::time::Instant;
 
 use super::attempts::{self, Outgoing, Sent};
 use super::connection::Connection;
 use super::finish::{Finish, Placement};
 use super::response::{client_gone_response, error_response, ResponseBody};
+use super::upgrade;
 use crate::body::{ClientFault, RequestBody};
+use crate::config::UpstreamProtocol;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::route::replay::{self, Replayable, REPLAY_LIMIT};
@@ -43,6 +48,9 @@ use crate::upstream::RequestHolds;
 enum Answer {
     /// The upstream's response, relayed.
     Upstream(Response<UpstreamBody>),
+    /// The upstream agreed to switch protocols: its `101`, and the client's side of the
+    /// switch, which hyper hands over once the `101` is written.
+    Switched(Response<UpstreamBody>, OnUpgrade),
     /// An error weir answers with itself.
     Error(ProxyError),
     /// The client left while its body was being sent.
@@ -72,7 +80,7 @@ pub async fn handle(
 /// Runs the phases in order; `Err` is an answer that ended the request early.
 async fn proxy(
     conn: &Connection,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     finish: &mut Finish,
 ) -> Result<Answer, Answer> {
     let table = &*conn.table;
@@ -86,18 +94,42 @@ async fn proxy(
         backend: backend_index,
         exchange: None,
     });
+    // Switching protocols needs an HTTP/1.1 connection upstream too. Boxed: only a
+    // request that switches pays for the space in every request's future.
+    let switch = upgrade::requested(&route.upgrades, &req)
+        .filter(|_| backend.service.protocol == UpstreamProtocol::Http1)
+        .map(|protocol| {
+            Box::new(upgrade::Switch {
+                protocol,
+                client: hyper::upgrade::on(&mut req),
+            })
+        });
     inject_fault(route).await?;
     // The route timeout bounds everything from here on.
     let deadline = route.timeout.map(|t| Instant::now() + t);
     let (parts, body) = req.into_parts();
     let outgoing = request_body(route, parts, body, deadline, conn.stream_idle).await?;
     let holds = admit(route, backend)?;
-    let sent = attempts::send(route, backend, &conn.client_ip, outgoing, deadline, holds).await;
+    let sent = attempts::send(
+        route,
+        backend,
+        &conn.client_ip,
+        outgoing,
+        deadline,
+        holds,
+        switch.as_ref().map(|s| &s.protocol),
+    )
+    .await;
     if let Some(placement) = &mut finish.placement {
         placement.exchange = sent.exchange;
     }
     Ok(match sent.sent {
-        Sent::Response(response) => Answer::Upstream(response),
+        Sent::Response(response) => match switch {
+            Some(switch) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Answer::Switched(response, switch.client)
+            }
+            _ => Answer::Upstream(response),
+        },
         Sent::Failed(err) => Answer::Error(err),
         Sent::ClientGone => Answer::ClientGone,
     })
@@ -180,6 +212,21 @@ fn respond(answer: Answer, mut finish: Finish, version: http::Version) -> Respon
             finish.status = parts.status.as_u16();
             Response::from_parts(parts, ResponseBody::upstream(body, finish))
         }
+        Answer::Switched(response, client) => {
+            let (mut parts, mut body) = response.into_parts();
+            let Some(upstream) = body.take_switched() else {
+                // Only an HTTP/1.1 answer switches; anything else is relayed as it is.
+                return respond(
+                    Answer::Upstream(Response::from_parts(parts, body)),
+                    finish,
+                    version,
+                );
+            };
+            upgrade::answer_client(&mut parts.headers);
+            finish.status = parts.status.as_u16();
+            upgrade::tunnel(client, upstream, finish);
+            Response::from_parts(parts, ResponseBody::empty())
+        }
         Answer::Error(err) => error_response(&err, finish),
         Answer::ClientGone => client_gone_response(finish),
     }
@@ -259,9 +306,10 @@ mod tests {
     /// The bytes every in-flight request costs for its future (the whole request path:
     /// route, body, admission, attempts, exchange): 5,392 when this was written, after the
     /// cold paths (HTTP/2, connecting, waiting for a connection, buffering for replay,
-    /// fault delays, retry backoff) were boxed out of it. Raise it only on purpose: a
-    /// sidecar holds one per concurrent request, in every pod.
-    const REQUEST_FUTURE_LIMIT: usize = 5632;
+    /// fault delays, retry backoff) were boxed out of it; 5,648 once protocol upgrades
+    /// added a boxed switch and its protocol held across the send phase. Raise it only on
+    /// purpose: a sidecar holds one per concurrent request, in every pod.
+    const REQUEST_FUTURE_LIMIT: usize = 5696;
 
     #[tokio::test]
     async fn the_per_request_future_stays_small() {

@@ -16,7 +16,7 @@ use tokio::task::AbortHandle;
 
 use super::accept::AcceptBackoff;
 use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
-use super::connection::Connection;
+use super::connection::{Connection, OpenConnection};
 use super::handler::handle;
 use crate::config::{self, ListenerLimits};
 use crate::route::RouteTable;
@@ -106,15 +106,6 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Counts a connection among its listener's open ones while it lives.
-struct OpenConnection(Arc<AtomicU32>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
 /// Accepts connections on `listener` until `stop` turns true, then drains: idle
 /// connections close at once, in-flight requests get up to `grace` to finish (HTTP/2 clients
 /// receive GOAWAY). Returns whether every connection closed within the grace period.
@@ -153,19 +144,20 @@ pub async fn serve(
             drop(stream);
             continue;
         }
-        open.fetch_add(1, Relaxed);
-        let counted = OpenConnection(open.clone());
+        let counted = OpenConnection::new(&open);
         let _ = stream.set_nodelay(true);
         let clock = ClientClock::new();
-        let conn = Arc::new(Connection::new(
-            table.clone(),
-            client,
-            clock.clone(),
-            policy.stream_idle,
-        ));
+        // The connection's state holds its count, so a tunnel (a WebSocket) that outlives
+        // hyper's part of the connection still counts against `max_connections`.
+        let conn = Arc::new(
+            Connection::new(table.clone(), client, clock.clone(), policy.stream_idle)
+                .counted(counted),
+        );
         let service = service_fn(move |req| handle(conn.clone(), req));
         let io = TokioIo::new(Watched::new(stream, clock.clone()));
-        let served = builder.serve_connection(io, service).into_owned();
+        let served = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
         let watched = drain.watch(served);
         let policy = policy.clone();
         let timed_out = policy.timed_out.clone();
@@ -177,7 +169,6 @@ pub async fn serve(
         let serving = tokio::spawn({
             let watchdog_slot = watchdog_slot.clone();
             async move {
-                let _counted = counted;
                 if let Err(e) = watched.await {
                     policy.count_connection_error(&*e);
                     tracing::debug!(%client, error = %e, "connection ended with an error");

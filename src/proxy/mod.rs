@@ -9,3 +9,4 @@ pub mod finish;
 pub mod handler;
 pub mod listener;
 pub mod response;
+pub mod upgrade;

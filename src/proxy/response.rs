@@ -75,6 +75,17 @@ impl ResponseBody {
         relayed
     }
 
+    /// No body, and no logging attached (a `101`, whose request is logged when its tunnel
+    /// closes).
+    pub fn empty() -> Self {
+        ResponseBody {
+            source: Source::Local(None),
+            finish: None,
+            ending: Ending::Complete,
+            stall: None,
+        }
+    }
+
     /// A body weir owns, with no logging attached (admin, demo).
     pub fn full(data: impl Into<Bytes>) -> Self {
         ResponseBody {

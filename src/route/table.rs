@@ -86,6 +86,8 @@ pub struct Route {
     pub fault: Option<FaultInjector>,
     /// Traffic mirroring, when configured.
     pub mirror: Option<Mirror>,
+    /// Protocols a client may switch to (`Upgrade` tokens, lower case).
+    pub upgrades: Vec<String>,
 }
 
 impl Route {
@@ -183,6 +185,7 @@ impl RouteTable {
                         })
                     }
                 },
+                upgrades: r.upgrades.clone(),
             });
         }
         Ok(RouteTable {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::h1::{Connection, H1Body};
+use super::h1::{Connection, H1Body, Switched};
 
 /// Errors of a response body, boxed as hyper's server takes them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,6 +28,17 @@ impl UpstreamBody {
     pub fn take_connection(&mut self) -> Option<Box<Connection>> {
         match self {
             UpstreamBody::Http1(body) => body.take_connection(),
+            UpstreamBody::Http2(_) => None,
+        }
+    }
+}
+
+impl UpstreamBody {
+    /// The connection of a `101 Switching Protocols` answer to a request that asked to
+    /// switch, to relay the new protocol over (HTTP/1.1 only).
+    pub fn take_switched(&mut self) -> Option<Switched> {
+        match self {
+            UpstreamBody::Http1(body) => body.take_switched(),
             UpstreamBody::Http2(_) => None,
         }
     }

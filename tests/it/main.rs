@@ -17,3 +17,4 @@ mod streaming;
 mod support;
 #[path = "../../src/test_support.rs"]
 mod test_support;
+mod websocket;

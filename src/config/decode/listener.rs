@@ -238,6 +238,11 @@ fn decode_route(
     let retries = maybe(m.optional("retries"), |f| decode_retries(ctx, f));
     let fault = maybe(m.optional("fault"), |f| decode_fault(ctx, f));
     let mirror = maybe(m.optional("mirror"), |f| decode_mirror(ctx, f, facts));
+    let upgrades = or_default(
+        m.optional("upgrades"),
+        vec![DEFAULT_UPGRADE.to_string()],
+        |f| decode_upgrades(ctx, f),
+    );
     m.finish(ctx);
     Some(Route {
         name: name?.name,
@@ -247,7 +252,47 @@ fn decode_route(
         retries: retries?,
         fault: fault?,
         mirror: mirror?,
+        upgrades: upgrades?,
     })
+}
+
+/// The protocol a route lets clients switch to when it says nothing (Linkerd carries
+/// WebSockets without configuration, and a sidecar that silently broke them would surprise).
+const DEFAULT_UPGRADE: &str = "websocket";
+
+/// `upgrades`: protocol names a client may switch to (`Upgrade` tokens, RFC 9110 §7.8).
+fn decode_upgrades(ctx: &mut Ctx, f: &Field<'_>) -> Option<Vec<String>> {
+    let items = f.seq(ctx, "protocol names such as `websocket`")?;
+    let mut names = Vec::with_capacity(items.len());
+    for item in &items {
+        let name = item.str(ctx)?;
+        let lower = name.to_ascii_lowercase();
+        if lower == "h2c" {
+            item.error(
+                ctx,
+                "`h2c` cannot be carried: weir speaks HTTP/2 to clients that start with it (prior knowledge); remove it",
+            );
+            return None;
+        }
+        let is_token = !lower.is_empty()
+            && lower.len() <= 64
+            && lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !is_token {
+            item.error(
+                ctx,
+                format!(
+                    "{name:?} is not a protocol name; use an `Upgrade` token such as `websocket`"
+                ),
+            );
+            return None;
+        }
+        if !names.contains(&lower) {
+            names.push(lower);
+        }
+    }
+    Some(names)
 }
 
 fn decode_match(ctx: &mut Ctx, f: &Field<'_>) -> Option<RouteMatch> {

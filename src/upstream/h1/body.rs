@@ -11,7 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use super::decode::{BodyKind, Chunked, Decoded};
 use super::encode::Upload;
-use super::{reusable_after, Connection};
+use super::{reusable_after, Connection, Switched};
 
 /// Where the body's decoding stands.
 #[derive(Debug)]
@@ -34,6 +34,9 @@ pub struct H1Body {
     keep_alive: bool,
     /// The rest of a request body the upstream answered before it was all sent.
     upload: Option<Box<Upload>>,
+    /// The answer was `101 Switching Protocols`: the connection now carries another
+    /// protocol and is taken whole ([`H1Body::take_switched`]).
+    switched: bool,
 }
 
 // === impl H1Body ===
@@ -46,7 +49,7 @@ impl H1Body {
         upload: Option<Box<Upload>>,
     ) -> Self {
         let state = match kind {
-            BodyKind::Empty | BodyKind::Length(0) => State::Done,
+            BodyKind::Empty | BodyKind::Switched | BodyKind::Length(0) => State::Done,
             BodyKind::Length(n) => State::Length(n),
             BodyKind::Chunked => State::Chunked(Chunked::Size),
             BodyKind::UntilClose => State::UntilClose,
@@ -56,7 +59,17 @@ impl H1Body {
             state,
             keep_alive: keep_alive && reusable_after(kind),
             upload,
+            switched: kind == BodyKind::Switched,
         }
+    }
+
+    /// The connection of a `101 Switching Protocols` answer, to relay the new protocol
+    /// over; with it come the bytes the upstream already sent in that protocol.
+    pub fn take_switched(&mut self) -> Option<Switched> {
+        if !self.switched {
+            return None;
+        }
+        self.conn.take().map(Switched::new)
     }
 
     /// The connection, once the body ended cleanly on a connection that may carry another

@@ -42,11 +42,23 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
+/// What the request asked that decides how its answer is framed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// The request was a HEAD: its answer has no body.
+    pub head: bool,
+    /// The request asked to switch protocols (`upgrade`): a 101 hands the connection over.
+    pub upgrade: bool,
+}
+
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
     /// No body (HEAD, 1xx, 204, 304).
     Empty,
+    /// `101 Switching Protocols` to a request that asked for it: no body; the connection
+    /// now carries the new protocol.
+    Switched,
     /// Exactly this many bytes.
     Length(u64),
     /// Chunked transfer coding.
@@ -57,8 +69,7 @@ pub enum BodyKind {
 
 /// Parses a response head at the start of `buf`, taking it out of the buffer; `Ok(None)`
 /// when more bytes are needed. Interim 1xx responses (other than 101) are skipped.
-/// `head_request` says whether the request was a HEAD.
-pub fn head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Malformed> {
+pub fn head(buf: &mut BytesMut, asked: Asked) -> Result<Option<Head>, Malformed> {
     loop {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut fields);
@@ -105,7 +116,7 @@ pub fn head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, Malf
                 .map_err(|_| Malformed("bad header value"))?;
             headers.append(name, value);
         }
-        let (body, keep_alive) = framing(status, version, &mut headers, head_request)?;
+        let (body, keep_alive) = framing(status, version, &mut headers, asked)?;
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = version;
@@ -125,21 +136,24 @@ fn framing(
     status: StatusCode,
     version: Version,
     headers: &mut HeaderMap,
-    head_request: bool,
+    asked: Asked,
 ) -> Result<(BodyKind, bool), Malformed> {
     let mut keep_alive = match version {
         Version::HTTP_10 => has_token(headers, "keep-alive"),
         _ => !has_token(headers, "close"),
     };
-    let no_body = head_request
+    let no_body = asked.head
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        // weir forwards no `upgrade` field, so no request it sends asked to switch.
-        return Err(Malformed(
-            "101 Switching Protocols to a request that asked for no upgrade",
-        ));
+        // A switch nobody asked for would leave the connection in an unknown protocol.
+        return match asked.upgrade {
+            true => Ok((BodyKind::Switched, false)),
+            false => Err(Malformed(
+                "101 Switching Protocols to a request that asked for no upgrade",
+            )),
+        };
     }
     if no_body {
         return Ok((BodyKind::Empty, keep_alive));
@@ -324,8 +338,35 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, head_request: bool) -> Result<Option<Head>, Malformed> {
+        let asked = Asked {
+            head: head_request,
+            upgrade: false,
+        };
         let mut buf = BytesMut::from(text.as_bytes());
-        head(&mut buf, head_request)
+        head(&mut buf, asked)
+    }
+
+    #[test]
+    fn a_switch_is_accepted_only_when_the_request_asked_for_it() {
+        let text = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n\x01\x05hello";
+        let mut buf = BytesMut::from(text.as_bytes());
+        let asked = Asked {
+            head: false,
+            upgrade: true,
+        };
+        let h = head(&mut buf, asked).expect("parses").expect("complete");
+        assert_eq!((h.body, h.keep_alive), (BodyKind::Switched, false));
+        assert_eq!(
+            &buf[..],
+            b"\x01\x05hello",
+            "bytes of the new protocol stay for the tunnel"
+        );
+        assert_eq!(
+            parse(text, false).err(),
+            Some(Malformed(
+                "101 Switching Protocols to a request that asked for no upgrade"
+            ))
+        );
     }
 
     #[test]

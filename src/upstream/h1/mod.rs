@@ -11,6 +11,7 @@
 mod body;
 mod decode;
 mod encode;
+mod switched;
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -25,8 +26,9 @@ use tokio::net::TcpStream;
 
 pub use body::H1Body;
 pub use decode::Malformed;
+pub use switched::Switched;
 
-use self::decode::{BodyKind, Head};
+use self::decode::{Asked, BodyKind, Head};
 pub use self::encode::Upload;
 use self::encode::UploadError;
 use super::limits::LimitGuard;
@@ -75,8 +77,8 @@ pub enum Outgoing {
     Resend {
         /// The request's bytes.
         upload: Box<Upload>,
-        /// Whether it is a HEAD request (its answer has no body).
-        head_request: bool,
+        /// What the request asked of its answer's framing.
+        asked: Asked,
     },
 }
 
@@ -154,18 +156,20 @@ impl Connection {
     pub async fn send(mut self: Box<Self>, out: Outgoing) -> Result<Response<H1Body>, SendError> {
         let reused = self.is_reused();
         self.requests += 1;
-        let (mut upload, head_request) = match out {
-            Outgoing::Resend {
-                upload,
-                head_request,
-            } => (*upload, head_request),
+        let (mut upload, asked) = match out {
+            Outgoing::Resend { upload, asked } => (*upload, asked),
             Outgoing::Request(req) => {
                 let (mut parts, body) = req.into_parts();
-                let head_request = parts.method == Method::HEAD;
+                // Only a request weir lets switch protocols still carries `upgrade` here:
+                // every other had it stripped as hop-by-hop.
+                let asked = Asked {
+                    head: parts.method == Method::HEAD,
+                    upgrade: parts.headers.contains_key(http::header::UPGRADE),
+                };
                 let mut head_buf = std::mem::take(&mut self.head_buf);
                 head_buf.clear();
                 let framing = encode::head(&mut parts, &body, &mut head_buf);
-                (Upload::new(head_buf, body, framing), head_request)
+                (Upload::new(head_buf, body, framing), asked)
             }
         };
         if self.read_buf.capacity() == 0 {
@@ -184,7 +188,7 @@ impl Connection {
                     Poll::Ready(Err(_)) => upload_failed = true,
                 }
             }
-            self.poll_head(cx, head_request)
+            self.poll_head(cx, asked)
         })
         .await;
         let head = match head {
@@ -196,7 +200,7 @@ impl Connection {
                     .map(|upload| {
                         Box::new(Outgoing::Resend {
                             upload: Box::new(upload),
-                            head_request,
+                            asked,
                         })
                     });
                 return Err(SendError::Io { error, resend });
@@ -225,15 +229,11 @@ impl Connection {
     }
 
     /// Reads until a whole response head is in the buffer.
-    fn poll_head(
-        &mut self,
-        cx: &mut Context<'_>,
-        head_request: bool,
-    ) -> Poll<Result<Head, SendError>> {
+    fn poll_head(&mut self, cx: &mut Context<'_>, asked: Asked) -> Poll<Result<Head, SendError>> {
         loop {
             if !self.read_buf.is_empty() {
                 if let Some(head) =
-                    decode::head(&mut self.read_buf, head_request).map_err(SendError::Malformed)?
+                    decode::head(&mut self.read_buf, asked).map_err(SendError::Malformed)?
                 {
                     return Poll::Ready(Ok(head));
                 }
@@ -273,5 +273,5 @@ impl Connection {
 
 /// Whether a response with this framing leaves the connection reusable at its end.
 fn reusable_after(kind: BodyKind) -> bool {
-    kind != BodyKind::UntilClose
+    !matches!(kind, BodyKind::UntilClose | BodyKind::Switched)
 }
