@@ -33,10 +33,22 @@ pub struct Switch {
 }
 
 /// The `upgrade` value to send upstream when `req` asks to switch to protocols its route
-/// allows (`allowed`, the route's `upgrades`): HTTP/1.1, `connection: upgrade`, one
-/// `upgrade` field, and every protocol it lists allowed.
+/// allows (`allowed`, the route's `upgrades`).
 pub fn requested<B>(allowed: &[String], req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 || allowed.is_empty() {
+    // hyper marks the requests that ask to switch (it leaves the client's side of the
+    // switch in their extensions): every other request is told apart without a header
+    // lookup.
+    if allowed.is_empty() || req.extensions().get::<OnUpgrade>().is_none() {
+        return None;
+    }
+    asks_to_switch(allowed, req)
+}
+
+/// The `upgrade` value of a request that asks to switch to protocols in `allowed`:
+/// HTTP/1.1, `connection: upgrade`, one `upgrade` field, and every protocol it lists
+/// allowed.
+fn asks_to_switch<B>(allowed: &[String], req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
         return None;
     }
     let asks = req
@@ -232,7 +244,7 @@ mod tests {
                 ("upgrade", "WebSocket/13"),
             ],
         );
-        let value = requested(&websocket_only(), &req).expect("allowed");
+        let value = asks_to_switch(&websocket_only(), &req).expect("allowed");
         assert_eq!(value, "WebSocket/13");
     }
 
@@ -281,6 +293,11 @@ mod tests {
             &[("connection", "upgrade"), ("upgrade", "websocket")],
         );
         assert_eq!(requested(&[], &asks), None, "a route with `upgrades: []`");
+        assert_eq!(
+            requested(&allowed, &asks),
+            None,
+            "a request hyper did not mark as asking to switch"
+        );
     }
 
     #[test]
