@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{a_good_client_is_served, answer_then_close, config, downstream_errors, local};
-use crate::support::{free_port, Upstream, Weir};
+use crate::support::{exchange, free_port, scripted_upstream, Upstream, Weir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_over_max_request_header_bytes_gets_431_and_is_not_read_on() {
@@ -40,6 +40,64 @@ async fn a_head_over_max_request_header_bytes_gets_431_and_is_not_read_on() {
         ["/good"],
         "the oversized head reached no upstream"
     );
+}
+
+/// A request head with `host` and `fields - 1` more fields `x-field-N: N`.
+fn head_with_fields(fields: usize) -> Vec<u8> {
+    let mut head = String::from("GET /fields HTTP/1.1\r\nhost: x\r\n");
+    for n in 1..fields {
+        head.push_str(&format!("x-field-{n}: {n}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_fields_than_max_request_headers_get_431_and_exactly_the_limit_is_served() {
+    // A raw upstream: it keeps whole heads, and has no field limit of its own (weir adds
+    // x-forwarded-for and x-forwarded-proto, so the upstream gets 102 fields).
+    let (up, heads) =
+        scripted_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false).await;
+    let good = Upstream::start("good").await;
+    let port = free_port();
+    let weir = Weir::start(&config(port, up, good.addr, "", "")).await;
+
+    let mut at_limit = TcpStream::connect(local(port)).await.expect("connect");
+    let answer = exchange(&mut at_limit, &head_with_fields(100)).await;
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+    {
+        let heads = heads.lock().expect("lock");
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        let lines: Vec<&str> = heads[0].split("\r\n").collect();
+        assert_eq!(lines[0], "get /fields http/1.1");
+        assert_eq!(lines.iter().filter(|l| l.starts_with("host:")).count(), 1);
+        for n in 1..100 {
+            assert!(
+                lines.contains(&format!("x-field-{n}: {n}").as_str()),
+                "x-field-{n} is missing: {}",
+                heads[0]
+            );
+        }
+    }
+
+    let mut over = TcpStream::connect(local(port)).await.expect("connect");
+    over.write_all(&head_with_fields(101)).await.expect("write");
+    let answer = answer_then_close(&mut over)
+        .await
+        .expect("the connection is closed");
+    assert!(
+        answer.starts_with("http/1.1 431 request header fields too large\r\n"),
+        "{answer}"
+    );
+    assert_eq!(downstream_errors(&weir, "header_too_large", 1.0).await, 1.0);
+    a_good_client_is_served(port, "good", Duration::ZERO).await;
+    assert_eq!(
+        heads.lock().expect("lock").len(),
+        1,
+        "the head over the limit reached no upstream"
+    );
+    assert_eq!(good.paths(), ["/good"]);
 }
 
 /// Peak resident memory (`VmHWM`) of process `pid` in KiB.
