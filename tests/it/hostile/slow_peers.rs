@@ -49,6 +49,61 @@ async fn silent_sockets_and_a_bare_http2_preface_are_closed_after_the_first_byte
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_dribbled_a_byte_at_a_time_is_cut_off_after_the_first_byte_timeout() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let limit = Duration::from_millis(500);
+    let weir = Weir::start(&config(
+        port,
+        up.addr,
+        up.addr,
+        "    timeouts: { first_byte: 500ms }\n",
+        "",
+    ))
+    .await;
+    let mut slow = TcpStream::connect(local(port)).await.expect("connect");
+    let started = Instant::now();
+    // One byte every 50 ms (200 bytes, 10 s at most): every byte comes in time, the head
+    // never does.
+    let mut head = b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 200 - head.len()));
+    let mut cut_off = None;
+    for (i, byte) in head.iter().enumerate() {
+        if slow.write_all(&[*byte]).await.is_err() {
+            cut_off = Some(started.elapsed());
+            break;
+        }
+        if i == 5 {
+            a_good_client_is_served(port, "up", Duration::ZERO).await;
+        }
+        let mut probe = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(50), slow.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => panic!(
+                "an answer instead of a close: {:?}",
+                String::from_utf8_lossy(&probe[..n])
+            ),
+            Err(_) => {}
+        }
+    }
+    let cut_off = cut_off.expect("the dribbling client was never cut off");
+    // The watchdog looks at least every quarter limit; the probe adds up to 50 ms.
+    assert!(
+        cut_off >= limit && cut_off < limit + Duration::from_millis(700),
+        "cut off after {cut_off:?}"
+    );
+    assert_eq!(downstream_errors(&weir, "timeout", 1.0).await, 1.0);
+    assert_eq!(
+        up.paths(),
+        ["/good"],
+        "only the good client reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let up = Upstream::start("up").await;
     let port = free_port();
