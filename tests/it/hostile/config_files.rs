@@ -5,6 +5,7 @@
 //! breaks). `weir check` and `weir run` must both refuse each promptly (10 s at most, see
 //! [`weir_bounded`]) with its exact message, and `weir run` must start nothing.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::support::{assert_unreadable_config, scratch_dir, weir_bounded};
@@ -74,4 +75,46 @@ fn a_file_over_16_mib_is_refused_but_16_mib_is_read() {
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Fixtures (in tests/fixtures/config/invalid) written to attack the reader or whoever
+/// reads its messages.
+const HOSTILE_FIXTURES: &[&str] = &[
+    "alias_bomb",
+    "nested_too_deep",
+    "huge_number",
+    "yaml_tag_python_object",
+    "yaml_tags_local_and_core",
+    "invalid_utf8",
+    "name_with_control_character",
+    "name_with_line_break",
+];
+
+#[test]
+fn hostile_yaml_is_refused_with_exactly_its_messages_and_no_control_character() {
+    for name in HOSTILE_FIXTURES {
+        let rel = format!("tests/fixtures/config/invalid/{name}.yaml");
+        let bytes =
+            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel)).expect("readable");
+        let expected: Vec<String> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .map(str::to_string)
+            .collect();
+        assert!(!expected.is_empty(), "{rel} has no `# expect:` lines");
+        for args in [vec!["check", rel.as_str()], vec!["run", "-c", rel.as_str()]] {
+            let out = weir_bounded(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let what = format!("weir {}", args.join(" "));
+            assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+            // Exactly the expected lines: a name with a line break forges no log line, and
+            // nothing was started (no log line of a running weir).
+            assert_eq!(stderr.lines().collect::<Vec<_>>(), expected, "{what}");
+            assert!(
+                !stderr.chars().any(|c| c.is_control() && c != '\n'),
+                "{what}: a control character reached the terminal: {stderr:?}"
+            );
+            assert!(out.stdout.is_empty(), "{what}: {:?}", out.stdout);
+        }
+    }
 }
