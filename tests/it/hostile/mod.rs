@@ -1,5 +1,5 @@
 //! Hostile input, gathered in one place: request smuggling vectors and authority confusion,
-//! broken framing from either side, floods of connections and streams, slow clients and
+//! broken framing from either side, floods of connections and of HTTP/2 frames, slow clients and
 //! stalled peers, oversized request heads, and configuration files that are not what they
 //! claim to be.
 //!
@@ -24,6 +24,7 @@ mod client_faults;
 mod config_files;
 mod floods;
 mod framing;
+mod h2_floods;
 mod oversized_heads;
 mod slow_peers;
 mod smuggling;
