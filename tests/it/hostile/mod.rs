@@ -1,7 +1,7 @@
 //! Hostile input, gathered in one place: request smuggling vectors and authority confusion,
-//! broken framing from either side, floods of connections and of HTTP/2 frames, slow clients and
-//! stalled peers, oversized request heads, and configuration files that are not what they
-//! claim to be.
+//! broken framing from either side, floods of connections and of HTTP/2 frames, slow
+//! clients and stalled peers, oversized request heads, and configuration files that are not
+//! what they claim to be.
 //!
 //! Every case sends the real bytes over real sockets to the real `weir` binary and asserts
 //! three things:
