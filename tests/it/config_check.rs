@@ -1,12 +1,12 @@
 //! `weir check`: every invalid fixture prints exactly its `# expect:` lines and exits 1, and
 //! `weir run -c` answers the same; the reference example passes with its not-enforced
-//! warnings; files that are not regular files or are too large are refused at once (exit 2).
+//! warnings; a missing file exits 2. (Files that are not regular files or are too large are
+//! in `hostile::config_files`.)
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use crate::support::scratch_dir;
+use crate::support::{assert_unreadable_config, weir_bounded};
 
 const FIXTURES: &str = "tests/fixtures/config/invalid";
 
@@ -17,29 +17,6 @@ fn weir_check(rel: &str) -> Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run weir check")
-}
-
-/// Runs `weir ARGS` from the crate root, killed (and the test failed) after 10 s: a hostile
-/// file must be refused promptly, never block the command.
-fn weir_bounded(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run weir");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait for weir").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`weir {}` still running after 10 s", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("weir output")
 }
 
 /// Fixture paths relative to the crate root, sorted.
@@ -127,82 +104,6 @@ fn weir_run_refuses_every_invalid_fixture_like_check_before_binding_anything() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// `weir check PATH` and `weir run -c PATH` both exit 2 with exactly `PATH: cannot read the
-/// configuration: REASON`, promptly.
-fn assert_refused(path: &str, reason: &str) {
-    let expected = format!("{path}: cannot read the configuration: {reason}");
-    for args in [vec!["check", path], vec!["run", "-c", path]] {
-        let out = weir_bounded(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(
-            (out.status.code(), stderr.trim_end()),
-            (Some(2), expected.as_str()),
-            "weir {}",
-            args.join(" ")
-        );
-    }
-}
-
-#[test]
-fn a_fifo_is_refused_without_waiting_for_a_writer() {
-    let dir = scratch_dir("fifo");
-    let fifo = dir.join("weir.yaml");
-    let made = Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("run mkfifo");
-    assert!(made.success(), "mkfifo failed");
-    assert_refused(
-        &fifo.display().to_string(),
-        "it is a FIFO (named pipe), not a regular file; weir reads its configuration only from a regular file",
-    );
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-#[test]
-fn a_device_is_refused_without_reading_it() {
-    assert_refused(
-        "/dev/zero",
-        "it is a device, not a regular file; weir reads its configuration only from a regular file",
-    );
-}
-
-#[test]
-fn a_directory_is_refused() {
-    assert_refused(
-        "tests/fixtures/config",
-        "it is a directory, not a file; give the path of the YAML configuration file",
-    );
-}
-
-#[test]
-fn a_file_over_16_mib_is_refused_but_16_mib_is_read() {
-    let dir = scratch_dir("big");
-    let cap = 16 * 1024 * 1024;
-    // Sparse files: no 16 MiB written to disk. Zero bytes are not YAML, so the file at the cap
-    // is read and then rejected as invalid (exit 1), while the one over it is never read.
-    let at_cap = dir.join("at-cap.yaml");
-    std::fs::File::create(&at_cap)
-        .and_then(|f| f.set_len(cap))
-        .expect("sparse file");
-    let over = dir.join("over.yaml");
-    std::fs::File::create(&over)
-        .and_then(|f| f.set_len(cap + 1))
-        .expect("sparse file");
-    assert_refused(
-        &over.display().to_string(),
-        "the file is larger than 16 MiB, the limit for a configuration file; check the path",
-    );
-    let out = weir_bounded(&["check", &at_cap.display().to_string()]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::remove_dir_all(dir);
-}
-
 #[test]
 fn reference_example_passes_and_prints_the_not_enforced_warnings() {
     let rel = "examples/reference.yaml";
@@ -240,7 +141,7 @@ fn reference_example_passes_and_prints_the_not_enforced_warnings() {
 
 #[test]
 fn an_unreadable_file_exits_2() {
-    assert_refused(
+    assert_unreadable_config(
         "tests/fixtures/config/no-such-file.yaml",
         "No such file or directory (os error 2)",
     );

@@ -3,12 +3,10 @@
 
 mod admin;
 mod balancing;
-mod client_faults;
 mod config_check;
 mod demo;
-mod edge;
-mod framing;
 mod grpc;
+mod hostile;
 mod layout;
 mod lifecycle;
 mod proxy;

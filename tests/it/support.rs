@@ -70,6 +70,8 @@ pub struct UpstreamState {
     pub health_hits: AtomicU64,
     /// The tasks serving accepted connections, so that [`Upstream::kill`] can drop them.
     pub conns: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The target of every request, in order (with HTTP/2's `:authority` when it came so).
+    pub uris: Mutex<Vec<http::Uri>>,
 }
 
 /// A real HTTP server on 127.0.0.1 speaking HTTP/1.1 and h2c. Paths:
@@ -150,6 +152,12 @@ impl Upstream {
             .unwrap_or_default()
     }
 
+    /// The paths of every request received, in order.
+    pub fn paths(&self) -> Vec<String> {
+        let uris = self.state.uris.lock().unwrap();
+        uris.iter().map(|u| u.path().to_string()).collect()
+    }
+
     /// Stops accepting (existing connections are dropped with the task).
     pub fn stop(self) {
         self.task.abort();
@@ -194,6 +202,7 @@ async fn respond(
 ) -> Result<Response<TestBody>, Infallible> {
     state.hits.fetch_add(1, Ordering::SeqCst);
     state.headers.lock().unwrap().push(req.headers().clone());
+    state.uris.lock().unwrap().push(req.uri().clone());
     let delay = state.delay_ms.load(Ordering::SeqCst);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -586,6 +595,116 @@ pub async fn truncating_upstream() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A raw HTTP/1.1 upstream that answers every request head with `answer` (then closes when
+/// `close`), and keeps each head it received, lower-cased (a request body is not read: use it
+/// for requests without one).
+pub async fn scripted_upstream(
+    answer: &'static [u8],
+    close: bool,
+) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = pending.drain(..end + 4).collect();
+                        seen.lock()
+                            .expect("lock")
+                            .push(String::from_utf8_lossy(&head).to_lowercase());
+                        if socket.write_all(answer).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (address, heads)
+}
+
+/// Sends `request` on `stream` and reads one whole answer (head and body, by its
+/// content-length or chunked framing), or until the connection ends, 3 s at most; returns it
+/// lower-cased.
+pub async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            let text = String::from_utf8_lossy(&answer).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let body = &text[end + 4..];
+                let done = if let Some(cl) = text[..end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                {
+                    body.len() >= cl.trim().parse::<usize>().unwrap_or(0)
+                } else {
+                    body.ends_with("0\r\n\r\n")
+                };
+                if done {
+                    break;
+                }
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&answer).to_lowercase()
+}
+
+/// Runs `weir ARGS` from the crate root, killed (and the test failed) after 10 s: a hostile
+/// file must be refused promptly, never block the command.
+pub fn weir_bounded(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run weir");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait for weir").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`weir {}` still running after 10 s", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("weir output")
+}
+
+/// `weir check PATH` and `weir run -c PATH` both exit 2 with exactly `PATH: cannot read the
+/// configuration: REASON`, promptly.
+pub fn assert_unreadable_config(path: &str, reason: &str) {
+    let expected = format!("{path}: cannot read the configuration: {reason}");
+    for args in [vec!["check", path], vec!["run", "-c", path]] {
+        let out = weir_bounded(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            (out.status.code(), stderr.trim_end()),
+            (Some(2), expected.as_str()),
+            "weir {}",
+            args.join(" ")
+        );
+    }
 }
 
 /// The `/services` document of a weir, parsed.

@@ -11,7 +11,8 @@ use tokio::net::TcpStream;
 
 use weir::telemetry::prometheus_text::metric_sum;
 
-use crate::support::{endpoint_state, eventually, free_port, get, metric_settles, Upstream, Weir};
+use super::{a_good_client_is_served, local};
+use crate::support::{endpoint_state, eventually, free_port, metric_settles, Upstream, Weir};
 
 /// One listener in front of service `victim`, whose outlier detection ejects after 3
 /// failures and whose breaker opens after 3 requests at 50 % failures: a handful of
@@ -20,10 +21,6 @@ fn config(port: u16, up: SocketAddr, route_extra: &str) -> String {
     format!(
         "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: info, format: text, access_log: true }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n{route_extra}        backends: [{{ service: victim }}]\nservices:\n  - name: victim\n    endpoints: [\"{up}\"]\n    outlier_detection: {{ consecutive_5xx: 3, consecutive_gateway_errors: 3, interval: 10s, base_ejection_time: 30s, max_ejection_percent: 100 }}\n    circuit_breaker: {{ window: 10s, buckets: 10, request_volume_threshold: 3, error_threshold_percent: 50, sleep_window: 5s, half_open_requests: 1 }}\n"
     )
-}
-
-fn local(port: u16) -> SocketAddr {
-    format!("127.0.0.1:{port}").parse().expect("address")
 }
 
 /// Sends `bytes` on a new connection, optionally closes the write side, then reads the
@@ -74,8 +71,7 @@ async fn upstream_unharmed(weir: &Weir, port: u16, up: &Upstream) {
         "{metrics}"
     );
     let hits = up.hits();
-    let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
-    assert_eq!((status, body.as_str()), (200, "victim"));
+    a_good_client_is_served(port, "victim", Duration::ZERO).await;
     assert_eq!(up.hits(), hits + 1, "the good request reached the upstream");
 }
 
@@ -110,6 +106,8 @@ async fn malformed_chunked_bodies_get_400_bad_request_and_never_eject_the_endpoi
         5.0
     );
     upstream_unharmed(&weir, port, &up).await;
+    // The bodies stream: each request reached the upstream before its body broke.
+    assert_eq!(up.paths(), [["/upload"; 5].as_slice(), &["/good"]].concat());
     assert!(
         eventually(Duration::from_secs(2), || weir
             .logs()
@@ -135,10 +133,7 @@ async fn uploads_abandoned_half_way_are_499_and_never_open_the_breaker() {
             .await
             .expect("write");
         // Wait until the upstream has the request, then give up half-way.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while up.hits() == before && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(Duration::from_secs(3), || up.hits() > before).await;
         assert_eq!(up.hits(), before + 1, "the upload reached the upstream");
         drop(stream);
     }
