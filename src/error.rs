@@ -227,6 +227,18 @@ impl ProxyError {
         Self::new(ErrorCode::BadRequest, format!("bad request: {why}"))
     }
 
+    /// 403 `identity_denied`: the peer's identity (none for a plaintext client) is not in
+    /// the `allow` list of `listener`.
+    pub fn identity_denied(peer: Option<&str>, listener: &str) -> Self {
+        let message = match peer {
+            Some(id) => format!("peer identity {id} is not allowed by listener {listener}"),
+            None => format!(
+                "a plaintext client has no peer identity; listener {listener} allows only the identities it lists"
+            ),
+        };
+        Self::new(ErrorCode::IdentityDenied, message)
+    }
+
     /// 400 `bad_request`: the client's request body was malformed or broke off.
     pub fn bad_request_body(why: &dyn fmt::Display) -> Self {
         Self::new(

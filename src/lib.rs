@@ -22,4 +22,5 @@ pub mod stall;
 pub mod telemetry;
 #[cfg(test)]
 mod test_support;
+pub mod tls;
 pub mod upstream;

@@ -15,9 +15,11 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Discovery, ListenerProtocol};
 use crate::proxy::listener::ListenerPolicy;
+use crate::proxy::tls_accept::InboundTls;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::telemetry::access_log::{self, AccessLog};
 use crate::telemetry::metrics::Metrics;
+use crate::tls::{Identity, IdentityError};
 
 /// Why weir could not start.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub enum StartError {
     },
     /// The configuration could not be built.
     Build(BuildError),
+    /// The workload's identity files could not be used.
+    Identity(IdentityError),
 }
 
 impl fmt::Display for StartError {
@@ -51,6 +55,7 @@ impl fmt::Display for StartError {
                 error,
             } => write!(f, "{what}: cannot bind {address}: {error}"),
             StartError::Build(e) => write!(f, "cannot build the configuration: {e}"),
+            StartError::Identity(e) => write!(f, "identity: {e}"),
         }
     }
 }
@@ -76,6 +81,13 @@ impl Server {
     /// Builds the configuration and starts serving it.
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let metrics = Metrics::new();
+        let identity = match &config.identity {
+            Some(files) => Some(Identity::load(files).map_err(StartError::Identity)?),
+            None => None,
+        };
+        if let Some(identity) = &identity {
+            tracing::info!(spiffe_id = %identity.spiffe_id, "workload identity loaded");
+        }
         let (access_log, access_log_writer) = start_access_log(&config, &metrics);
         let snapshot = Snapshot::build(config, &metrics, access_log).map_err(StartError::Build)?;
         let config = snapshot.config.clone();
@@ -127,7 +139,10 @@ impl Server {
                 snapshot.listeners[index].clone(),
                 stop_rx.clone(),
                 grace,
-                ListenerPolicy::new(&config.listeners[index], &state.metrics),
+                ListenerPolicy::new(&config.listeners[index], &state.metrics).with_tls(
+                    InboundTls::new(&config.listeners[index], identity.as_ref(), &state.metrics)
+                        .map_err(|e| StartError::Build(BuildError(e)))?,
+                ),
             )));
         }
 

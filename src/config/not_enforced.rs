@@ -9,19 +9,9 @@ use super::tree::Pos;
 /// `(id, what the user wrote, what that means today)`. The decoder passes the id.
 pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[
     (
-        "identity",
-        "identity",
-        "connections are not authenticated with this identity",
-    ),
-    (
         "tracing",
         "tracing",
         "no trace context is propagated and no spans are exported",
-    ),
-    (
-        "listener.tls",
-        "tls",
-        "the listener does not terminate TLS or check peer identities",
     ),
     (
         "listener.transparent",

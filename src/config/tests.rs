@@ -48,9 +48,7 @@ fn reference_example_loads_with_only_not_enforced_warnings() {
         );
     }
     for section in [
-        "identity",
         "tracing",
-        "listeners[1].tls",
         "listeners[2].protocol",
         "services[0].tls",
         "services[4].discovery.kubernetes",

@@ -41,6 +41,9 @@ pub(crate) struct ListenerFacts {
     pub address: Option<Addr>,
     /// Its route names that decoded.
     pub routes: Vec<Named>,
+    /// Where its `tls` is, when its mode is `strict` or `permissive` (which need the
+    /// workload's identity).
+    pub tls: Option<Named>,
 }
 
 /// Everything the cross-checks need, recorded by the decoder.
@@ -56,6 +59,8 @@ pub(crate) struct Facts {
     pub services_unreadable: bool,
     /// Every reference to a service (route backends, mirrors).
     pub service_refs: Vec<Named>,
+    /// Whether the file has an `identity` section.
+    pub identity: bool,
 }
 
 /// Runs every cross-check, reporting into `ctx`.
@@ -74,6 +79,18 @@ pub(crate) fn check(ctx: &mut Ctx, facts: &Facts) {
         references(ctx, facts);
     }
     addresses(ctx, facts);
+    if !facts.identity {
+        for tls in facts.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            ctx.error(
+                tls.pos,
+                &tls.path,
+                format!(
+                    "mode `{}` needs this workload's identity: add a top-level `identity: {{ cert: FILE, key: FILE, trust_bundle: FILE }}` (`weir certs issue` writes them), or set `mode: disabled`",
+                    tls.name
+                ),
+            );
+        }
+    }
 }
 
 /// Reports each name that repeats an earlier one, at the repeat.
@@ -245,6 +262,7 @@ mod tests {
                     named("r", 3, "listeners[0].routes[0].name"),
                     named("r", 4, "listeners[0].routes[1].name"),
                 ],
+                tls: None,
             }],
             services: vec![named("reviews", 8, "services[0].name")],
             service_refs: vec![named(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::header::HeaderValue;
 
+use super::authorize::PeerDecision;
 use super::client_timeouts::ClientClock;
 use crate::route::RouteTable;
 
@@ -34,6 +35,8 @@ pub struct Connection {
     /// The connection's place among its listener's open connections, given back when the
     /// last request (or tunnel) on it is done.
     _open: Option<OpenConnection>,
+    /// On a listener with TLS: the peer's identity and whether its `allow` list lets it in.
+    pub peer: Option<PeerDecision>,
 }
 
 /// Counts a connection among its listener's open ones while it lives.
@@ -76,7 +79,14 @@ impl Connection {
             stream_idle,
             client_text,
             _open: None,
+            peer: None,
         }
+    }
+
+    /// Notes the peer's identity and the listener's decision on it.
+    pub fn with_peer(mut self, peer: Option<PeerDecision>) -> Self {
+        self.peer = peer;
+        self
     }
 
     /// Holds the connection's place among its listener's open connections.

@@ -2,7 +2,9 @@
 //! phase is a function below; [`proxy`] runs them in order and any of them may end the
 //! request with the error weir answers with:
 //!
-//! 0. [`check_head`]: refuse a request head weir must not forward (400 `bad_request`);
+//! 0. [`authorize`]: on a listener with TLS, the peer's identity against its `allow` list
+//!    (403 `identity_denied`); then [`check_head`]: refuse a request head weir must not
+//!    forward (400 `bad_request`);
 //! 1. [`route`]: find the first route whose match holds (else 404 `no_route`);
 //! 2. [`split`]: choose a weighted backend service;
 //! 3. [`inject_fault`]: injected delay or abort (`fault_abort`);
@@ -84,6 +86,7 @@ async fn proxy(
     finish: &mut Finish,
 ) -> Result<Answer, Answer> {
     let table = &*conn.table;
+    authorize(conn)?;
     check_head(&req)?;
     let route_index = route(table, &req)?;
     let route = &table.routes[route_index];
@@ -133,6 +136,22 @@ async fn proxy(
         Sent::Failed(err) => Answer::Error(err),
         Sent::ClientGone => Answer::ClientGone,
     })
+}
+
+/// Phase 0: on a listener with TLS, whether the connection's peer may send requests (the
+/// decision was taken at the handshake; each request counts it).
+fn authorize(conn: &Connection) -> Result<(), ProxyError> {
+    let Some(peer) = &conn.peer else {
+        return Ok(());
+    };
+    peer.counter.inc();
+    match peer.allowed {
+        true => Ok(()),
+        false => Err(ProxyError::identity_denied(
+            peer.peer.as_deref(),
+            &conn.table.listener,
+        )),
+    }
 }
 
 /// Phase 0: a request weir must not forward. Two `host` fields name two different targets

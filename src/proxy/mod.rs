@@ -3,10 +3,12 @@
 
 pub mod accept;
 pub mod attempts;
+pub mod authorize;
 pub mod client_timeouts;
 pub mod connection;
 pub mod finish;
 pub mod handler;
 pub mod listener;
 pub mod response;
+pub mod tls_accept;
 pub mod upgrade;

@@ -120,6 +120,29 @@ pub struct RetryLabels {
     pub outcome: String,
 }
 
+/// Labels of `weir_tls_handshakes_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsHandshakeLabels {
+    /// Listener name (inbound) or service name (outbound).
+    pub listener: String,
+    /// `server` (weir accepted) or `client` (weir connected).
+    pub side: String,
+    /// `success` or `failure`.
+    pub result: String,
+}
+
+/// Labels of `weir_tls_peer_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsPeerLabels {
+    /// Listener name.
+    pub listener: String,
+    /// The `allow` entry the peer matched (an exact ID or a `*` pattern), `other` for a
+    /// peer no entry names, `none` for a plaintext client: bounded by the configuration.
+    pub peer_identity: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+}
+
 /// Labels of `weir_downstream_errors_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DownstreamErrorLabels {
@@ -165,6 +188,10 @@ pub struct Metrics {
     pub access_log_dropped: Counter,
     /// `weir_downstream_errors_total`.
     pub downstream_errors: Family<DownstreamErrorLabels, Counter>,
+    /// `weir_tls_handshakes_total`.
+    pub tls_handshakes: Family<TlsHandshakeLabels, Counter>,
+    /// `weir_tls_peer_requests_total`.
+    pub tls_peer_requests: Family<TlsPeerLabels, Counter>,
 }
 
 impl Metrics {
@@ -245,6 +272,18 @@ impl Metrics {
             "Downstream connections weir refused or closed because of their client, by kind",
             downstream_errors.clone(),
         );
+        let tls_handshakes = Family::<TlsHandshakeLabels, Counter>::default();
+        registry.register(
+            "weir_tls_handshakes",
+            "TLS handshakes by listener, side and result",
+            tls_handshakes.clone(),
+        );
+        let tls_peer_requests = Family::<TlsPeerLabels, Counter>::default();
+        registry.register(
+            "weir_tls_peer_requests",
+            "Requests on listeners with tls, by the peer identity's allow entry and decision",
+            tls_peer_requests.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -267,6 +306,8 @@ impl Metrics {
             retries,
             access_log_dropped,
             downstream_errors,
+            tls_handshakes,
+            tls_peer_requests,
         })
     }
 

@@ -9,6 +9,7 @@ mod grpc;
 mod hostile;
 mod layout;
 mod lifecycle;
+mod mtls;
 mod proxy;
 mod resilience;
 mod streaming;

@@ -83,7 +83,22 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
         }
         Some(t)
     });
-    let tls = maybe(m.optional("tls"), |f| decode_listener_tls(ctx, f));
+    let tls = maybe(m.optional("tls"), |f| {
+        let tls = decode_listener_tls(ctx, f)?;
+        if tls.mode != TlsMode::Disabled {
+            lf.tls = Some(Named {
+                name: if tls.mode == TlsMode::Strict {
+                    "strict"
+                } else {
+                    "permissive"
+                }
+                .to_string(),
+                pos: f.key_pos,
+                path: f.path.clone(),
+            });
+        }
+        Some(tls)
+    });
     let limits = or_default(
         m.optional("limits"),
         ListenerLimits::with_defaults(open_files_limit()),
@@ -181,7 +196,6 @@ fn decode_listener_timeouts(ctx: &mut Ctx, f: &Field<'_>) -> Option<ListenerTime
 }
 
 fn decode_listener_tls(ctx: &mut Ctx, f: &Field<'_>) -> Option<ListenerTls> {
-    warn_if_not_enforced(ctx, "listener.tls", f.key_pos, &f.path);
     let mut m = f.map(ctx, "`mode` and `allow`")?;
     let mode = m
         .required(

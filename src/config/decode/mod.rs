@@ -40,7 +40,9 @@ pub(crate) fn decode(ctx: &mut Ctx, root: &tree::Node, facts: &mut Facts) -> Opt
     let admin = or_default(m.optional("admin"), Admin::default(), |f| {
         decode_admin(ctx, f, facts)
     });
-    let identity = maybe(m.optional("identity"), |f| decode_identity(ctx, f));
+    let identity_field = m.optional("identity");
+    facts.identity = identity_field.is_some();
+    let identity = maybe(identity_field, |f| decode_identity(ctx, f));
     let namespace = node
         .as_ref()
         .map(|n| n.namespace.clone())
@@ -264,7 +266,6 @@ fn decode_admin(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Admin
 }
 
 fn decode_identity(ctx: &mut Ctx, f: &Field<'_>) -> Option<Identity> {
-    warn_if_not_enforced(ctx, "identity", f.key_pos, &f.path);
     let mut m = f.map(ctx, "`cert`, `key` and `trust_bundle` file paths")?;
     let path = |key: &'static str, hint: &str, m: &mut MapReader<'_>, ctx: &mut Ctx| {
         m.required(ctx, key, hint)

@@ -1,0 +1,196 @@
+//! The first stage of an inbound connection: plaintext, mutual TLS, or (permissive mode)
+//! whichever the client's first byte says, and the decision on the peer's identity.
+//!
+//! A listener in `strict` mode serves only clients whose certificate chains to the trust
+//! bundle and names one SPIFFE ID of the mesh's trust domain; anything else fails the
+//! handshake. In `permissive` mode a TLS ClientHello (first byte 0x16) gets the same, and
+//! anything else is served as plaintext, with no identity. How long a client may take to
+//! finish the handshake and send its first request is the listener's `first_byte` timeout,
+//! enforced by the connection's watchdog as for plaintext: the watchdog's clock watches the
+//! decrypted bytes, so it times HTTP, not TLS records.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::authorize::{Authorization, PeerDecision};
+use crate::config::{self, TlsMode};
+use crate::telemetry::metrics::{Metrics, TlsHandshakeLabels};
+use crate::tls::{spiffe_id, Identity};
+
+/// The first byte of a TLS record carrying a handshake message (a ClientHello).
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// An inbound listener's TLS: its mode, its settings, its `allow` list.
+#[derive(Debug)]
+pub struct InboundTls {
+    mode: TlsMode,
+    settings: Arc<rustls::ServerConfig>,
+    authz: Authorization,
+    succeeded: Counter,
+    failed: Counter,
+}
+
+/// Why a connection was not served.
+#[derive(Debug)]
+pub struct HandshakeFailed(pub io::Error);
+
+impl InboundTls {
+    /// The TLS of `listener`, or `None` when it has none (no `tls`, or `mode: disabled`).
+    /// A listener with `tls` needs the workload's identity (the configuration is refused
+    /// without one).
+    pub fn new(
+        listener: &config::Listener,
+        identity: Option<&Identity>,
+        metrics: &Metrics,
+    ) -> Result<Option<Self>, String> {
+        let Some(tls) = listener
+            .tls
+            .as_ref()
+            .filter(|t| t.mode != TlsMode::Disabled)
+        else {
+            return Ok(None);
+        };
+        let identity = identity.ok_or_else(|| {
+            format!(
+                "listener {} has tls but the configuration has no `identity`",
+                listener.name
+            )
+        })?;
+        let counter = |result: &str| {
+            metrics
+                .tls_handshakes
+                .get_or_create_owned(&TlsHandshakeLabels {
+                    listener: listener.name.clone(),
+                    side: "server".to_string(),
+                    result: result.to_string(),
+                })
+        };
+        Ok(Some(InboundTls {
+            mode: tls.mode,
+            settings: identity.server_config()?,
+            authz: Authorization::new(&listener.name, &tls.allow, metrics),
+            succeeded: counter("success"),
+            failed: counter("failure"),
+        }))
+    }
+
+    /// The listener's `allow` list.
+    pub fn authorization(&self) -> &Authorization {
+        &self.authz
+    }
+
+    /// Meets a client: a TLS handshake when the mode and its first byte call for one, then
+    /// the decision on its identity.
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(ClientStream, PeerDecision), HandshakeFailed> {
+        let tls = match self.mode {
+            TlsMode::Strict => true,
+            _ => {
+                let mut first = [0u8; 1];
+                let n = stream.peek(&mut first).await.map_err(HandshakeFailed)?;
+                n == 1 && first[0] == TLS_HANDSHAKE
+            }
+        };
+        if !tls {
+            return Ok((ClientStream::Plain(stream), self.authz.decide(None)));
+        }
+        match TlsAcceptor::from(self.settings.clone())
+            .accept(stream)
+            .await
+        {
+            Ok(stream) => {
+                self.succeeded.inc();
+                // The verifier let in only certificates with one SPIFFE ID.
+                let peer = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| spiffe_id(leaf).ok());
+                let decision = self.authz.decide(peer.as_deref());
+                Ok((ClientStream::Tls(Box::new(stream)), decision))
+            }
+            Err(e) => {
+                self.failed.inc();
+                Err(HandshakeFailed(e))
+            }
+        }
+    }
+}
+
+/// A client's connection, plaintext or TLS.
+#[derive(Debug)]
+pub enum ClientStream {
+    /// Plaintext.
+    Plain(TcpStream),
+    /// Mutual TLS (boxed: TLS state is large, and most listeners are plaintext).
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! This workload's identity as the configuration's `identity` names it: the certificate
+//! chain it presents, its private key, and the trust bundle its peers must chain to. From
+//! them come the TLS settings of inbound listeners.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+use super::peer::{self, SpiffeClientVerifier};
+use crate::config;
+
+/// Why an identity could not be loaded: the file, and what is wrong with it.
+#[derive(Debug)]
+pub struct IdentityError {
+    /// The file at fault.
+    pub path: PathBuf,
+    /// What is wrong, in the user's terms.
+    pub why: String,
+}
+
+impl std::fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.why)
+    }
+}
+
+impl std::error::Error for IdentityError {}
+
+/// A loaded, checked identity.
+#[derive(Debug)]
+pub struct Identity {
+    /// This workload's SPIFFE ID (the certificate's one URI SAN).
+    pub spiffe_id: String,
+    /// When the certificate expires (seconds since the Unix epoch).
+    pub not_after: i64,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Arc<RootCertStore>,
+}
+
+impl Identity {
+    /// Reads and checks the three files: the certificate is a SPIFFE X.509-SVID, the key
+    /// matches it, and the trust bundle holds at least one CA.
+    pub fn load(files: &config::Identity) -> Result<Self, IdentityError> {
+        let fail = |path: &Path, why: String| IdentityError {
+            path: path.to_path_buf(),
+            why,
+        };
+        let chain = certificates(&files.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+            fail(
+                &files.key,
+                format!("no PEM private key could be read ({e}); write the key as PEM (PKCS#8, SEC1 or PKCS#1)"),
+            )
+        })?;
+        let mut roots = RootCertStore::empty();
+        for ca in certificates(&files.trust_bundle)? {
+            roots.add(ca).map_err(|e| {
+                fail(
+                    &files.trust_bundle,
+                    format!("a certificate is not a usable trust anchor: {e}"),
+                )
+            })?;
+        }
+        let leaf = &chain[0];
+        let spiffe_id = peer::spiffe_id(leaf).map_err(|why| fail(&files.cert, why))?;
+        let not_after = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| c.validity().not_after.timestamp())
+            .map_err(|e| fail(&files.cert, format!("the certificate does not parse: {e}")))?;
+        let identity = Identity {
+            spiffe_id,
+            not_after,
+            chain,
+            key,
+            roots: Arc::new(roots),
+        };
+        // Building the settings proves the key belongs to the certificate.
+        identity
+            .server_config()
+            .map_err(|why| fail(&files.key, why))?;
+        Ok(identity)
+    }
+
+    /// The trust domain this workload and its peers belong to.
+    pub fn trust_domain(&self) -> &str {
+        peer::trust_domain(&self.spiffe_id)
+    }
+
+    /// TLS settings for an inbound listener: present this identity, require a client
+    /// certificate that chains to the trust bundle and is a SPIFFE ID of this trust domain,
+    /// and offer HTTP/2 and HTTP/1.1 by ALPN.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, String> {
+        let provider = super::provider();
+        let chain =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| format!("the trust bundle cannot verify clients: {e}"))?;
+        let verifier = SpiffeClientVerifier::new(chain, self.trust_domain().to_string());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("no TLS version is available: {e}"))?
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| format!("the key does not match the certificate: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// The PEM certificates of `path`, at least one.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let fail = |why: String| IdentityError {
+        path: path.to_path_buf(),
+        why,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(format!("cannot be read: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string(),
+        ));
+    }
+    Ok(certs)
+}

@@ -1,0 +1,15 @@
+//! Mutual TLS between sidecars: this workload's identity (certificate, key and the trust
+//! bundle that signs its peers) and the SPIFFE checks a peer's certificate must pass.
+//! rustls with the aws-lc-rs provider, passed explicitly everywhere.
+
+pub mod identity;
+pub mod peer;
+
+pub use identity::{Identity, IdentityError};
+pub use peer::spiffe_id;
+
+/// The one cryptographic provider weir uses (aws-lc-rs), passed to every rustls builder so
+/// no process-wide default is needed and no second provider creeps in.
+pub fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}

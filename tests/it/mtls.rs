@@ -1,0 +1,284 @@
+//! Inbound mutual TLS with independent clients (curl, `openssl s_client`): strict and
+//! permissive listeners, the `allow` list, and the certificates a mesh peer must not get in
+//! with. Certificates are minted here with rcgen: a mesh CA, a second CA, and workload
+//! certificates good and bad.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+use crate::support::{free_port, scratch_dir, Upstream, Weir};
+
+const TRUST_DOMAIN: &str = "cluster.local";
+const SERVER_ID: &str = "spiffe://cluster.local/ns/shop/sa/reviews";
+const FRONTEND: &str = "spiffe://cluster.local/ns/shop/sa/frontend";
+const INTRUDER: &str = "spiffe://cluster.local/ns/shop/sa/intruder";
+
+/// A certificate authority that signs workload certificates into a directory.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} mesh CA"));
+        let cert = params.self_signed(&key).expect("self-signed");
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes `NAME.crt` and `NAME.key` into `dir`, with `uris` as its URI SANs.
+    fn issue(&self, dir: &Path, name: &str, uris: &[&str], expired: bool) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).try_into().expect("an IA5 string")))
+            .collect();
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        let (crt, pem_key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&crt, cert.pem()).expect("write cert");
+        std::fs::write(&pem_key, key.serialize_pem()).expect("write key");
+        (crt, pem_key)
+    }
+}
+
+/// A mesh: its CA's bundle, the server sidecar's identity and client certificates.
+struct Mesh {
+    dir: PathBuf,
+    bundle: PathBuf,
+}
+
+impl Mesh {
+    fn new() -> (Mesh, Ca) {
+        let dir = scratch_dir("mtls");
+        let ca = Ca::new(TRUST_DOMAIN);
+        let bundle = dir.join("ca.crt");
+        std::fs::write(&bundle, &ca.pem).expect("write bundle");
+        ca.issue(&dir, "server", &[SERVER_ID], false);
+        (Mesh { dir, bundle }, ca)
+    }
+
+    fn identity_yaml(&self) -> String {
+        format!(
+            "identity: {{ cert: \"{}\", key: \"{}\", trust_bundle: \"{}\" }}\n",
+            self.dir.join("server.crt").display(),
+            self.dir.join("server.key").display(),
+            self.bundle.display()
+        )
+    }
+}
+
+fn config(mesh: &Mesh, port: u16, upstream: &Upstream, tls: &str) -> String {
+    format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: inbound\n    address: 127.0.0.1:{port}\n    tls: {tls}\n    routes:\n      - name: app\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"{}\"] }}\n",
+        mesh.identity_yaml(),
+        upstream.addr
+    )
+}
+
+/// curl to the listener, presenting `cert` (a name in the mesh directory) when given.
+/// Returns curl's exit code and what it printed (status, `weir-error`, body).
+fn curl(mesh: &Mesh, port: u16, cert: Option<&str>) -> (i32, String) {
+    let mut command = Command::new("curl");
+    command.args(["-sS", "-m", "10", "-o", "-", "-w", "\nstatus=%{http_code}"]);
+    command.args(["-D", "-"]);
+    let url = match cert {
+        None => format!("http://127.0.0.1:{port}/hello"),
+        Some(name) => {
+            // The server's certificate names a SPIFFE ID, not a host: curl checks the
+            // chain's trust is not what these tests are about (-k); weir checks the client.
+            command.arg("-k");
+            command
+                .arg("--cert")
+                .arg(mesh.dir.join(format!("{name}.crt")));
+            command
+                .arg("--key")
+                .arg(mesh.dir.join(format!("{name}.key")));
+            format!("https://127.0.0.1:{port}/hello")
+        }
+    };
+    let out = command.arg(url).output().expect("curl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn served(result: &(i32, String)) -> bool {
+    result.0 == 0 && result.1.contains("status=200")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_listener_serves_only_allowed_mesh_peers() {
+    let (mesh, ca) = Mesh::new();
+    ca.issue(&mesh.dir, "frontend", &[FRONTEND], false);
+    ca.issue(&mesh.dir, "intruder", &[INTRUDER], false);
+    ca.issue(&mesh.dir, "two-ids", &[FRONTEND, INTRUDER], false);
+    ca.issue(&mesh.dir, "no-id", &[], false);
+    ca.issue(&mesh.dir, "expired", &[FRONTEND], true);
+    Ca::new("elsewhere").issue(&mesh.dir, "foreign", &[FRONTEND], false);
+    let up = Upstream::start("app").await;
+    let port = free_port();
+    let tls = format!("{{ mode: strict, allow: [\"{FRONTEND}\"] }}");
+    let weir = Weir::start(&config(&mesh, port, &up, &tls)).await;
+
+    // The allowed identity is served, and named in the metrics.
+    let allowed = curl(&mesh, port, Some("frontend"));
+    assert!(served(&allowed), "{allowed:?}\n{}", weir.logs());
+    assert_eq!(up.hits(), 1);
+
+    // A mesh peer the list does not name: 403 with the reason.
+    let (code, text) = curl(&mesh, port, Some("intruder"));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("status=403"), "{text}");
+    assert!(text.contains("weir-error: identity_denied"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "peer identity {INTRUDER} is not allowed by listener inbound"
+        )),
+        "{text}"
+    );
+
+    // Refused before any HTTP: plaintext, two SPIFFE IDs, none, expired, another CA.
+    let plaintext = curl(&mesh, port, None);
+    assert_ne!(plaintext.0, 0, "plaintext is refused: {plaintext:?}");
+    for name in ["two-ids", "no-id", "expired", "foreign"] {
+        let refused = curl(&mesh, port, Some(name));
+        assert_ne!(refused.0, 0, "{name} is refused: {refused:?}");
+    }
+    // openssl, an independent TLS stack, is refused with the foreign CA's certificate too.
+    let out = Command::new("timeout")
+        .args(["10", "openssl", "s_client", "-brief", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(mesh.dir.join("foreign.crt"))
+        .arg("-key")
+        .arg(mesh.dir.join("foreign.key"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.to_ascii_lowercase().contains("alert") || !out.status.success(),
+        "openssl with a foreign certificate: {said}"
+    );
+    assert_eq!(up.hits(), 1, "nothing refused reached the application");
+
+    // A well-behaved peer is still served after all that.
+    assert!(served(&curl(&mesh, port, Some("frontend"))));
+    let metrics = weir.metrics().await;
+    for line in [
+        format!("weir_tls_peer_requests_total{{listener=\"inbound\",peer_identity=\"{FRONTEND}\",decision=\"allow\"}} 2"),
+        "weir_tls_peer_requests_total{listener=\"inbound\",peer_identity=\"other\",decision=\"deny\"} 1".to_string(),
+        "weir_tls_handshakes_total{listener=\"inbound\",side=\"server\",result=\"success\"} 3".to_string(),
+    ] {
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    let failures = weir::telemetry::prometheus_text::metric_sum(
+        &metrics,
+        "weir_tls_handshakes_total",
+        &[("result", "failure")],
+    );
+    assert!(
+        failures >= 6.0,
+        "failed handshakes counted: {failures}\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permissive_listener_serves_plaintext_and_mtls_on_one_port() {
+    let (mesh, ca) = Mesh::new();
+    ca.issue(&mesh.dir, "frontend", &[FRONTEND], false);
+    let up = Upstream::start("app").await;
+    let port = free_port();
+    let weir = Weir::start(&config(&mesh, port, &up, "{ mode: permissive }")).await;
+    let plain = curl(&mesh, port, None);
+    assert!(served(&plain), "{plain:?}\n{}", weir.logs());
+    let mutual = curl(&mesh, port, Some("frontend"));
+    assert!(served(&mutual), "{mutual:?}");
+    assert_eq!(up.hits(), 2);
+    drop(weir);
+
+    // With an allow list, a plaintext client has no identity to allow.
+    let port = free_port();
+    let tls = "{ mode: permissive, allow: [\"spiffe://cluster.local/ns/shop/*\"] }";
+    let weir = Weir::start(&config(&mesh, port, &up, tls)).await;
+    let (code, text) = curl(&mesh, port, None);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("status=403"), "{text}");
+    assert!(text.contains("weir-error: identity_denied"), "{text}");
+    assert!(
+        text.contains("a plaintext client has no peer identity"),
+        "{text}"
+    );
+    let mutual = curl(&mesh, port, Some("frontend"));
+    assert!(served(&mutual), "{mutual:?}\n{}", weir.logs());
+    assert_eq!(
+        up.hits(),
+        3,
+        "only the mTLS request reached the application"
+    );
+    let metrics = weir.metrics().await;
+    for line in [
+        "weir_tls_peer_requests_total{listener=\"inbound\",peer_identity=\"spiffe://cluster.local/ns/shop/*\",decision=\"allow\"} 1",
+        "weir_tls_peer_requests_total{listener=\"inbound\",peer_identity=\"none\",decision=\"deny\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+}
+
+#[test]
+fn a_tls_listener_without_an_identity_is_refused_by_check() {
+    let dir = scratch_dir("mtls-check");
+    let file = dir.join("weir.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nlisteners:\n  - name: inbound\n    address: 127.0.0.1:15006\n    tls: { mode: strict }\n    routes:\n      - name: app\n        backends: [{ service: app }]\nservices:\n  - { name: app, endpoints: [\"127.0.0.1:8080\"] }\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("check")
+        .arg(&file)
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "weir.yaml:5:5: listeners[0].tls: mode `strict` needs this workload's identity"
+        ),
+        "{stderr}"
+    );
+}
