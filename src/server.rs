@@ -89,7 +89,9 @@ impl Server {
             tracing::info!(spiffe_id = %identity.spiffe_id, "workload identity loaded");
         }
         let (access_log, access_log_writer) = start_access_log(&config, &metrics);
-        let snapshot = Snapshot::build(config, &metrics, access_log).map_err(StartError::Build)?;
+        let snapshot =
+            Snapshot::build_with_identity(config, &metrics, access_log, identity.as_ref())
+                .map_err(StartError::Build)?;
         let config = snapshot.config.clone();
         let shared = Arc::new(ArcSwap::new(snapshot.clone()));
         let state = Arc::new(AdminState {

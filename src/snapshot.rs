@@ -8,6 +8,8 @@ use crate::config::{Config, ListenerProtocol};
 use crate::route::RouteTable;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
+use crate::tls::Identity;
+use crate::upstream::tls_origin::OutboundTls;
 use crate::upstream::Service;
 
 /// Everything the request path reads, built once per configuration.
@@ -40,6 +42,17 @@ impl Snapshot {
         metrics: &Arc<Metrics>,
         access_log: Option<AccessLog>,
     ) -> Result<Arc<Self>, BuildError> {
+        Self::build_with_identity(config, metrics, access_log, None)
+    }
+
+    /// Like [`Snapshot::build`], with the workload's identity for services reached over
+    /// mutual TLS.
+    pub fn build_with_identity(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        access_log: Option<AccessLog>,
+        identity: Option<&Identity>,
+    ) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
         for l in config
             .listeners
@@ -56,20 +69,17 @@ impl Snapshot {
                 }
             }
         }
-        let services: HashMap<String, Arc<Service>> = config
-            .services
-            .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    Service::new(
-                        s,
-                        slots.remove(s.name.as_str()).unwrap_or_default(),
-                        metrics.clone(),
-                    ),
-                )
-            })
-            .collect();
+        let mut services: HashMap<String, Arc<Service>> = HashMap::new();
+        for s in &config.services {
+            let tls = OutboundTls::new(s, identity, metrics).map_err(BuildError)?;
+            let service = Service::with_tls(
+                s,
+                slots.remove(s.name.as_str()).unwrap_or_default(),
+                metrics.clone(),
+                tls,
+            );
+            services.insert(s.name.clone(), service);
+        }
         let listeners = config
             .listeners
             .iter()

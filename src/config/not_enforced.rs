@@ -24,11 +24,6 @@ pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[
         "the listener does not forward raw TCP",
     ),
     (
-        "service.tls",
-        "tls",
-        "connections to this service do not use mTLS",
-    ),
-    (
         "discovery.kubernetes",
         "kubernetes",
         "no endpoints are discovered, so the service has none",
@@ -65,15 +60,15 @@ mod tests {
         let mut ctx = Ctx::new("f.yaml");
         warn_if_not_enforced(
             &mut ctx,
-            "service.tls",
+            "discovery.kubernetes",
             Pos { line: 3, col: 5 },
-            "services[0].tls",
+            "services[0].discovery.kubernetes",
         );
         warn_if_not_enforced(&mut ctx, "no.such.section", Pos::START, "x");
         let lines: Vec<String> = ctx.warnings.iter().map(ToString::to_string).collect();
         assert_eq!(
             lines,
-            vec!["f.yaml:3:5: services[0].tls: tls is accepted but not enforced yet; connections to this service do not use mTLS"]
+            vec!["f.yaml:3:5: services[0].discovery.kubernetes: kubernetes is accepted but not enforced yet; no endpoints are discovered, so the service has none"]
         );
     }
 }

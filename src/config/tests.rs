@@ -50,7 +50,6 @@ fn reference_example_loads_with_only_not_enforced_warnings() {
     for section in [
         "tracing",
         "listeners[2].protocol",
-        "services[0].tls",
         "services[4].discovery.kubernetes",
     ] {
         assert!(

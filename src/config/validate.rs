@@ -61,6 +61,8 @@ pub(crate) struct Facts {
     pub service_refs: Vec<Named>,
     /// Whether the file has an `identity` section.
     pub identity: bool,
+    /// Where each service's `tls` is (origination needs the workload's identity).
+    pub service_tls: Vec<Named>,
 }
 
 /// Runs every cross-check, reporting into `ctx`.
@@ -88,6 +90,13 @@ pub(crate) fn check(ctx: &mut Ctx, facts: &Facts) {
                     "mode `{}` needs this workload's identity: add a top-level `identity: {{ cert: FILE, key: FILE, trust_bundle: FILE }}` (`weir certs issue` writes them), or set `mode: disabled`",
                     tls.name
                 ),
+            );
+        }
+        for tls in &facts.service_tls {
+            ctx.error(
+                tls.pos,
+                &tls.path,
+                "mTLS to this service needs this workload's identity to present: add a top-level `identity: { cert: FILE, key: FILE, trust_bundle: FILE }` (`weir certs issue` writes them), or remove `tls`",
             );
         }
     }

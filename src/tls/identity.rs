@@ -8,9 +8,9 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use super::peer::{self, SpiffeClientVerifier};
+use super::peer::{self, SpiffeClientVerifier, SpiffeServerVerifier};
 use crate::config;
 
 /// Why an identity could not be loaded: the file, and what is wrong with it.
@@ -107,6 +107,28 @@ impl Identity {
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| format!("the key does not match the certificate: {e}"))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl Identity {
+    /// TLS settings for connections to a service whose sidecars must present `expected`
+    /// (an exact SPIFFE ID or a prefix ending in `*`): present this identity, verify the
+    /// server's chain against the trust bundle and its ID against `expected`, offer `alpn`.
+    /// Sessions are resumed across connections to the same endpoint (rustls's in-memory
+    /// cache, keyed by the endpoint's address).
+    pub fn client_config(&self, expected: &str, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
+        let provider = super::provider();
+        let verifier =
+            SpiffeServerVerifier::new(self.roots.clone(), expected.to_string(), provider.clone());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("no TLS version is available: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| format!("the key does not match the certificate: {e}"))?;
+        config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
     }
 }

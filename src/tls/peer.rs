@@ -3,10 +3,16 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, Error, OtherError, RootCertStore,
+    SignatureScheme,
+};
 use x509_parser::extensions::GeneralName;
 
 /// The SPIFFE ID of a certificate: its one URI SAN, which must be a `spiffe://` URI with a
@@ -90,9 +96,9 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         let verified = self
             .chain
             .verify_client_cert(end_entity, intermediates, now)?;
-        let id = spiffe_id(end_entity).map_err(Error::General)?;
+        let id = spiffe_id(end_entity).map_err(refused)?;
         if trust_domain(&id) != self.trust_domain {
-            return Err(Error::General(format!(
+            return Err(refused(format!(
                 "peer {id} is not in trust domain {}",
                 self.trust_domain
             )));
@@ -120,5 +126,112 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.chain.supported_verify_schemes()
+    }
+}
+
+/// Verifies an upstream sidecar's certificate: the chain against the trust bundle (no
+/// host name: mesh certificates name a SPIFFE ID, not a host), then its SPIFFE ID against
+/// the identity the service expects (exact, or a prefix ending in `*`).
+#[derive(Debug)]
+pub struct SpiffeServerVerifier {
+    roots: Arc<RootCertStore>,
+    expected: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl SpiffeServerVerifier {
+    /// Expects `expected` from servers whose chains end in `roots`.
+    pub fn new(roots: Arc<RootCertStore>, expected: String, provider: Arc<CryptoProvider>) -> Self {
+        SpiffeServerVerifier {
+            roots,
+            expected,
+            provider,
+        }
+    }
+
+    fn expects(&self, id: &str) -> bool {
+        match self.expected.strip_suffix('*') {
+            Some(prefix) => id.starts_with(prefix),
+            None => id == self.expected,
+        }
+    }
+}
+
+/// A certificate refused for what it says, with the reason in words (rustls shows it as
+/// "invalid peer certificate: REASON").
+fn refused(why: String) -> Error {
+    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(Refused(why)))))
+}
+
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &self.roots,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )?;
+        let id = spiffe_id(end_entity).map_err(refused)?;
+        if !self.expects(&id) {
+            return Err(refused(format!(
+                "identity mismatch: expected {}, got {id}",
+                self.expected
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod exchange;
 pub mod h1;
 pub mod health;
+pub mod io;
 pub mod limits;
 pub mod outcome;
 pub mod outlier;
@@ -14,6 +15,7 @@ pub mod pool;
 pub mod response;
 pub mod retry_budget;
 pub mod service;
+pub mod tls_origin;
 
 pub use endpoint::{Endpoint, InFlight};
 pub use exchange::{Exchange, Judged, RequestHolds, UpstreamFailure};

@@ -24,7 +24,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::h1::{self, OpenCount, Outgoing, SendError};
+use super::io::UpstreamIo;
 use super::response::UpstreamBody;
+use super::tls_origin::OutboundTls;
 
 use super::limits::{Limit, LimitGuard, Limits, Overflow};
 use crate::body::RequestBody;
@@ -85,6 +87,8 @@ pub struct Pool {
     h2_connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
     open: Arc<AtomicUsize>,
     limits: Arc<Limits>,
+    /// Mutual TLS after TCP, for a service with `tls`.
+    tls: Option<Arc<OutboundTls>>,
 }
 
 impl Pool {
@@ -95,9 +99,11 @@ impl Pool {
         connect_timeout: Duration,
         idle_timeout: Duration,
         limits: Arc<Limits>,
+        tls: Option<Arc<OutboundTls>>,
     ) -> Self {
         Pool {
             limits,
+            tls,
             address,
             protocol,
             connect_timeout,
@@ -158,14 +164,14 @@ impl Pool {
     pub fn close_expired(&self) {
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|c| {
+        idle.retain_mut(|c| {
             now.duration_since(c.since) <= self.idle_timeout && c.connection.is_usable()
         });
     }
 
     fn take_idle(&self) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(c) = idle.pop_back() {
+        while let Some(mut c) = idle.pop_back() {
             let idle_for = c.since.elapsed();
             if idle_for > self.idle_timeout {
                 continue;
@@ -297,8 +303,10 @@ impl Pool {
         Ok(sender)
     }
 
-    async fn connect(&self) -> Result<TcpStream, UpstreamError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.address))
+    /// A new connection: TCP, then mutual TLS for a service with `tls`, all within
+    /// `connect_timeout`.
+    async fn connect(&self) -> Result<UpstreamIo, UpstreamError> {
+        tokio::time::timeout(self.connect_timeout, self.connect_within())
             .await
             .map_err(|_| {
                 UpstreamError::Connect(format!(
@@ -306,9 +314,20 @@ impl Pool {
                     format_duration(self.connect_timeout)
                 ))
             })?
+    }
+
+    async fn connect_within(&self) -> Result<UpstreamIo, UpstreamError> {
+        let stream = TcpStream::connect(self.address)
+            .await
             .map_err(|e| UpstreamError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        match &self.tls {
+            None => Ok(UpstreamIo::Plain(stream)),
+            Some(tls) => tls
+                .connect(stream, self.address)
+                .await
+                .map_err(UpstreamError::Connect),
+        }
     }
 
     /// Drives an HTTP/2 connection in its own task; its limit slot is released when it closes.
@@ -381,6 +400,7 @@ mod tests {
             Duration::from_millis(200),
             Duration::from_secs(60),
             Limits::new("s", &Default::default(), &Metrics::new()),
+            None,
         ));
         let started = Instant::now();
         let waiters: Vec<_> = (0..5)

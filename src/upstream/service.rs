@@ -18,6 +18,7 @@ use super::limits::Limits;
 use super::outcome::Outcome;
 use super::outlier::OutlierDetector;
 use super::pool::Pool;
+use super::tls_origin::OutboundTls;
 use crate::config::{self, LoadBalancer, UpstreamProtocol};
 use crate::telemetry::metrics::{EndpointLabels, EndpointStateLabels, Metrics, RequestCounters};
 
@@ -84,6 +85,8 @@ pub struct Service {
     /// Outlier detection: as configured, or by default the ejection of an endpoint after
     /// five connect failures in a row.
     pub outlier: OutlierDetector,
+    /// Mutual TLS to the endpoints, for a service with `tls`.
+    tls: Option<Arc<OutboundTls>>,
 }
 
 impl Service {
@@ -93,6 +96,16 @@ impl Service {
         cfg: &config::Service,
         route_slots: Vec<(String, String)>,
         metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Self::with_tls(cfg, route_slots, metrics, None)
+    }
+
+    /// Like [`Service::new`], reaching the endpoints over `tls` when given.
+    pub fn with_tls(
+        cfg: &config::Service,
+        route_slots: Vec<(String, String)>,
+        metrics: Arc<Metrics>,
+        tls: Option<Arc<OutboundTls>>,
     ) -> Arc<Self> {
         let state_gauges = [
             EndpointState::Healthy,
@@ -131,6 +144,7 @@ impl Service {
                 None => OutlierDetector::connect_failures_only(&cfg.name, metrics.clone()),
             },
             metrics,
+            tls,
         };
         let statics: Vec<(SocketAddr, u32)> = cfg
             .endpoints
@@ -334,6 +348,7 @@ impl Service {
                 self.connect_timeout,
                 self.idle_timeout,
                 self.limits.clone(),
+                self.tls.clone(),
             ),
             counters,
             outlier: Default::default(),

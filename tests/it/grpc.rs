@@ -19,7 +19,7 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// Fails (never skips) when python3 or grpcio is missing.
-fn require_grpcio() {
+pub(crate) fn require_grpcio() {
     let out = Command::new("python3").args(["-c", "import grpc"]).output();
     match out {
         Ok(o) if o.status.success() => {}
@@ -32,14 +32,14 @@ fn require_grpcio() {
 }
 
 /// `tests/grpc/server.py` as a child process; killed on drop.
-struct GrpcServer {
+pub(crate) struct GrpcServer {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     log: PathBuf,
 }
 
 impl GrpcServer {
-    async fn start() -> GrpcServer {
+    pub(crate) async fn start() -> GrpcServer {
         let dir = scratch_dir("grpc");
         let port_file = dir.join("port");
         let log = dir.join("server.log");
@@ -76,7 +76,7 @@ impl GrpcServer {
         server
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -89,7 +89,7 @@ impl Drop for GrpcServer {
 }
 
 /// Runs `client.py target` (each call has a 15 s deadline) and parses its JSON line.
-async fn run_client(target: String) -> Result<serde_json::Value, String> {
+pub(crate) async fn run_client(target: String) -> Result<serde_json::Value, String> {
     let out = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script("client.py"))
@@ -113,7 +113,7 @@ async fn run_client(target: String) -> Result<serde_json::Value, String> {
         .map_err(|e| format!("client.py printed no JSON ({e}): {stdout}; stderr: {stderr}"))
 }
 
-fn assert_results(r: &serde_json::Value, via: &str) {
+pub(crate) fn assert_results(r: &serde_json::Value, via: &str) {
     assert_eq!(r["unary"], "hello through weir", "{via}: unary reply; {r}");
     assert_eq!(
         r["trailer"], "yes",

@@ -153,11 +153,15 @@ fn decode_service(
     let outlier_detection = maybe(m.optional("outlier_detection"), |f| decode_outlier(ctx, f));
     let health_check = maybe(m.optional("health_check"), |f| decode_health_check(ctx, f));
     let tls = maybe(m.optional("tls"), |f| {
-        warn_if_not_enforced(ctx, "service.tls", f.key_pos, &f.path);
+        facts.service_tls.push(Named {
+            name: "tls".to_string(),
+            pos: f.key_pos,
+            path: f.path.clone(),
+        });
         let mut m = f.map(ctx, "`identity`")?;
         let identity = m
-            .required(ctx, "identity", "add the SPIFFE ID the endpoints present, e.g. `identity: spiffe://cluster.local/ns/shop/sa/reviews`")
-            .and_then(|f| spiffe_id(ctx, &f, false));
+            .required(ctx, "identity", "add the SPIFFE ID the endpoints present, e.g. `identity: spiffe://cluster.local/ns/shop/sa/reviews` (or a prefix ending in `*`)")
+            .and_then(|f| spiffe_id(ctx, &f, true));
         m.finish(ctx);
         Some(ServiceTls {
             identity: identity?,

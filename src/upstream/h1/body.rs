@@ -164,7 +164,7 @@ impl Body for H1Body {
             return Poll::Ready(None);
         };
         if let Some(upload) = this.upload.as_mut() {
-            match upload.poll(&conn.io, cx) {
+            match upload.poll(&mut conn.io, cx) {
                 Poll::Pending => {}
                 Poll::Ready(Ok(())) => this.upload = None,
                 // The request cannot be finished: the response may still be; the

@@ -5,11 +5,11 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::task::{ready, Context, Poll};
 
+use crate::upstream::io::UpstreamIo;
 use bytes::{Buf, Bytes};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request;
 use http_body::Body;
-use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
 
@@ -171,7 +171,11 @@ impl Upload {
 
     /// Writes as much of the request as the socket and the body allow; ready once all of
     /// it is written.
-    pub fn poll(&mut self, io: &TcpStream, cx: &mut Context<'_>) -> Poll<Result<(), UploadError>> {
+    pub fn poll(
+        &mut self,
+        io: &mut UpstreamIo,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), UploadError>> {
         loop {
             ready!(self.poll_flush(io, cx)).map_err(UploadError::Io)?;
             if self.body_done {
@@ -247,7 +251,7 @@ impl Upload {
     }
 
     /// Writes the queued bytes, several buffers per system call.
-    fn poll_flush(&mut self, io: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(&mut self, io: &mut UpstreamIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.head_written < self.head.len() || !self.queue.is_empty() {
             let mut slices = [IoSlice::new(&[]); 16];
             let mut n = 0;
@@ -259,14 +263,9 @@ impl Upload {
                 slices[n] = IoSlice::new(b);
                 n += 1;
             }
-            let written = match io.try_write_vectored(&slices[..n]) {
-                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Ok(written) => written,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(io.poll_write_ready(cx))?;
-                    continue;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
+            let written = match ready!(io.poll_write_slices(cx, &slices[..n]))? {
+                0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                written => written,
             };
             self.advance(written);
         }

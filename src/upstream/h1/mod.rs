@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use super::io::UpstreamIo;
 use bytes::BytesMut;
 use http::{Method, Request, Response};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 pub use body::H1Body;
 pub use decode::Malformed;
@@ -103,7 +103,7 @@ impl Drop for OpenCount {
 /// One HTTP/1.1 connection to an endpoint.
 #[derive(Debug)]
 pub struct Connection {
-    io: TcpStream,
+    io: UpstreamIo,
     read_buf: BytesMut,
     /// The head buffer, kept between requests so encoding a head allocates nothing.
     head_buf: Vec<u8>,
@@ -117,7 +117,7 @@ pub struct Connection {
 
 impl Connection {
     /// A fresh connection on `io`, holding its `max_connections` slot.
-    pub fn new(io: TcpStream, slot: LimitGuard, open: OpenCount) -> Box<Self> {
+    pub fn new(io: UpstreamIo, slot: LimitGuard, open: OpenCount) -> Box<Self> {
         Box::new(Connection {
             io,
             read_buf: BytesMut::new(),
@@ -130,12 +130,8 @@ impl Connection {
 
     /// Whether an idle connection can take a request: the upstream has not closed it and
     /// sent nothing unasked. Costs no system call unless the socket has news.
-    pub fn is_usable(&self) -> bool {
-        if !self.read_buf.is_empty() {
-            return false;
-        }
-        let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    pub fn is_usable(&mut self) -> bool {
+        self.read_buf.is_empty() && self.io.is_usable()
     }
 
     /// Whether the connection has carried a request before (a failure on a reused
@@ -178,7 +174,7 @@ impl Connection {
         let mut upload_failed = false;
         let head = poll_fn(|cx| {
             if !upload_failed && !upload.is_done() {
-                match upload.poll(&self.io, cx) {
+                match upload.poll(&mut self.io, cx) {
                     Poll::Ready(Ok(())) | Poll::Pending => {}
                     Poll::Ready(Err(UploadError::Body)) => {
                         return Poll::Ready(Err(SendError::ClientBody))
