@@ -145,8 +145,8 @@ impl Finish {
                 endpoint: exchange
                     .as_ref()
                     .map_or("", |e| e.endpoint().label.as_str()),
-                method,
-                uri,
+                method: method.as_str(),
+                path: uri.path(),
                 status: self.status,
                 duration,
                 error: error_label(self.error, ending),

@@ -12,7 +12,6 @@ use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use http::{Method, Uri};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::config::LogFormat;
@@ -31,10 +30,10 @@ pub struct AccessRecord<'a> {
     pub service: &'a str,
     /// Endpoint address, empty if none was chosen.
     pub endpoint: &'a str,
-    /// Request method.
-    pub method: &'a Method,
-    /// Request URI (path and query).
-    pub uri: &'a Uri,
+    /// Request method; empty when there was no request (a head weir's HTTP parser refused).
+    pub method: &'a str,
+    /// Request path (without the query); empty when there was no request.
+    pub path: &'a str,
     /// Status sent to the client.
     pub status: u16,
     /// Time from request start until the response was fully sent.
@@ -113,6 +112,7 @@ impl AccessLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Uri;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
@@ -156,8 +156,8 @@ mod tests {
                 route: "all",
                 service: "up",
                 endpoint: "127.0.0.1:8080",
-                method: &Method::GET,
-                uri,
+                method: "GET",
+                path: uri.path(),
                 status: 200,
                 duration: Duration::from_micros(i as u64),
                 error: "",

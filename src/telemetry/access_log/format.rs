@@ -30,8 +30,8 @@ fn text(out: &mut BytesMut, r: &AccessRecord<'_>, now: SystemTime) {
         (b" route=", r.route),
         (b" service=", r.service),
         (b" endpoint=", r.endpoint),
-        (b" method=", r.method.as_str()),
-        (b" path=", r.uri.path()),
+        (b" method=", r.method),
+        (b" path=", r.path),
     ];
     for (key, value) in fields {
         out.put_slice(key);
@@ -57,8 +57,8 @@ fn json(out: &mut BytesMut, r: &AccessRecord<'_>, now: SystemTime) {
         (b"\",\"route\":\"", r.route),
         (b"\",\"service\":\"", r.service),
         (b"\",\"endpoint\":\"", r.endpoint),
-        (b"\",\"method\":\"", r.method.as_str()),
-        (b"\",\"path\":\"", r.uri.path()),
+        (b"\",\"method\":\"", r.method),
+        (b"\",\"path\":\"", r.path),
     ];
     for (key, value) in fields {
         out.put_slice(key);
@@ -271,8 +271,8 @@ mod tests {
             route: "reviews",
             service: "reviews-v1",
             endpoint: "127.0.0.1:9080",
-            method,
-            uri,
+            method: method.as_str(),
+            path: uri.path(),
             status: 502,
             duration: Duration::from_nanos(623_274_999),
             error: "connect_failed",
