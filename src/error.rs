@@ -37,11 +37,14 @@ pub enum ErrorCode {
     ClientTimeout,
     /// The client's request header block was too large (the client's fault).
     HeaderTooLarge,
+    /// The client's request target was longer than the HTTP/1.1 parser takes (the client's
+    /// fault).
+    UriTooLong,
 }
 
 impl ErrorCode {
     /// Every code, in a fixed order (used to pre-resolve one metric handle per code).
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::NoRoute,
         ErrorCode::NoHealthyEndpoint,
         ErrorCode::CircuitOpen,
@@ -54,6 +57,7 @@ impl ErrorCode {
         ErrorCode::BadRequest,
         ErrorCode::ClientTimeout,
         ErrorCode::HeaderTooLarge,
+        ErrorCode::UriTooLong,
     ];
 
     /// The value of the `weir-error` header, the access log and the `error` metric label.
@@ -71,6 +75,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::ClientTimeout => "client_timeout",
             ErrorCode::HeaderTooLarge => "header_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
         }
     }
 
@@ -88,6 +93,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
         }
     }
 
@@ -281,6 +287,7 @@ mod tests {
         assert_eq!(ErrorCode::BadRequest.status(), 400);
         assert_eq!(ErrorCode::ClientTimeout.status(), 408);
         assert_eq!(ErrorCode::HeaderTooLarge.status(), 431);
+        assert_eq!(ErrorCode::UriTooLong.status(), 414);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(c.index(), i);
         }
