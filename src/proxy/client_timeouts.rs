@@ -16,7 +16,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -58,14 +58,16 @@ pub struct ClientTimeouts {
     pub idle: Duration,
 }
 
-/// What one connection's reads and requests tell the watchdog. Timestamps are nanoseconds
-/// after `base`, plus one, so that 0 means "not set".
+/// What one connection's reads and requests tell the watchdog, and the socket layer that
+/// tags hyper's parse-error answers whether a request is in progress. Timestamps are
+/// nanoseconds after `base`, plus one, so that 0 means "not set".
 #[derive(Debug)]
 pub struct ClientClock {
     base: Instant,
     /// When the head being read began; 0 when no head is being read.
     head_started: AtomicU64,
-    /// When the last request ended (or the connection was accepted).
+    /// When the last request ended (or the connection was accepted); strictly increasing,
+    /// so it also names the stretch between two requests.
     last_request_ended: AtomicU64,
     /// Requests being served (HTTP/2 has several at once).
     in_flight: AtomicU32,
@@ -75,6 +77,9 @@ pub struct ClientClock {
     requested: AtomicBool,
     /// The connection speaks HTTP/2: no heads to time.
     http2: AtomicBool,
+    /// The status of the parse-error answer the socket saw hyper write (0: none), for the
+    /// listener to count and log once the connection is over.
+    parse_error_status: AtomicU16,
 }
 
 impl ClientClock {
@@ -88,6 +93,7 @@ impl ClientClock {
             spoke: AtomicBool::new(false),
             requested: AtomicBool::new(false),
             http2: AtomicBool::new(false),
+            parse_error_status: AtomicU16::new(0),
         })
     }
 
@@ -109,7 +115,45 @@ impl ClientClock {
     /// A request's response is over: bytes read from now on start the next head.
     pub fn request_ended(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
-        self.last_request_ended.store(self.now(), Relaxed);
+        // Never the stamp of the request before, even on a coarse (or paused) clock.
+        let previous = self.last_request_ended.load(Relaxed);
+        self.last_request_ended
+            .store(self.now().max(previous + 1), Relaxed);
+    }
+
+    /// When no request is in progress on an HTTP/1 connection: the stamp of the last
+    /// request's end, which names this stretch between requests (a request that starts and
+    /// ends changes it). `None` while a request is in progress, and on HTTP/2.
+    pub fn between_requests(&self) -> Option<u64> {
+        if self.in_flight.load(Relaxed) != 0 || self.http2.load(Relaxed) {
+            return None;
+        }
+        Some(self.last_request_ended.load(Relaxed))
+    }
+
+    /// The socket wrote hyper's answer with `status` to a request head it refused.
+    pub fn note_parse_error_status(&self, status: u16) {
+        self.parse_error_status.store(status, Relaxed);
+    }
+
+    /// The status of hyper's answer to a refused head, if the socket saw one written.
+    pub fn parse_error_status(&self) -> Option<u16> {
+        match self.parse_error_status.load(Relaxed) {
+            0 => None,
+            status => Some(status),
+        }
+    }
+
+    /// How long the head being read (or refused) has taken: from its first byte, or, for a
+    /// head that came with the request before it, from that request's end.
+    pub fn since_head_began(&self) -> Duration {
+        let head = self.head_started.load(Relaxed);
+        let began = if head != 0 {
+            head
+        } else {
+            self.last_request_ended.load(Relaxed)
+        };
+        self.at(began).elapsed()
     }
 
     fn read(&self, bytes: &[u8]) {

@@ -18,6 +18,7 @@ use super::accept::AcceptBackoff;
 use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use super::connection::{Connection, OpenConnection};
 use super::handler::handle;
+use super::parse_error_answer::Tagged;
 use super::tls_accept::{ClientStream, InboundTls};
 use crate::config::{self, ListenerLimits};
 use crate::route::RouteTable;
@@ -191,7 +192,7 @@ pub async fn serve(
                         .with_peer(peer),
                 );
                 let service = service_fn(move |req| handle(conn.clone(), req));
-                let io = TokioIo::new(Watched::new(stream, clock));
+                let io = TokioIo::new(Tagged::new(Watched::new(stream, clock.clone()), clock));
                 let served = builder
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();

@@ -9,6 +9,7 @@ pub mod connection;
 pub mod finish;
 pub mod handler;
 pub mod listener;
+pub mod parse_error_answer;
 pub mod response;
 pub mod tls_accept;
 pub mod upgrade;
