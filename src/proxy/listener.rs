@@ -19,6 +19,7 @@ use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use super::connection::{Connection, OpenConnection};
 use super::handler::handle;
 use super::parse_error_answer::Tagged;
+use super::parse_error_report::ParseErrorReport;
 use super::tls_accept::{ClientStream, InboundTls};
 use crate::config::{self, ListenerLimits};
 use crate::route::RouteTable;
@@ -41,12 +42,9 @@ pub struct ListenerPolicy {
     rejected: Counter,
     /// `weir_downstream_errors_total{kind="timeout"}`: connections closed by a timeout.
     timed_out: Counter,
-    /// `weir_downstream_errors_total{kind="malformed"}`: requests hyper could not parse
-    /// (answered 400 by the HTTP layer).
-    malformed: Counter,
-    /// `weir_downstream_errors_total{kind="header_too_large"}`: request heads over the
-    /// listener's caps (answered 431 by the HTTP layer).
-    header_too_large: Counter,
+    /// Connections ended by a request head the HTTP layer refused (400, 414, 431): counted,
+    /// logged and access-logged.
+    parse_errors: ParseErrorReport,
 }
 
 impl ListenerPolicy {
@@ -71,8 +69,7 @@ impl ListenerPolicy {
             tls: None,
             rejected: counter("rejected"),
             timed_out: counter("timeout"),
-            malformed: counter("malformed"),
-            header_too_large: counter("header_too_large"),
+            parse_errors: ParseErrorReport::new(&listener.name, counter),
         }
     }
 
@@ -80,18 +77,6 @@ impl ListenerPolicy {
     pub fn with_tls(mut self, tls: Option<InboundTls>) -> Self {
         self.tls = tls.map(Arc::new);
         self
-    }
-
-    /// Counts a connection that ended with `error`, when the client's bytes were at fault.
-    fn count_connection_error(&self, error: &(dyn std::error::Error + 'static)) {
-        let Some(e) = error.downcast_ref::<hyper::Error>() else {
-            return;
-        };
-        if e.is_parse_too_large() {
-            self.header_too_large.inc();
-        } else if e.is_parse() {
-            self.malformed.inc();
-        }
     }
 }
 
@@ -191,13 +176,14 @@ pub async fn serve(
                         .counted(counted)
                         .with_peer(peer),
                 );
+                let state = conn.clone();
                 let service = service_fn(move |req| handle(conn.clone(), req));
                 let io = TokioIo::new(Tagged::new(Watched::new(stream, clock.clone()), clock));
                 let served = builder
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
                 if let Err(e) = drain.watch(served).await {
-                    policy.count_connection_error(&*e);
+                    policy.parse_errors.connection_ended(&state, &*e);
                     tracing::debug!(%client, error = %e, "connection ended with an error");
                 }
                 if let Some(watchdog) = watchdog_slot.get() {

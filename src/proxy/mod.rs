@@ -10,6 +10,7 @@ pub mod finish;
 pub mod handler;
 pub mod listener;
 pub mod parse_error_answer;
+pub mod parse_error_report;
 pub mod response;
 pub mod tls_accept;
 pub mod upgrade;

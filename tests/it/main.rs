@@ -10,6 +10,7 @@ mod hostile;
 mod layout;
 mod lifecycle;
 mod mtls;
+mod parse_errors;
 mod proxy;
 mod resilience;
 mod streaming;
