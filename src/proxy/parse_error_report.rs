@@ -12,6 +12,12 @@
 //!   let a client that floods bad heads flood weir's log (written synchronously, on the
 //!   proxy's threads). A line says how many refusals were left out before it; the counter
 //!   and the access log (which drops rather than waits) keep the whole count.
+//!
+//! HTTP/2 has no such answers weir sees: h2 answers an oversized header list itself and
+//! weir never hears of it. What does reach weir is an HTTP/2 connection h2 closed (a
+//! `GOAWAY` of its own) for its client's protocol error: bad frames or HPACK, a header list
+//! over four times the cap, floods of resets or `CONTINUATION` frames. Those are counted as
+//! `malformed`; h2 does not say which it was, and no status was answered.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -57,9 +63,13 @@ impl ParseErrorReport {
         }
     }
 
-    /// Records `conn`, which ended with `error`, when a refused head ended it.
+    /// Records `conn`, which ended with `error`, when a refused head (or, on HTTP/2, a
+    /// protocol error of its client) ended it.
     pub fn connection_ended(&self, conn: &Connection, error: &(dyn std::error::Error + 'static)) {
         let Some(answer) = refused_head(&conn.clock, error) else {
+            if closed_by_http2(error) {
+                self.malformed.inc();
+            }
             return;
         };
         match answer {
@@ -120,6 +130,17 @@ fn refused_head(
     } else {
         None
     }
+}
+
+/// Whether `error` is h2 closing an HTTP/2 connection itself (a `GOAWAY` it sent) because the
+/// client broke the protocol: a graceful shutdown ends without an error, and a `GOAWAY` the
+/// client sent is the client's own leaving.
+fn closed_by_http2(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<hyper::Error>()
+        .and_then(std::error::Error::source)
+        .and_then(|source| source.downcast_ref::<h2::Error>())
+        .is_some_and(|e| e.is_go_away() && e.is_library())
 }
 
 /// Lets one line through per interval and counts the ones it holds back.

@@ -434,3 +434,45 @@ async fn an_oversized_http2_header_list_gets_h2s_own_431_which_weir_cannot_tag_o
     );
     assert_eq!(counted, 0.0, "h2's refusal never reaches weir");
 }
+
+/// HTTP/2 (h2c): a header list over four times `max_request_header_bytes` is not answered:
+/// h2 closes the whole connection (`GOAWAY`). That does reach weir, as the error the
+/// connection ended with, and is counted as `malformed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_h2_closes_for_a_huge_header_list_is_counted_as_malformed() {
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(port, up.addr, "max_request_header_bytes: 8192")).await;
+    let io = TokioIo::new(TcpStream::connect(local(port)).await.expect("connect"));
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .expect("handshake");
+    let connection = tokio::spawn(connection);
+    let huge = http::Request::get(format!("http://127.0.0.1:{port}/"))
+        .header("x-big", "a".repeat(40_000))
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let refused = sender.send_request(huge).await;
+    let error = refused.expect_err("no answer, the connection is closed");
+    assert!(
+        format!("{error:?}").contains("GoAway"),
+        "closed with GOAWAY: {error:?}"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(3), connection).await;
+    assert!(matches!(ended, Ok(Ok(Err(_)))), "{ended:?}");
+    let counted = metric_settles(
+        &weir,
+        "weir_downstream_errors_total",
+        &[("listener", "main"), ("kind", "malformed")],
+        1.0,
+    )
+    .await;
+    assert_eq!(counted, 1.0);
+    assert_eq!(up.hits(), 0, "nothing reached the upstream");
+    let (status, _, body) = get(local(port), "/", &[]).await.expect("a good client");
+    assert_eq!((status, body.as_str()), (200, "up"));
+}
