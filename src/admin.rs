@@ -19,6 +19,14 @@ use crate::proxy::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use crate::proxy::response::{plain, ResponseBody};
 use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::Metrics;
+use crate::tls::IdentityStore;
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 /// What the admin server reads.
 #[derive(Debug)]
@@ -29,6 +37,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     /// True once every listener is bound (and false again while draining).
     pub ready: AtomicBool,
+    /// The workload identity, when configured: `/ready` fails once its certificate expired.
+    pub identity: Option<Arc<IdentityStore>>,
 }
 
 /// Serves admin requests until `stop` turns true.
@@ -115,7 +125,10 @@ fn route<B>(state: &AdminState, req: &Request<B>) -> Response<ResponseBody> {
         }
         "/live" => plain(StatusCode::OK, TEXT, "live\n"),
         "/ready" => {
-            if state.ready.load(Ordering::Acquire) {
+            let expired = state.identity.as_ref().and_then(|i| i.expired(unix_now()));
+            if let Some(why) = expired {
+                plain(StatusCode::SERVICE_UNAVAILABLE, TEXT, why)
+            } else if state.ready.load(Ordering::Acquire) {
                 plain(StatusCode::OK, TEXT, "ready\n")
             } else {
                 plain(
@@ -192,6 +205,7 @@ mod tests {
             snapshot: Arc::new(ArcSwap::new(snapshot)),
             metrics,
             ready: false.into(),
+            identity: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::proxy::tls_accept::InboundTls;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::telemetry::access_log::{self, AccessLog};
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{Identity, IdentityError};
+use crate::tls::{IdentityError, IdentityStore};
 
 /// Why weir could not start.
 #[derive(Debug)]
@@ -82,11 +82,14 @@ impl Server {
     pub async fn start(config: Config) -> Result<Server, StartError> {
         let metrics = Metrics::new();
         let identity = match &config.identity {
-            Some(files) => Some(Identity::load(files).map_err(StartError::Identity)?),
+            Some(files) => {
+                Some(IdentityStore::load(files, &metrics).map_err(StartError::Identity)?)
+            }
             None => None,
         };
         if let Some(identity) = &identity {
-            tracing::info!(spiffe_id = %identity.spiffe_id, "workload identity loaded");
+            tracing::info!(spiffe_id = %identity.current().spiffe_id, "workload identity loaded");
+            identity.watch();
         }
         let (access_log, access_log_writer) = start_access_log(&config, &metrics);
         let snapshot =
@@ -98,6 +101,7 @@ impl Server {
             snapshot: shared.clone(),
             metrics,
             ready: false.into(),
+            identity: identity.clone(),
         });
         let (stop, stop_rx) = watch::channel(false);
 

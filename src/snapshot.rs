@@ -8,7 +8,7 @@ use crate::config::{Config, ListenerProtocol};
 use crate::route::RouteTable;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::Identity;
+use crate::tls::IdentityStore;
 use crate::upstream::tls_origin::OutboundTls;
 use crate::upstream::Service;
 
@@ -51,7 +51,7 @@ impl Snapshot {
         config: Config,
         metrics: &Arc<Metrics>,
         access_log: Option<AccessLog>,
-        identity: Option<&Identity>,
+        identity: Option<&Arc<IdentityStore>>,
     ) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
         for l in config

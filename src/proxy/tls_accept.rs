@@ -23,7 +23,8 @@ use tokio_rustls::TlsAcceptor;
 use super::authorize::{Authorization, PeerDecision};
 use crate::config::{self, TlsMode};
 use crate::telemetry::metrics::{Metrics, TlsHandshakeLabels};
-use crate::tls::{spiffe_id, Identity};
+use crate::tls::store::Rotating;
+use crate::tls::{spiffe_id, Identity, IdentityStore};
 
 /// The first byte of a TLS record carrying a handshake message (a ClientHello).
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -32,7 +33,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 #[derive(Debug)]
 pub struct InboundTls {
     mode: TlsMode,
-    settings: Arc<rustls::ServerConfig>,
+    settings: Rotating<rustls::ServerConfig>,
     authz: Authorization,
     succeeded: Counter,
     failed: Counter,
@@ -48,7 +49,7 @@ impl InboundTls {
     /// without one).
     pub fn new(
         listener: &config::Listener,
-        identity: Option<&Identity>,
+        identity: Option<&Arc<IdentityStore>>,
         metrics: &Metrics,
     ) -> Result<Option<Self>, String> {
         let Some(tls) = listener
@@ -75,7 +76,7 @@ impl InboundTls {
         };
         Ok(Some(InboundTls {
             mode: tls.mode,
-            settings: identity.server_config()?,
+            settings: Rotating::new(identity.clone(), Identity::server_config)?,
             authz: Authorization::new(&listener.name, &tls.allow, metrics),
             succeeded: counter("success"),
             failed: counter("failure"),
@@ -104,10 +105,8 @@ impl InboundTls {
         if !tls {
             return Ok((ClientStream::Plain(stream), self.authz.decide(None)));
         }
-        match TlsAcceptor::from(self.settings.clone())
-            .accept(stream)
-            .await
-        {
+        let settings = self.settings.get(Identity::server_config);
+        match TlsAcceptor::from(settings).accept(stream).await {
             Ok(stream) => {
                 self.succeeded.inc();
                 // The verifier let in only certificates with one SPIFFE ID.

@@ -143,6 +143,20 @@ pub struct TlsPeerLabels {
     pub decision: String,
 }
 
+/// Labels of `weir_tls_certificate_expiry_timestamp_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// The workload's SPIFFE ID.
+    pub identity: String,
+}
+
+/// Labels of `weir_tls_identity_reloads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `success` (a new identity is in force) or `failure` (refused; the old one stays).
+    pub result: String,
+}
+
 /// Labels of `weir_downstream_errors_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DownstreamErrorLabels {
@@ -192,6 +206,10 @@ pub struct Metrics {
     pub tls_handshakes: Family<TlsHandshakeLabels, Counter>,
     /// `weir_tls_peer_requests_total`.
     pub tls_peer_requests: Family<TlsPeerLabels, Counter>,
+    /// `weir_tls_certificate_expiry_timestamp_seconds`.
+    pub certificate_expiry: Family<CertificateLabels, Gauge>,
+    /// `weir_tls_identity_reloads_total`.
+    pub identity_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Metrics {
@@ -284,6 +302,18 @@ impl Metrics {
             "Requests on listeners with tls, by the peer identity's allow entry and decision",
             tls_peer_requests.clone(),
         );
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "weir_tls_certificate_expiry_timestamp_seconds",
+            "When the workload's certificate expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        let identity_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "weir_tls_identity_reloads",
+            "Changes of the identity files: taken into force, or refused (the old identity stays)",
+            identity_reloads.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -308,6 +338,8 @@ impl Metrics {
             downstream_errors,
             tls_handshakes,
             tls_peer_requests,
+            certificate_expiry,
+            identity_reloads,
         })
     }
 

@@ -40,6 +40,8 @@ pub struct Identity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     roots: Arc<RootCertStore>,
+    /// The trust bundle's certificates as read (to tell a changed bundle).
+    bundle: Vec<CertificateDer<'static>>,
 }
 
 impl Identity {
@@ -58,7 +60,8 @@ impl Identity {
             )
         })?;
         let mut roots = RootCertStore::empty();
-        for ca in certificates(&files.trust_bundle)? {
+        let bundle = certificates(&files.trust_bundle)?;
+        for ca in bundle.iter().cloned() {
             roots.add(ca).map_err(|e| {
                 fail(
                     &files.trust_bundle,
@@ -77,12 +80,20 @@ impl Identity {
             chain,
             key,
             roots: Arc::new(roots),
+            bundle,
         };
         // Building the settings proves the key belongs to the certificate.
         identity
             .server_config()
             .map_err(|why| fail(&files.key, why))?;
         Ok(identity)
+    }
+
+    /// Whether `other` was read from the same certificate, key and trust bundle.
+    pub fn same_files_as(&self, other: &Identity) -> bool {
+        self.chain == other.chain
+            && self.key.secret_der() == other.key.secret_der()
+            && self.bundle == other.bundle
     }
 
     /// The trust domain this workload and its peers belong to.

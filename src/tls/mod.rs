@@ -4,9 +4,11 @@
 
 pub mod identity;
 pub mod peer;
+pub mod store;
 
 pub use identity::{Identity, IdentityError};
 pub use peer::spiffe_id;
+pub use store::IdentityStore;
 
 /// The one cryptographic provider weir uses (aws-lc-rs), passed to every rustls builder so
 /// no process-wide default is needed and no second provider creeps in.

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
+use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
@@ -15,12 +16,35 @@ use tokio_rustls::TlsConnector;
 use super::io::UpstreamIo;
 use crate::config::{self, UpstreamProtocol};
 use crate::telemetry::metrics::{Metrics, TlsHandshakeLabels};
-use crate::tls::Identity;
+use crate::tls::store::Rotating;
+use crate::tls::{Identity, IdentityStore};
+
+/// Sessions remembered per service for resumption (rustls's default size).
+const SESSIONS: usize = 256;
+
+/// How a service's client settings are built from an identity, resuming sessions from
+/// `sessions` whichever identity built them.
+fn settings_for(
+    expected: String,
+    alpn: &'static [u8],
+    sessions: Arc<ClientSessionMemoryCache>,
+) -> impl Fn(&Identity) -> Result<Arc<ClientConfig>, String> {
+    move |identity| {
+        let mut config = (*identity.client_config(&expected, alpn)?).clone();
+        config.resumption = Resumption::store(sessions.clone());
+        Ok(Arc::new(config))
+    }
+}
 
 /// A service's mTLS origination: its settings and handshake counters.
 #[derive(Debug)]
 pub struct OutboundTls {
-    settings: Arc<ClientConfig>,
+    settings: Rotating<ClientConfig>,
+    /// The identity the endpoints must present.
+    expected: String,
+    alpn: &'static [u8],
+    /// Sessions to resume, kept across rotations.
+    sessions: Arc<ClientSessionMemoryCache>,
     succeeded: Counter,
     failed: Counter,
 }
@@ -29,7 +53,7 @@ impl OutboundTls {
     /// The origination of `service`, when it has `tls`: `identity` is what weir presents.
     pub fn new(
         service: &config::Service,
-        identity: Option<&Identity>,
+        identity: Option<&Arc<IdentityStore>>,
         metrics: &Metrics,
     ) -> Result<Option<Arc<Self>>, String> {
         let Some(tls) = &service.tls else {
@@ -41,7 +65,7 @@ impl OutboundTls {
                 service.name
             )
         })?;
-        let alpn: &[u8] = match service.protocol {
+        let alpn: &'static [u8] = match service.protocol {
             UpstreamProtocol::Http1 => b"http/1.1",
             UpstreamProtocol::Http2 => b"h2",
         };
@@ -54,8 +78,13 @@ impl OutboundTls {
                     result: result.to_string(),
                 })
         };
+        let sessions = Arc::new(ClientSessionMemoryCache::new(SESSIONS));
+        let build = settings_for(tls.identity.clone(), alpn, sessions.clone());
         Ok(Some(Arc::new(OutboundTls {
-            settings: identity.client_config(&tls.identity, alpn)?,
+            settings: Rotating::new(identity.clone(), build)?,
+            expected: tls.identity.clone(),
+            alpn,
+            sessions,
             succeeded: counter("success"),
             failed: counter("failure"),
         })))
@@ -67,7 +96,8 @@ impl OutboundTls {
         // Mesh certificates name a SPIFFE ID, not a host: the name only keys session
         // resumption, per endpoint.
         let name = ServerName::IpAddress(address.ip().into());
-        match TlsConnector::from(self.settings.clone())
+        let build = settings_for(self.expected.clone(), self.alpn, self.sessions.clone());
+        match TlsConnector::from(self.settings.get(build))
             .connect(name, tcp)
             .await
         {

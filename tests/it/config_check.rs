@@ -126,7 +126,8 @@ fn reference_example_passes_and_prints_the_not_enforced_warnings() {
             )
         })
         .collect();
-    assert!(expected.len() >= 6, "{expected:#?}");
+    // tracing, a tcp listener, kubernetes discovery (transparent mode is not in the file).
+    assert!(expected.len() >= 3, "{expected:#?}");
     assert!(expected
         .iter()
         .all(|w| w.contains("is accepted but not enforced yet")));

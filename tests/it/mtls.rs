@@ -42,6 +42,18 @@ impl Ca {
 
     /// Writes `NAME.crt` and `NAME.key` into `dir`, with `uris` as its URI SANs.
     fn issue(&self, dir: &Path, name: &str, uris: &[&str], expired: bool) -> (PathBuf, PathBuf) {
+        let until = expired.then_some((2021, 1, 1));
+        self.issue_until(dir, name, uris, until)
+    }
+
+    /// Like [`Ca::issue`], valid until `until` when given.
+    fn issue_until(
+        &self,
+        dir: &Path,
+        name: &str,
+        uris: &[&str],
+        until: Option<(i32, u8, u8)>,
+    ) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.subject_alt_names = uris
@@ -53,9 +65,9 @@ impl Ca {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        if expired {
+        if let Some((year, month, day)) = until {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            params.not_after = rcgen::date_time_ymd(year, month, day);
         }
         let cert = params.signed_by(&key, &self.issuer).expect("signed");
         let (crt, pem_key) = (
@@ -386,4 +398,122 @@ async fn two_sidecars_carry_http1_and_grpc_over_mtls() {
         grpc_metrics.contains(&format!("peer_identity=\"{FRONTEND}\",decision=\"allow\"")),
         "{grpc_metrics}"
     );
+}
+
+/// The `notAfter` of the certificate the listener at `port` presents, as openssl prints it.
+fn presented_until(mesh: &Mesh, port: u16) -> String {
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} -cert {} -key {} </dev/null 2>/dev/null | openssl x509 -noout -enddate",
+        mesh.dir.join("frontend.crt").display(),
+        mesh.dir.join("frontend.key").display()
+    );
+    let out = Command::new("timeout")
+        .args(["10", "sh", "-c", &script])
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_identity_is_picked_up_under_load_and_a_corrupt_one_refused() {
+    let (mesh, ca) = Mesh::new();
+    ca.issue(&mesh.dir, "frontend", &[FRONTEND], false);
+    let up = Upstream::start("app").await;
+    let port = free_port();
+    let weir = Weir::start(&config(&mesh, port, &up, "{ mode: strict }")).await;
+    let before = presented_until(&mesh, port);
+    assert!(
+        before.contains("4096"),
+        "rcgen's default notAfter: {before}"
+    );
+
+    // A bounded load loop of new mTLS connections (each a handshake) runs while the
+    // identity is rotated, then replaced by a corrupt file.
+    // It runs until both phases are done (at most 2,000 requests or 60 s).
+    let (mesh_dir, bundle) = (mesh.dir.clone(), mesh.bundle.clone());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::task::spawn_blocking({
+        let stop = stop.clone();
+        move || {
+            let mesh = Mesh {
+                dir: mesh_dir,
+                bundle,
+            };
+            let started = std::time::Instant::now();
+            let (mut sent, mut failed) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && sent < 2000
+                && started.elapsed() < std::time::Duration::from_secs(60)
+            {
+                let result = curl(&mesh, port, Some("frontend"));
+                if !served(&result) {
+                    failed.push((sent, result));
+                }
+                sent += 1;
+            }
+            (sent, failed)
+        }
+    });
+    // Rotate: the new files are written beside and renamed over the old ones.
+    let staging = scratch_dir("mtls-rotation");
+    ca.issue_until(&staging, "server", &[SERVER_ID], Some((2040, 1, 1)));
+    std::fs::rename(staging.join("server.key"), mesh.dir.join("server.key")).expect("key");
+    std::fs::rename(staging.join("server.crt"), mesh.dir.join("server.crt")).expect("cert");
+    let rotated = crate::support::eventually(std::time::Duration::from_secs(10), || {
+        presented_until(&mesh, port).contains("2040")
+    })
+    .await;
+    assert!(
+        rotated,
+        "the new certificate is presented:\n{}",
+        weir.logs()
+    );
+    let expiry = weir::telemetry::prometheus_text::metric_sum(
+        &weir.metrics().await,
+        "weir_tls_certificate_expiry_timestamp_seconds",
+        &[("identity", SERVER_ID)],
+    );
+    assert_eq!(expiry, 2_208_988_800.0, "2040-01-01 in Unix time");
+
+    // A corrupt certificate is refused; the rotated identity keeps serving.
+    std::fs::write(
+        mesh.dir.join("server.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n",
+    )
+    .expect("corrupt");
+    let refused = crate::support::metric_settles(
+        &weir,
+        "weir_tls_identity_reloads_total",
+        &[("result", "failure")],
+        1.0,
+    )
+    .await;
+    assert!(
+        refused >= 1.0,
+        "the corrupt file is counted:\n{}",
+        weir.metrics().await
+    );
+    assert!(
+        weir.logs()
+            .contains("identity files changed but were refused"),
+        "{}",
+        weir.logs()
+    );
+    assert!(presented_until(&mesh, port).contains("2040"));
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (sent, failed) = load.await.expect("the load loop ends");
+    assert!(
+        failed.is_empty(),
+        "failed requests during rotation: {failed:?}"
+    );
+    assert!(
+        sent > 0 && sent < 2000,
+        "the loop ran through both phases: {sent}"
+    );
+    assert_eq!(up.hits(), sent);
+    let (ready, _, _) = crate::support::get(weir.admin, "/ready", &[])
+        .await
+        .expect("ready answers");
+    assert_eq!(ready, 200);
 }
