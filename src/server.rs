@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Discovery, ListenerProtocol};
 use crate::proxy::listener::ListenerPolicy;
+use crate::proxy::tcp::TcpForwarding;
 use crate::proxy::tls_accept::InboundTls;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::telemetry::access_log::{self, AccessLog};
@@ -124,10 +125,6 @@ impl Server {
 
         let mut bound = Vec::new();
         for (index, l) in config.listeners.iter().enumerate() {
-            if l.protocol != ListenerProtocol::Http {
-                tracing::warn!(listener = %l.name, "protocol tcp is not served yet; listener skipped");
-                continue;
-            }
             let listener = bind(format!("listener {}", l.name), l.address).await?;
             bound.push((index, l.name.clone(), listener));
         }
@@ -140,16 +137,32 @@ impl Server {
                 .unwrap_or(config.listeners[index].address);
             tracing::info!(listener = %name, %address, "listening");
             listener_addresses.push((name, address));
-            listeners.push(tokio::spawn(crate::proxy::listener::serve(
-                listener,
-                snapshot.listeners[index].clone(),
-                stop_rx.clone(),
-                grace,
-                ListenerPolicy::new(&config.listeners[index], &state.metrics).with_tls(
-                    InboundTls::new(&config.listeners[index], identity.as_ref(), &state.metrics)
-                        .map_err(|e| StartError::Build(BuildError(e)))?,
-                ),
-            )));
+            let l = &config.listeners[index];
+            let policy = ListenerPolicy::new(l, &state.metrics).with_tls(
+                InboundTls::new(l, identity.as_ref(), &state.metrics)
+                    .map_err(|e| StartError::Build(BuildError(e)))?,
+            );
+            let table = snapshot.listeners[index].clone();
+            listeners.push(match l.protocol {
+                ListenerProtocol::Http => tokio::spawn(crate::proxy::listener::serve(
+                    listener,
+                    table,
+                    stop_rx.clone(),
+                    grace,
+                    policy,
+                )),
+                ListenerProtocol::Tcp => {
+                    let forwarding =
+                        Arc::new(TcpForwarding::new(table, l.timeouts.idle, &state.metrics));
+                    tokio::spawn(crate::proxy::tcp::serve(
+                        listener,
+                        forwarding,
+                        stop_rx.clone(),
+                        grace,
+                        policy,
+                    ))
+                }
+            });
         }
 
         for s in &config.services {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, ListenerProtocol};
+use crate::config::Config;
 use crate::route::RouteTable;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
@@ -54,11 +54,7 @@ impl Snapshot {
         identity: Option<&Arc<IdentityStore>>,
     ) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
-        for l in config
-            .listeners
-            .iter()
-            .filter(|l| l.protocol == ListenerProtocol::Http)
-        {
+        for l in &config.listeners {
             for r in &l.routes {
                 for b in &r.backends {
                     let s = slots.entry(b.service.as_str()).or_default();

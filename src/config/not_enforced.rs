@@ -19,11 +19,6 @@ pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[
         "traffic is routed by this listener's routes, not by original destination",
     ),
     (
-        "listener.protocol.tcp",
-        "protocol: tcp",
-        "the listener does not forward raw TCP",
-    ),
-    (
         "discovery.kubernetes",
         "kubernetes",
         "no endpoints are discovered, so the service has none",

@@ -47,11 +47,7 @@ fn reference_example_loads_with_only_not_enforced_warnings() {
             "{enforced} is enforced but warned about: {warnings:#?}"
         );
     }
-    for section in [
-        "tracing",
-        "listeners[2].protocol",
-        "services[4].discovery.kubernetes",
-    ] {
+    for section in ["tracing", "services[4].discovery.kubernetes"] {
         assert!(
             warnings.iter().any(|w| w.contains(&format!("{section}: "))),
             "no warning for {section}: {warnings:#?}"
@@ -351,5 +347,36 @@ fn routes_let_websockets_through_unless_told_otherwise() {
             other => panic!("{bad}: {other:?}"),
         };
         assert!(errors.iter().any(|e| e.starts_with(says)), "{bad}: {errors:?}");
+    }
+}
+
+#[test]
+fn a_tcp_listener_takes_one_route_with_backends_only() {
+    let yaml = |routes: &str| {
+        format!(
+            "version: 1\nlisteners:\n  - name: db\n    address: 127.0.0.1:15432\n    protocol: tcp\n    routes:\n{routes}services:\n  - {{ name: pg, endpoints: [\"127.0.0.1:5432\"] }}\n"
+        )
+    };
+    let ok = yaml("      - name: db\n        backends: [{ service: pg }]\n");
+    assert!(load_str("t.yaml", &ok).is_ok());
+    for (routes, says) in [
+        (
+            "      - name: a\n        backends: [{ service: pg }]\n      - name: b\n        backends: [{ service: pg }]\n",
+            "keep one route",
+        ),
+        (
+            "      - name: db\n        match: { path: { prefix: / } }\n        backends: [{ service: pg }]\n",
+            "listeners[0].routes[0].match: `match` is for HTTP",
+        ),
+        (
+            "      - name: db\n        retries: { attempts: 2 }\n        backends: [{ service: pg }]\n",
+            "listeners[0].routes[0].retries: `retries` is for HTTP",
+        ),
+    ] {
+        let errors = match load_str("t.yaml", &yaml(routes)) {
+            Err(LoadError::Invalid(diags)) => lines(&diags),
+            other => panic!("{routes}: {other:?}"),
+        };
+        assert!(errors.iter().any(|e| e.contains(says)), "{errors:?}");
     }
 }

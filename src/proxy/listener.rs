@@ -73,6 +73,11 @@ impl ListenerPolicy {
         }
     }
 
+    /// Counts a connection refused for `max_connections`.
+    pub fn reject(&self) {
+        self.rejected.inc();
+    }
+
     /// Serves the listener's connections over `tls` (see [`InboundTls`]).
     pub fn with_tls(mut self, tls: Option<InboundTls>) -> Self {
         self.tls = tls.map(Arc::new);

@@ -11,6 +11,8 @@ pub mod handler;
 pub mod listener;
 pub mod parse_error_answer;
 pub mod parse_error_report;
+pub mod relay;
 pub mod response;
+pub mod tcp;
 pub mod tls_accept;
 pub mod upgrade;

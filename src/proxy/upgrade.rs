@@ -1,6 +1,7 @@
 //! Protocol upgrades (RFC 9110 §7.8), WebSocket above all: which requests may switch
 //! protocols through a route, the fields that carry the request upstream and the `101` back,
-//! and the tunnel that relays the new protocol's bytes both ways once both sides switched.
+//! and the tunnel that relays the new protocol's bytes both ways once both sides switched
+//! (see [`super::relay`]).
 //!
 //! Only an HTTP/1.1 client can ask (HTTP/2 has no `Upgrade`), only for the protocols its
 //! route lists (`upgrades`, `[websocket]` by default), and only to an HTTP/1.1 service.
@@ -8,19 +9,14 @@
 //! HTTP, which RFC 9110 allows a server to do.
 
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Instant;
 
 use super::finish::{Ending, Finish};
+use super::relay::{relay, TunnelEnd};
 use crate::upstream::h1::Switched;
 
 /// A request that asks to switch protocols, as its route allows.
@@ -98,95 +94,6 @@ fn lists(value: &HeaderValue, token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
-/// How a tunnel ended.
-#[derive(Debug)]
-pub enum TunnelEnd {
-    /// Both sides finished; bytes relayed client→upstream and upstream→client.
-    Closed(u64, u64),
-    /// No byte moved either way for the idle limit.
-    Idle,
-    /// A side failed.
-    Failed(io::Error),
-}
-
-/// Relays bytes both ways between `client` and `upstream` until both have finished (a side
-/// that ends has its peer's write side shut), one fails, or no byte moves for `idle`.
-pub async fn relay<C, U>(client: C, upstream: U, idle: Duration) -> TunnelEnd
-where
-    C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
-{
-    let start = Instant::now();
-    let last = AtomicU64::new(0);
-    let mut client = Active::new(client, &last, start);
-    let mut upstream = Active::new(upstream, &last, start);
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-    tokio::pin!(copy);
-    loop {
-        let quiet_until = start + Duration::from_millis(last.load(Relaxed)) + idle;
-        tokio::select! {
-            copied = &mut copy => return match copied {
-                Ok((up, down)) => TunnelEnd::Closed(up, down),
-                Err(e) => TunnelEnd::Failed(e),
-            },
-            _ = tokio::time::sleep_until(quiet_until) => {
-                let moved_at = start + Duration::from_millis(last.load(Relaxed));
-                if Instant::now() >= moved_at + idle {
-                    return TunnelEnd::Idle;
-                }
-            }
-        }
-    }
-}
-
-/// A stream that notes when it last read a byte (millisecond resolution, from `start`).
-struct Active<'a, T> {
-    io: T,
-    last: &'a AtomicU64,
-    start: Instant,
-}
-
-impl<'a, T> Active<'a, T> {
-    fn new(io: T, last: &'a AtomicU64, start: Instant) -> Self {
-        Active { io, last, start }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Active<'_, T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            let now = this.start.elapsed().as_millis() as u64;
-            this.last.store(now, Relaxed);
-        }
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Active<'_, T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
 /// Relays a switched exchange on a task of its own: once hyper hands over the client's
 /// connection (after writing the `101`), bytes flow both ways until both sides end or
 /// nothing moves for the listener's `stream_idle`. The request is counted and logged
@@ -197,13 +104,11 @@ pub fn tunnel(client: OnUpgrade, upstream: Switched, finish: Finish) {
     let idle = finish.stream_idle();
     tokio::spawn(async move {
         let end = match client.await {
-            Ok(client) => relay(TokioIo::new(client), upstream, idle).await,
+            Ok(client) => relay(TokioIo::new(client), upstream, idle).await.end,
             Err(e) => TunnelEnd::Failed(io::Error::other(e)),
         };
         match &end {
-            TunnelEnd::Closed(up, down) => {
-                tracing::debug!(up, down, "tunnel closed")
-            }
+            TunnelEnd::Closed => tracing::debug!("tunnel closed"),
             TunnelEnd::Idle => {
                 tracing::debug!(?idle, "tunnel closed: no byte moved for stream_idle")
             }
@@ -215,8 +120,6 @@ pub fn tunnel(client: OnUpgrade, upstream: Switched, finish: Finish) {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt};
-
     use super::*;
 
     fn request(version: Version, fields: &[(&str, &str)]) -> Request<()> {
@@ -315,62 +218,5 @@ mod tests {
         assert_eq!(headers[header::CONNECTION], "upgrade");
         assert_eq!(headers["sec-websocket-accept"], "k");
         assert!(headers.get("x-private").is_none());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_tunnel_relays_both_ways_and_closes_when_quiet() {
-        let (client, mut client_far) = duplex(1024);
-        let (upstream, mut upstream_far) = duplex(1024);
-        let idle = Duration::from_secs(300);
-        let tunnel = tokio::spawn(relay(client, upstream, idle));
-        // Traffic both ways, spaced by less than the idle limit, keeps it open.
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_secs(200)).await;
-            client_far.write_all(b"ping").await.expect("write");
-            let mut got = [0u8; 4];
-            upstream_far.read_exact(&mut got).await.expect("read");
-            assert_eq!(&got, b"ping");
-            upstream_far.write_all(b"pong").await.expect("write");
-            client_far.read_exact(&mut got).await.expect("read");
-            assert_eq!(&got, b"pong");
-        }
-        assert!(
-            !tunnel.is_finished(),
-            "600 s of traffic kept the tunnel open"
-        );
-        let quiet_from = Instant::now();
-        let end = tunnel.await.expect("joined");
-        assert!(matches!(end, TunnelEnd::Idle), "{end:?}");
-        let quiet = quiet_from.elapsed();
-        assert!(
-            quiet >= idle - Duration::from_millis(1) && quiet <= idle + Duration::from_millis(5),
-            "closed after {quiet:?} of quiet"
-        );
-        // Both far ends see the close.
-        let mut rest = Vec::new();
-        client_far.read_to_end(&mut rest).await.expect("read");
-        assert!(rest.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_side_that_ends_is_passed_on_and_the_tunnel_closes() {
-        let (client, mut client_far) = duplex(1024);
-        let (upstream, mut upstream_far) = duplex(1024);
-        let tunnel = tokio::spawn(relay(client, upstream, Duration::from_secs(300)));
-        client_far.write_all(b"last words").await.expect("write");
-        client_far.shutdown().await.expect("shutdown");
-        let mut got = Vec::new();
-        upstream_far
-            .read_to_end(&mut got)
-            .await
-            .expect("the client's end reaches upstream");
-        assert_eq!(got, b"last words");
-        upstream_far.write_all(b"bye").await.expect("write");
-        drop(upstream_far);
-        let mut back = Vec::new();
-        client_far.read_to_end(&mut back).await.expect("read");
-        assert_eq!(back, b"bye");
-        let end = tunnel.await.expect("joined");
-        assert!(matches!(end, TunnelEnd::Closed(10, 3)), "{end:?}");
     }
 }

@@ -84,6 +84,7 @@ impl RetryPolicy {
         match outcome {
             Outcome::ConnectFailed => self.connect_failure || broad,
             Outcome::Reset | Outcome::Timeout => broad,
+            Outcome::Connected => false,
             Outcome::Response(status) => {
                 (self.any_5xx && status >= 500)
                     || (self.gateway_error && matches!(status, 502..=504))

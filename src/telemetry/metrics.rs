@@ -157,6 +157,26 @@ pub struct ReloadLabels {
     pub result: String,
 }
 
+/// Labels of `weir_tcp_connections_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpLabels {
+    /// Listener name.
+    pub listener: String,
+    /// Service the connections were forwarded to.
+    pub service: String,
+}
+
+/// Labels of `weir_tcp_bytes_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TcpBytesLabels {
+    /// Listener name.
+    pub listener: String,
+    /// Service the connections were forwarded to.
+    pub service: String,
+    /// `upstream` (from the client to the service) or `downstream` (back).
+    pub direction: String,
+}
+
 /// Labels of `weir_downstream_errors_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DownstreamErrorLabels {
@@ -210,6 +230,10 @@ pub struct Metrics {
     pub certificate_expiry: Family<CertificateLabels, Gauge>,
     /// `weir_tls_identity_reloads_total`.
     pub identity_reloads: Family<ReloadLabels, Counter>,
+    /// `weir_tcp_connections_total`.
+    pub tcp_connections: Family<TcpLabels, Counter>,
+    /// `weir_tcp_bytes_total`.
+    pub tcp_bytes: Family<TcpBytesLabels, Counter>,
 }
 
 impl Metrics {
@@ -314,6 +338,18 @@ impl Metrics {
             "Changes of the identity files: taken into force, or refused (the old identity stays)",
             identity_reloads.clone(),
         );
+        let tcp_connections = Family::<TcpLabels, Counter>::default();
+        registry.register(
+            "weir_tcp_connections",
+            "Connections a tcp listener forwarded to a service (counted when they end)",
+            tcp_connections.clone(),
+        );
+        let tcp_bytes = Family::<TcpBytesLabels, Counter>::default();
+        registry.register(
+            "weir_tcp_bytes",
+            "Bytes a tcp listener forwarded, by direction",
+            tcp_bytes.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -340,6 +376,8 @@ impl Metrics {
             tls_peer_requests,
             certificate_expiry,
             identity_reloads,
+            tcp_connections,
+            tcp_bytes,
         })
     }
 

@@ -24,7 +24,7 @@ use super::circuit_breaker::Admission;
 use super::endpoint::{Endpoint, InFlight};
 use super::limits::{LimitGuard, Overflow};
 use super::outcome::Outcome;
-use super::pool::{Checkout, UpstreamError};
+use super::pool::{Checkout, Stream, UpstreamError};
 use super::response::UpstreamBody;
 use super::retry_budget::{ActiveRequest, RetryPermit};
 use super::service::Service;
@@ -150,6 +150,31 @@ impl Exchange {
         let judged = self.attempt(req, deadline).await;
         self.retry = None;
         self.report(judged)
+    }
+
+    /// Opens a connection of its own for TCP forwarding and judges it like an attempt: a
+    /// failure to connect is reported to outlier detection, a connection made counts as a
+    /// success. The stream holds its connection slot; the exchange still holds the
+    /// endpoint's in-flight count until it is dropped.
+    pub async fn connect(&mut self) -> Result<Stream, Judged> {
+        let judged = match self.endpoint.pool.connect_stream().await {
+            Ok(stream) => {
+                self.report_outcome(Outcome::Connected);
+                return Ok(stream);
+            }
+            Err(UpstreamError::Overflow(o)) => Judged::Refused(o),
+            Err(UpstreamError::Connect(why)) => {
+                Judged::Upstream(Outcome::ConnectFailed, UpstreamFailure::Connect(why))
+            }
+            Err(e) => Judged::Upstream(Outcome::Reset, UpstreamFailure::Reset(e.to_string())),
+        };
+        Err(self.report(judged))
+    }
+
+    fn report_outcome(&self, outcome: Outcome) {
+        if let Purpose::Request(service) = &self.purpose {
+            service.record_attempt(&self.endpoint, outcome);
+        }
     }
 
     async fn attempt(&mut self, req: Request<RequestBody>, deadline: Option<Instant>) -> Judged {

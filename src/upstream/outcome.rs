@@ -12,6 +12,8 @@ pub enum Outcome {
     Reset,
     /// No response headers within the per-try or route timeout.
     Timeout,
+    /// A connection for TCP forwarding was made: a success (no HTTP answer to judge).
+    Connected,
 }
 
 impl Outcome {
@@ -20,7 +22,8 @@ impl Outcome {
     pub fn is_failure(self) -> bool {
         match self {
             Outcome::Response(status) => status >= 500,
-            _ => true,
+            Outcome::Connected => false,
+            Outcome::ConnectFailed | Outcome::Reset | Outcome::Timeout => true,
         }
     }
 
@@ -34,7 +37,8 @@ impl Outcome {
     pub fn is_gateway_error(self) -> bool {
         match self {
             Outcome::Response(status) => matches!(status, 502..=504),
-            _ => true,
+            Outcome::Connected => false,
+            Outcome::ConnectFailed | Outcome::Reset | Outcome::Timeout => true,
         }
     }
 }

@@ -65,6 +65,16 @@ pub const MAX_IDLE_PER_ENDPOINT: usize = 256;
 /// [`Pool::check_in`] once the response body has ended cleanly, and closes when dropped.
 pub type Checkout = Box<h1::Connection>;
 
+/// An upstream connection carrying forwarded TCP: its socket, its `max_connections` slot
+/// and its place in the endpoint's open connections.
+#[derive(Debug)]
+pub struct Stream {
+    /// The socket (plain or mTLS).
+    pub io: UpstreamIo,
+    _slot: LimitGuard,
+    _open: OpenCount,
+}
+
 /// Response headers and the streaming body.
 pub(super) type Answer = Response<UpstreamBody>;
 
@@ -301,6 +311,20 @@ impl Pool {
         self.spawn_connection(conn, slot);
         *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
+    }
+
+    /// A connection of its own for TCP forwarding: it holds one of the service's
+    /// `max_connections` and counts among the endpoint's open connections while it lives.
+    pub(super) async fn connect_stream(&self) -> Result<Stream, UpstreamError> {
+        let slot = self.limits.try_connection().ok_or_else(|| {
+            UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
+        })?;
+        let io = self.connect().await?;
+        Ok(Stream {
+            io,
+            _slot: slot,
+            _open: OpenCount::new(&self.open),
+        })
     }
 
     /// A new connection: TCP, then mutual TLS for a service with `tls`, all within

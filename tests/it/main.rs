@@ -15,6 +15,7 @@ mod proxy;
 mod resilience;
 mod streaming;
 mod support;
+mod tcp;
 #[path = "../../src/test_support.rs"]
 mod test_support;
 mod websocket;

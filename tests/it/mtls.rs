@@ -517,3 +517,40 @@ async fn a_rotated_identity_is_picked_up_under_load_and_a_corrupt_one_refused() 
         .expect("ready answers");
     assert_eq!(ready, 200);
 }
+
+/// A mesh for other test modules: the `reviews` server identity and the `frontend` client
+/// identity, signed by one CA.
+pub(crate) struct TestMesh {
+    mesh: Mesh,
+}
+
+impl TestMesh {
+    pub(crate) fn new() -> TestMesh {
+        let (mesh, ca) = Mesh::new();
+        ca.issue(&mesh.dir, "frontend", &[FRONTEND], false);
+        TestMesh { mesh }
+    }
+
+    /// The `identity:` section of the server side (`reviews`).
+    pub(crate) fn server_identity(&self) -> String {
+        self.mesh.identity_yaml()
+    }
+
+    /// The `identity:` section of the client side (`frontend`).
+    pub(crate) fn client_identity(&self) -> String {
+        format!(
+            "identity: {{ cert: \"{}\", key: \"{}\", trust_bundle: \"{}\" }}\n",
+            self.mesh.dir.join("frontend.crt").display(),
+            self.mesh.dir.join("frontend.key").display(),
+            self.mesh.bundle.display()
+        )
+    }
+
+    pub(crate) fn server_id(&self) -> &'static str {
+        SERVER_ID
+    }
+
+    pub(crate) fn client_id(&self) -> &'static str {
+        FRONTEND
+    }
+}

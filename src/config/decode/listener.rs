@@ -64,17 +64,13 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
             Some(addr)
         });
     let protocol = or_default(m.optional("protocol"), ListenerProtocol::Http, |f| {
-        let p = f.choice(
+        f.choice(
             ctx,
             &[
                 ("http", ListenerProtocol::Http),
                 ("tcp", ListenerProtocol::Tcp),
             ],
-        )?;
-        if p == ListenerProtocol::Tcp {
-            warn_if_not_enforced(ctx, "listener.protocol.tcp", f.key_pos, &f.path);
-        }
-        Some(p)
+        )
     });
     let transparent = or_default(m.optional("transparent"), false, |f| {
         let t = f.bool(ctx)?;
@@ -119,6 +115,12 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
                 "routes",
                 "add at least one route with `name` and `backends`",
             )?;
+            if protocol == Some(ListenerProtocol::Tcp) && items.len() > 1 {
+                f.error(
+                    ctx,
+                    "a tcp listener forwards every connection by one route (its backends' weights); keep one route",
+                );
+            }
             let decoded: Vec<Option<Route>> = items
                 .iter()
                 .map(|item| decode_route(ctx, item, facts, &mut lf))
@@ -126,6 +128,24 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
             decoded.into_iter().collect::<Option<Vec<Route>>>()
         });
     m.finish(ctx);
+    if let (Some(ListenerProtocol::Tcp), Some([route])) = (protocol, routes.as_deref()) {
+        let http_only = [
+            ("match", route.matcher != RouteMatch::default()),
+            ("timeout", route.timeout.is_some()),
+            ("retries", route.retries.is_some()),
+            ("fault", route.fault.is_some()),
+            ("mirror", route.mirror.is_some()),
+        ];
+        for (key, present) in http_only {
+            if present {
+                ctx.error(
+                    f.pos(),
+                    &format!("{}.routes[0].{key}", f.path),
+                    format!("`{key}` is for HTTP; a tcp listener forwards connections by its route's backends only; remove it"),
+                );
+            }
+        }
+    }
     facts.listeners.push(lf);
     Some(Listener {
         name: name?.name,

@@ -1,0 +1,206 @@
+//! TCP listeners (`protocol: tcp`): every accepted connection is forwarded to an endpoint
+//! of the service its route's split picks (the service's balancer, per connection), and
+//! bytes are relayed both ways until both sides end, one fails, or nothing moves for the
+//! listener's `timeouts.idle`. A half-closed side is passed on (its peer's write side is
+//! shut), so a client that finishes its upload still gets its answer.
+//!
+//! What HTTP listeners enforce applies where it means something for bytes: mutual TLS in
+//! front (the `allow` list closes a denied peer's connection, counted), `max_connections`,
+//! the service's `connect_timeout`, `max_connections` and mTLS origination, and outlier
+//! detection (a failed connect is a connect failure; a connection made is a success).
+
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderMap;
+use prometheus_client::metrics::counter::Counter;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::accept::AcceptBackoff;
+use super::connection::OpenConnection;
+use super::listener::ListenerPolicy;
+use super::relay::{relay, TunnelEnd};
+use super::tls_accept::ClientStream;
+use crate::route::RouteTable;
+use crate::telemetry::metrics::{Metrics, TcpBytesLabels, TcpLabels};
+use crate::upstream::Exchange;
+
+/// A tcp listener's forwarding: its route and the counters of each backend.
+#[derive(Debug)]
+pub struct TcpForwarding {
+    table: Arc<RouteTable>,
+    counters: Vec<TcpCounters>,
+    idle: Duration,
+}
+
+#[derive(Debug)]
+struct TcpCounters {
+    connections: Counter,
+    upstream: Counter,
+    downstream: Counter,
+}
+
+impl TcpForwarding {
+    /// The forwarding of a tcp listener whose route table is `table` (one route).
+    pub fn new(table: Arc<RouteTable>, idle: Duration, metrics: &Metrics) -> Self {
+        let counters = table
+            .routes
+            .first()
+            .map(|route| {
+                route
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let service = b.service.name.clone();
+                        let bytes = |direction: &str| {
+                            metrics.tcp_bytes.get_or_create_owned(&TcpBytesLabels {
+                                listener: table.listener.clone(),
+                                service: service.clone(),
+                                direction: direction.to_string(),
+                            })
+                        };
+                        TcpCounters {
+                            connections: metrics.tcp_connections.get_or_create_owned(&TcpLabels {
+                                listener: table.listener.clone(),
+                                service: service.clone(),
+                            }),
+                            upstream: bytes("upstream"),
+                            downstream: bytes("downstream"),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        TcpForwarding {
+            table,
+            counters,
+            idle,
+        }
+    }
+
+    /// Forwards one client connection: picks the backend and endpoint, connects (an
+    /// exchange judges the connect for outlier detection and holds the endpoint's
+    /// in-flight count), and relays until the end.
+    async fn forward(&self, client: ClientStream, peer: &std::net::SocketAddr) {
+        let Some(route) = self.table.routes.first() else {
+            return;
+        };
+        let Some(index) = route.pick_backend() else {
+            return;
+        };
+        let backend = &route.backends[index];
+        let service = &backend.service;
+        let Some(endpoint) = service.pick(&HeaderMap::new()) else {
+            tracing::debug!(client = %peer, service = %service.name, "no endpoint in rotation; connection closed");
+            return;
+        };
+        let mut exchange = Exchange::request(service, endpoint);
+        let stream = match exchange.connect().await {
+            Ok(stream) => stream,
+            Err(judged) => {
+                tracing::debug!(client = %peer, service = %service.name, endpoint = %exchange.endpoint().label, ?judged, "could not connect; connection closed");
+                return;
+            }
+        };
+        let relayed = relay(client, stream.io, self.idle).await;
+        let counters = &self.counters[index];
+        counters.connections.inc();
+        counters.upstream.inc_by(relayed.from_client);
+        counters.downstream.inc_by(relayed.from_upstream);
+        match relayed.end {
+            TunnelEnd::Closed => {}
+            TunnelEnd::Idle => tracing::debug!(client = %peer, "tcp connection closed: idle"),
+            TunnelEnd::Failed(e) => {
+                tracing::debug!(client = %peer, error = %e, "tcp connection failed")
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` and forwards them until `stop` turns true, then waits
+/// up to `grace` for open connections to end. Returns whether they all did.
+pub async fn serve(
+    listener: TcpListener,
+    forwarding: Arc<TcpForwarding>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    policy: ListenerPolicy,
+) -> bool {
+    let open = Arc::new(AtomicU32::new(0));
+    let (closed_tx, mut closed) = watch::channel(());
+    let mut backoff = AcceptBackoff::default();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, client) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                backoff.failed(&policy.name, &e).await;
+                continue;
+            }
+        };
+        backoff.succeeded();
+        if open.load(Relaxed) >= policy.limits.max_connections {
+            policy.reject();
+            drop(stream);
+            continue;
+        }
+        let counted = OpenConnection::new(&open);
+        let _ = stream.set_nodelay(true);
+        let forwarding = forwarding.clone();
+        let policy = policy.clone();
+        let closed_tx = closed_tx.clone();
+        tokio::spawn(async move {
+            if let Some(client_stream) = meet(stream, &client, &policy).await {
+                forwarding.forward(client_stream, &client).await;
+            }
+            drop(counted);
+            let _ = closed_tx.send(());
+        });
+    }
+    drop(listener);
+    let drained = async {
+        while open.load(Relaxed) > 0 {
+            if closed.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(grace, drained).await.is_ok()
+}
+
+/// The listener's TLS and `allow` list, when it has them; `None` when the client is not to
+/// be served. The handshake must finish within `first_byte` (a plain TCP client may wait
+/// for the server to speak first, so plaintext has no such bound).
+async fn meet(
+    stream: TcpStream,
+    client: &std::net::SocketAddr,
+    policy: &ListenerPolicy,
+) -> Option<ClientStream> {
+    let Some(tls) = &policy.tls else {
+        return Some(ClientStream::Plain(stream));
+    };
+    let accepted = tokio::time::timeout(policy.timeouts.first_byte, tls.accept(stream)).await;
+    let (stream, peer) = match accepted {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(e)) => {
+            tracing::debug!(%client, error = %e.0, "TLS handshake failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%client, "TLS handshake not finished within first_byte");
+            return None;
+        }
+    };
+    peer.counter.inc();
+    if !peer.allowed {
+        tracing::debug!(%client, peer = ?peer.peer, listener = %policy.name, "peer identity denied; connection closed");
+        return None;
+    }
+    Some(stream)
+}

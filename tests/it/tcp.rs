@@ -1,0 +1,207 @@
+//! TCP listeners: bytes forwarded both ways (plain and through two sidecars over mTLS), a
+//! half-closed upload still answered, an idle connection closed, and what is counted.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::mtls::TestMesh;
+use crate::support::{free_port, metric_settles, Weir};
+
+/// An echo server: every byte back, until the client closes its side.
+async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = socket.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    address
+}
+
+/// A server that reads everything until the client's end of stream, then answers with the
+/// count and closes: only a proxy that passes the half-close on lets it answer.
+async fn counting_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                if socket.read_to_end(&mut all).await.is_ok() {
+                    let _ = socket
+                        .write_all(format!("got {} bytes", all.len()).as_bytes())
+                        .await;
+                }
+            });
+        }
+    });
+    address
+}
+
+/// Sends `total` bytes of a pattern and reads them back concurrently; true when every byte
+/// came back in order.
+async fn echoed_intact(port: u16, total: usize) -> bool {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let pattern = |i: usize| (i % 251) as u8;
+    let writer = tokio::spawn(async move {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            let n = chunk.len().min(total - sent);
+            for (j, b) in chunk[..n].iter_mut().enumerate() {
+                *b = pattern(sent + j);
+            }
+            write.write_all(&chunk[..n]).await.expect("write");
+            sent += n;
+        }
+        write.shutdown().await.expect("half-close");
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut received = 0;
+    let mut intact = true;
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(20), read.read(&mut buf))
+            .await
+            .expect("bytes keep coming")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        intact &= buf[..n]
+            .iter()
+            .enumerate()
+            .all(|(j, b)| *b == pattern(received + j));
+        received += n;
+    }
+    writer.await.expect("writer");
+    intact && received == total
+}
+
+fn tcp_listener(name: &str, port: u16, service: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    address: 127.0.0.1:{port}\n    protocol: tcp\n{extra}    routes:\n      - name: {name}\n        backends: [{{ service: {service} }}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_is_forwarded_both_ways_and_a_half_closed_upload_is_answered() {
+    let echo = echo_server().await;
+    let counting = counting_server().await;
+    let (echo_port, counting_port, idle_port) = (free_port(), free_port(), free_port());
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlisteners:\n{}{}{}services:\n  - {{ name: echo, endpoints: [\"{echo}\"] }}\n  - {{ name: counting, endpoints: [\"{counting}\"] }}\n",
+        tcp_listener("echo", echo_port, "echo", ""),
+        tcp_listener("counting", counting_port, "counting", ""),
+        tcp_listener("quiet", idle_port, "echo", "    timeouts: { idle: 1s }\n"),
+    );
+    let weir = Weir::start(&yaml).await;
+
+    assert!(
+        echoed_intact(echo_port, 5 * 1024 * 1024).await,
+        "5 MB echoed"
+    );
+
+    let mut upload = TcpStream::connect(("127.0.0.1", counting_port))
+        .await
+        .expect("connect");
+    upload.write_all(&vec![7u8; 100_000]).await.expect("write");
+    upload.shutdown().await.expect("half-close");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), upload.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    assert_eq!(answer, "got 100000 bytes");
+
+    // A connection that moves nothing is closed after the listener's idle timeout.
+    let mut quiet = TcpStream::connect(("127.0.0.1", idle_port))
+        .await
+        .expect("connect");
+    let opened = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), quiet.read_to_end(&mut rest))
+        .await
+        .expect("closed by weir")
+        .expect("read");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        opened.elapsed()
+    );
+
+    let labels = [("listener", "echo"), ("service", "echo")];
+    assert_eq!(
+        metric_settles(&weir, "weir_tcp_connections_total", &labels, 1.0).await,
+        1.0
+    );
+    let metrics = weir.metrics().await;
+    for direction in ["upstream", "downstream"] {
+        let bytes = weir::telemetry::prometheus_text::metric_sum(
+            &metrics,
+            "weir_tcp_bytes_total",
+            &[("listener", "echo"), ("direction", direction)],
+        );
+        assert_eq!(bytes, 5.0 * 1024.0 * 1024.0, "{direction}\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_through_two_sidecars_over_mtls_carries_50_mb_intact() {
+    let echo = echo_server().await;
+    let mesh = TestMesh::new();
+    let (client_port, server_port) = (free_port(), free_port());
+    // The server side: a strict tcp listener in front of the echo server.
+    let server_yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n{}services:\n  - {{ name: echo, endpoints: [\"{echo}\"] }}\n",
+        mesh.server_identity(),
+        tcp_listener(
+            "inbound",
+            server_port,
+            "echo",
+            &format!("    tls: {{ mode: strict, allow: [\"{}\"] }}\n", mesh.client_id())
+        ),
+    );
+    let server = Weir::start(&server_yaml).await;
+    // The client side: plaintext in, mTLS to the server sidecar.
+    let client_yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n{}services:\n  - {{ name: remote, endpoints: [\"127.0.0.1:{server_port}\"], tls: {{ identity: \"{}\" }} }}\n",
+        mesh.client_identity(),
+        tcp_listener("outbound", client_port, "remote", ""),
+        mesh.server_id(),
+    );
+    let client = Weir::start(&client_yaml).await;
+
+    assert!(
+        echoed_intact(client_port, 50 * 1024 * 1024).await,
+        "50 MB echoed byte for byte\nclient sidecar:\n{}\nserver sidecar:\n{}",
+        client.logs(),
+        server.logs()
+    );
+    let handshakes = metric_settles(
+        &client,
+        "weir_tls_handshakes_total",
+        &[("side", "client"), ("result", "success")],
+        1.0,
+    )
+    .await;
+    assert_eq!(handshakes, 1.0);
+    let allowed = metric_settles(
+        &server,
+        "weir_tls_peer_requests_total",
+        &[("peer_identity", mesh.client_id()), ("decision", "allow")],
+        1.0,
+    )
+    .await;
+    assert_eq!(allowed, 1.0, "{}", server.metrics().await);
+}
