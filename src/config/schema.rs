@@ -228,6 +228,9 @@ pub struct RouteMatch {
     pub headers: Vec<HeaderMatch>,
     /// Exact request method (upper case), e.g. `GET`.
     pub method: Option<String>,
+    /// The mTLS peer's SPIFFE ID: exact, or a prefix ending in `*`. A plaintext client
+    /// (no identity) never matches.
+    pub peer: Option<String>,
 }
 
 /// How a path is matched.

@@ -139,7 +139,7 @@ fn first_match(matchers: &[Option<RouteMatcher>], probe: &Probe) -> Option<usize
     let req = probe.request()?;
     matchers
         .iter()
-        .position(|m| m.as_ref().is_some_and(|m| m.matches(&req)))
+        .position(|m| m.as_ref().is_some_and(|m| m.matches(&req, None)))
 }
 
 /// A request that satisfies every condition of `route`'s match, or why there is none.
@@ -291,6 +291,7 @@ mod tests {
                     })
                     .collect(),
                 method: None,
+                peer: None,
             },
             backends: vec![Backend {
                 service: "s".into(),

@@ -88,7 +88,8 @@ async fn proxy(
     let table = &*conn.table;
     authorize(conn)?;
     check_head(&req)?;
-    let route_index = route(table, &req)?;
+    let peer = conn.peer.as_ref().and_then(|p| p.peer.as_deref());
+    let route_index = route(table, &req, peer)?;
     let route = &table.routes[route_index];
     let backend_index = split(route)?;
     let backend = &route.backends[backend_index];
@@ -168,9 +169,13 @@ fn check_head(req: &Request<Incoming>) -> Result<(), ProxyError> {
 }
 
 /// Phase 1: the first route of the listener whose match holds.
-fn route(table: &RouteTable, req: &Request<Incoming>) -> Result<usize, ProxyError> {
+fn route(
+    table: &RouteTable,
+    req: &Request<Incoming>,
+    peer: Option<&str>,
+) -> Result<usize, ProxyError> {
     table
-        .find(req)
+        .find(req, peer)
         .ok_or_else(|| ProxyError::no_route(&table.listener, req.method(), req.uri().path()))
 }
 

@@ -12,6 +12,8 @@ pub struct RouteMatcher {
     path: Option<PathMatcher>,
     headers: Vec<HeaderMatcher>,
     method: Option<Method>,
+    /// The peer's SPIFFE ID, and whether it is a prefix (a pattern ending in `*`).
+    peer: Option<(String, bool)>,
 }
 
 #[derive(Debug)]
@@ -74,15 +76,31 @@ impl RouteMatcher {
                     .map_err(|_| MatcherError(format!("invalid method {s:?}")))?,
             ),
         };
+        let peer = m.peer.as_ref().map(|p| match p.strip_suffix('*') {
+            Some(prefix) => (prefix.to_string(), true),
+            None => (p.clone(), false),
+        });
         Ok(RouteMatcher {
             path,
             headers,
             method,
+            peer,
         })
     }
 
     /// Whether every condition holds for the request.
-    pub fn matches<B>(&self, req: &Request<B>) -> bool {
+    /// `peer` is the client's SPIFFE ID on an mTLS connection.
+    pub fn matches<B>(&self, req: &Request<B>, peer: Option<&str>) -> bool {
+        if let Some((id, prefix)) = &self.peer {
+            let holds = match (peer, prefix) {
+                (Some(p), true) => p.starts_with(id.as_str()),
+                (Some(p), false) => p == id,
+                (None, _) => false,
+            };
+            if !holds {
+                return false;
+            }
+        }
         if let Some(m) = &self.method {
             if req.method() != m {
                 return false;
@@ -143,6 +161,7 @@ mod tests {
                 })
                 .collect(),
             method: method.map(String::from),
+            peer: None,
         })
         .unwrap()
     }
@@ -150,15 +169,15 @@ mod tests {
     #[test]
     fn path_prefix_exact_and_regex() {
         let prefix = matcher(Some(PathMatch::Prefix("/reviews".into())), vec![], None);
-        assert!(prefix.matches(&req("GET", "/reviews/1?x=2", &[])));
-        assert!(!prefix.matches(&req("GET", "/ratings", &[])));
+        assert!(prefix.matches(&req("GET", "/reviews/1?x=2", &[]), None));
+        assert!(!prefix.matches(&req("GET", "/ratings", &[]), None));
         let exact = matcher(Some(PathMatch::Exact("/a".into())), vec![], None);
-        assert!(exact.matches(&req("GET", "/a?q", &[])));
-        assert!(!exact.matches(&req("GET", "/a/b", &[])));
+        assert!(exact.matches(&req("GET", "/a?q", &[]), None));
+        assert!(!exact.matches(&req("GET", "/a/b", &[]), None));
         let re = matcher(Some(PathMatch::Regex("/users/[0-9]+".into())), vec![], None);
-        assert!(re.matches(&req("GET", "/users/42", &[])));
+        assert!(re.matches(&req("GET", "/users/42", &[]), None));
         assert!(
-            !re.matches(&req("GET", "/users/42/x", &[])),
+            !re.matches(&req("GET", "/users/42/x", &[]), None),
             "regex must match the whole path"
         );
     }
@@ -176,26 +195,32 @@ mod tests {
             Some("GET"),
         );
         let good = [("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v2")];
-        assert!(m.matches(&req("GET", "/", &good)));
-        assert!(!m.matches(&req("POST", "/", &good)));
-        assert!(!m.matches(&req(
-            "GET",
-            "/",
-            &[("x-canary", "false"), ("x-user", "vip-7"), ("x-v", "v2")]
-        )));
-        assert!(!m.matches(&req(
-            "GET",
-            "/",
-            &[("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v3")]
-        )));
+        assert!(m.matches(&req("GET", "/", &good), None));
+        assert!(!m.matches(&req("POST", "/", &good), None));
+        assert!(!m.matches(
+            &req(
+                "GET",
+                "/",
+                &[("x-canary", "false"), ("x-user", "vip-7"), ("x-v", "v2")]
+            ),
+            None
+        ));
+        assert!(!m.matches(
+            &req(
+                "GET",
+                "/",
+                &[("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v3")]
+            ),
+            None
+        ));
         let mut with_debug = good.to_vec();
         with_debug.push(("x-debug", "1"));
-        assert!(!m.matches(&req("GET", "/", &with_debug)));
+        assert!(!m.matches(&req("GET", "/", &with_debug), None));
     }
 
     #[test]
     fn empty_match_matches_everything() {
-        assert!(matcher(None, vec![], None).matches(&req("DELETE", "/anything", &[])));
+        assert!(matcher(None, vec![], None).matches(&req("DELETE", "/anything", &[]), None));
     }
 
     #[test]
@@ -203,7 +228,8 @@ mod tests {
         assert!(RouteMatcher::new(&RouteMatch {
             path: Some(PathMatch::Regex("(".into())),
             headers: vec![],
-            method: None
+            method: None,
+            peer: None,
         })
         .is_err());
     }

@@ -202,7 +202,10 @@ impl RouteTable {
     }
 
     /// Index of the first route whose match holds.
-    pub fn find<B>(&self, req: &Request<B>) -> Option<usize> {
-        self.routes.iter().position(|r| r.matcher.matches(req))
+    /// `peer` is the client's SPIFFE ID on an mTLS connection (for `match.peer`).
+    pub fn find<B>(&self, req: &Request<B>, peer: Option<&str>) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|r| r.matcher.matches(req, peer))
     }
 }

@@ -554,3 +554,32 @@ impl TestMesh {
         FRONTEND
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_can_match_the_peer_identity() {
+    let (mesh, ca) = Mesh::new();
+    ca.issue(&mesh.dir, "frontend", &[FRONTEND], false);
+    ca.issue(&mesh.dir, "intruder", &[INTRUDER], false);
+    let up = Upstream::start("app").await;
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: inbound\n    address: 127.0.0.1:{port}\n    tls: {{ mode: permissive }}\n    routes:\n      - name: frontend-only\n        match: {{ peer: \"{FRONTEND}\" }}\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"{}\"] }}\n",
+        mesh.identity_yaml(),
+        up.addr
+    );
+    let weir = Weir::start(&yaml).await;
+    let frontend = curl(&mesh, port, Some("frontend"));
+    assert!(served(&frontend), "{frontend:?}\n{}", weir.logs());
+    for (who, cert) in [
+        ("another peer", Some("intruder")),
+        ("a plaintext client", None),
+    ] {
+        let (code, text) = curl(&mesh, port, cert);
+        assert_eq!(code, 0, "{who}: {text}");
+        assert!(
+            text.contains("status=404") && text.contains("weir-error: no_route"),
+            "{who}: {text}"
+        );
+    }
+    assert_eq!(up.hits(), 1);
+}

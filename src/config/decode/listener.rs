@@ -330,7 +330,7 @@ fn decode_upgrades(ctx: &mut Ctx, f: &Field<'_>) -> Option<Vec<String>> {
 }
 
 fn decode_match(ctx: &mut Ctx, f: &Field<'_>) -> Option<RouteMatch> {
-    let mut m = f.map(ctx, "`path`, `headers` and `method`")?;
+    let mut m = f.map(ctx, "`path`, `headers`, `method` and `peer`")?;
     let path = maybe(m.optional("path"), |f| decode_path(ctx, f));
     let headers = or_default(m.optional("headers"), Vec::new(), |f| {
         let items = f.seq(ctx, "header conditions")?;
@@ -339,11 +339,13 @@ fn decode_match(ctx: &mut Ctx, f: &Field<'_>) -> Option<RouteMatch> {
         decoded.into_iter().collect()
     });
     let method = maybe(m.optional("method"), |f| method(ctx, f));
+    let peer = maybe(m.optional("peer"), |f| spiffe_id(ctx, f, true));
     m.finish(ctx);
     Some(RouteMatch {
         path: path?,
         headers: headers?,
         method: method?,
+        peer: peer?,
     })
 }
 
