@@ -139,6 +139,12 @@ impl Finish {
             let (method, uri) = &**line;
             access_log.write(&AccessRecord {
                 client: self.conn.client_text.as_deref().unwrap_or_default(),
+                peer: self
+                    .conn
+                    .peer
+                    .as_ref()
+                    .and_then(|p| p.peer.as_deref())
+                    .unwrap_or_default(),
                 listener: &table.listener,
                 route: names.0,
                 service: names.1,

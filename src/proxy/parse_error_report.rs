@@ -94,6 +94,11 @@ impl ParseErrorReport {
         if let Some(access_log) = &conn.table.access_log {
             access_log.write(&AccessRecord {
                 client: conn.client_text.as_deref().unwrap_or_default(),
+                peer: conn
+                    .peer
+                    .as_ref()
+                    .and_then(|p| p.peer.as_deref())
+                    .unwrap_or_default(),
                 listener: &conn.table.listener,
                 route: "",
                 service: "",

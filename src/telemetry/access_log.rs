@@ -22,6 +22,8 @@ pub use writer::{Queue, Settings, Writer};
 pub struct AccessRecord<'a> {
     /// Client address.
     pub client: &'a str,
+    /// The client's SPIFFE ID on an mTLS connection; empty otherwise.
+    pub peer: &'a str,
     /// Listener name.
     pub listener: &'a str,
     /// Route name, empty if none matched.
@@ -152,6 +154,7 @@ mod tests {
         for (i, uri) in paths.iter().enumerate() {
             log.write(&AccessRecord {
                 client: "127.0.0.1:40000",
+                peer: "",
                 listener: "main",
                 route: "all",
                 service: "up",

@@ -563,7 +563,7 @@ async fn routes_can_match_the_peer_identity() {
     let up = Upstream::start("app").await;
     let port = free_port();
     let yaml = format!(
-        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: inbound\n    address: 127.0.0.1:{port}\n    tls: {{ mode: permissive }}\n    routes:\n      - name: frontend-only\n        match: {{ peer: \"{FRONTEND}\" }}\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"{}\"] }}\n",
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ format: json, access_log: true }}\n{}listeners:\n  - name: inbound\n    address: 127.0.0.1:{port}\n    tls: {{ mode: permissive }}\n    routes:\n      - name: frontend-only\n        match: {{ peer: \"{FRONTEND}\" }}\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"{}\"] }}\n",
         mesh.identity_yaml(),
         up.addr
     );
@@ -582,4 +582,14 @@ async fn routes_can_match_the_peer_identity() {
         );
     }
     assert_eq!(up.hits(), 1);
+    // The access log names the peer of the mTLS requests.
+    let logged = crate::support::eventually(std::time::Duration::from_secs(5), || {
+        weir.logs().lines().any(|l| {
+            l.contains("\"target\":\"weir::access\"")
+                && l.contains(&format!("\"peer\":\"{FRONTEND}\""))
+                && l.contains("\"status\":200")
+        })
+    })
+    .await;
+    assert!(logged, "{}", weir.logs());
 }

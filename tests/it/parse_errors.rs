@@ -104,7 +104,7 @@ async fn assert_recorded(
     .await;
     assert_eq!(counted, 1.0, "counted as {kind}");
     let access = format!(
-        "weir::access: request client={client} listener=main route= service= endpoint= method= path= status={status} "
+        "weir::access: request client={client} peer= listener=main route= service= endpoint= method= path= status={status} "
     );
     let logged = format!("client={client} listener=main status={status} error={code} detail=");
     let found = eventually(Duration::from_secs(3), || {
@@ -300,7 +300,7 @@ async fn a_malformed_head_pipelined_after_a_good_request_leaves_its_response_int
     )
     .await;
     let good_line =
-        format!("weir::access: request client={client} listener=main route=all service=up");
+        format!("weir::access: request client={client} peer= listener=main route=all service=up");
     assert!(
         weir.logs()
             .lines()
@@ -381,7 +381,7 @@ async fn upstream_responses_that_look_like_hypers_answers_are_never_tagged() {
     .await;
     assert_eq!(counted, 1.0);
     let refused = format!(
-        "client={client} listener=main route= service= endpoint= method= path= status=400 "
+        "client={client} peer= listener=main route= service= endpoint= method= path= status=400 "
     );
     assert!(
         eventually(Duration::from_secs(3), || weir.logs().contains(&refused)).await,

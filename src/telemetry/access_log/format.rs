@@ -25,7 +25,8 @@ fn text(out: &mut BytesMut, r: &AccessRecord<'_>, now: SystemTime) {
     timestamp(out, now);
     out.put_slice(b"  INFO weir::access: request client=");
     text_value(out, r.client);
-    let fields: [(&[u8], &str); 6] = [
+    let fields: [(&[u8], &str); 7] = [
+        (b" peer=", r.peer),
         (b" listener=", r.listener),
         (b" route=", r.route),
         (b" service=", r.service),
@@ -52,7 +53,8 @@ fn json(out: &mut BytesMut, r: &AccessRecord<'_>, now: SystemTime) {
     timestamp(out, now);
     out.put_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"client\":\"");
     json_string(out, r.client);
-    let fields: [(&[u8], &str); 6] = [
+    let fields: [(&[u8], &str); 7] = [
+        (b"\",\"peer\":\"", r.peer),
         (b"\",\"listener\":\"", r.listener),
         (b"\",\"route\":\"", r.route),
         (b"\",\"service\":\"", r.service),
@@ -267,6 +269,7 @@ mod tests {
     fn record<'a>(method: &'a Method, uri: &'a Uri) -> AccessRecord<'a> {
         AccessRecord {
             client: "10.0.0.7:51234",
+            peer: "spiffe://cluster.local/ns/shop/sa/frontend",
             listener: "main",
             route: "reviews",
             service: "reviews-v1",
@@ -285,7 +288,7 @@ mod tests {
         assert_eq!(
             render(LogFormat::Text, &record(&m, &u)),
             "2026-01-02T03:04:05.123456Z  INFO weir::access: request client=10.0.0.7:51234 \
-             listener=main route=reviews service=reviews-v1 endpoint=127.0.0.1:9080 method=GET \
+             peer=spiffe://cluster.local/ns/shop/sa/frontend listener=main route=reviews service=reviews-v1 endpoint=127.0.0.1:9080 method=GET \
              path=/reviews/1 status=502 duration_ms=623.274 error=connect_failed\n"
         );
     }
@@ -315,7 +318,7 @@ mod tests {
         r.duration = Duration::from_micros(623);
         assert_eq!(
             render(LogFormat::Json, &r),
-            r#"{"timestamp":"2026-01-02T03:04:05.123456Z","level":"INFO","message":"request","client":"10.0.0.7:51234","listener":"main","route":"reviews","service":"reviews-v1","endpoint":"127.0.0.1:9080","method":"GET","path":"/reviews/1","status":502,"duration_ms":0.623,"error":"connect_failed","target":"weir::access"}"#
+            r#"{"timestamp":"2026-01-02T03:04:05.123456Z","level":"INFO","message":"request","client":"10.0.0.7:51234","peer":"spiffe://cluster.local/ns/shop/sa/frontend","listener":"main","route":"reviews","service":"reviews-v1","endpoint":"127.0.0.1:9080","method":"GET","path":"/reviews/1","status":502,"duration_ms":0.623,"error":"connect_failed","target":"weir::access"}"#
                 .to_string()
                 + "\n"
         );
