@@ -1,9 +1,12 @@
 //! Mutual TLS between sidecars: this workload's identity (certificate, key and the trust
 //! bundle that signs its peers) and the SPIFFE checks a peer's certificate must pass.
 //! rustls with the aws-lc-rs provider, passed explicitly everywhere.
+//!
+//! [`spiffe`] holds SPIFFE IDs and trust domains, validated in one place.
 
 pub mod identity;
 pub mod peer;
+pub mod spiffe;
 pub mod store;
 
 pub use identity::{Identity, IdentityError};
