@@ -2,9 +2,13 @@
 //! bundle that signs its peers) and the SPIFFE checks a peer's certificate must pass.
 //! rustls with the aws-lc-rs provider, passed explicitly everywhere.
 //!
-//! [`spiffe`] holds SPIFFE IDs and trust domains, validated in one place.
+//! Minting: [`spiffe`] (SPIFFE IDs and trust domains, validated in one place), [`mint`] (a
+//! mesh CA and the workload certificates it signs, in memory) and [`lifetime`] (lifetimes as
+//! text, `24h`, `10y`).
 
 pub mod identity;
+pub mod lifetime;
+pub mod mint;
 pub mod peer;
 pub mod spiffe;
 pub mod store;
