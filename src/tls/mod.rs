@@ -3,13 +3,16 @@
 //! rustls with the aws-lc-rs provider, passed explicitly everywhere.
 //!
 //! Minting: [`spiffe`] (SPIFFE IDs and trust domains, validated in one place), [`mint`] (a
-//! mesh CA and the workload certificates it signs, in memory) and [`lifetime`] (lifetimes as
-//! text, `24h`, `10y`).
+//! mesh CA and the workload certificates it signs, in memory), [`files`] (where they live on
+//! disk, written whole, keys 0600), [`secret`] (a workload certificate as a Kubernetes
+//! `kubernetes.io/tls` Secret) and [`lifetime`] (lifetimes as text, `24h`, `10y`).
 
+pub mod files;
 pub mod identity;
 pub mod lifetime;
 pub mod mint;
 pub mod peer;
+pub mod secret;
 pub mod spiffe;
 pub mod store;
 
