@@ -22,7 +22,7 @@ pub enum CertsCommand {
     /// Mint a mesh CA (ECDSA P-256): writes ca.crt and ca.key (mode 0600) to --out.
     Ca(CaArgs),
     /// Mint a workload certificate with the SPIFFE ID
-    /// spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>: writes tls.crt, tls.key
+    /// `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`: writes tls.crt, tls.key
     /// (mode 0600) and the trust bundle ca.crt to --out.
     Issue(IssueArgs),
 }
