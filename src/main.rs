@@ -36,6 +36,11 @@ enum Command {
     },
     /// Run the embedded demo: services, weir in front of them, load, and a summary.
     Demo(weir::demo::DemoOptions),
+    /// Mint a mesh CA and workload certificates with SPIFFE IDs.
+    Certs {
+        #[command(subcommand)]
+        command: weir::tls::command::CertsCommand,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
             Ok(rt) => rt.block_on(weir::demo::run(opts)),
             Err(code) => code,
         },
+        Command::Certs { command } => weir::tls::command::run(command),
     }
 }
 

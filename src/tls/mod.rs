@@ -1,9 +1,22 @@
 //! Mutual TLS between sidecars: this workload's identity (certificate, key and the trust
-//! bundle that signs its peers) and the SPIFFE checks a peer's certificate must pass.
-//! rustls with the aws-lc-rs provider, passed explicitly everywhere.
+//! bundle that signs its peers) and the SPIFFE checks a peer's certificate must pass, and
+//! the minting of a mesh CA and workload certificates (`weir certs`). rustls with the
+//! aws-lc-rs provider, passed explicitly everywhere.
+//!
+//! Minting: [`spiffe`] (SPIFFE IDs and trust domains, validated in one place), [`mint`] (a
+//! mesh CA and the workload certificates it signs, in memory), [`files`] (where they live on
+//! disk, written whole, keys 0600), [`secret`] (a workload certificate as a Kubernetes
+//! `kubernetes.io/tls` Secret), [`lifetime`] (lifetimes as text, `24h`, `10y`) and
+//! [`command`] (the `weir certs` command line).
 
+pub mod command;
+pub mod files;
 pub mod identity;
+pub mod lifetime;
+pub mod mint;
 pub mod peer;
+pub mod secret;
+pub mod spiffe;
 pub mod store;
 
 pub use identity::{Identity, IdentityError};

@@ -3,6 +3,7 @@
 
 mod admin;
 mod balancing;
+mod certs;
 mod config_check;
 mod demo;
 mod grpc;
