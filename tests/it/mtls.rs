@@ -593,3 +593,80 @@ async fn routes_can_match_the_peer_identity() {
     .await;
     assert!(logged, "{}", weir.logs());
 }
+
+/// The fenced blocks of `lang` in the README's "Mutual TLS" section, in order.
+fn readme_mtls_blocks(lang: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Mutual TLS")
+        .nth(1)
+        .and_then(|rest| rest.split("\n##").next())
+        .expect("README has a Mutual TLS section");
+    section
+        .split(&format!("```{lang}\n"))
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_mutual_tls_walkthrough_works_as_written() {
+    let commands = readme_mtls_blocks("sh");
+    let configs = readme_mtls_blocks("yaml");
+    assert_eq!(
+        (commands.len(), configs.len()),
+        (2, 2),
+        "{commands:?} {configs:?}"
+    );
+    let dir = scratch_dir("readme-mtls");
+    // Mint as the README says, with this build's weir.
+    for line in commands[0].lines().filter(|l| l.starts_with("weir ")) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(line.replacen("weir", env!("CARGO_BIN_EXE_weir"), 1))
+            .current_dir(&dir)
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The two sidecars as written, on ports of their own, in front of a real application.
+    let app = Upstream::start("reviews-app").await;
+    let (inbound, outbound) = (free_port(), free_port());
+    let certs = dir.join("certs");
+    let localize = |yaml: &str| {
+        yaml.replace("127.0.0.1:9902", "\"{admin}\"")
+            .replace("127.0.0.1:9901", "\"{admin}\"")
+            .replace("127.0.0.1:15006", &format!("127.0.0.1:{inbound}"))
+            .replace("127.0.0.1:15001", &format!("127.0.0.1:{outbound}"))
+            .replace("127.0.0.1:8080", &app.addr.to_string())
+            .replace("certs/", &format!("{}/", certs.display()))
+    };
+    let reviews = Weir::start(&localize(&configs[0])).await;
+    let frontend = Weir::start(&localize(&configs[1])).await;
+    assert!(
+        commands[1].contains("curl http://127.0.0.1:15001/"),
+        "{}",
+        commands[1]
+    );
+    let (ok, body) = crate::support::curl(&["-f", &format!("http://127.0.0.1:{outbound}/")]);
+    assert!(
+        ok,
+        "{body}\nfrontend:\n{}\nreviews:\n{}",
+        frontend.logs(),
+        reviews.logs()
+    );
+    assert_eq!(app.hits(), 1);
+    let metrics = reviews.metrics().await;
+    assert!(
+        metrics.contains(
+            "peer_identity=\"spiffe://cluster.local/ns/shop/sa/frontend\",decision=\"allow\"} 1"
+        ),
+        "{metrics}"
+    );
+}
