@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use prometheus_client::metrics::counter::Counter;
+use rustls::HandshakeKind;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -36,6 +37,7 @@ pub struct InboundTls {
     settings: Rotating<rustls::ServerConfig>,
     authz: Authorization,
     succeeded: Counter,
+    resumed: Counter,
     failed: Counter,
 }
 
@@ -79,6 +81,7 @@ impl InboundTls {
             settings: Rotating::new(identity.clone(), Identity::server_config)?,
             authz: Authorization::new(&listener.name, &tls.allow, metrics),
             succeeded: counter("success"),
+            resumed: counter("resumed"),
             failed: counter("failure"),
         }))
     }
@@ -108,7 +111,10 @@ impl InboundTls {
         let settings = self.settings.get(Identity::server_config);
         match TlsAcceptor::from(settings).accept(stream).await {
             Ok(stream) => {
-                self.succeeded.inc();
+                match stream.get_ref().1.handshake_kind() {
+                    Some(HandshakeKind::Resumed) => self.resumed.inc(),
+                    _ => self.succeeded.inc(),
+                };
                 // The verifier let in only certificates with one SPIFFE ID.
                 let peer = stream
                     .get_ref()

@@ -127,7 +127,7 @@ pub struct TlsHandshakeLabels {
     pub listener: String,
     /// `server` (weir accepted) or `client` (weir connected).
     pub side: String,
-    /// `success` or `failure`.
+    /// `success` (a full handshake), `resumed` (an earlier session resumed) or `failure`.
     pub result: String,
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use prometheus_client::metrics::counter::Counter;
 use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, HandshakeKind};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -46,6 +46,7 @@ pub struct OutboundTls {
     /// Sessions to resume, kept across rotations.
     sessions: Arc<ClientSessionMemoryCache>,
     succeeded: Counter,
+    resumed: Counter,
     failed: Counter,
 }
 
@@ -86,6 +87,7 @@ impl OutboundTls {
             alpn,
             sessions,
             succeeded: counter("success"),
+            resumed: counter("resumed"),
             failed: counter("failure"),
         })))
     }
@@ -102,7 +104,10 @@ impl OutboundTls {
             .await
         {
             Ok(tls) => {
-                self.succeeded.inc();
+                match tls.get_ref().1.handshake_kind() {
+                    Some(HandshakeKind::Resumed) => self.resumed.inc(),
+                    _ => self.succeeded.inc(),
+                };
                 Ok(UpstreamIo::Tls(Box::new(tls)))
             }
             Err(e) => {

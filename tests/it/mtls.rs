@@ -366,6 +366,36 @@ async fn two_sidecars_carry_http1_and_grpc_over_mtls() {
     let named = format!("weir_tls_peer_requests_total{{listener=\"inbound\",peer_identity=\"{FRONTEND}\",decision=\"allow\"}} 10");
     assert!(server_metrics.contains(&named), "{named}\n{server_metrics}");
 
+    // Two requests at once need a second connection: its handshake resumes the first's
+    // session (on both sides).
+    app.state
+        .delay_ms
+        .store(300, std::sync::atomic::Ordering::SeqCst);
+    let url = format!("http://127.0.0.1:{port}/hello");
+    let both = [url.clone(), url]
+        .map(|url| std::thread::spawn(move || crate::support::curl(&["-f", &url])));
+    for request in both {
+        let (ok, text) = request.join().expect("curl thread");
+        assert!(ok, "{text}");
+    }
+    app.state
+        .delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let resumed =
+        "weir_tls_handshakes_total{listener=\"reviews\",side=\"client\",result=\"resumed\"} 1";
+    let client_metrics = client.metrics().await;
+    assert!(
+        client_metrics.contains(resumed),
+        "{resumed}\n{client_metrics}"
+    );
+    let server_resumed =
+        "weir_tls_handshakes_total{listener=\"inbound\",side=\"server\",result=\"resumed\"} 1";
+    let server_metrics = server.metrics().await;
+    assert!(
+        server_metrics.contains(server_resumed),
+        "{server_resumed}\n{server_metrics}"
+    );
+
     // The same sidecar, expected to be someone else: refused before any request is sent.
     let out = Command::new("curl")
         .args(["-sS", "-m", "10", "-D", "-"])
@@ -381,7 +411,7 @@ async fn two_sidecars_carry_http1_and_grpc_over_mtls() {
         )),
         "{text}"
     );
-    assert_eq!(app.hits(), 10, "nothing reached the application");
+    assert_eq!(app.hits(), 12, "nothing reached the application");
 
     // gRPC: h2 negotiated by ALPN between the sidecars, h2c to the app.
     let via = crate::grpc::run_client(format!("127.0.0.1:{port}")).await;

@@ -157,13 +157,15 @@ async fn tcp_is_forwarded_both_ways_and_a_half_closed_upload_is_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_through_two_sidecars_over_mtls_carries_50_mb_intact() {
+async fn tcp_through_two_sidecars_over_mtls_carries_50_mb_intact_and_half_closes() {
     let echo = echo_server().await;
+    let counting = counting_server().await;
     let mesh = TestMesh::new();
     let (client_port, server_port) = (free_port(), free_port());
+    let (client_counting_port, server_counting_port) = (free_port(), free_port());
     // The server side: a strict tcp listener in front of the echo server.
     let server_yaml = format!(
-        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n{}services:\n  - {{ name: echo, endpoints: [\"{echo}\"] }}\n",
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n{}{}services:\n  - {{ name: echo, endpoints: [\"{echo}\"] }}\n  - {{ name: counting, endpoints: [\"{counting}\"] }}\n",
         mesh.server_identity(),
         tcp_listener(
             "inbound",
@@ -171,14 +173,21 @@ async fn tcp_through_two_sidecars_over_mtls_carries_50_mb_intact() {
             "echo",
             &format!("    tls: {{ mode: strict, allow: [\"{}\"] }}\n", mesh.client_id())
         ),
+        tcp_listener(
+            "inbound-counting",
+            server_counting_port,
+            "counting",
+            "    tls: { mode: strict }\n"
+        ),
     );
     let server = Weir::start(&server_yaml).await;
     // The client side: plaintext in, mTLS to the server sidecar.
     let client_yaml = format!(
-        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n{}services:\n  - {{ name: remote, endpoints: [\"127.0.0.1:{server_port}\"], tls: {{ identity: \"{}\" }} }}\n",
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n{}{}services:\n  - {{ name: remote, endpoints: [\"127.0.0.1:{server_port}\"], tls: {{ identity: \"{id}\" }} }}\n  - {{ name: remote-counting, endpoints: [\"127.0.0.1:{server_counting_port}\"], tls: {{ identity: \"{id}\" }} }}\n",
         mesh.client_identity(),
         tcp_listener("outbound", client_port, "remote", ""),
-        mesh.server_id(),
+        tcp_listener("outbound-counting", client_counting_port, "remote-counting", ""),
+        id = mesh.server_id(),
     );
     let client = Weir::start(&client_yaml).await;
 
@@ -188,14 +197,27 @@ async fn tcp_through_two_sidecars_over_mtls_carries_50_mb_intact() {
         client.logs(),
         server.logs()
     );
+    // A half-closed upload through both sidecars still gets its answer: the close travels
+    // as TLS close_notify and the other direction stays open.
+    let mut upload = TcpStream::connect(("127.0.0.1", client_counting_port))
+        .await
+        .expect("connect");
+    upload.write_all(&vec![7u8; 100_000]).await.expect("write");
+    upload.shutdown().await.expect("half-close");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), upload.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    assert_eq!(answer, "got 100000 bytes");
     let handshakes = metric_settles(
         &client,
         "weir_tls_handshakes_total",
-        &[("side", "client"), ("result", "success")],
+        &[("listener", "remote"), ("side", "client")],
         1.0,
     )
     .await;
-    assert_eq!(handshakes, 1.0);
+    assert_eq!(handshakes, 1.0, "{}", client.metrics().await);
     let allowed = metric_settles(
         &server,
         "weir_tls_peer_requests_total",
