@@ -43,8 +43,9 @@ impl UpstreamIo {
         }
     }
 
-    /// Writes some of `slices`; on TLS, also pushes the records out, so that a request
-    /// reported written is on its way.
+    /// Writes some of `slices` (on TLS, into the session: [`AsyncWrite::poll_flush`] then
+    /// pushes the records out). The count is what was taken, whatever the socket does next:
+    /// a write reported taken must never be offered again.
     pub fn poll_write_slices(
         &mut self,
         cx: &mut Context<'_>,
@@ -59,12 +60,7 @@ impl UpstreamIo {
                     written => return Poll::Ready(written),
                 }
             },
-            UpstreamIo::Tls(tls) => {
-                let written = ready!(Pin::new(tls.as_mut()).poll_write_vectored(cx, slices))?;
-                // rustls holds the records until flushed.
-                ready!(Pin::new(tls.as_mut()).poll_flush(cx))?;
-                Poll::Ready(Ok(written))
-            }
+            UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, slices),
         }
     }
 }

@@ -700,3 +700,111 @@ async fn the_readme_mutual_tls_walkthrough_works_as_written() {
         "{metrics}"
     );
 }
+
+/// An HTTP/1.1 upstream that reads request bodies slowly (64 KiB, then a millisecond's
+/// pause: backpressure through every hop) and answers whether every byte was
+/// `pattern(i)`.
+async fn slow_checking_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut pending = Vec::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    // The head.
+                    let end = loop {
+                        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        match socket.read(&mut buf).await {
+                            Ok(n @ 1..) => pending.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    pending.drain(..end);
+                    // The body, slowly.
+                    let (mut seen, mut bad) = (0usize, None);
+                    while seen < length {
+                        if pending.is_empty() {
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                            match socket.read(&mut buf).await {
+                                Ok(n @ 1..) => pending.extend_from_slice(&buf[..n]),
+                                _ => return,
+                            }
+                        }
+                        let take = pending.len().min(length - seen);
+                        for (j, b) in pending[..take].iter().enumerate() {
+                            if bad.is_none() && *b != ((seen + j) % 251) as u8 {
+                                bad = Some(seen + j);
+                            }
+                        }
+                        seen += take;
+                        pending.drain(..take);
+                    }
+                    let answer = match bad {
+                        None => format!("intact {seen}"),
+                        Some(at) => format!("corrupt at byte {at}"),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if socket.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_cross_two_sidecars_over_mtls_intact_under_backpressure() {
+    let (mesh, ca) = Mesh::new();
+    ca.issue(&mesh.dir, "frontend", &[FRONTEND], false);
+    let upstream = slow_checking_upstream().await;
+    let server_port = free_port();
+    let server = Weir::start(&format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: inbound\n    address: 127.0.0.1:{server_port}\n    tls: {{ mode: strict }}\n    routes:\n      - name: app\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"{upstream}\"] }}\n",
+        mesh.identity_yaml()
+    ))
+    .await;
+    let port = free_port();
+    let client = Weir::start(&client_sidecar(&mesh, port, server_port, 1)).await;
+    let body: Vec<u8> = (0..8_000_000usize).map(|i| (i % 251) as u8).collect();
+    let file = scratch_dir("mtls-body").join("body");
+    std::fs::write(&file, &body).expect("write body");
+    for round in 0..3 {
+        let (ok, text) = crate::support::curl(&[
+            "-f",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("http://127.0.0.1:{port}/upload"),
+        ]);
+        assert!(
+            ok && text == "intact 8000000",
+            "round {round}: {text}\nclient:\n{}\nserver:\n{}",
+            client.logs(),
+            server.logs()
+        );
+    }
+    // Nothing but the three requests reached the server sidecar.
+    let served = weir::telemetry::prometheus_text::metric_sum(
+        &server.metrics().await,
+        "weir_http_requests_total",
+        &[("listener", "inbound")],
+    );
+    assert_eq!(served, 3.0, "{}", server.metrics().await);
+}

@@ -3,7 +3,10 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+
+use tokio::io::AsyncWrite;
 
 use crate::upstream::io::UpstreamIo;
 use bytes::{Buf, Bytes};
@@ -269,7 +272,8 @@ impl Upload {
             };
             self.advance(written);
         }
-        Poll::Ready(Ok(()))
+        // TLS holds written records until flushed (plain TCP has nothing to flush).
+        Pin::new(&mut *io).poll_flush(cx)
     }
 
     fn advance(&mut self, mut written: usize) {
