@@ -90,7 +90,6 @@ impl Server {
         };
         if let Some(identity) = &identity {
             tracing::info!(spiffe_id = %identity.current().spiffe_id, "workload identity loaded");
-            identity.watch();
         }
         let (access_log, access_log_writer) = start_access_log(&config, &metrics);
         let snapshot =
@@ -105,6 +104,9 @@ impl Server {
             identity: identity.clone(),
         });
         let (stop, stop_rx) = watch::channel(false);
+        if let Some(identity) = &identity {
+            identity.watch(stop_rx.clone());
+        }
 
         let bind = |what: String, address: SocketAddr| async move {
             TcpListener::bind(address)

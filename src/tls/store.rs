@@ -111,13 +111,15 @@ impl IdentityStore {
         Ok(())
     }
 
-    /// Watches the identity files' directories and reloads on change, until the process
-    /// ends. A watch that cannot be set up is logged: the identity stays as loaded.
-    pub fn watch(self: &Arc<Self>) {
+    /// Watches the identity files' directories and reloads on change, until `stop` turns
+    /// true. Only changes count: reading the files (weir's own reload, or anyone's) is no
+    /// reason to read them again. A watch that cannot be set up is logged: the identity
+    /// stays as loaded.
+    pub fn watch(self: &Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher = match notify::recommended_watcher(
             move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|e| is_change(&e.kind)) {
                     let _ = tx.send(());
                 }
             },
@@ -138,7 +140,11 @@ impl IdentityStore {
         tokio::spawn(async move {
             // The watcher lives as long as this task.
             let _watcher = watcher;
-            while rx.recv().await.is_some() {
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    changed = rx.recv() => if changed.is_none() { return },
+                }
                 tokio::time::sleep(SETTLE).await;
                 while rx.try_recv().is_ok() {}
                 let _ = store.reload();
@@ -158,6 +164,18 @@ impl IdentityStore {
             }
         }
         dirs
+    }
+}
+
+/// Whether a file event is a change of content or of which file a name points to (a write,
+/// a rename, a symlink swapped), not a read or a change of metadata (an access time).
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::ModifyKind;
+    match kind {
+        notify::EventKind::Create(_) | notify::EventKind::Remove(_) => true,
+        notify::EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        notify::EventKind::Modify(_) => true,
+        _ => false,
     }
 }
 
@@ -251,6 +269,28 @@ mod tests {
     }
 
     const ID: &str = "spiffe://cluster.local/ns/shop/sa/reviews";
+
+    #[test]
+    fn reading_the_files_is_no_change_but_writing_renaming_and_swapping_are() {
+        use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind};
+        use notify::EventKind;
+        for (kind, change) in [
+            (EventKind::Access(AccessKind::Any), false),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+                false,
+            ),
+            (EventKind::Modify(ModifyKind::Data(DataChange::Any)), true),
+            (
+                EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To)),
+                true,
+            ),
+            (EventKind::Create(CreateKind::File), true),
+            (EventKind::Remove(notify::event::RemoveKind::Any), true),
+        ] {
+            assert_eq!(is_change(&kind), change, "{kind:?}");
+        }
+    }
 
     #[test]
     fn a_rotation_takes_a_new_certificate_and_refuses_anything_else() {
