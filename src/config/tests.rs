@@ -380,3 +380,34 @@ fn a_tcp_listener_takes_one_route_with_backends_only() {
         assert!(errors.iter().any(|e| e.contains(says)), "{errors:?}");
     }
 }
+
+#[test]
+fn identity_patterns_take_whole_segments_and_an_allow_list_is_never_empty() {
+    let listener = |allow: &str| {
+        format!(
+            "version: 1\nidentity: {{ cert: a, key: b, trust_bundle: c }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    tls: {{ mode: strict, allow: {allow} }}\n    routes:\n      - name: r\n        backends: [{{ service: s }}]\nservices:\n  - {{ name: s, endpoints: [\"127.0.0.1:2\"] }}\n"
+        )
+    };
+    for good in [
+        "[spiffe://cluster.local/ns/shop/*]",
+        "[spiffe://cluster.local/*]",
+        "[spiffe://cluster.local/ns/a/sa/b]",
+    ] {
+        assert!(load_str("a.yaml", &listener(good)).is_ok(), "{good}");
+    }
+    for (bad, says) in [
+        ("[spiffe://cluster.local/ns/shop*]", "is not a SPIFFE ID"),
+        ("[spiffe://cluster.local*]", "is not a SPIFFE ID"),
+        ("[\"spiffe://cluster.local/ns/a b\"]", "is not a SPIFFE ID"),
+        (
+            "[]",
+            "an empty `allow` would let every authenticated peer in",
+        ),
+    ] {
+        let errors = match load_str("a.yaml", &listener(bad)) {
+            Err(LoadError::Invalid(diags)) => lines(&diags),
+            other => panic!("{bad}: {other:?}"),
+        };
+        assert!(errors.iter().any(|e| e.contains(says)), "{bad}: {errors:?}");
+    }
+}

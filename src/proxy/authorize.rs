@@ -6,6 +6,7 @@
 use prometheus_client::metrics::counter::Counter;
 
 use crate::telemetry::metrics::{Metrics, TlsPeerLabels};
+use crate::tls::peer::IdentityPattern;
 
 /// Label of peers no `allow` entry names (and of every peer when there is no list).
 const OTHER: &str = "other";
@@ -23,9 +24,7 @@ pub struct Authorization {
 
 #[derive(Debug)]
 struct AllowEntry {
-    /// The exact ID, or the prefix before a trailing `*`.
-    text: String,
-    prefix: bool,
+    pattern: IdentityPattern,
     allowed: Counter,
 }
 
@@ -67,8 +66,7 @@ impl Authorization {
             entries: allow
                 .iter()
                 .map(|pattern| AllowEntry {
-                    text: pattern.strip_suffix('*').unwrap_or(pattern).to_string(),
-                    prefix: pattern.ends_with('*'),
+                    pattern: IdentityPattern::new(pattern),
                     allowed: counter(pattern, "allow"),
                 })
                 .collect(),
@@ -91,7 +89,7 @@ impl Authorization {
             None if open => (true, self.plaintext.allowed.clone()),
             None => (false, self.plaintext.denied.clone()),
             Some(_) if open => (true, self.other.allowed.clone()),
-            Some(id) => match self.entries.iter().find(|e| e.matches(id)) {
+            Some(id) => match self.entries.iter().find(|e| e.pattern.matches(id)) {
                 Some(entry) => (true, entry.allowed.clone()),
                 None => (false, self.other.denied.clone()),
             },
@@ -100,15 +98,6 @@ impl Authorization {
             peer: peer.map(Box::from),
             allowed,
             counter,
-        }
-    }
-}
-
-impl AllowEntry {
-    fn matches(&self, id: &str) -> bool {
-        match self.prefix {
-            true => id.starts_with(&self.text),
-            false => id == self.text,
         }
     }
 }

@@ -5,6 +5,7 @@ use http::{Method, Request};
 use regex::Regex;
 
 use crate::config::{self, HeaderRule, PathMatch};
+use crate::tls::peer::IdentityPattern;
 
 /// A route's conditions, compiled once when the configuration is built.
 #[derive(Debug)]
@@ -12,8 +13,8 @@ pub struct RouteMatcher {
     path: Option<PathMatcher>,
     headers: Vec<HeaderMatcher>,
     method: Option<Method>,
-    /// The peer's SPIFFE ID, and whether it is a prefix (a pattern ending in `*`).
-    peer: Option<(String, bool)>,
+    /// The peer's SPIFFE ID (exact, or a prefix of whole segments).
+    peer: Option<IdentityPattern>,
 }
 
 #[derive(Debug)]
@@ -76,10 +77,7 @@ impl RouteMatcher {
                     .map_err(|_| MatcherError(format!("invalid method {s:?}")))?,
             ),
         };
-        let peer = m.peer.as_ref().map(|p| match p.strip_suffix('*') {
-            Some(prefix) => (prefix.to_string(), true),
-            None => (p.clone(), false),
-        });
+        let peer = m.peer.as_deref().map(IdentityPattern::new);
         Ok(RouteMatcher {
             path,
             headers,
@@ -91,13 +89,8 @@ impl RouteMatcher {
     /// Whether every condition holds for the request.
     /// `peer` is the client's SPIFFE ID on an mTLS connection.
     pub fn matches<B>(&self, req: &Request<B>, peer: Option<&str>) -> bool {
-        if let Some((id, prefix)) = &self.peer {
-            let holds = match (peer, prefix) {
-                (Some(p), true) => p.starts_with(id.as_str()),
-                (Some(p), false) => p == id,
-                (None, _) => false,
-            };
-            if !holds {
+        if let Some(pattern) = &self.peer {
+            if !peer.is_some_and(|id| pattern.matches(id)) {
                 return false;
             }
         }

@@ -130,8 +130,12 @@ impl Identity {
     /// cache, keyed by the endpoint's address).
     pub fn client_config(&self, expected: &str, alpn: &[u8]) -> Result<Arc<ClientConfig>, String> {
         let provider = super::provider();
-        let verifier =
-            SpiffeServerVerifier::new(self.roots.clone(), expected.to_string(), provider.clone());
+        let verifier = SpiffeServerVerifier::new(
+            self.roots.clone(),
+            expected.to_string(),
+            self.trust_domain().to_string(),
+            provider.clone(),
+        );
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("no TLS version is available: {e}"))?

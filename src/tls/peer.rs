@@ -37,23 +37,77 @@ pub fn spiffe_id(cert: &CertificateDer<'_>) -> Result<String, String> {
         .unwrap_or_default();
     match uris.as_slice() {
         [] => Err("the certificate has no URI SAN, so no SPIFFE ID".to_string()),
-        [uri] => match uri.strip_prefix("spiffe://") {
-            Some(rest)
-                if rest
-                    .split_once('/')
-                    .is_some_and(|(td, path)| !td.is_empty() && !path.is_empty()) =>
-            {
-                Ok((*uri).to_string())
-            }
-            _ => Err(format!(
-                "its URI SAN {uri} is not a SPIFFE ID (spiffe://TRUST-DOMAIN/PATH)"
-            )),
-        },
+        [uri] if is_spiffe_id(uri) => Ok((*uri).to_string()),
+        [uri] => Err(format!(
+            "its URI SAN {} is not a SPIFFE ID (spiffe://TRUST-DOMAIN/PATH, segments of letters, digits, `.`, `-`, `_`)",
+            uri.escape_debug()
+        )),
         many => Err(format!(
             "the certificate has {} URI SANs; a SPIFFE identity has exactly one",
             many.len()
         )),
     }
+}
+
+/// An identity a listener allows, a route matches or a service expects: an exact SPIFFE ID,
+/// or a prefix of whole path segments (`spiffe://cluster.local/ns/shop/*`; the configuration
+/// accepts `*` only right after a `/`, so a pattern never reaches into a longer name or
+/// another trust domain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityPattern {
+    text: String,
+    prefix: bool,
+}
+
+impl IdentityPattern {
+    /// The pattern as configured.
+    pub fn new(pattern: &str) -> Self {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => IdentityPattern {
+                text: prefix.to_string(),
+                prefix: true,
+            },
+            None => IdentityPattern {
+                text: pattern.to_string(),
+                prefix: false,
+            },
+        }
+    }
+
+    /// Whether `id` is this identity, or under this prefix.
+    pub fn matches(&self, id: &str) -> bool {
+        match self.prefix {
+            true => id.starts_with(&self.text),
+            false => id == self.text,
+        }
+    }
+}
+
+/// Whether `uri` is a SPIFFE ID as the SPIFFE standard defines it: `spiffe://`, a trust
+/// domain of lower-case letters, digits, `.`, `-`, `_`, and a path of one or more segments
+/// of letters, digits, `.`, `-`, `_` (no empty, `.` or `..` segment, no query, fragment or
+/// percent-encoding). Anything looser could dodge a prefix (`ns/shop/../ops`) or carry a
+/// line break into a log.
+fn is_spiffe_id(uri: &str) -> bool {
+    let Some((domain, path)) = uri
+        .strip_prefix("spiffe://")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return false;
+    };
+    let domain_ok = !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let segments_ok = path.split('/').all(|segment| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    });
+    domain_ok && segments_ok && uri.len() <= 2048
 }
 
 /// The trust domain of a SPIFFE ID (`cluster.local` of `spiffe://cluster.local/ns/a/sa/b`).
@@ -136,23 +190,25 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 pub struct SpiffeServerVerifier {
     roots: Arc<RootCertStore>,
     expected: String,
+    pattern: IdentityPattern,
+    trust_domain: String,
     provider: Arc<CryptoProvider>,
 }
 
 impl SpiffeServerVerifier {
-    /// Expects `expected` from servers whose chains end in `roots`.
-    pub fn new(roots: Arc<RootCertStore>, expected: String, provider: Arc<CryptoProvider>) -> Self {
+    /// Expects `expected` (in `trust_domain`) from servers whose chains end in `roots`.
+    pub fn new(
+        roots: Arc<RootCertStore>,
+        expected: String,
+        trust_domain: String,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
         SpiffeServerVerifier {
             roots,
+            pattern: IdentityPattern::new(&expected),
             expected,
+            trust_domain,
             provider,
-        }
-    }
-
-    fn expects(&self, id: &str) -> bool {
-        match self.expected.strip_suffix('*') {
-            Some(prefix) => id.starts_with(prefix),
-            None => id == self.expected,
         }
     }
 }
@@ -192,7 +248,13 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             self.provider.signature_verification_algorithms.all,
         )?;
         let id = spiffe_id(end_entity).map_err(refused)?;
-        if !self.expects(&id) {
+        if trust_domain(&id) != self.trust_domain {
+            return Err(refused(format!(
+                "peer {id} is not in trust domain {}",
+                self.trust_domain
+            )));
+        }
+        if !self.pattern.matches(&id) {
             return Err(refused(format!(
                 "identity mismatch: expected {}, got {id}",
                 self.expected
@@ -233,5 +295,44 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_spiffe_ids_by_the_standard_are_identities() {
+        for good in [
+            "spiffe://cluster.local/ns/shop/sa/frontend",
+            "spiffe://example.org/a_b/c-d/e.f",
+        ] {
+            assert!(is_spiffe_id(good), "{good}");
+        }
+        for bad in [
+            "spiffe://cluster.local",
+            "spiffe://cluster.local/",
+            "spiffe://cluster.local/ns/shop/sa/a/../../ops",
+            "spiffe://cluster.local/ns//sa/a",
+            "spiffe://Cluster.local/ns/a/sa/b",
+            "spiffe://cluster.local/ns/a/sa/b?x=1",
+            "spiffe://cluster.local/ns/a%2f/sa/b",
+            "spiffe://cluster.local/ns/a/sa/b\nforged=1",
+            "https://cluster.local/ns/a/sa/b",
+        ] {
+            assert!(!is_spiffe_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_pattern_matches_its_identity_or_whole_segments_under_its_prefix() {
+        let exact = IdentityPattern::new("spiffe://cluster.local/ns/shop/sa/frontend");
+        assert!(exact.matches("spiffe://cluster.local/ns/shop/sa/frontend"));
+        assert!(!exact.matches("spiffe://cluster.local/ns/shop/sa/frontend2"));
+        let namespace = IdentityPattern::new("spiffe://cluster.local/ns/shop/*");
+        assert!(namespace.matches("spiffe://cluster.local/ns/shop/sa/a"));
+        assert!(!namespace.matches("spiffe://cluster.local/ns/shopping/sa/a"));
+        assert!(!namespace.matches("spiffe://cluster.local.evil/ns/shop/sa/a"));
     }
 }

@@ -235,6 +235,13 @@ fn decode_listener_tls(ctx: &mut Ctx, f: &Field<'_>) -> Option<ListenerTls> {
         });
     let allow = or_default(m.optional("allow"), Vec::new(), |f| {
         let items = f.seq(ctx, "SPIFFE IDs of the peers allowed in")?;
+        if items.is_empty() {
+            f.error(
+                ctx,
+                "an empty `allow` would let every authenticated peer in, as no `allow` does; list the identities allowed, or remove `allow`",
+            );
+            return None;
+        }
         let decoded: Vec<Option<String>> = items.iter().map(|i| spiffe_id(ctx, i, true)).collect();
         decoded.into_iter().collect()
     });

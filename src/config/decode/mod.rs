@@ -163,20 +163,33 @@ pub(crate) fn check_regex(ctx: &mut Ctx, field: &Field<'_>, pattern: &str) -> Op
     }
 }
 
-/// A SPIFFE ID (`spiffe://trust-domain/path`); with `wildcard`, a trailing `*` is allowed.
+/// A SPIFFE ID (`spiffe://trust-domain/path`); with `wildcard`, also a prefix ending in
+/// `/*` (`spiffe://cluster.local/ns/shop/*`): the `*` stands for whole path segments only, so
+/// a pattern never reaches into another trust domain or a longer name (`ns/shop*` would also
+/// let `ns/shopping` in).
 pub(crate) fn spiffe_id(ctx: &mut Ctx, field: &Field<'_>, wildcard: bool) -> Option<String> {
     let s = field.str(ctx)?;
     let body = s.strip_prefix("spiffe://").unwrap_or("");
-    let body = if wildcard {
-        body.strip_suffix('*').unwrap_or(body)
-    } else {
-        body
+    let (path_part, is_pattern) = match body.strip_suffix('*') {
+        Some(prefix) if wildcard => (prefix, true),
+        _ => (body, false),
     };
-    let domain = body.split('/').next().unwrap_or("");
-    let ok = !domain.is_empty() && !body.contains('*') && !body.chars().any(char::is_whitespace);
+    let (domain, path) = path_part.split_once('/').unwrap_or((path_part, ""));
+    let clean = |t: &str| {
+        !t.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '?' | '#' | '%'))
+    };
+    let ok = !domain.is_empty()
+        && clean(domain)
+        && clean(path)
+        && match is_pattern {
+            // `spiffe://td/*` or `spiffe://td/a/b/*`: the `*` follows a `/`.
+            true => path_part.ends_with('/') && path_part.contains('/'),
+            false => !path.is_empty(),
+        };
     if !ok {
         let tail = if wildcard {
-            ", optionally ending in `*`"
+            ", or a prefix of whole segments ending in `/*` such as `spiffe://cluster.local/ns/shop/*`"
         } else {
             ""
         };
