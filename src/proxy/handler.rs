@@ -100,8 +100,10 @@ async fn proxy(
     });
     // Switching protocols needs an HTTP/1.1 connection upstream too. Boxed: only a
     // request that switches pays for the space in every request's future.
+    // A request with a body is not switched: the tunnel would start before the body ends.
     let switch = upgrade::requested(&route.upgrades, &req)
         .filter(|_| backend.service.protocol == UpstreamProtocol::Http1)
+        .filter(|_| req.body().is_end_stream())
         .map(|protocol| {
             Box::new(upgrade::Switch {
                 protocol,

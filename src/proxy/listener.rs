@@ -165,7 +165,7 @@ pub async fn serve(
                 // Stage one: TLS and the peer's identity, when the listener has TLS.
                 let (stream, peer) = match &policy.tls {
                     None => (ClientStream::Plain(stream), None),
-                    Some(tls) => match tls.accept(stream).await {
+                    Some(tls) => match tls.accept(stream, None).await {
                         Ok((stream, peer)) => (stream, Some(peer)),
                         Err(e) => {
                             tracing::debug!(%client, error = %e.0, "TLS handshake failed");

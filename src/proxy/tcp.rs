@@ -174,6 +174,10 @@ pub async fn serve(
     tokio::time::timeout(grace, drained).await.is_ok()
 }
 
+/// How long a permissive tcp listener waits for a client's first byte before taking it for
+/// plaintext: some protocols (SMTP, MySQL, FTP) wait for the server to speak first.
+const PLAINTEXT_AFTER: Duration = Duration::from_secs(1);
+
 /// The listener's TLS and `allow` list, when it has them; `None` when the client is not to
 /// be served. The handshake must finish within `first_byte` (a plain TCP client may wait
 /// for the server to speak first, so plaintext has no such bound).
@@ -185,7 +189,11 @@ async fn meet(
     let Some(tls) = &policy.tls else {
         return Some(ClientStream::Plain(stream));
     };
-    let accepted = tokio::time::timeout(policy.timeouts.first_byte, tls.accept(stream)).await;
+    let accepted = tokio::time::timeout(
+        policy.timeouts.first_byte,
+        tls.accept(stream, Some(PLAINTEXT_AFTER)),
+    )
+    .await;
     let (stream, peer) = match accepted {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(e)) => {

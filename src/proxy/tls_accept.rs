@@ -13,6 +13,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use rustls::HandshakeKind;
@@ -92,17 +93,27 @@ impl InboundTls {
     }
 
     /// Meets a client: a TLS handshake when the mode and its first byte call for one, then
-    /// the decision on its identity.
+    /// the decision on its identity. In permissive mode, a client that has sent nothing
+    /// within `detect_within` is taken for plaintext (a TCP protocol whose server speaks
+    /// first; a TLS client always speaks first); `None` waits for the first byte.
     pub async fn accept(
         &self,
         stream: TcpStream,
+        detect_within: Option<Duration>,
     ) -> Result<(ClientStream, PeerDecision), HandshakeFailed> {
         let tls = match self.mode {
             TlsMode::Strict => true,
             _ => {
                 let mut first = [0u8; 1];
-                let n = stream.peek(&mut first).await.map_err(HandshakeFailed)?;
-                n == 1 && first[0] == TLS_HANDSHAKE
+                let peek = stream.peek(&mut first);
+                let peeked = match detect_within {
+                    None => Some(peek.await),
+                    Some(limit) => tokio::time::timeout(limit, peek).await.ok(),
+                };
+                match peeked {
+                    Some(n) => n.map_err(HandshakeFailed)? == 1 && first[0] == TLS_HANDSHAKE,
+                    None => false,
+                }
             }
         };
         if !tls {

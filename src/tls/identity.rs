@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -71,9 +73,21 @@ impl Identity {
         }
         let leaf = &chain[0];
         let spiffe_id = peer::spiffe_id(leaf).map_err(|why| fail(&files.cert, why))?;
-        let not_after = x509_parser::parse_x509_certificate(leaf.as_ref())
-            .map(|(_, c)| c.validity().not_after.timestamp())
+        let (not_before, not_after) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map(|(_, c)| {
+                let v = c.validity();
+                (v.not_before.timestamp(), v.not_after.timestamp())
+            })
             .map_err(|e| fail(&files.cert, format!("the certificate does not parse: {e}")))?;
+        chains_to(&chain, &roots, not_before, not_after).map_err(|why| {
+            fail(
+                &files.cert,
+                format!(
+                    "the certificate does not chain to the trust bundle {}: {why}",
+                    files.trust_bundle.display()
+                ),
+            )
+        })?;
         let identity = Identity {
             spiffe_id,
             not_after,
@@ -145,6 +159,40 @@ impl Identity {
             .map_err(|e| format!("the key does not match the certificate: {e}"))?;
         config.alpn_protocols = vec![alpn.to_vec()];
         Ok(Arc::new(config))
+    }
+}
+
+/// Whether `chain` (the leaf, then its intermediates) is signed by a CA of `roots`, for
+/// serving or for connecting (an identity may be used for either), judged at a moment the
+/// leaf is valid: expiry is the store's and `/ready`'s business, not a broken chain.
+fn chains_to(
+    chain: &[CertificateDer<'static>],
+    roots: &RootCertStore,
+    not_before: i64,
+    not_after: i64,
+) -> Result<(), String> {
+    let provider = super::provider();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let at = now.clamp(not_before, (not_after - 1).max(not_before));
+    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(at.max(0) as u64));
+    let leaf = ParsedCertificate::try_from(&chain[0]).map_err(|e| e.to_string())?;
+    let algorithms = provider.signature_verification_algorithms.all;
+    let as_server =
+        verify_server_cert_signed_by_trust_anchor(&leaf, roots, &chain[1..], at, algorithms);
+    if as_server.is_ok() {
+        return Ok(());
+    }
+    let roots = Arc::new(roots.clone());
+    let as_client = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| e.to_string())?
+        .verify_client_cert(&chain[0], &chain[1..], at);
+    match (as_server, as_client) {
+        (_, Ok(_)) => Ok(()),
+        (Err(e), Err(_)) => Err(e.to_string()),
+        (Ok(()), _) => Ok(()),
     }
 }
 

@@ -92,6 +92,16 @@ impl IdentityStore {
             Err(e) => return refuse(e.to_string()),
         };
         let old = self.current();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if identity.not_after <= now {
+            return refuse(format!(
+                "{}: the new certificate expired at {} (Unix time)",
+                self.files.cert.display(),
+                identity.not_after
+            ));
+        }
         if identity.spiffe_id != old.spiffe_id {
             return refuse(format!(
                 "{}: the new certificate names {}, not this workload's {}",
@@ -326,6 +336,19 @@ mod tests {
         std::fs::write(dir.join("w.crt"), "garbage").expect("write");
         let why = store.reload().expect_err("corrupt");
         assert!(why.contains("w.crt: holds no PEM certificate"), "{why}");
+        // A certificate the bundle does not sign (a CA rotation's new leaf before its
+        // bundle), or one already expired, would leave the workload unable to handshake.
+        let elsewhere = scratch("rotation-elsewhere");
+        let stranger = ca(&elsewhere);
+        mint(&dir, &stranger, ID, 2045);
+        let why = store.reload().expect_err("not signed by the bundle");
+        assert!(why.contains("does not chain to the trust bundle"), "{why}");
+        mint(&dir, &issuer, ID, 2021);
+        let why = store.reload().expect_err("expired");
+        assert!(
+            why.contains("the new certificate expired at 1609459200"),
+            "{why}"
+        );
         assert_eq!(store.generation(), 1);
         assert_eq!(store.current().not_after, 2_208_988_800);
         let text = metrics.render();
@@ -334,7 +357,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("weir_tls_identity_reloads_total{result=\"failure\"} 2"),
+            text.contains("weir_tls_identity_reloads_total{result=\"failure\"} 4"),
             "{text}"
         );
         assert!(

@@ -227,3 +227,41 @@ async fn tcp_through_two_sidecars_over_mtls_carries_50_mb_intact_and_half_closes
     .await;
     assert_eq!(allowed, 1.0, "{}", server.metrics().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permissive_tcp_listener_serves_a_protocol_whose_server_speaks_first() {
+    // A server that greets first, then echoes (SMTP, MySQL and FTP work this way).
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let greeter = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if socket.write_all(b"220 hello\r\n").await.is_ok() {
+                    let (mut read, mut write) = socket.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                }
+            });
+        }
+    });
+    let mesh = TestMesh::new();
+    let port = free_port();
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n{}services:\n  - {{ name: greeter, endpoints: [\"{greeter}\"] }}\n",
+        mesh.server_identity(),
+        tcp_listener("smtp", port, "greeter", "    tls: { mode: permissive }\n"),
+    );
+    let _weir = Weir::start(&yaml).await;
+    let mut client = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let mut greeting = [0u8; 11];
+    tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut greeting))
+        .await
+        .expect("the greeting arrives though the client said nothing")
+        .expect("read");
+    assert_eq!(&greeting, b"220 hello\r\n");
+    client.write_all(b"EHLO x\r\n").await.expect("write");
+    let mut echo = [0u8; 8];
+    client.read_exact(&mut echo).await.expect("read");
+    assert_eq!(&echo, b"EHLO x\r\n");
+}

@@ -294,3 +294,31 @@ async fn a_route_without_the_protocol_serves_the_request_as_plain_http() {
     assert_eq!(up.hits(), 1);
     drop(weir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_request_with_a_body_is_served_as_plain_http() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let weir = Weir::start(&config(port, "", &format!("\"{}\"", up.addr), false)).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade, close\r\nupgrade: websocket\r\ncontent-length: 5\r\n\r\nhello")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        weir.logs()
+    );
+    let seen = up.last_headers();
+    assert!(seen.get("upgrade").is_none(), "{seen:?}");
+    assert_eq!(up.hits(), 1);
+}
