@@ -20,6 +20,7 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
 /// Whether `name` is a hop-by-hop field (or `te`, when `with_te`). Standard names compare
 /// as small integers, so a pass over a message's few names costs less than one hashed
@@ -80,20 +81,51 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// What a request forwarded upstream says about its client, worked out once per
+/// connection.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// The client's IP, for `x-forwarded-for`.
+    pub client_ip: HeaderValue,
+    /// `x-forwarded-client-cert` for a client that authenticated with mTLS
+    /// (`URI=spiffe://...`, Envoy's format); `None` for a plaintext client.
+    pub client_cert: Option<HeaderValue>,
+}
+
+impl Downstream {
+    /// A client at `client_ip`, with its SPIFFE ID when it authenticated with mTLS.
+    pub fn new(client_ip: HeaderValue, peer: Option<&str>) -> Self {
+        Downstream {
+            client_ip,
+            client_cert: peer.and_then(|id| HeaderValue::from_str(&format!("URI={id}")).ok()),
+        }
+    }
+}
+
 /// Rewrites request parts for the upstream: strips hop-by-hop fields, keeps `te: trailers`,
-/// appends the client to `x-forwarded-for`, sets `x-forwarded-proto`, and puts the target in
-/// the form the upstream's HTTP version needs (see [`set_target`]).
+/// appends the client to `x-forwarded-for`, sets `x-forwarded-proto` (`https` for a client
+/// that came over TLS), replaces any `x-forwarded-client-cert` the client sent with the
+/// identity weir verified (a client can claim none: Envoy's `SANITIZE_SET`), and puts the
+/// target in the form the upstream's HTTP version needs (see [`set_target`]).
 pub fn to_upstream(
     parts: &mut request::Parts,
-    client_ip: &HeaderValue,
+    client: &Downstream,
     protocol: UpstreamProtocol,
     fallback_authority: &str,
 ) {
     strip_connection_fields(&mut parts.headers);
-    append_forwarded_for(&mut parts.headers, client_ip);
-    parts
-        .headers
-        .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    append_forwarded_for(&mut parts.headers, &client.client_ip);
+    let headers = &mut parts.headers;
+    match &client.client_cert {
+        None => {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+        Some(cert) => {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+            headers.insert(X_FORWARDED_CLIENT_CERT.clone(), cert.clone());
+        }
+    }
     set_target(parts, protocol, fallback_authority);
 }
 
@@ -198,6 +230,52 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plain_client() -> Downstream {
+        Downstream::new(HeaderValue::from_static("10.0.0.9"), None)
+    }
+
+    #[test]
+    fn a_client_cannot_claim_a_certificate_and_an_mtls_client_is_named() {
+        let mut p = Request::get("http://x/")
+            .header(
+                "x-forwarded-client-cert",
+                "URI=spiffe://cluster.local/ns/ops/sa/admin",
+            )
+            .header("x-forwarded-proto", "https")
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
+        to_upstream(&mut p, &plain_client(), UpstreamProtocol::Http1, "e:1");
+        assert!(
+            p.headers.get("x-forwarded-client-cert").is_none(),
+            "{:?}",
+            p.headers
+        );
+        assert_eq!(p.headers["x-forwarded-proto"], "http");
+        let mtls = Downstream::new(
+            HeaderValue::from_static("10.0.0.9"),
+            Some("spiffe://cluster.local/ns/shop/sa/frontend"),
+        );
+        let mut p = Request::get("http://x/")
+            .header(
+                "x-forwarded-client-cert",
+                "URI=spiffe://cluster.local/ns/ops/sa/admin",
+            )
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
+        to_upstream(&mut p, &mtls, UpstreamProtocol::Http1, "e:1");
+        let certs: Vec<_> = p
+            .headers
+            .get_all("x-forwarded-client-cert")
+            .iter()
+            .collect();
+        assert_eq!(certs, ["URI=spiffe://cluster.local/ns/shop/sa/frontend"]);
+        assert_eq!(p.headers["x-forwarded-proto"], "https");
+    }
     use http::Request;
 
     fn parts(uri: &str, headers: &[(&str, &str)]) -> request::Parts {
@@ -221,12 +299,7 @@ mod tests {
                 ("x-app", "kept"),
             ],
         );
-        to_upstream(
-            &mut p,
-            &HeaderValue::from_static("10.0.0.9"),
-            UpstreamProtocol::Http1,
-            "svc",
-        );
+        to_upstream(&mut p, &plain_client(), UpstreamProtocol::Http1, "svc");
         for gone in ["connection", "keep-alive", "x-secret", "upgrade", "te"] {
             assert!(
                 !p.headers.contains_key(gone),
@@ -239,12 +312,7 @@ mod tests {
     #[test]
     fn te_trailers_survives_for_grpc() {
         let mut p = parts("/svc/Method", &[("te", "trailers")]);
-        to_upstream(
-            &mut p,
-            &HeaderValue::from_static("10.0.0.9"),
-            UpstreamProtocol::Http2,
-            "svc:80",
-        );
+        to_upstream(&mut p, &plain_client(), UpstreamProtocol::Http2, "svc:80");
         assert_eq!(p.headers["te"], "trailers");
     }
 
@@ -257,12 +325,7 @@ mod tests {
                 ("x-forwarded-proto", "https"),
             ],
         );
-        to_upstream(
-            &mut p,
-            &HeaderValue::from_static("10.0.0.9"),
-            UpstreamProtocol::Http1,
-            "svc",
-        );
+        to_upstream(&mut p, &plain_client(), UpstreamProtocol::Http1, "svc");
         assert_eq!(p.headers["x-forwarded-for"], "1.2.3.4, 10.0.0.9");
         assert_eq!(p.headers["x-forwarded-proto"], "http");
     }
@@ -270,22 +333,12 @@ mod tests {
     #[test]
     fn target_form_follows_the_upstream_version() {
         let mut p = parts("http://reviews:9080/r?q=1", &[]);
-        to_upstream(
-            &mut p,
-            &HeaderValue::from_static("10.0.0.9"),
-            UpstreamProtocol::Http1,
-            "fallback",
-        );
+        to_upstream(&mut p, &plain_client(), UpstreamProtocol::Http1, "fallback");
         assert_eq!(p.uri, "/r?q=1");
         assert_eq!(p.headers["host"], "reviews:9080");
 
         let mut p = parts("/r", &[("host", "reviews:9080")]);
-        to_upstream(
-            &mut p,
-            &HeaderValue::from_static("10.0.0.9"),
-            UpstreamProtocol::Http2,
-            "fallback",
-        );
+        to_upstream(&mut p, &plain_client(), UpstreamProtocol::Http2, "fallback");
         assert_eq!(p.uri, "http://reviews:9080/r");
         assert_eq!(p.version, Version::HTTP_2);
     }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::body::{ClientFault, RequestBody};
 use crate::error::ProxyError;
-use crate::headers;
+use crate::headers::{self, Downstream};
 use crate::route::{Route, RouteBackend};
 use crate::upstream::limits::Limit;
 use crate::upstream::response::UpstreamBody;
@@ -124,7 +124,7 @@ pub struct SendResult {
 pub async fn send(
     route: &Route,
     backend: &RouteBackend,
-    client_ip: &HeaderValue,
+    client: &Downstream,
     mut outgoing: Outgoing,
     deadline: Option<Instant>,
     holds: RequestHolds,
@@ -158,7 +158,7 @@ pub async fn send(
         }
         headers::to_upstream(
             &mut parts,
-            client_ip,
+            client,
             service.protocol,
             &exchange.endpoint().label,
         );

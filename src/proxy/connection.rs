@@ -10,6 +10,7 @@ use http::header::HeaderValue;
 
 use super::authorize::PeerDecision;
 use super::client_timeouts::ClientClock;
+use crate::headers::Downstream;
 use crate::route::RouteTable;
 
 /// What every request on one downstream connection shares.
@@ -21,9 +22,9 @@ pub struct Connection {
     pub table: Arc<RouteTable>,
     /// The client's address.
     pub client: SocketAddr,
-    /// The client's IP as a header value, formatted once per connection for
-    /// `x-forwarded-for`.
-    pub client_ip: HeaderValue,
+    /// What requests forwarded upstream say about the client (`x-forwarded-for`, `-proto`,
+    /// `-client-cert`), worked out once per connection.
+    pub downstream: Downstream,
     /// Times request heads against the slow-head limit.
     pub clock: Arc<ClientClock>,
     /// A request or response body that moves no byte this long is ended (the listener's
@@ -74,7 +75,7 @@ impl Connection {
         Connection {
             table,
             client,
-            client_ip,
+            downstream: Downstream::new(client_ip, None),
             clock,
             stream_idle,
             client_text,
@@ -85,6 +86,8 @@ impl Connection {
 
     /// Notes the peer's identity and the listener's decision on it.
     pub fn with_peer(mut self, peer: Option<PeerDecision>) -> Self {
+        let identity = peer.as_ref().and_then(|p| p.peer.as_deref());
+        self.downstream = Downstream::new(self.downstream.client_ip.clone(), identity);
         self.peer = peer;
         self
     }

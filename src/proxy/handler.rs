@@ -119,7 +119,7 @@ async fn proxy(
     let sent = attempts::send(
         route,
         backend,
-        &conn.client_ip,
+        &conn.downstream,
         outgoing,
         deadline,
         holds,

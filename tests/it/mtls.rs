@@ -355,6 +355,13 @@ async fn two_sidecars_carry_http1_and_grpc_over_mtls() {
         );
     }
     assert_eq!(app.hits(), 10);
+    // The application learns who called, from the server sidecar, and that it came over TLS.
+    let seen = app.last_headers();
+    assert_eq!(
+        seen["x-forwarded-client-cert"],
+        format!("URI={FRONTEND}").as_str()
+    );
+    assert_eq!(seen["x-forwarded-proto"], "https");
     let client_metrics = client.metrics().await;
     let handshakes =
         "weir_tls_handshakes_total{listener=\"reviews\",side=\"client\",result=\"success\"} 1";
