@@ -46,6 +46,12 @@ pub struct InboundTls {
 #[derive(Debug)]
 pub struct HandshakeFailed(pub io::Error);
 
+impl std::fmt::Display for HandshakeFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TLS handshake failed: {}", self.0)
+    }
+}
+
 impl InboundTls {
     /// The TLS of `listener`, or `None` when it has none (no `tls`, or `mode: disabled`).
     /// A listener with `tls` needs the workload's identity (the configuration is refused
@@ -119,7 +125,7 @@ impl InboundTls {
         if !tls {
             return Ok((ClientStream::Plain(stream), self.authz.decide(None)));
         }
-        let settings = self.settings.get(Identity::server_config);
+        let settings = self.settings.get();
         match TlsAcceptor::from(settings).accept(stream).await {
             Ok(stream) => {
                 match stream.get_ref().1.handshake_kind() {

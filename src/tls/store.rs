@@ -189,11 +189,22 @@ fn is_change(kind: &notify::EventKind) -> bool {
     }
 }
 
+/// How a listener's or a service's TLS settings are made from an identity.
+type Build<T> = Box<dyn Fn(&Identity) -> Result<Arc<T>, String> + Send + Sync>;
+
 /// TLS settings built from the identity in force, rebuilt when it rotates.
-#[derive(Debug)]
 pub struct Rotating<T> {
     store: Arc<IdentityStore>,
+    build: Build<T>,
     built: ArcSwap<(u64, Arc<T>)>,
+}
+
+impl<T> std::fmt::Debug for Rotating<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotating")
+            .field("generation", &self.built.load().0)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> Rotating<T> {
@@ -201,36 +212,36 @@ impl<T> Rotating<T> {
     /// already checked by the store, rebuilds them without failing).
     pub fn new(
         store: Arc<IdentityStore>,
-        build: impl Fn(&Identity) -> Result<Arc<T>, String>,
+        build: impl Fn(&Identity) -> Result<Arc<T>, String> + Send + Sync + 'static,
     ) -> Result<Self, String> {
         let generation = store.generation();
         let settings = build(&store.current())?;
         Ok(Rotating {
             store,
+            build: Box::new(build),
             built: ArcSwap::from_pointee((generation, settings)),
         })
     }
 
     /// The settings for a handshake starting now: two atomic loads, unless the identity
-    /// rotated since they were built.
-    pub fn get(&self, build: impl Fn(&Identity) -> Result<Arc<T>, String>) -> Arc<T> {
+    /// rotated since they were built. Should a rebuild fail (the store checked the
+    /// identity, so it should not), the old settings serve on and the generation is not
+    /// tried again.
+    pub fn get(&self) -> Arc<T> {
         let built = self.built.load();
         let generation = self.store.generation();
         if built.0 == generation {
             return built.1.clone();
         }
-        match build(&self.store.current()) {
-            Ok(settings) => {
-                self.built.store(Arc::new((generation, settings.clone())));
-                settings
-            }
-            // The store checked the identity; should building still fail, the old
-            // settings serve on.
+        let settings = match (self.build)(&self.store.current()) {
+            Ok(settings) => settings,
             Err(why) => {
-                tracing::warn!(error = %why, "TLS settings could not be rebuilt for the rotated identity");
+                tracing::warn!(error = %why, "TLS settings could not be rebuilt for the rotated identity; the old ones serve on");
                 built.1.clone()
             }
-        }
+        };
+        self.built.store(Arc::new((generation, settings.clone())));
+        settings
     }
 }
 

@@ -40,11 +40,6 @@ fn settings_for(
 #[derive(Debug)]
 pub struct OutboundTls {
     settings: Rotating<ClientConfig>,
-    /// The identity the endpoints must present.
-    expected: String,
-    alpn: &'static [u8],
-    /// Sessions to resume, kept across rotations.
-    sessions: Arc<ClientSessionMemoryCache>,
     succeeded: Counter,
     resumed: Counter,
     failed: Counter,
@@ -80,12 +75,9 @@ impl OutboundTls {
                 })
         };
         let sessions = Arc::new(ClientSessionMemoryCache::new(SESSIONS));
-        let build = settings_for(tls.identity.clone(), alpn, sessions.clone());
+        let build = settings_for(tls.identity.clone(), alpn, sessions);
         Ok(Some(Arc::new(OutboundTls {
             settings: Rotating::new(identity.clone(), build)?,
-            expected: tls.identity.clone(),
-            alpn,
-            sessions,
             succeeded: counter("success"),
             resumed: counter("resumed"),
             failed: counter("failure"),
@@ -98,8 +90,7 @@ impl OutboundTls {
         // Mesh certificates name a SPIFFE ID, not a host: the name only keys session
         // resumption, per endpoint.
         let name = ServerName::IpAddress(address.ip().into());
-        let build = settings_for(self.expected.clone(), self.alpn, self.sessions.clone());
-        match TlsConnector::from(self.settings.get(build))
+        match TlsConnector::from(self.settings.get())
             .connect(name, tcp)
             .await
         {

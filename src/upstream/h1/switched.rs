@@ -19,6 +19,7 @@ pub struct Switched {
 }
 
 impl Switched {
+    /// The byte stream of `conn`, whose `101` head has been read.
     pub(super) fn new(conn: Box<Connection>) -> Self {
         Switched { conn }
     }
