@@ -10,14 +10,11 @@
 //! decrypted bytes, so it times HTTP, not TLS records.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use rustls::HandshakeKind;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -26,6 +23,7 @@ use super::authorize::{Authorization, PeerDecision};
 use crate::config::{self, TlsMode};
 use crate::telemetry::metrics::{Metrics, TlsHandshakeLabels};
 use crate::tls::store::Rotating;
+use crate::tls::stream::MaybeTls;
 use crate::tls::{spiffe_id, Identity, IdentityStore};
 
 /// The first byte of a TLS record carrying a handshake message (a ClientHello).
@@ -123,7 +121,7 @@ impl InboundTls {
             }
         };
         if !tls {
-            return Ok((ClientStream::Plain(stream), self.authz.decide(None)));
+            return Ok((MaybeTls::Plain(stream), self.authz.decide(None)));
         }
         let settings = self.settings.get();
         match TlsAcceptor::from(settings).accept(stream).await {
@@ -140,7 +138,7 @@ impl InboundTls {
                     .and_then(|chain| chain.first())
                     .and_then(|leaf| spiffe_id(leaf).ok());
                 let decision = self.authz.decide(peer.as_deref());
-                Ok((ClientStream::Tls(Box::new(stream)), decision))
+                Ok((MaybeTls::Tls(Box::new(stream)), decision))
             }
             Err(e) => {
                 self.failed.inc();
@@ -151,68 +149,4 @@ impl InboundTls {
 }
 
 /// A client's connection, plaintext or TLS.
-#[derive(Debug)]
-pub enum ClientStream {
-    /// Plaintext.
-    Plain(TcpStream),
-    /// Mutual TLS (boxed: TLS state is large, and most listeners are plaintext).
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, data),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientStream::Plain(s) => s.is_write_vectored(),
-            ClientStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+pub type ClientStream = MaybeTls<TcpStream, TlsStream<TcpStream>>;

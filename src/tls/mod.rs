@@ -18,6 +18,7 @@ pub mod peer;
 pub mod secret;
 pub mod spiffe;
 pub mod store;
+pub mod stream;
 
 pub use identity::{Identity, IdentityError};
 pub use peer::spiffe_id;

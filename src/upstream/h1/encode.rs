@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::AsyncWrite;
 
-use crate::upstream::io::UpstreamIo;
+use crate::upstream::io::{UpstreamIo, UpstreamSocket};
 use bytes::{Buf, Bytes};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request;

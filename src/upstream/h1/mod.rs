@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use super::io::UpstreamIo;
+use super::io::{UpstreamIo, UpstreamSocket};
 use bytes::BytesMut;
 use http::{Method, Request, Response};
 use tokio::io::AsyncReadExt;
