@@ -11,7 +11,6 @@ mod hostile;
 mod layout;
 mod lifecycle;
 mod mtls;
-mod parse_errors;
 mod proxy;
 mod resilience;
 mod streaming;

@@ -26,6 +26,7 @@ mod floods;
 mod framing;
 mod h2_floods;
 mod oversized_heads;
+mod parse_errors;
 mod slow_peers;
 mod smuggling;
 

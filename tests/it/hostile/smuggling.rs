@@ -77,7 +77,7 @@ async fn ambiguous_or_malformed_heads_get_400_and_the_connection_is_closed() {
             panic!("{what}: the connection is still open");
         };
         assert!(
-            answer.starts_with("http/1.1 400 bad request\r\n"),
+            answer.starts_with("http/1.1 400 bad request\r\nweir-error: bad_request\r\n"),
             "{what}: {answer}"
         );
         attacks.push(stream);
