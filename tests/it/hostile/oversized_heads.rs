@@ -31,7 +31,9 @@ async fn a_head_over_max_request_header_bytes_gets_431_and_is_not_read_on() {
         .await
         .expect("the connection is closed");
     assert!(
-        answer.starts_with("http/1.1 431 request header fields too large\r\nweir-error: header_too_large\r\n"),
+        answer.starts_with(
+            "http/1.1 431 request header fields too large\r\nweir-error: header_too_large\r\n"
+        ),
         "{answer}"
     );
     assert_eq!(downstream_errors(&weir, "header_too_large", 1.0).await, 1.0);
@@ -87,7 +89,9 @@ async fn more_fields_than_max_request_headers_get_431_and_exactly_the_limit_is_s
         .await
         .expect("the connection is closed");
     assert!(
-        answer.starts_with("http/1.1 431 request header fields too large\r\nweir-error: header_too_large\r\n"),
+        answer.starts_with(
+            "http/1.1 431 request header fields too large\r\nweir-error: header_too_large\r\n"
+        ),
         "{answer}"
     );
     assert_eq!(downstream_errors(&weir, "header_too_large", 1.0).await, 1.0);
