@@ -1,6 +1,7 @@
 //! Accepting connections: each accepted socket is served as HTTP/1.1 or HTTP/2 (prior
 //! knowledge), detected from its first bytes, until the server drains.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::counter::Counter;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
@@ -73,9 +74,38 @@ impl ListenerPolicy {
         }
     }
 
-    /// Counts a connection refused for `max_connections`.
-    pub fn reject(&self) {
-        self.rejected.inc();
+    /// The next connection `listener` may serve, counted among its `open` ones; `None`
+    /// once `stop` turns true. A failed accept backs off (see [`AcceptBackoff`]); a
+    /// connection beyond `max_connections` is closed at once and counted.
+    pub async fn next_connection(
+        &self,
+        listener: &TcpListener,
+        stop: &mut watch::Receiver<bool>,
+        backoff: &mut AcceptBackoff,
+        open: &Arc<AtomicU32>,
+    ) -> Option<(TcpStream, SocketAddr, OpenConnection)> {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return None,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, client) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    backoff.failed(&self.name, &e).await;
+                    continue;
+                }
+            };
+            backoff.succeeded();
+            if open.load(Relaxed) >= self.limits.max_connections {
+                self.rejected.inc();
+                tracing::debug!(%client, listener = %self.name, "max_connections reached; connection closed");
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            return Some((stream, client, OpenConnection::new(open)));
+        }
     }
 
     /// Serves the listener's connections over `tls` (see [`InboundTls`]).
@@ -125,28 +155,10 @@ pub async fn serve(
     let drain = GracefulShutdown::new();
     let open = Arc::new(AtomicU32::new(0));
     let mut backoff = AcceptBackoff::default();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, client) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                backoff.failed(&policy.name, &e).await;
-                continue;
-            }
-        };
-        backoff.succeeded();
-        if open.load(Relaxed) >= policy.limits.max_connections {
-            policy.rejected.inc();
-            tracing::debug!(%client, listener = %policy.name, "max_connections reached; connection closed");
-            drop(stream);
-            continue;
-        }
-        let counted = OpenConnection::new(&open);
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, client, counted)) = policy
+        .next_connection(&listener, &mut stop, &mut backoff, &open)
+        .await
+    {
         let clock = ClientClock::new();
         let drain = drain.watcher();
         let builder = builder.clone();

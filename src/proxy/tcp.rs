@@ -19,7 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::accept::AcceptBackoff;
-use super::connection::OpenConnection;
 use super::listener::ListenerPolicy;
 use super::relay::{relay, TunnelEnd};
 use super::tls_accept::ClientStream;
@@ -131,27 +130,10 @@ pub async fn serve(
     let open = Arc::new(AtomicU32::new(0));
     let (closed_tx, mut closed) = watch::channel(());
     let mut backoff = AcceptBackoff::default();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s) => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, client) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                backoff.failed(&policy.name, &e).await;
-                continue;
-            }
-        };
-        backoff.succeeded();
-        if open.load(Relaxed) >= policy.limits.max_connections {
-            policy.reject();
-            drop(stream);
-            continue;
-        }
-        let counted = OpenConnection::new(&open);
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, client, counted)) = policy
+        .next_connection(&listener, &mut stop, &mut backoff, &open)
+        .await
+    {
         let forwarding = forwarding.clone();
         let policy = policy.clone();
         let closed_tx = closed_tx.clone();
