@@ -16,7 +16,6 @@ const NONE: &str = "none";
 /// A listener's `allow` list with its metric handles resolved.
 #[derive(Debug)]
 pub struct Authorization {
-    listener: String,
     entries: Vec<AllowEntry>,
     other: Decisions,
     plaintext: Decisions,
@@ -62,7 +61,6 @@ impl Authorization {
             denied: counter(identity, "deny"),
         };
         Authorization {
-            listener: listener.to_string(),
             entries: allow
                 .iter()
                 .map(|pattern| AllowEntry {
@@ -73,11 +71,6 @@ impl Authorization {
             other: decisions(OTHER),
             plaintext: decisions(NONE),
         }
-    }
-
-    /// The listener's name, for the 403's message.
-    pub fn listener(&self) -> &str {
-        &self.listener
     }
 
     /// The decision for a peer (`None`: a plaintext client). Without an `allow` list every

@@ -91,11 +91,6 @@ impl InboundTls {
         }))
     }
 
-    /// The listener's `allow` list.
-    pub fn authorization(&self) -> &Authorization {
-        &self.authz
-    }
-
     /// Meets a client: a TLS handshake when the mode and its first byte call for one, then
     /// the decision on its identity. In permissive mode, a client that has sent nothing
     /// within `detect_within` is taken for plaintext (a TCP protocol whose server speaks

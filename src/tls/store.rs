@@ -104,9 +104,10 @@ impl IdentityStore {
         }
         if identity.spiffe_id != old.spiffe_id {
             return refuse(format!(
-                "{}: the new certificate names {}, not this workload's {}",
+                "{}: the new certificate names {}, not this workload's {}; issue it for {} (`weir certs issue`), or restart weir to change identity",
                 self.files.cert.display(),
                 identity.spiffe_id,
+                old.spiffe_id,
                 old.spiffe_id
             ));
         }

@@ -111,21 +111,28 @@ fn config(port: u16, route_extra: &str, endpoints: &str, access_log: bool) -> St
     )
 }
 
-/// A well-behaved plain HTTP request on its own connection gets an answer.
-async fn plain_request_is_served(port: u16) -> String {
+/// Sends `request` on a connection of its own and reads everything until weir closes it
+/// (every request here says `connection: close`), 10 s at most.
+async fn answer_to(port: u16, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    stream
-        .write_all(b"GET /plain HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .expect("write");
+    stream.write_all(request).await.expect("write");
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
         .await
         .expect("an answer in time")
         .expect("read");
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A well-behaved plain HTTP request on its own connection gets an answer.
+async fn plain_request_is_served(port: u16) -> String {
+    answer_to(
+        port,
+        b"GET /plain HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,21 +279,11 @@ async fn a_route_without_the_protocol_serves_the_request_as_plain_http() {
     let route = "        upgrades: []\n";
     let weir = Weir::start(&config(port, route, &endpoints, false)).await;
 
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade, close\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-        )
-        .await
-        .expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = answer_to(
+        port,
+        b"GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade, close\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let seen = up.last_headers();
     assert!(seen.get("upgrade").is_none(), "{seen:?}");
@@ -300,19 +297,11 @@ async fn an_upgrade_request_with_a_body_is_served_as_plain_http() {
     let up = Upstream::start("up").await;
     let port = free_port();
     let weir = Weir::start(&config(port, "", &format!("\"{}\"", up.addr), false)).await;
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    stream
-        .write_all(b"POST /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade, close\r\nupgrade: websocket\r\ncontent-length: 5\r\n\r\nhello")
-        .await
-        .expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = answer_to(
+        port,
+        b"POST /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade, close\r\nupgrade: websocket\r\ncontent-length: 5\r\n\r\nhello",
+    )
+    .await;
     assert!(
         answer.starts_with("HTTP/1.1 200"),
         "{answer}\n{}",
