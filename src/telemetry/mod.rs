@@ -7,3 +7,4 @@ pub mod histogram;
 pub mod metrics;
 pub mod process;
 pub mod prometheus_text;
+pub mod trace;
