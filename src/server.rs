@@ -13,13 +13,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, Discovery, ListenerProtocol};
+use crate::config::{Config, Discovery, ListenerProtocol, Node};
 use crate::proxy::listener::ListenerPolicy;
 use crate::proxy::tcp::TcpForwarding;
 use crate::proxy::tls_accept::InboundTls;
 use crate::snapshot::{BuildError, Snapshot};
 use crate::telemetry::access_log::{self, AccessLog};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::trace::export::Exporter;
+use crate::telemetry::trace::tracer::Tracer;
+use crate::telemetry::trace::{Attribute, AttributeValue, Resource};
 use crate::tls::{IdentityError, IdentityStore};
 
 /// Why weir could not start.
@@ -76,6 +79,7 @@ pub struct Server {
     listeners: Vec<JoinHandle<bool>>,
     background: Vec<JoinHandle<()>>,
     access_log: Option<access_log::Writer>,
+    exporter: Option<Exporter>,
 }
 
 impl Server {
@@ -92,8 +96,9 @@ impl Server {
             tracing::info!(spiffe_id = %identity.current().spiffe_id, "workload identity loaded");
         }
         let (access_log, access_log_writer) = start_access_log(&config, &metrics);
+        let (tracer, exporter) = start_tracing(&config, &metrics);
         let snapshot =
-            Snapshot::build_with_identity(config, &metrics, access_log, identity.as_ref())
+            Snapshot::build_with_identity(config, &metrics, access_log, identity.as_ref(), tracer)
                 .map_err(StartError::Build)?;
         let config = snapshot.config.clone();
         let shared = Arc::new(ArcSwap::new(snapshot.clone()));
@@ -222,6 +227,7 @@ impl Server {
             listeners,
             background,
             access_log: access_log_writer,
+            exporter,
         })
     }
 
@@ -235,7 +241,9 @@ impl Server {
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then stops.
     /// Returns whether every connection finished in time.
+    /// Spans still queued for export are sent within what is left of `grace`.
     pub async fn shutdown(self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
         self.state.ready.store(false, Ordering::Release);
         let _ = self.stop.send(true);
         let drained = tokio::time::timeout(grace, async {
@@ -249,6 +257,12 @@ impl Server {
         .unwrap_or(false);
         for task in self.background {
             task.abort();
+        }
+        if let Some(exporter) = self.exporter {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !exporter.shutdown(left).await {
+                tracing::warn!("spans still queued at shutdown could not be exported in time");
+            }
         }
         if let Some(writer) = self.access_log {
             if !writer.shutdown(access_log::SHUTDOWN_FLUSH).await {
@@ -277,6 +291,50 @@ fn start_access_log(
             (None, None)
         }
     }
+}
+
+/// Starts the tracer when `tracing` is configured, and its span exporter when it names a
+/// collector.
+fn start_tracing(config: &Config, metrics: &Metrics) -> (Option<Arc<Tracer>>, Option<Exporter>) {
+    let Some(tracing_config) = &config.tracing else {
+        return (None, None);
+    };
+    let (sink, exporter) = match &tracing_config.otlp {
+        Some(otlp) => {
+            let resource = resource(&config.node, |name| std::env::var(name).ok());
+            let (sink, exporter) = Exporter::start(otlp, resource, metrics.trace_spans.clone());
+            (Some(sink), Some(exporter))
+        }
+        None => (None, None),
+    };
+    (Some(Arc::new(Tracer::new(tracing_config, sink))), exporter)
+}
+
+/// The OTLP resource of this proxy's spans: `service.name` from `node.service` (`weir` when
+/// unset), the namespace from `node.namespace` or `POD_NAMESPACE`, the pod from `POD_NAME`
+/// (the Downward API variables `weir inject` sets).
+fn resource(node: &Node, env: impl Fn(&str) -> Option<String>) -> Resource {
+    let text = |s: String| AttributeValue::Text(s);
+    let mut attributes: Vec<Attribute> = vec![(
+        "service.name",
+        text(match node.service.as_str() {
+            "" => "weir".to_string(),
+            s => s.to_string(),
+        }),
+    )];
+    let namespace = Some(node.namespace.clone())
+        .filter(|n| !n.is_empty())
+        .or_else(|| env("POD_NAMESPACE"));
+    if let Some(namespace) = namespace {
+        attributes.push(("k8s.namespace.name", text(namespace)));
+    }
+    if let Some(pod) = env("POD_NAME").filter(|p| !p.is_empty()) {
+        attributes.push(("k8s.pod.name", text(pod)));
+    }
+    if !node.workload.is_empty() {
+        attributes.push(("k8s.deployment.name", text(node.workload.clone())));
+    }
+    Resource { attributes }
 }
 
 /// Sweeps expired idle upstream connections, at half the shortest idle timeout (at most

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::route::RouteTable;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::trace::tracer::Tracer;
 use crate::tls::IdentityStore;
 use crate::upstream::tls_origin::OutboundTls;
 use crate::upstream::Service;
@@ -42,16 +43,17 @@ impl Snapshot {
         metrics: &Arc<Metrics>,
         access_log: Option<AccessLog>,
     ) -> Result<Arc<Self>, BuildError> {
-        Self::build_with_identity(config, metrics, access_log, None)
+        Self::build_with_identity(config, metrics, access_log, None, None)
     }
 
     /// Like [`Snapshot::build`], with the workload's identity for services reached over
-    /// mutual TLS.
+    /// mutual TLS, and the tracer when `tracing` is configured.
     pub fn build_with_identity(
         config: Config,
         metrics: &Arc<Metrics>,
         access_log: Option<AccessLog>,
         identity: Option<&Arc<IdentityStore>>,
+        tracer: Option<Arc<Tracer>>,
     ) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
         for l in &config.listeners {
@@ -83,6 +85,7 @@ impl Snapshot {
                 let mut table = RouteTable::new(l, &services, metrics)
                     .map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0)))?;
                 table.access_log = access_log.clone();
+                table.tracer = tracer.clone();
                 Ok(Arc::new(table))
             })
             .collect::<Result<_, _>>()?;

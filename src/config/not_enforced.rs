@@ -9,11 +9,6 @@ use super::tree::Pos;
 /// `(id, what the user wrote, what that means today)`. The decoder passes the id.
 pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[
     (
-        "tracing",
-        "tracing",
-        "no trace context is propagated and no spans are exported",
-    ),
-    (
         "listener.transparent",
         "transparent: true",
         "traffic is routed by this listener's routes, not by original destination",

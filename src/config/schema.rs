@@ -79,6 +79,10 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     /// Accept iptables-redirected traffic and route by original destination.
     pub transparent: bool,
+    /// Which way the listener's traffic flows relative to the application beside weir (its
+    /// spans are server spans inbound, client spans outbound). Defaults to `inbound` for a
+    /// listener with `tls`, `outbound` otherwise.
+    pub direction: Direction,
     /// Inbound TLS settings.
     pub tls: Option<ListenerTls>,
     /// Bounds on what one client may make the listener hold.
@@ -171,6 +175,16 @@ pub enum ListenerProtocol {
     Http,
     /// Opaque TCP forwarding.
     Tcp,
+}
+
+/// Which way a listener's traffic flows (Envoy's `traffic_direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Other services calling the application beside weir.
+    Inbound,
+    /// The application beside weir calling other services.
+    Outbound,
 }
 
 /// Inbound TLS settings of a listener.

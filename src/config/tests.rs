@@ -32,6 +32,7 @@ fn reference_example_loads_with_only_not_enforced_warnings() {
     }
     // Resilience sections are enforced: no warning for them.
     for enforced in [
+        "tracing",
         "retries",
         "fault",
         "mirror",
@@ -47,7 +48,7 @@ fn reference_example_loads_with_only_not_enforced_warnings() {
             "{enforced} is enforced but warned about: {warnings:#?}"
         );
     }
-    for section in ["tracing", "services[4].discovery.kubernetes"] {
+    for section in ["services[4].discovery.kubernetes"] {
         assert!(
             warnings.iter().any(|w| w.contains(&format!("{section}: "))),
             "no warning for {section}: {warnings:#?}"

@@ -19,6 +19,7 @@ use crate::body::{ClientFault, RequestBody};
 use crate::error::ProxyError;
 use crate::headers::{self, Downstream};
 use crate::route::{Route, RouteBackend};
+use crate::telemetry::trace::span::Recording;
 use crate::upstream::limits::Limit;
 use crate::upstream::response::UpstreamBody;
 use crate::upstream::{Endpoint, Exchange, Judged, Outcome, RequestHolds, UpstreamFailure};
@@ -129,6 +130,7 @@ pub async fn send(
     deadline: Option<Instant>,
     holds: RequestHolds,
     upgrade: Option<&HeaderValue>,
+    mut span: Option<&mut Recording>,
 ) -> SendResult {
     let service = &backend.service;
     let policy = route.retries.as_ref().filter(|_| outgoing.can_replay());
@@ -235,11 +237,29 @@ pub async fn send(
         // The failed answer is dropped unread with its exchange; the connection closes
         // rather than returning to the pool with a half-read body.
         drop(judged);
+        if let (Some(span), Some(outcome)) = (span.as_deref_mut(), outcome) {
+            let status = match outcome {
+                Outcome::Response(status) => Some(status),
+                _ => None,
+            };
+            span.retry(&exchange.endpoint().label, retry_reason(outcome), status);
+        }
         drop(exchange);
         backend.retry_counters.attempted.inc();
         retries_done += 1;
         // Boxed: only a retry pays for the backoff timer's space.
         Box::pin(tokio::time::sleep(pause)).await;
+    }
+}
+
+/// Why an attempt was retried, as its span event says.
+fn retry_reason(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Response(_) => "retriable_status",
+        Outcome::ConnectFailed => "connect_failure",
+        Outcome::Reset => "reset",
+        Outcome::Timeout => "timeout",
+        Outcome::Connected => "connected",
     }
 }
 

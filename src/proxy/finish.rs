@@ -3,13 +3,15 @@
 //! the connection to the pool after a clean body and releases everything else it holds).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{Method, Request, Uri};
 
 use super::connection::Connection;
 use crate::error::ErrorCode;
 use crate::telemetry::access_log::AccessRecord;
+use crate::telemetry::histogram::LatencyHistogram;
+use crate::telemetry::trace::span::{Recording, SpanEnd};
 use crate::upstream::pool::Checkout;
 use crate::upstream::Exchange;
 
@@ -40,6 +42,8 @@ pub struct Finish {
     pub status: u16,
     /// Set when weir made the response.
     pub error: Option<ErrorCode>,
+    /// The request's span, when it is sampled and spans are exported.
+    pub span: Option<Box<Recording>>,
     /// Set once the request has been counted and logged.
     recorded: bool,
 }
@@ -76,6 +80,7 @@ impl Finish {
             placement: None,
             status: 0,
             error: None,
+            span: None,
             recorded: false,
         }
     }
@@ -101,17 +106,21 @@ impl Finish {
         let table = &*self.conn.table;
         let exchange = self.placement.as_mut().and_then(|p| p.exchange.take());
         let mut names = ("", "");
+        let observe = |histogram: &LatencyHistogram| match &self.span {
+            Some(span) => histogram.observe_traced(duration, span.trace_id(), span.span_id()),
+            None => histogram.observe(duration),
+        };
         match &self.placement {
             None => {
                 table
                     .unmatched
                     .proxy_error(self.error.unwrap_or(ErrorCode::NoRoute), self.status);
-                table.unmatched_duration.observe(duration);
+                observe(&table.unmatched_duration);
             }
             Some(p) => {
                 let route = &table.routes[p.route];
                 let backend = &route.backends[p.backend];
-                backend.duration.observe(duration);
+                observe(&backend.duration);
                 names = (route.name.as_str(), backend.service.name.as_str());
                 let counters = match &exchange {
                     Some(exchange) => &exchange.endpoint().counters[backend.slot],
@@ -157,6 +166,20 @@ impl Finish {
                 duration,
                 error: error_label(self.error, ending),
             });
+        }
+        if let (Some(span), Some(tracer)) = (self.span.take(), &table.tracer) {
+            let end = SpanEnd {
+                status: self.status,
+                route: names.0,
+                service: names.1,
+                endpoint: exchange
+                    .as_ref()
+                    .map_or("", |e| e.endpoint().label.as_str()),
+                error: error_label(self.error, ending),
+                peer_identity: self.conn.peer.as_ref().and_then(|p| p.peer.as_deref()),
+                client_ip: self.conn.downstream.client_ip.to_str().unwrap_or_default(),
+            };
+            tracer.submit(span.finish(&end, SystemTime::now()));
         }
         if let Some(exchange) = exchange {
             exchange.finish(connection.filter(|_| ending == Ending::Complete));

@@ -2,7 +2,9 @@
 //! phase is a function below; [`proxy`] runs them in order and any of them may end the
 //! request with the error weir answers with:
 //!
-//! 0. [`authorize`]: on a listener with TLS, the peer's identity against its `allow` list
+//! 0. `trace`: read the caller's trace context, decide sampling, write weir's context on
+//!    the request it forwards and start a span when sampled (see
+//!    [`crate::telemetry::trace::tracer`]); [`authorize`]: on a listener with TLS, the peer's identity against its `allow` list
 //!    (403 `identity_denied`); then [`check_head`]: refuse a request head weir must not
 //!    forward (400 `bad_request`);
 //! 1. [`route`]: find the first route whose match holds (else 404 `no_route`);
@@ -71,7 +73,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.clock.request_started();
+    let mut req = req;
     let mut finish = Finish::new(&conn, &req);
+    if let Some(tracer) = &conn.table.tracer {
+        finish.span = tracer.begin(&mut req, conn.table.span_kind);
+    }
     let version = req.version();
     let answer = proxy(&conn, req, &mut finish)
         .await
@@ -124,6 +130,7 @@ async fn proxy(
         deadline,
         holds,
         switch.as_ref().map(|s| &s.protocol),
+        finish.span.as_deref_mut(),
     )
     .await;
     if let Some(placement) = &mut finish.placement {

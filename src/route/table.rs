@@ -17,6 +17,8 @@ use crate::config;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
+use crate::telemetry::trace::tracer::Tracer;
+use crate::telemetry::trace::SpanKind;
 use crate::upstream::balancer::WeightedRandom;
 use crate::upstream::retry_budget::RetryBudget;
 use crate::upstream::Service;
@@ -114,6 +116,10 @@ pub struct RouteTable {
     /// Where requests on this listener write their access-log line; `None` when the
     /// access log is off.
     pub access_log: Option<AccessLog>,
+    /// Trace propagation and spans; `None` when `tracing` is not configured.
+    pub tracer: Option<Arc<Tracer>>,
+    /// The kind of this listener's spans (server inbound, client outbound).
+    pub span_kind: SpanKind,
 }
 
 impl RouteTable {
@@ -198,6 +204,11 @@ impl RouteTable {
                 service: String::new(),
             }),
             access_log: None,
+            tracer: None,
+            span_kind: match listener.direction {
+                config::Direction::Inbound => SpanKind::Server,
+                config::Direction::Outbound => SpanKind::Client,
+            },
         })
     }
 

@@ -1,14 +1,18 @@
-//! A lock-free latency histogram for the request path.
+//! A lock-free latency histogram for the request path, with trace-id exemplars, and the
+//! family that renders it.
 //!
 //! prometheus-client's `Histogram` takes a mutex on every observation; a proxy observes on
 //! every request, so weir keeps per-bucket atomics instead and sums them only on scrape.
+//! prometheus-client also offers no way to attach exemplars to a histogram it does not own,
+//! so this family writes its own OpenMetrics text (the format is small and fixed).
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::{MetricType, TypedMetric};
+use super::metrics::RouteLabels;
+use super::trace::{SpanId, TraceId};
 
 /// Upper bounds of the buckets, in seconds (Envoy-like spread from 0.5 ms to 30 s).
 pub const BUCKETS_SECONDS: [f64; 16] = [
@@ -26,6 +30,21 @@ const BUCKETS_NANOS: [u64; 16] = {
     out
 };
 
+/// The bucket bounds as OpenMetrics writes them (`le="1.0"`, never `le="1"`).
+const BUCKET_LABELS: [&str; 17] = [
+    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0",
+    "2.5", "5.0", "10.0", "15.0", "30.0", "+Inf",
+];
+
+/// The request a bucket's latest sampled observation belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Exemplar {
+    trace_id: TraceId,
+    span_id: SpanId,
+    nanos: u64,
+    at: SystemTime,
+}
+
 /// A histogram of durations; clones share the same buckets.
 #[derive(Debug, Clone, Default)]
 pub struct LatencyHistogram {
@@ -37,37 +56,137 @@ struct Inner {
     /// Non-cumulative counts; the last slot is `+Inf`.
     buckets: [AtomicU64; 17],
     sum_nanos: AtomicU64,
+    /// The latest traced observation of each bucket. Only sampled requests touch it, and
+    /// only with `try_lock`: a request never waits for an exemplar.
+    exemplars: Mutex<[Option<Exemplar>; 17]>,
 }
 
 impl LatencyHistogram {
     /// Records one duration: two relaxed atomic adds, no lock.
     pub fn observe(&self, d: Duration) {
+        self.record(d);
+    }
+
+    /// Records one duration of a traced request, and makes it its bucket's exemplar (unless
+    /// a scrape or another request holds the exemplars this instant: then it is skipped).
+    pub fn observe_traced(&self, d: Duration, trace_id: TraceId, span_id: SpanId) {
+        let (idx, nanos) = self.record(d);
+        if let Ok(mut exemplars) = self.inner.exemplars.try_lock() {
+            exemplars[idx] = Some(Exemplar {
+                trace_id,
+                span_id,
+                nanos,
+                at: SystemTime::now(),
+            });
+        }
+    }
+
+    fn record(&self, d: Duration) -> (usize, u64) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let idx = BUCKETS_NANOS.partition_point(|&b| b < nanos);
         self.inner.buckets[idx].fetch_add(1, Relaxed);
         self.inner.sum_nanos.fetch_add(nanos, Relaxed);
+        (idx, nanos)
     }
-}
 
-impl TypedMetric for LatencyHistogram {
-    const TYPE: MetricType = MetricType::Histogram;
-}
-
-impl EncodeMetric for LatencyHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let mut buckets = [(0.0f64, 0u64); 17];
-        let mut count = 0;
-        for (i, slot) in buckets.iter_mut().enumerate() {
-            let n = self.inner.buckets[i].load(Relaxed);
-            count += n;
-            *slot = (BUCKETS_SECONDS.get(i).copied().unwrap_or(f64::INFINITY), n);
+    /// Writes this series' OpenMetrics samples (`_bucket` lines with their exemplars, then
+    /// `_sum` and `_count`); `labels` is the series' label text without braces.
+    fn encode(&self, out: &mut String, name: &str, labels: &str) {
+        let exemplars = match self.inner.exemplars.lock() {
+            Ok(e) => *e,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        let mut cumulative = 0u64;
+        for (i, le) in BUCKET_LABELS.iter().enumerate() {
+            cumulative += self.inner.buckets[i].load(Relaxed);
+            let _ = write!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            if let Some(e) = exemplars[i] {
+                let at =
+                    e.at.duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default();
+                let _ = write!(
+                    out,
+                    " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {}.{:03}",
+                    e.trace_id,
+                    e.span_id,
+                    e.nanos as f64 / 1e9,
+                    at.as_secs(),
+                    at.subsec_millis()
+                );
+            }
+            out.push('\n');
         }
         let sum = self.inner.sum_nanos.load(Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// `weir_http_request_duration_seconds`: one [`LatencyHistogram`] per (listener, route,
+/// service), created when a configuration is built and rendered on scrape.
+#[derive(Debug, Default)]
+pub struct DurationFamily {
+    series: Mutex<Vec<(RouteLabels, LatencyHistogram)>>,
+}
+
+/// The family's name, unit and help, as `/metrics` announces them.
+const NAME: &str = "weir_http_request_duration_seconds";
+const HELP: &str = "Time from request start until the response was fully sent";
+
+impl DurationFamily {
+    /// The histogram of `labels`, created on first use (at configuration build, never on
+    /// the request path).
+    pub fn get_or_create_owned(&self, labels: &RouteLabels) -> LatencyHistogram {
+        let mut series = match self.series.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((_, h)) = series.iter().find(|(l, _)| l == labels) {
+            return h.clone();
+        }
+        let h = LatencyHistogram::default();
+        series.push((labels.clone(), h.clone()));
+        h
     }
 
-    fn metric_type(&self) -> MetricType {
-        Self::TYPE
+    /// Appends the family in the OpenMetrics text format (exemplars included).
+    pub fn encode(&self, out: &mut String) {
+        let series = match self.series.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let _ = writeln!(out, "# HELP {NAME} {HELP}.");
+        let _ = writeln!(out, "# TYPE {NAME} histogram");
+        let _ = writeln!(out, "# UNIT {NAME} seconds");
+        let mut labels = String::new();
+        for (l, h) in series.iter() {
+            labels.clear();
+            for (key, value) in [
+                ("listener", &l.listener),
+                ("route", &l.route),
+                ("service", &l.service),
+            ] {
+                if !labels.is_empty() {
+                    labels.push(',');
+                }
+                let _ = write!(labels, "{key}=\"");
+                escape_label_value(&mut labels, value);
+                labels.push('"');
+            }
+            h.encode(out, NAME, &labels);
+        }
+    }
+}
+
+/// Escapes a label value as the text formats require (`\\`, `\"`, `\n`).
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -86,5 +205,50 @@ mod tests {
         assert_eq!(h.inner.buckets[16].load(Relaxed), 1);
         let count: u64 = h.inner.buckets.iter().map(|b| b.load(Relaxed)).sum();
         assert_eq!(count, 3);
+    }
+
+    #[test]
+    fn bucket_labels_are_the_bounds() {
+        for (label, bound) in BUCKET_LABELS.iter().zip(BUCKETS_SECONDS) {
+            assert_eq!(label.parse::<f64>().ok(), Some(bound));
+        }
+    }
+
+    #[test]
+    fn a_traced_observation_is_its_buckets_exemplar_in_openmetrics_text() {
+        let family = DurationFamily::default();
+        let labels = RouteLabels {
+            listener: "out".into(),
+            route: "r\"1".into(),
+            service: "s".into(),
+        };
+        let h = family.get_or_create_owned(&labels);
+        assert!(
+            Arc::ptr_eq(&h.inner, &family.get_or_create_owned(&labels).inner),
+            "one series per label set"
+        );
+        h.observe(Duration::from_millis(3));
+        let trace = TraceId([0xab; 16]);
+        h.observe_traced(Duration::from_millis(7), trace, SpanId([0x01; 8]));
+        let mut text = String::new();
+        family.encode(&mut text);
+        let bucket = text
+            .lines()
+            .find(|l| l.contains("le=\"0.01\""))
+            .expect("bucket line");
+        assert!(
+            bucket.starts_with(
+                "weir_http_request_duration_seconds_bucket{listener=\"out\",route=\"r\\\"1\",service=\"s\",le=\"0.01\"} 2 # {trace_id=\"abababababababababababababababab\",span_id=\"0101010101010101\"} 0.007 "
+            ),
+            "{bucket}"
+        );
+        let no_exemplar = text
+            .lines()
+            .find(|l| l.contains("le=\"0.005\""))
+            .expect("line");
+        assert!(no_exemplar.ends_with("} 1"), "{no_exemplar}");
+        assert!(text.contains("_count{listener=\"out\",route=\"r\\\"1\",service=\"s\"} 2\n"));
+        let parsed: Vec<_> = super::super::prometheus_text::parse(&text).collect();
+        assert_eq!(parsed.len(), 19, "17 buckets, sum and count parse");
     }
 }

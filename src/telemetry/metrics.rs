@@ -9,10 +9,11 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::Registry;
 
-use super::histogram::LatencyHistogram;
+use super::histogram::DurationFamily;
 use super::process::ProcessCollector;
+use super::trace::SpanCounters;
 use crate::error::ErrorCode;
 
 /// Labels of `weir_http_requests_total`.
@@ -41,6 +42,13 @@ pub struct RouteLabels {
     pub route: String,
     /// Service name (empty when none was chosen).
     pub service: String,
+}
+
+/// Labels of `weir_trace_spans_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpanOutcomeLabels {
+    /// `exported`, `dropped` or `failed`.
+    pub outcome: String,
 }
 
 /// Labels of per-endpoint gauges.
@@ -201,7 +209,7 @@ pub struct Metrics {
     /// `weir_http_requests_total`.
     pub requests: Family<RequestLabels, Counter>,
     /// `weir_http_request_duration_seconds`.
-    pub request_duration: Family<RouteLabels, LatencyHistogram>,
+    pub request_duration: DurationFamily,
     /// `weir_http_requests_in_flight`.
     pub in_flight: Family<EndpointLabels, Gauge>,
     /// `weir_upstream_endpoints`.
@@ -234,6 +242,8 @@ pub struct Metrics {
     pub tcp_connections: Family<TcpLabels, Counter>,
     /// `weir_tcp_bytes_total`.
     pub tcp_bytes: Family<TcpBytesLabels, Counter>,
+    /// `weir_trace_spans_total`, by outcome.
+    pub trace_spans: SpanCounters,
 }
 
 impl Metrics {
@@ -246,13 +256,8 @@ impl Metrics {
             "HTTP requests completed, by where they went, status code and weir error code",
             requests.clone(),
         );
-        let request_duration = Family::<RouteLabels, LatencyHistogram>::default();
-        registry.register_with_unit(
-            "weir_http_request_duration",
-            "Time from request start until the response was fully sent",
-            Unit::Seconds,
-            request_duration.clone(),
-        );
+        // Rendered by the family itself (with trace-id exemplars), after the registry.
+        let request_duration = DurationFamily::default();
         let in_flight = Family::<EndpointLabels, Gauge>::default();
         registry.register(
             "weir_http_requests_in_flight",
@@ -308,6 +313,23 @@ impl Metrics {
              (the writer fell behind or stderr blocked) or stderr could not be written",
             access_log_dropped.clone(),
         );
+        let trace_spans = Family::<SpanOutcomeLabels, Counter>::default();
+        registry.register(
+            "weir_trace_spans",
+            "Spans by what became of them: exported to the collector, dropped because the \
+             export queue was full, or failed because the collector refused or did not answer",
+            trace_spans.clone(),
+        );
+        let span_counter = |outcome: &str| {
+            trace_spans.get_or_create_owned(&SpanOutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+        };
+        let trace_spans = SpanCounters {
+            exported: span_counter("exported"),
+            dropped: span_counter("dropped"),
+            failed: span_counter("failed"),
+        };
         let downstream_errors = Family::<DownstreamErrorLabels, Counter>::default();
         registry.register(
             "weir_downstream_errors",
@@ -378,6 +400,7 @@ impl Metrics {
             identity_reloads,
             tcp_connections,
             tcp_bytes,
+            trace_spans,
         })
     }
 
@@ -385,7 +408,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         // Encoding into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        self.request_duration.encode(&mut out);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 
@@ -397,7 +422,8 @@ impl Metrics {
 }
 
 /// Converts OpenMetrics text to the Prometheus 0.0.4 text format: counter families are
-/// named with their `_total` suffix in `# HELP`/`# TYPE`, and `# UNIT`/`# EOF` are dropped.
+/// named with their `_total` suffix in `# HELP`/`# TYPE`, and `# UNIT`, `# EOF` and exemplars
+/// are dropped.
 fn openmetrics_to_prometheus_text(om: &str) -> String {
     let counters: std::collections::HashSet<&str> = om
         .lines()
@@ -426,7 +452,8 @@ fn openmetrics_to_prometheus_text(om: &str) -> String {
                 out.push(' ');
                 out.push_str(tail);
             }
-            None => out.push_str(line),
+            // Exemplars (` # {trace_id="..."} value ts`) are OpenMetrics only.
+            None => out.push_str(line.split_once(" # {").map_or(line, |(sample, _)| sample)),
         }
         out.push('\n');
     }

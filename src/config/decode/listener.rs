@@ -4,9 +4,9 @@ use super::{check_regex, exactly_one, header_name, maybe, or_default, spiffe_id}
 use crate::config::not_enforced::warn_if_not_enforced;
 use crate::config::reader::{Ctx, Field};
 use crate::config::schema::{
-    open_files_limit, Backend, Fault, FaultAbort, FaultDelay, HeaderMatch, HeaderRule, Listener,
-    ListenerLimits, ListenerProtocol, ListenerTimeouts, ListenerTls, Mirror, PathMatch, Retries,
-    RetryOn, Route, RouteMatch, TlsMode,
+    open_files_limit, Backend, Direction, Fault, FaultAbort, FaultDelay, HeaderMatch, HeaderRule,
+    Listener, ListenerLimits, ListenerProtocol, ListenerTimeouts, ListenerTls, Mirror, PathMatch,
+    Retries, RetryOn, Route, RouteMatch, TlsMode,
 };
 use crate::config::suggest::{did_you_mean, one_of};
 use crate::config::tree::{quote, Value};
@@ -95,6 +95,15 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
         }
         Some(tls)
     });
+    let direction = maybe(m.optional("direction"), |f| {
+        f.choice(
+            ctx,
+            &[
+                ("inbound", Direction::Inbound),
+                ("outbound", Direction::Outbound),
+            ],
+        )
+    });
     let limits = or_default(
         m.optional("limits"),
         ListenerLimits::with_defaults(open_files_limit()),
@@ -152,6 +161,10 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
         address: address?,
         protocol: protocol?,
         transparent: transparent?,
+        direction: direction?.unwrap_or(match &tls {
+            Some(Some(_)) => Direction::Inbound,
+            _ => Direction::Outbound,
+        }),
         tls: tls?,
         limits: limits?,
         timeouts: timeouts?,

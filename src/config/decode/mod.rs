@@ -306,7 +306,6 @@ fn decode_identity(ctx: &mut Ctx, f: &Field<'_>) -> Option<Identity> {
 }
 
 fn decode_tracing(ctx: &mut Ctx, f: &Field<'_>) -> Option<Tracing> {
-    warn_if_not_enforced(ctx, "tracing", f.key_pos, &f.path);
     let mut m = f.map(ctx, "`propagation`, `sampling_percent`, `otlp`")?;
     let propagation = or_default(m.optional("propagation"), vec![Propagation::W3c], |f| {
         let items = f.non_empty_seq(

@@ -8,6 +8,8 @@
 
 pub mod context;
 pub mod export;
+pub mod span;
+pub mod tracer;
 
 use std::fmt;
 
