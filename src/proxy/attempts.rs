@@ -120,18 +120,31 @@ pub struct SendResult {
     pub exchange: Option<Exchange>,
 }
 
+/// What every attempt of a request carries besides the request itself.
+#[derive(Debug)]
+pub struct Hop<'a> {
+    /// The client, for `x-forwarded-*`.
+    pub client: &'a Downstream,
+    /// The protocol switch the request asks for, when its route allows it.
+    pub upgrade: Option<&'a HeaderValue>,
+    /// The request's span, when it is recorded (retries become its events).
+    pub span: Option<&'a mut Recording>,
+}
+
 /// Runs the attempts of one request, all of them (and their backoffs) before `deadline`.
-/// `upgrade` is the protocol switch the request asks for, when its route allows it.
 pub async fn send(
     route: &Route,
     backend: &RouteBackend,
-    client: &Downstream,
     mut outgoing: Outgoing,
     deadline: Option<Instant>,
     holds: RequestHolds,
-    upgrade: Option<&HeaderValue>,
-    mut span: Option<&mut Recording>,
+    hop: Hop<'_>,
 ) -> SendResult {
+    let Hop {
+        client,
+        upgrade,
+        mut span,
+    } = hop;
     let service = &backend.service;
     let policy = route.retries.as_ref().filter(|_| outgoing.can_replay());
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();

@@ -33,7 +33,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use tokio::time::Instant;
 
-use super::attempts::{self, Outgoing, Sent};
+use super::attempts::{self, Hop, Outgoing, Sent};
 use super::connection::Connection;
 use super::finish::{Finish, Placement};
 use super::response::{client_gone_response, error_response, ResponseBody};
@@ -122,17 +122,12 @@ async fn proxy(
     let (parts, body) = req.into_parts();
     let outgoing = request_body(route, parts, body, deadline, conn.stream_idle).await?;
     let holds = admit(route, backend)?;
-    let sent = attempts::send(
-        route,
-        backend,
-        &conn.downstream,
-        outgoing,
-        deadline,
-        holds,
-        switch.as_ref().map(|s| &s.protocol),
-        finish.span.as_deref_mut(),
-    )
-    .await;
+    let hop = Hop {
+        client: &conn.downstream,
+        upgrade: switch.as_ref().map(|s| &s.protocol),
+        span: finish.span.as_deref_mut(),
+    };
+    let sent = attempts::send(route, backend, outgoing, deadline, holds, hop).await;
     if let Some(placement) = &mut finish.placement {
         placement.exchange = sent.exchange;
     }

@@ -9,7 +9,6 @@ mod service;
 
 use std::path::PathBuf;
 
-use super::not_enforced::warn_if_not_enforced;
 use super::reader::{Ctx, Field, MapReader};
 use super::schema::{
     Admin, Config, Identity, LogFormat, LogLevel, Logging, Node, Otlp, Propagation, Tracing,
