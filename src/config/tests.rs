@@ -411,3 +411,67 @@ fn identity_patterns_take_whole_segments_and_an_allow_list_is_never_empty() {
         assert!(errors.iter().any(|e| e.contains(says)), "{bad}: {errors:?}");
     }
 }
+
+#[test]
+fn a_listener_with_tls_is_inbound_unless_it_says_otherwise() {
+    let yaml = |listener_extra: &str| {
+        format!(
+            "version: 1\nidentity: {{ cert: a, key: b, trust_bundle: c }}\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n{listener_extra}    routes:\n      - name: r\n        backends: [{{ service: s }}]\nservices:\n  - {{ name: s, endpoints: [\"127.0.0.1:2\"] }}\n"
+        )
+    };
+    let direction = |extra: &str| {
+        load_str("d.yaml", &yaml(extra))
+            .map(|l| l.config.listeners[0].direction)
+            .map_err(|e| format!("{e:?}"))
+    };
+    assert_eq!(direction(""), Ok(Direction::Outbound));
+    assert_eq!(
+        direction("    tls: { mode: strict }\n"),
+        Ok(Direction::Inbound)
+    );
+    assert_eq!(
+        direction("    direction: inbound\n"),
+        Ok(Direction::Inbound)
+    );
+    assert_eq!(
+        direction("    direction: outbound\n    tls: { mode: strict }\n"),
+        Ok(Direction::Outbound)
+    );
+    let Err(LoadError::Invalid(diags)) = load_str("d.yaml", &yaml("    direction: sideways\n"))
+    else {
+        panic!("sideways is not a direction");
+    };
+    assert!(
+        lines(&diags)[0].starts_with("d.yaml:6:16: listeners[0].direction: "),
+        "{:?}",
+        lines(&diags)
+    );
+}
+
+#[test]
+fn an_otlp_endpoint_must_be_plain_http() {
+    let yaml = |endpoint: &str| {
+        format!(
+            "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        backends: [{{ service: s }}]\nservices:\n  - {{ name: s, endpoints: [\"127.0.0.1:2\"] }}\ntracing:\n  otlp: {{ endpoint: \"{endpoint}\" }}\n"
+        )
+    };
+    assert!(load_str("o.yaml", &yaml("http://127.0.0.1:4318/v1/traces")).is_ok());
+    for (bad, says) in [
+        (
+            "https://collector:4318/v1/traces",
+            "weir exports spans over plain HTTP",
+        ),
+        ("collector:4318", "is not an http:// URL"),
+    ] {
+        let Err(LoadError::Invalid(diags)) = load_str("o.yaml", &yaml(bad)) else {
+            panic!("{bad} must be refused");
+        };
+        let errors = lines(&diags);
+        assert!(
+            errors[0].starts_with("o.yaml:11:")
+                && errors[0].contains("tracing.otlp.endpoint: ")
+                && errors[0].contains(says),
+            "{bad}: {errors:?}"
+        );
+    }
+}

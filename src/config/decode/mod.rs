@@ -361,18 +361,30 @@ fn decode_otlp(ctx: &mut Ctx, f: &Field<'_>) -> Option<Otlp> {
 
 fn url(ctx: &mut Ctx, f: &Field<'_>) -> Option<String> {
     let s = f.str(ctx)?;
-    let ok = s
+    let uri = s
         .parse::<http::Uri>()
         .ok()
-        .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some());
-    if ok.is_none() {
-        f.error(
-            ctx,
-            format!("{} is not an http:// or https:// URL; write e.g. `http://127.0.0.1:4318/v1/traces`", quote(s)),
-        );
-        return None;
+        .filter(|u| u.authority().is_some());
+    match uri.as_ref().and_then(|u| u.scheme_str()) {
+        Some("http") => Some(s.to_string()),
+        Some("https") => {
+            f.error(
+                ctx,
+                format!("{} is an https:// URL, but weir exports spans over plain HTTP (to a collector or agent in the cluster); use its http:// endpoint, e.g. `http://jaeger-collector.observability:4318/v1/traces`", quote(s)),
+            );
+            None
+        }
+        _ => {
+            f.error(
+                ctx,
+                format!(
+                    "{} is not an http:// URL; write e.g. `http://127.0.0.1:4318/v1/traces`",
+                    quote(s)
+                ),
+            );
+            None
+        }
     }
-    Some(s.to_string())
 }
 
 fn decode_logging(ctx: &mut Ctx, f: &Field<'_>) -> Option<Logging> {
