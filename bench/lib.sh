@@ -203,6 +203,17 @@ EOF
       { consecutive_5xx: 5, consecutive_gateway_errors: 5, interval: 10s, base_ejection_time: 30s, max_ejection_percent: 10 }
 EOF
     fi
+    if [[ $extra == trace:* ]]; then
+        # Tracing at the given sampling percentage, exporting to the upstream nginx, which
+        # answers any POST with 200: a local collector that costs the proxy what a real
+        # one would (one HTTP/1.1 POST per batch).
+        cat <<EOF
+tracing:
+  propagation: [w3c]
+  sampling_percent: ${extra#trace:}
+  otlp: { endpoint: "http://127.0.0.1:$upstream/v1/traces", batch_size: 512, queue_size: 2048 }
+EOF
+    fi
     echo "logging: { level: $level, format: text, access_log: $access_log }"
 }
 

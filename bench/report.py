@@ -7,7 +7,8 @@ Standard library only. Reads RAW/ (written by bench/compare):
   h2c-T.txt | h2c-T.skip      h2load -c16 -m16 output, or why h2c was skipped
   rate-T-rN.txt/.log/.cpu     h2load --h1 --rps output, per-request log, "ticks_before ticks_after"
 T is one of direct, weir, weir-cb (weir with a circuit breaker, outlier detection and retries
-configured but never firing), nginx, haproxy.
+configured but never firing), weir-trace0/1/100 (tracing on, 0/1/100 % of requests sampled and
+exported), nginx, haproxy.
   rss-T.txt, hwm-T.txt        wrk -c256 output, summed VmHWM in kB
   died-T.txt                  present when the proxy process died during the run
 The report never calls a run good while a target is missed: in full mode every target is listed
@@ -22,8 +23,10 @@ import re
 import statistics
 import sys
 
-TARGETS = ["direct", "weir", "weir-cb", "nginx", "haproxy"]
-LABEL = {"direct": "direct", "weir": "weir", "weir-cb": "weir+cb", "nginx": "nginx", "haproxy": "HAProxy"}
+TARGETS = ["direct", "weir", "weir-cb", "weir-trace0", "weir-trace1", "weir-trace100", "nginx", "haproxy"]
+LABEL = {"direct": "direct", "weir": "weir", "weir-cb": "weir+cb", "weir-trace0": "weir+trace 0 %",
+         "weir-trace1": "weir+trace 1 %", "weir-trace100": "weir+trace 100 %", "nginx": "nginx",
+         "haproxy": "HAProxy"}
 RATE_TOLERANCE = 0.95  # achieved rate below 95 % of the asked rate is flagged (and not judged)
 # The targets weir is held to (bench/README.md):
 CPU_VS_HAPROXY = 0.90  # CPU per request @5k ≤ 0.90x HAProxy (median of per-round ratios)
@@ -31,6 +34,8 @@ SATURATION_VS_HAPROXY = 1.0  # h1 and h2c saturation ≥ 1.0x HAProxy
 P99_VS_HAPROXY = 1.0  # p99 @5k ≤ 1.0x HAProxy (median of per-round ratios)
 RSS_LIMIT_KB = 12 * 1024  # peak RSS (VmHWM) after 256 keep-alive connections < 12 MiB
 RESILIENCE_CPU = 1.05  # weir+cb (breaker, outlier detection, retries idle) CPU per request ≤ 1.05x weir
+# Tracing CPU per request vs tracing off, by sampling percentage (None: reported, not judged).
+TRACE_CPU = {"weir-trace0": None, "weir-trace1": 1.03, "weir-trace100": 1.15}
 
 
 def read(path):
@@ -395,6 +400,27 @@ def main():
             (f"weir+cb CPU/request ≤ {RESILIENCE_CPU:.2f}× weir (median of per-round ratios)", cb_cpu_r,
              lambda v: v <= RESILIENCE_CPU, fmt_ratio, cb_why)
         )
+        for tt, limit in TRACE_CPU.items():
+            # The cost of tracing at a sampling rate: same run, same rounds as weir.
+            tr_cpu_r = None
+            if tt in targets:
+                c = res[tt]
+                tr_cpu_r, cpu_per = round_ratio("cpu", "weir", this=tt)
+                p99_r, _ = round_ratio("p99", "weir", this=tt)
+                per_txt = ""
+                if len(cpu_per) > 1:
+                    per_txt = " (rounds: " + ", ".join(f"{v:.2f}" for v in cpu_per) + ")"
+                lines.append(
+                    f"- {LABEL[tt]} / weir: h1 req/s {fmt_ratio(ratio(c.get('h1'), w.get('h1')))}, "
+                    f"CPU/req {fmt_ratio(tr_cpu_r)}{per_txt}, p99 {fmt_ratio(p99_r)}, "
+                    f"peak RSS {fmt_ratio(ratio(c.get('rss'), w.get('rss')))}"
+                )
+            if limit is not None:
+                why = short_of_rate("weir", tt) if tt in targets else f"{tt} not among --targets"
+                verdicts.append(
+                    (f"{LABEL[tt]} CPU/request ≤ {limit:.2f}× weir (median of per-round ratios)", tr_cpu_r,
+                     lambda v, limit=limit: v <= limit, fmt_ratio, why)
+                )
 
     unmet, unmeasured = [], []
     lines.append("")
