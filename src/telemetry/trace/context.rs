@@ -4,10 +4,21 @@
 //! Parsers never fail a request: anything malformed reads as "no context", and the request
 //! starts a new trace.
 
-use http::HeaderMap;
+mod b3;
+mod hex;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+mod w3c;
+
+use http::header::{HeaderMap, HeaderName};
 
 use super::{SpanId, TraceId};
 use crate::config::Propagation;
+use hex::ValueText;
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Which formats a listener reads and writes (`tracing.propagation`), and which it reads
 /// first when a request carries both.
@@ -24,8 +35,22 @@ pub struct Formats {
 impl Formats {
     /// The formats of a `propagation` list, in its order.
     pub fn new(list: &[Propagation]) -> Self {
-        let _ = list;
-        todo!("helper")
+        let position = |format| list.iter().position(|listed| *listed == format);
+        let w3c = position(Propagation::W3c);
+        let b3 = position(Propagation::B3);
+        Formats {
+            w3c: w3c.is_some(),
+            b3: b3.is_some(),
+            b3_first: matches!((b3, w3c), (Some(b3), Some(w3c)) if b3 < w3c),
+        }
+    }
+
+    /// The listed formats, in the order `extract` reads them.
+    fn read_order(self) -> impl Iterator<Item = Propagation> {
+        let w3c = self.w3c.then_some(Propagation::W3c);
+        let b3 = self.b3.then_some(Propagation::B3);
+        let order = if self.b3_first { [b3, w3c] } else { [w3c, b3] };
+        order.into_iter().flatten()
     }
 }
 
@@ -56,9 +81,26 @@ pub struct Incoming {
 }
 
 /// Reads the first valid context among `formats`.
+///
+/// A format that carries only a sampling decision (B3's `x-b3-sampled: 0` or `b3: 0`) does
+/// not stop the search: a later format's full context wins, and the decision is used only
+/// when no listed format names a parent.
 pub fn extract(headers: &HeaderMap, formats: Formats) -> Incoming {
-    let _ = (headers, formats);
-    todo!("helper")
+    let mut decision_only = None;
+    for format in formats.read_order() {
+        let read = match format {
+            Propagation::W3c => w3c::read(headers),
+            Propagation::B3 => b3::read(headers),
+        };
+        match read {
+            Some(context) if context.parent.is_some() => return context,
+            Some(decision) => {
+                decision_only.get_or_insert(decision);
+            }
+            None => {}
+        }
+    }
+    decision_only.unwrap_or_default()
 }
 
 /// The context written on the upstream request.
@@ -83,12 +125,35 @@ pub struct Outgoing {
 /// Replaces the trace headers of `formats` with `out`. `keep_trace_state` says whether the
 /// request's `tracestate` belongs to `out`'s trace (else it is removed).
 pub fn inject(headers: &mut HeaderMap, formats: Formats, out: &Outgoing, keep_trace_state: bool) {
-    let _ = (headers, formats, out, keep_trace_state);
-    todo!("helper")
+    if formats.w3c {
+        w3c::write(headers, out, keep_trace_state);
+    }
+    if formats.b3 {
+        b3::write(headers, out);
+    }
 }
 
 /// Keeps the request's `x-request-id`, or adds a random UUID v4.
+///
+/// An empty `x-request-id` correlates nothing, so it is replaced like a missing one.
 pub fn ensure_request_id(headers: &mut HeaderMap) {
-    let _ = headers;
-    todo!("helper")
+    if headers.get(&X_REQUEST_ID).is_some_and(|id| !id.is_empty()) {
+        return;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&crate::rand::next_u64().to_be_bytes());
+    bytes[8..].copy_from_slice(&crate::rand::next_u64().to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // variant 10xx (RFC 9562)
+    let mut uuid = ValueText::new();
+    uuid.hex(&bytes[..4])
+        .text(b"-")
+        .hex(&bytes[4..6])
+        .text(b"-")
+        .hex(&bytes[6..8])
+        .text(b"-")
+        .hex(&bytes[8..10])
+        .text(b"-")
+        .hex(&bytes[10..]);
+    uuid.set(headers, &X_REQUEST_ID);
 }
