@@ -93,7 +93,11 @@ pub fn extract(headers: &HeaderMap, formats: Formats) -> Incoming {
             Propagation::B3 => b3::read(headers),
         };
         match read {
-            Some(context) if context.parent.is_some() => return context,
+            Some(mut context) if context.parent.is_some() => {
+                // The caller's B3 form is kept whichever format's context won.
+                context.b3_single |= formats.b3 && b3::uses_single_header(headers);
+                return context;
+            }
             Some(decision) => {
                 decision_only.get_or_insert(decision);
             }

@@ -14,6 +14,14 @@ static X_B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspa
 static X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 static X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 
+/// Whether the request carries a valid B3 single header (`b3`), so B3 is written back in
+/// that form even when another format's context won.
+pub(super) fn uses_single_header(headers: &HeaderMap) -> bool {
+    headers
+        .get(&B3)
+        .is_some_and(|value| parse_single(value.as_bytes()).is_some())
+}
+
 /// B3: the single `b3` header when it is valid (it takes precedence, per the B3 spec), else
 /// the `x-b3-*` headers. A malformed `b3` leaves the multi headers to speak, as Brave does.
 pub(super) fn read(headers: &HeaderMap) -> Option<Incoming> {

@@ -101,7 +101,8 @@ pub(super) fn assert_reads_back(read: &Incoming, out: &Outgoing) {
     assert_eq!(parent.span_id, out.span_id);
     assert_eq!(read.sampled, Some(out.sampled || out.debug));
     if read.from_w3c {
-        assert!(!read.debug && !read.b3_single && !parent.short_trace_id);
+        // B3's form is kept whichever format won (see `extract`); its flags are B3's own.
+        assert!(!read.debug && !parent.short_trace_id);
     } else {
         assert_eq!(read.debug, out.debug);
         assert_eq!(read.b3_single, out.b3_single);
@@ -435,6 +436,17 @@ fn reads_formats_in_the_listed_order() {
     assert_eq!(extract(&b3_only, W3C), Incoming::default());
     let w3c_only = map(&[("traceparent", &traceparent)]);
     assert_eq!(extract(&w3c_only, B3_ONLY), Incoming::default());
+}
+
+#[test]
+fn the_callers_b3_single_form_is_kept_when_w3c_wins() {
+    let traceparent = format!("00-{W3C_TRACE}-{W3C_SPAN}-01");
+    let b3 = format!("{W3C_TRACE}-{W3C_SPAN}-1");
+    let both = map(&[("traceparent", &traceparent), ("b3", &b3)]);
+    let read = extract(&both, W3C_THEN_B3);
+    assert!(read.from_w3c && read.b3_single, "{read:?}");
+    // Without B3 listed, its form is not weir's concern.
+    assert!(!extract(&both, W3C).b3_single);
 }
 
 #[test]
