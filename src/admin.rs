@@ -167,7 +167,7 @@ fn services_json(snapshot: &Snapshot) -> String {
                 .iter()
                 .map(|e| {
                     json!({
-                        "address": e.label,
+                        "address": &*e.label,
                         "weight": e.weight,
                         "in_flight": e.load(),
                         "connections": e.pool.open_connections(),

@@ -285,7 +285,7 @@ fn answer(
     per_try_deadline: Option<Instant>,
     deadline: Option<Instant>,
 ) -> Sent {
-    let endpoint = exchange.endpoint().label.as_str();
+    let endpoint = &*exchange.endpoint().label;
     match judged {
         Judged::Response(response) => Sent::Response(response),
         Judged::Upstream(_, UpstreamFailure::Connect(why)) => {

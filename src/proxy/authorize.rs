@@ -3,6 +3,8 @@
 //! connected) and every request on the connection counts it in
 //! `weir_tls_peer_requests_total`; a denied peer's requests get 403 `identity_denied`.
 
+use std::sync::Arc;
+
 use prometheus_client::metrics::counter::Counter;
 
 use crate::telemetry::metrics::{Metrics, TlsPeerLabels};
@@ -37,7 +39,7 @@ struct Decisions {
 #[derive(Debug, Clone)]
 pub struct PeerDecision {
     /// The peer's SPIFFE ID; `None` for a plaintext client.
-    pub peer: Option<Box<str>>,
+    pub peer: Option<Arc<str>>,
     /// Whether its requests are served.
     pub allowed: bool,
     /// `weir_tls_peer_requests_total` for this peer and decision.
@@ -88,7 +90,7 @@ impl Authorization {
             },
         };
         PeerDecision {
-            peer: peer.map(Box::from),
+            peer: peer.map(Arc::from),
             allowed,
             counter,
         }

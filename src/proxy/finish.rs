@@ -157,9 +157,7 @@ impl Finish {
                 listener: &table.listener,
                 route: names.0,
                 service: names.1,
-                endpoint: exchange
-                    .as_ref()
-                    .map_or("", |e| e.endpoint().label.as_str()),
+                endpoint: exchange.as_ref().map_or("", |e| &*e.endpoint().label),
                 method: method.as_str(),
                 path: uri.path(),
                 status: self.status,
@@ -168,16 +166,17 @@ impl Finish {
             });
         }
         if let (Some(span), Some(tracer)) = (self.span.take(), &table.tracer) {
+            let names = self
+                .placement
+                .as_ref()
+                .map(|p| &table.routes[p.route].backends[p.backend].span_names);
             let end = SpanEnd {
                 status: self.status,
-                route: names.0,
-                service: names.1,
-                endpoint: exchange
-                    .as_ref()
-                    .map_or("", |e| e.endpoint().label.as_str()),
-                error: error_label(self.error, ending),
-                peer_identity: self.conn.peer.as_ref().and_then(|p| p.peer.as_deref()),
-                client_ip: self.conn.downstream.client_ip.to_str().unwrap_or_default(),
+                names,
+                endpoint: exchange.as_ref().map(|e| &e.endpoint().label),
+                error: Some(error_label(self.error, ending)).filter(|code| !code.is_empty()),
+                peer_identity: self.conn.peer.as_ref().and_then(|p| p.peer.as_ref()),
+                client_ip: Some(&self.conn.downstream.client_ip),
             };
             tracer.submit(span.finish(&end, SystemTime::now()));
         }

@@ -18,7 +18,7 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
 use crate::telemetry::trace::tracer::Tracer;
-use crate::telemetry::trace::SpanKind;
+use crate::telemetry::trace::{SpanKind, SpanNames};
 use crate::upstream::balancer::WeightedRandom;
 use crate::upstream::retry_budget::RetryBudget;
 use crate::upstream::Service;
@@ -38,6 +38,8 @@ pub struct RouteBackend {
     pub retry_budget: RetryBudget,
     /// `weir_retries_total{route, service, outcome}`.
     pub retry_counters: RetryCounters,
+    /// The route and service names this backend's spans report.
+    pub span_names: Arc<SpanNames>,
 }
 
 /// `weir_retries_total` handles of one route and service, one per outcome.
@@ -164,6 +166,10 @@ impl RouteTable {
                     unsent,
                     retry_budget,
                     retry_counters,
+                    span_names: Arc::new(SpanNames {
+                        route: r.name.as_str().into(),
+                        service: b.service.as_str().into(),
+                    }),
                 });
             }
             let weights: Vec<u32> = r.backends.iter().map(|b| b.weight).collect();

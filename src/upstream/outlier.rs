@@ -224,7 +224,7 @@ impl OutlierDetector {
             .outlier_ejections
             .get_or_create(&EjectionLabels {
                 service: self.service.clone(),
-                endpoint: endpoint.label.clone(),
+                endpoint: endpoint.label.to_string(),
                 reason: reason.as_str().to_string(),
             })
             .inc();

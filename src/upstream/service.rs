@@ -43,7 +43,7 @@ impl EndpointSet {
             kind,
             in_rotation
                 .iter()
-                .map(|&i| (endpoints[i].label.as_str(), endpoints[i].weight)),
+                .map(|&i| (&*endpoints[i].label, endpoints[i].weight)),
         );
         EndpointSet {
             endpoints,
@@ -339,7 +339,7 @@ impl Service {
             .collect();
         Endpoint {
             address,
-            label,
+            label: label.into(),
             weight,
             in_flight,
             pool: Pool::new(

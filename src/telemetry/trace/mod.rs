@@ -12,6 +12,9 @@ pub mod span;
 pub mod tracer;
 
 use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, Uri};
 
 /// A 128-bit trace id; all zeros is invalid in every format.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -91,7 +94,7 @@ pub enum SpanKind {
     Client,
 }
 
-/// An attribute value (the OTLP `AnyValue` kinds weir writes).
+/// An attribute value of the resource (the OTLP `AnyValue` kinds weir writes).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttributeValue {
     /// A string.
@@ -105,19 +108,32 @@ pub enum AttributeValue {
 /// A key and its value.
 pub type Attribute = (&'static str, AttributeValue);
 
-/// Something that happened during a span (one per retry attempt).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpanEvent {
-    /// Event name (`retry`).
-    pub name: &'static str,
-    /// When, in nanoseconds since the Unix epoch.
-    pub unix_nanos: u64,
-    /// What about it.
-    pub attributes: Vec<Attribute>,
+/// The names a span reports for its route and service, resolved when the configuration is
+/// built so that finishing a span copies no string.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SpanNames {
+    /// The matched route.
+    pub route: Box<str>,
+    /// The chosen service.
+    pub service: Box<str>,
 }
 
-/// One finished span, as the request path hands it to the exporter: plain data, encoded to
-/// OTLP only in the exporter's task.
+/// One retry attempt, an event of its request's span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryEvent {
+    /// When the failed attempt was given up, in nanoseconds since the Unix epoch.
+    pub unix_nanos: u64,
+    /// The endpoint whose attempt failed.
+    pub endpoint: Arc<str>,
+    /// Why it was retried (`connect_failure`, `reset`, `timeout`, `retriable_status`).
+    pub reason: &'static str,
+    /// The status it answered, when it answered.
+    pub status: Option<u16>,
+}
+
+/// One finished span, as the request path hands it to the exporter: the request's own
+/// values (shared, not copied: header values and the target are reference-counted), turned
+/// into OTLP attributes only in the exporter's task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedSpan {
     /// The trace it belongs to.
@@ -127,21 +143,33 @@ pub struct FinishedSpan {
     /// The span it was called from, if the request carried one.
     pub parent: Option<SpanId>,
     /// The W3C `tracestate` the request carried, kept with the span.
-    pub trace_state: Option<String>,
+    pub trace_state: Option<HeaderValue>,
     /// Server (inbound listener) or client (outbound listener).
     pub kind: SpanKind,
-    /// Operation name shown in Jaeger (`GET reviews`).
-    pub name: String,
     /// Start, in nanoseconds since the Unix epoch.
     pub start_unix_nanos: u64,
     /// End, in nanoseconds since the Unix epoch.
     pub end_unix_nanos: u64,
-    /// OpenTelemetry semantic-convention and `weir.*` attributes.
-    pub attributes: Vec<Attribute>,
-    /// One event per retry attempt.
-    pub events: Vec<SpanEvent>,
-    /// `Some(message)` when the span's status is error (5xx, or an error weir made).
-    pub error: Option<String>,
+    /// The request's method.
+    pub method: Method,
+    /// The request's target (its path is `url.path`; the query is never reported).
+    pub uri: Uri,
+    /// The request's `host` field, when its target names no authority.
+    pub host: Option<HeaderValue>,
+    /// Status sent to the client (499 when it left first; 0 when none was decided).
+    pub status: u16,
+    /// Route and service, when a route matched.
+    pub names: Option<Arc<SpanNames>>,
+    /// The endpoint of the last attempt.
+    pub endpoint: Option<Arc<str>>,
+    /// weir's error code, when weir made the response or the upstream broke it off.
+    pub error: Option<&'static str>,
+    /// One event per retry.
+    pub retries: Vec<RetryEvent>,
+    /// The client's SPIFFE identity, when it came over mutual TLS.
+    pub peer_identity: Option<Arc<str>>,
+    /// The client's IP address.
+    pub client_ip: Option<HeaderValue>,
 }
 
 /// Who this proxy speaks for, sent once per export as the OTLP resource.

@@ -1,29 +1,20 @@
-//! One sampled request's span while it is in flight, and the attributes it ends with
-//! (OpenTelemetry's HTTP semantic conventions, plus `weir.*`).
+//! One sampled request's span while it is in flight, and what it says once finished: the
+//! OpenTelemetry HTTP semantic-convention attributes (plus `weir.*`), its name and status.
+//! The attributes are derived from the span's own values when the exporter encodes it, so
+//! the request path copies no string for them.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use http::uri::Authority;
-use http::{Method, Request};
+use http::{HeaderValue, Request};
 
-use super::{Attribute, AttributeValue, FinishedSpan, SpanEvent, SpanId, SpanKind, TraceId};
+use super::{FinishedSpan, RetryEvent, SpanId, SpanKind, SpanNames, TraceId};
 
 /// A sampled request's span, from its start until its response ends. Boxed in the request:
 /// an unsampled request carries only a `None`.
 #[derive(Debug)]
 pub struct Recording {
-    trace_id: TraceId,
-    span_id: SpanId,
-    parent: Option<SpanId>,
-    trace_state: Option<String>,
-    kind: SpanKind,
-    start_unix_nanos: u64,
-    method: Method,
-    path: String,
-    /// The host and port the request was addressed to (`:authority` or `host`).
-    server: Option<Authority>,
-    events: Vec<SpanEvent>,
-    retries: u32,
+    span: FinishedSpan,
 }
 
 /// What a request's span ends with: where it went and how it ended.
@@ -31,18 +22,16 @@ pub struct Recording {
 pub struct SpanEnd<'a> {
     /// Status sent to the client (499 when it left first).
     pub status: u16,
-    /// The matched route (empty when none).
-    pub route: &'a str,
-    /// The chosen service (empty when none).
-    pub service: &'a str,
-    /// The endpoint of the last attempt (empty when none).
-    pub endpoint: &'a str,
+    /// Route and service, when a route matched.
+    pub names: Option<&'a Arc<SpanNames>>,
+    /// The endpoint of the last attempt.
+    pub endpoint: Option<&'a Arc<str>>,
     /// weir's error code when weir made the response or the upstream broke it off.
-    pub error: &'a str,
+    pub error: Option<&'static str>,
     /// The client's SPIFFE identity, when it came over mutual TLS.
-    pub peer_identity: Option<&'a str>,
+    pub peer_identity: Option<&'a Arc<str>>,
     /// The client's IP address.
-    pub client_ip: &'a str,
+    pub client_ip: Option<&'a HeaderValue>,
 }
 
 /// Nanoseconds since the Unix epoch (0 for a clock set before 1970).
@@ -56,150 +45,200 @@ impl Recording {
     pub fn start<B>(
         req: &Request<B>,
         kind: SpanKind,
-        trace_id: TraceId,
-        span_id: SpanId,
-        parent: Option<SpanId>,
-        trace_state: Option<String>,
+        ids: (TraceId, SpanId, Option<SpanId>),
+        trace_state: Option<HeaderValue>,
         at: SystemTime,
     ) -> Self {
-        let server = req.uri().authority().cloned().or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-        });
+        let (trace_id, span_id, parent) = ids;
+        let host = match req.uri().authority() {
+            Some(_) => None,
+            None => req.headers().get(http::header::HOST).cloned(),
+        };
         Recording {
-            trace_id,
-            span_id,
-            parent,
-            trace_state,
-            kind,
-            start_unix_nanos: unix_nanos(at),
-            method: req.method().clone(),
-            path: req.uri().path().to_owned(),
-            server,
-            events: Vec::new(),
-            retries: 0,
+            span: FinishedSpan {
+                trace_id,
+                span_id,
+                parent,
+                trace_state,
+                kind,
+                start_unix_nanos: unix_nanos(at),
+                end_unix_nanos: 0,
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                host,
+                status: 0,
+                names: None,
+                endpoint: None,
+                error: None,
+                retries: Vec::new(),
+                peer_identity: None,
+                client_ip: None,
+            },
         }
     }
 
     /// The trace the span belongs to (for exemplars).
     pub fn trace_id(&self) -> TraceId {
-        self.trace_id
+        self.span.trace_id
     }
 
     /// The span's own id (for exemplars).
     pub fn span_id(&self) -> SpanId {
-        self.span_id
+        self.span.span_id
     }
 
     /// Notes that the attempt at `endpoint` failed with `reason` (and `status`, when it was
-    /// answered) and is retried: one `retry` event, naming the attempt that follows.
-    pub fn retry(&mut self, endpoint: &str, reason: &'static str, status: Option<u16>) {
-        self.retries += 1;
-        let mut attributes = vec![
-            (
-                "weir.attempt",
-                AttributeValue::Int(i64::from(self.retries) + 1),
-            ),
-            ("weir.endpoint", AttributeValue::Text(endpoint.to_owned())),
-            ("weir.retry_reason", AttributeValue::Static(reason)),
-        ];
-        if let Some(status) = status {
-            attributes.push((
-                "http.response.status_code",
-                AttributeValue::Int(status.into()),
-            ));
-        }
-        self.events.push(SpanEvent {
-            name: "retry",
+    /// answered) and is retried: one `retry` event.
+    pub fn retry(&mut self, endpoint: &Arc<str>, reason: &'static str, status: Option<u16>) {
+        self.span.retries.push(RetryEvent {
             unix_nanos: unix_nanos(SystemTime::now()),
-            attributes,
+            endpoint: endpoint.clone(),
+            reason,
+            status,
         });
     }
 
-    /// The finished span, ending now.
+    /// The finished span, ending at `at`.
     pub fn finish(self, end: &SpanEnd<'_>, at: SystemTime) -> FinishedSpan {
-        let text = |s: &str| AttributeValue::Text(s.to_owned());
-        let mut attributes: Vec<Attribute> = Vec::with_capacity(14);
-        attributes.push(("http.request.method", text(self.method.as_str())));
-        attributes.push(("url.path", AttributeValue::Text(self.path)));
-        if end.status != 0 {
-            attributes.push((
-                "http.response.status_code",
-                AttributeValue::Int(i64::from(end.status)),
-            ));
+        let mut span = self.span;
+        span.end_unix_nanos = unix_nanos(at).max(span.start_unix_nanos);
+        span.status = end.status;
+        span.names = end.names.cloned();
+        span.endpoint = end.endpoint.cloned();
+        span.error = end.error;
+        span.peer_identity = end.peer_identity.cloned();
+        span.client_ip = end.client_ip.cloned();
+        span
+    }
+}
+
+/// An attribute value as the encoder writes it, borrowed from the span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// A string.
+    Str(&'a str),
+    /// An integer.
+    Int(i64),
+}
+
+/// Why a span's status is error: weir's own error code, or the upstream's 5xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanError {
+    /// weir made the response (or the upstream broke it off): its `weir-error` code.
+    Weir(&'static str),
+    /// The upstream answered this 5xx status.
+    Status(u16),
+}
+
+impl FinishedSpan {
+    /// The route's name, when a route matched.
+    pub fn route(&self) -> Option<&str> {
+        self.names.as_deref().map(|n| &*n.route)
+    }
+
+    /// Error for a 5xx and for every error weir answered itself; `None` leaves the status
+    /// unset (a 4xx from the application is the client's business, per OpenTelemetry's
+    /// HTTP conventions).
+    pub fn error(&self) -> Option<SpanError> {
+        match (self.error, self.status) {
+            (Some(code), _) => Some(SpanError::Weir(code)),
+            (None, status @ 500..=599) => Some(SpanError::Status(status)),
+            _ => None,
         }
-        if let Some(server) = &self.server {
-            attributes.push(("server.address", text(server.host())));
-            if let Some(port) = server.port_u16() {
-                attributes.push(("server.port", AttributeValue::Int(i64::from(port))));
+    }
+
+    /// Calls `f` with each attribute, in a fixed order: OpenTelemetry's HTTP semantic
+    /// conventions, then weir's own.
+    pub fn attributes<'a>(&'a self, mut f: impl FnMut(&'static str, Value<'a>)) {
+        f("http.request.method", Value::Str(self.method.as_str()));
+        f("url.path", Value::Str(self.uri.path()));
+        if self.status != 0 {
+            f("http.response.status_code", Value::Int(self.status.into()));
+        }
+        let authority = match self.uri.authority() {
+            Some(a) => Some(a.as_str()),
+            None => self.host.as_ref().and_then(|h| h.to_str().ok()),
+        };
+        if let Some((host, port)) = authority.map(split_host_port) {
+            f("server.address", Value::Str(host));
+            if let Some(port) = port {
+                f("server.port", Value::Int(port.into()));
             }
         }
+        let client_ip = self.client_ip.as_ref().and_then(|ip| ip.to_str().ok());
         match self.kind {
             SpanKind::Server => {
-                attributes.push(("client.address", text(end.client_ip)));
-                attributes.push(("network.peer.address", text(end.client_ip)));
+                if let Some(ip) = client_ip {
+                    f("client.address", Value::Str(ip));
+                    f("network.peer.address", Value::Str(ip));
+                }
             }
             SpanKind::Client => {
-                if let Some((ip, port)) = end.endpoint.rsplit_once(':') {
-                    let ip = ip.trim_start_matches('[').trim_end_matches(']');
-                    attributes.push(("network.peer.address", text(ip)));
-                    if let Ok(port) = port.parse::<u16>() {
-                        attributes.push(("network.peer.port", AttributeValue::Int(port.into())));
+                if let Some((ip, port)) = self.endpoint.as_deref().map(split_host_port) {
+                    f("network.peer.address", Value::Str(ip));
+                    if let Some(port) = port {
+                        f("network.peer.port", Value::Int(port.into()));
                     }
                 }
             }
         }
-        for (key, value) in [
-            ("weir.route", end.route),
-            ("weir.service", end.service),
-            ("weir.endpoint", end.endpoint),
-            ("weir.error", end.error),
-        ] {
-            if !value.is_empty() {
-                attributes.push((key, text(value)));
-            }
+        if let Some(names) = &self.names {
+            f("weir.route", Value::Str(&names.route));
+            f("weir.service", Value::Str(&names.service));
         }
-        attributes.push(("weir.retries", AttributeValue::Int(self.retries.into())));
-        if let Some(peer) = end.peer_identity {
-            attributes.push(("weir.peer.identity", text(peer)));
+        if let Some(endpoint) = &self.endpoint {
+            f("weir.endpoint", Value::Str(endpoint));
         }
-        let error = if !end.error.is_empty() {
-            Some(end.error.to_owned())
-        } else if end.status >= 500 {
-            Some(format!("HTTP {}", end.status))
-        } else {
-            None
-        };
-        let name = match end.route {
-            "" => self.method.as_str().to_owned(),
-            route => format!("{} {route}", self.method),
-        };
-        FinishedSpan {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            parent: self.parent,
-            trace_state: self.trace_state,
-            kind: self.kind,
-            name,
-            start_unix_nanos: self.start_unix_nanos,
-            end_unix_nanos: unix_nanos(at).max(self.start_unix_nanos),
-            attributes,
-            events: self.events,
-            error,
+        if let Some(code) = self.error {
+            f("weir.error", Value::Str(code));
+        }
+        f("weir.retries", Value::Int(self.retries.len() as i64));
+        if let Some(peer) = &self.peer_identity {
+            f("weir.peer.identity", Value::Str(peer));
         }
     }
+}
+
+impl RetryEvent {
+    /// Calls `f` with each attribute of the event: the attempt that follows, the endpoint
+    /// that failed, why, and its status when it answered.
+    pub fn attributes<'a>(&'a self, attempt: i64, mut f: impl FnMut(&'static str, Value<'a>)) {
+        f("weir.attempt", Value::Int(attempt));
+        f("weir.endpoint", Value::Str(&self.endpoint));
+        f("weir.retry_reason", Value::Str(self.reason));
+        if let Some(status) = self.status {
+            f("http.response.status_code", Value::Int(status.into()));
+        }
+    }
+}
+
+/// `host:port` (or `[v6]:port`, or a host alone) as host and port.
+fn split_host_port(authority: &str) -> (&str, Option<u16>) {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()),
+        _ => (authority, None),
+    };
+    (host.trim_start_matches('[').trim_end_matches(']'), port)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn attribute<'a>(span: &'a FinishedSpan, key: &str) -> Option<&'a AttributeValue> {
-        span.attributes
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v)
+    fn attributes(span: &FinishedSpan) -> Vec<(&'static str, Value<'_>)> {
+        let mut out = Vec::new();
+        span.attributes(|k, v| out.push((k, v)));
+        out
+    }
+
+    fn attribute<'a>(span: &'a FinishedSpan, key: &str) -> Option<Value<'a>> {
+        let mut found = None;
+        span.attributes(|k, v| {
+            if k == key {
+                found = Some(v);
+            }
+        });
+        found
     }
 
     #[test]
@@ -208,94 +247,107 @@ mod tests {
             .body(())
             .expect("request");
         let start = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(10);
-        let mut rec = Recording::start(
-            &req,
-            SpanKind::Client,
-            TraceId([1; 16]),
-            SpanId([2; 8]),
-            Some(SpanId([3; 8])),
-            None,
-            start,
-        );
-        rec.retry("10.0.0.1:80", "connect_failure", None);
+        let ids = (TraceId([1; 16]), SpanId([2; 8]), Some(SpanId([3; 8])));
+        let mut rec = Recording::start(&req, SpanKind::Client, ids, None, start);
+        rec.retry(&Arc::from("10.0.0.1:80"), "connect_failure", None);
+        let names = Arc::new(SpanNames {
+            route: "reviews".into(),
+            service: "reviews-v1".into(),
+        });
+        let endpoint: Arc<str> = Arc::from("10.0.0.2:8080");
         let span = rec.finish(
             &SpanEnd {
                 status: 502,
-                route: "reviews",
-                service: "reviews-v1",
-                endpoint: "10.0.0.2:8080",
-                error: "connect_failed",
-                client_ip: "127.0.0.1",
+                names: Some(&names),
+                endpoint: Some(&endpoint),
+                error: Some("connect_failed"),
                 ..SpanEnd::default()
             },
             start + std::time::Duration::from_millis(5),
         );
-        assert_eq!(span.name, "GET reviews");
+        assert_eq!(span.route(), Some("reviews"));
         assert_eq!(span.end_unix_nanos - span.start_unix_nanos, 5_000_000);
         assert_eq!(
-            attribute(&span, "url.path"),
-            Some(&AttributeValue::Text("/r/1".into())),
-            "the query is not recorded"
+            attributes(&span),
+            [
+                ("http.request.method", Value::Str("GET")),
+                ("url.path", Value::Str("/r/1")),
+                ("http.response.status_code", Value::Int(502)),
+                ("server.address", Value::Str("reviews")),
+                ("server.port", Value::Int(9080)),
+                ("network.peer.address", Value::Str("10.0.0.2")),
+                ("network.peer.port", Value::Int(8080)),
+                ("weir.route", Value::Str("reviews")),
+                ("weir.service", Value::Str("reviews-v1")),
+                ("weir.endpoint", Value::Str("10.0.0.2:8080")),
+                ("weir.error", Value::Str("connect_failed")),
+                ("weir.retries", Value::Int(1)),
+            ]
         );
+        assert_eq!(span.error(), Some(SpanError::Weir("connect_failed")));
+        let mut event = Vec::new();
+        span.retries[0].attributes(2, |k, v| event.push((k, v)));
         assert_eq!(
-            attribute(&span, "server.address"),
-            Some(&AttributeValue::Text("reviews".into()))
+            event,
+            [
+                ("weir.attempt", Value::Int(2)),
+                ("weir.endpoint", Value::Str("10.0.0.1:80")),
+                ("weir.retry_reason", Value::Str("connect_failure")),
+            ]
         );
-        assert_eq!(
-            attribute(&span, "server.port"),
-            Some(&AttributeValue::Int(9080))
-        );
-        assert_eq!(
-            attribute(&span, "network.peer.address"),
-            Some(&AttributeValue::Text("10.0.0.2".into()))
-        );
-        assert_eq!(
-            attribute(&span, "weir.retries"),
-            Some(&AttributeValue::Int(1))
-        );
-        assert_eq!(span.events.len(), 1);
-        assert_eq!(span.error.as_deref(), Some("connect_failed"));
-        assert_eq!(attribute(&span, "client.address"), None);
     }
 
     #[test]
-    fn a_server_span_errors_on_5xx_only() {
+    fn a_server_span_errors_on_5xx_only_and_names_its_client() {
         let req = Request::get("/")
-            .header("host", "app")
+            .header("host", "[::1]:8080")
             .body(())
             .expect("request");
         let start = SystemTime::now();
-        let ok = |status| {
-            Recording::start(
-                &req,
-                SpanKind::Server,
-                TraceId([1; 16]),
-                SpanId([2; 8]),
-                None,
-                None,
-                start,
-            )
-            .finish(
+        let ip = HeaderValue::from_static("10.1.1.1");
+        let peer: Arc<str> = Arc::from("spiffe://td/ns/a/sa/b");
+        let ended = |status| {
+            let ids = (TraceId([1; 16]), SpanId([2; 8]), None);
+            Recording::start(&req, SpanKind::Server, ids, None, start).finish(
                 &SpanEnd {
                     status,
-                    client_ip: "10.1.1.1",
-                    peer_identity: Some("spiffe://td/ns/a/sa/b"),
+                    client_ip: Some(&ip),
+                    peer_identity: Some(&peer),
                     ..SpanEnd::default()
                 },
                 start,
             )
         };
-        assert_eq!(ok(404).error, None, "a 4xx from the app is the client's");
-        assert_eq!(ok(503).error.as_deref(), Some("HTTP 503"));
-        let span = ok(200);
-        assert_eq!(span.name, "GET");
         assert_eq!(
-            attribute(&span, "weir.peer.identity"),
-            Some(&AttributeValue::Text("spiffe://td/ns/a/sa/b".into()))
+            ended(404).error(),
+            None,
+            "a 4xx from the app is the client's"
         );
+        assert_eq!(ended(503).error(), Some(SpanError::Status(503)));
+        let span = ended(200);
+        assert_eq!(span.route(), None);
+        assert_eq!(attribute(&span, "server.address"), Some(Value::Str("::1")));
+        assert_eq!(attribute(&span, "server.port"), Some(Value::Int(8080)));
         assert_eq!(
             attribute(&span, "network.peer.address"),
-            Some(&AttributeValue::Text("10.1.1.1".into()))
+            Some(Value::Str("10.1.1.1"))
         );
+        assert_eq!(
+            attribute(&span, "client.address"),
+            Some(Value::Str("10.1.1.1"))
+        );
+        assert_eq!(
+            attribute(&span, "weir.peer.identity"),
+            Some(Value::Str("spiffe://td/ns/a/sa/b"))
+        );
+    }
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        assert_eq!(split_host_port("a:80"), ("a", Some(80)));
+        assert_eq!(split_host_port("a"), ("a", None));
+        assert_eq!(split_host_port("[::1]"), ("::1", None));
+        assert_eq!(split_host_port("[::1]:9"), ("::1", Some(9)));
+        assert_eq!(split_host_port("a:x"), ("a", None));
     }
 }

@@ -76,14 +76,12 @@ impl Tracer {
         }
         let trace_state = incoming
             .from_w3c
-            .then(|| headers.get("tracestate")?.to_str().ok().map(str::to_owned))
+            .then(|| headers.get("tracestate").cloned())
             .flatten();
         Some(Box::new(Recording::start(
             req,
             kind,
-            trace_id,
-            span_id,
-            caller,
+            (trace_id, span_id, caller),
             trace_state,
             SystemTime::now(),
         )))

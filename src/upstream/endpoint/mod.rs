@@ -2,6 +2,7 @@
 //! resolved for it when it was created.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -21,7 +22,7 @@ pub struct Endpoint {
     /// Where it listens.
     pub address: SocketAddr,
     /// The address as text, as it appears in metric labels and logs.
-    pub label: String,
+    pub label: Arc<str>,
     /// Relative weight among its service's endpoints.
     pub weight: u32,
     /// Requests sent and not yet fully answered (`weir_http_requests_in_flight`); also the

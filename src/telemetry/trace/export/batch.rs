@@ -153,7 +153,7 @@ mod tests {
         batch
             .expect("a batch")
             .into_iter()
-            .map(|s| s.name)
+            .map(|s| s.route().unwrap_or_default().to_owned())
             .collect()
     }
 

@@ -171,7 +171,7 @@ mod tests {
             assert_eq!(r.content_type.as_deref(), Some("application/x-protobuf"));
             assert_eq!(r.content_length, Some(r.body_len.to_string()));
             assert_eq!(r.body_len, body().len());
-            assert_eq!(r.span_names(), ["span 1", "span 2"]);
+            assert_eq!(r.span_names(), ["GET span 1", "GET span 2"]);
         }
         assert_eq!(
             collector.connections(),

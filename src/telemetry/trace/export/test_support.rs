@@ -19,32 +19,39 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::telemetry::trace::{
-    AttributeValue, FinishedSpan, Resource, SpanEvent, SpanId, SpanKind, TraceId,
+    AttributeValue, FinishedSpan, Resource, RetryEvent, SpanId, SpanKind, SpanNames, TraceId,
 };
+use http::{HeaderValue, Method};
 
-/// A span with every field set; `n` makes its ids and name distinct.
+/// A span with every field set; `n` makes its ids, route (`span {n}`) and path distinct.
 pub(super) fn span(n: u8) -> FinishedSpan {
     let start = 1_700_000_000_000_000_000 + u64::from(n) * 1_000;
     FinishedSpan {
         trace_id: TraceId([n.wrapping_add(1); 16]),
         span_id: SpanId([n.wrapping_add(1), 2, 3, 4, 5, 6, 7, 8]),
         parent: Some(SpanId([9, 9, 9, 9, 9, 9, 9, n])),
-        trace_state: Some("vendor=value".to_owned()),
+        trace_state: Some(HeaderValue::from_static("vendor=value")),
         kind: SpanKind::Server,
-        name: format!("span {n}"),
         start_unix_nanos: start,
         end_unix_nanos: start + 500,
-        attributes: vec![
-            ("http.request.method", AttributeValue::Static("GET")),
-            ("url.path", AttributeValue::Text(format!("/reviews/{n}"))),
-            ("http.response.status_code", AttributeValue::Int(503)),
-        ],
-        events: vec![SpanEvent {
-            name: "retry",
+        method: Method::GET,
+        uri: format!("/reviews/{n}?q=secret").parse().expect("uri"),
+        host: Some(HeaderValue::from_static("reviews.shop:9080")),
+        status: 503,
+        names: Some(Arc::new(SpanNames {
+            route: format!("span {n}").into(),
+            service: "reviews-v1".into(),
+        })),
+        endpoint: Some(Arc::from("10.1.0.1:8080")),
+        error: None,
+        retries: vec![RetryEvent {
             unix_nanos: start + 200,
-            attributes: vec![("weir.attempt", AttributeValue::Int(2))],
+            endpoint: Arc::from("10.1.0.2:8080"),
+            reason: "retriable_status",
+            status: Some(503),
         }],
-        error: Some("upstream answered 503".to_owned()),
+        peer_identity: Some(Arc::from("spiffe://cluster.local/ns/shop/sa/front")),
+        client_ip: Some(HeaderValue::from_static("10.0.0.7")),
     }
 }
 

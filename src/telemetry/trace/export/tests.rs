@@ -6,6 +6,9 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
 use super::encode::Encoder;
 use super::test_support::{closed_port_url, resource, span, Answer, Collector};
 use super::{Exporter, SpanSink, Timing};
@@ -57,13 +60,16 @@ async fn spans_arrive_whole_in_batches_of_batch_size_over_one_connection() {
     assert_eq!(
         batches,
         [
-            ["span 0", "span 1", "span 2"],
-            ["span 3", "span 4", "span 5"],
-            ["span 6", "span 7", "span 8"],
+            ["GET span 0", "GET span 1", "GET span 2"],
+            ["GET span 3", "GET span 4", "GET span 5"],
+            ["GET span 6", "GET span 7", "GET span 8"],
         ]
     );
     // Every field: the collector got exactly what the encoder makes of these spans.
-    let expected = Encoder::new(&resource()).request((0..3).map(span).collect());
+    let expected = ExportTraceServiceRequest::decode(
+        Encoder::new(&resource()).encode((0..3).map(span).collect()),
+    )
+    .expect("decodes");
     assert_eq!(received[0].request.as_ref().ok(), Some(&expected));
     assert_eq!(
         received[0].content_type.as_deref(),
