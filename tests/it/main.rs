@@ -11,6 +11,7 @@ mod hostile;
 mod layout;
 mod lifecycle;
 mod mtls;
+mod observe;
 mod proxy;
 mod resilience;
 mod streaming;
