@@ -19,4 +19,5 @@ mod support;
 mod tcp;
 #[path = "../../src/test_support.rs"]
 mod test_support;
+mod tracing;
 mod websocket;
