@@ -80,22 +80,84 @@ pub struct Incoming {
     pub from_w3c: bool,
 }
 
+/// Which trace fields a request carries, found in one pass over its field names: looking
+/// up a name the request does not carry still hashes it, and most requests carry none of
+/// these (or only some), so readers and writers skip what is absent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// `traceparent`.
+    pub traceparent: bool,
+    /// `tracestate`.
+    pub tracestate: bool,
+    /// B3's single header `b3`.
+    pub b3: bool,
+    /// Any `x-b3-*` header.
+    pub x_b3: bool,
+    /// `x-request-id`.
+    pub request_id: bool,
+}
+
+impl Carried {
+    /// The trace fields among `headers`' names.
+    pub fn of(headers: &HeaderMap) -> Self {
+        let mut carried = Carried::default();
+        for name in headers.keys() {
+            let name = name.as_str();
+            match name.len() {
+                2 => carried.b3 |= name == "b3",
+                10 => carried.tracestate |= name == "tracestate",
+                11 => carried.traceparent |= name == "traceparent",
+                12 => carried.request_id |= name == "x-request-id",
+                _ => {}
+            }
+            carried.x_b3 |= name.starts_with("x-b3-");
+        }
+        carried
+    }
+}
+
+/// The trace phase's header work in one pass: keeps or adds `x-request-id`, reads the
+/// caller's context, lets `choose` decide what to write from it, and writes that. Returns
+/// what was read and what was written.
+pub fn rewrite(
+    headers: &mut HeaderMap,
+    formats: Formats,
+    choose: impl FnOnce(&Incoming) -> Outgoing,
+) -> (Incoming, Outgoing) {
+    let carried = Carried::of(headers);
+    if !carried.request_id {
+        insert_request_id(headers);
+    } else {
+        ensure_request_id(headers);
+    }
+    let incoming = extract_carried(headers, formats, carried);
+    let out = choose(&incoming);
+    inject_carried(headers, formats, &out, incoming.from_w3c, carried);
+    (incoming, out)
+}
+
 /// Reads the first valid context among `formats`.
 ///
 /// A format that carries only a sampling decision (B3's `x-b3-sampled: 0` or `b3: 0`) does
 /// not stop the search: a later format's full context wins, and the decision is used only
 /// when no listed format names a parent.
 pub fn extract(headers: &HeaderMap, formats: Formats) -> Incoming {
+    extract_carried(headers, formats, Carried::of(headers))
+}
+
+/// [`extract`], reading only the formats the request carries.
+fn extract_carried(headers: &HeaderMap, formats: Formats, carried: Carried) -> Incoming {
     let mut decision_only = None;
     for format in formats.read_order() {
         let read = match format {
-            Propagation::W3c => w3c::read(headers),
-            Propagation::B3 => b3::read(headers),
+            Propagation::W3c if carried.traceparent => w3c::read(headers),
+            Propagation::B3 if carried.b3 || carried.x_b3 => b3::read(headers),
+            _ => None,
         };
         match read {
             Some(mut context) if context.parent.is_some() => {
                 // The caller's B3 form is kept whichever format's context won.
-                context.b3_single |= formats.b3 && b3::uses_single_header(headers);
+                context.b3_single |= formats.b3 && carried.b3 && b3::uses_single_header(headers);
                 return context;
             }
             Some(decision) => {
@@ -129,11 +191,23 @@ pub struct Outgoing {
 /// Replaces the trace headers of `formats` with `out`. `keep_trace_state` says whether the
 /// request's `tracestate` belongs to `out`'s trace (else it is removed).
 pub fn inject(headers: &mut HeaderMap, formats: Formats, out: &Outgoing, keep_trace_state: bool) {
+    let carried = Carried::of(headers);
+    inject_carried(headers, formats, out, keep_trace_state, carried);
+}
+
+/// [`inject`], removing only fields the request carries.
+fn inject_carried(
+    headers: &mut HeaderMap,
+    formats: Formats,
+    out: &Outgoing,
+    keep_trace_state: bool,
+    carried: Carried,
+) {
     if formats.w3c {
-        w3c::write(headers, out, keep_trace_state);
+        w3c::write(headers, out, keep_trace_state || !carried.tracestate);
     }
     if formats.b3 {
-        b3::write(headers, out);
+        b3::write(headers, out, carried);
     }
 }
 
@@ -144,6 +218,11 @@ pub fn ensure_request_id(headers: &mut HeaderMap) {
     if headers.get(&X_REQUEST_ID).is_some_and(|id| !id.is_empty()) {
         return;
     }
+    insert_request_id(headers);
+}
+
+/// Sets `x-request-id` to a random UUID v4.
+fn insert_request_id(headers: &mut HeaderMap) {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&crate::rand::next_u64().to_be_bytes());
     bytes[8..].copy_from_slice(&crate::rand::next_u64().to_be_bytes());

@@ -38,29 +38,26 @@ impl Tracer {
     /// weir's span id). Returns the span being recorded when the request is sampled and
     /// spans are exported.
     pub fn begin<B>(&self, req: &mut Request<B>, kind: SpanKind) -> Option<Box<Recording>> {
-        let headers = req.headers_mut();
-        context::ensure_request_id(headers);
-        let incoming = context::extract(headers, self.formats);
-        let sampled = incoming.debug
-            || incoming
-                .sampled
-                .unwrap_or_else(|| crate::rand::chance(self.sampling_percent));
-        let recording = sampled && self.sink.is_some();
-        let (trace_id, short_trace_id) = match incoming.parent {
-            Some(p) => (p.trace_id, p.short_trace_id),
-            None => (TraceId::random(), false),
-        };
-        let caller = incoming.parent.map(|p| p.span_id);
-        // A span weir does not record must not be anyone's parent: the next hop stays a
-        // child of the caller's span.
-        let span_id = match (recording, caller) {
-            (false, Some(caller)) => caller,
-            _ => SpanId::random(),
-        };
-        context::inject(
-            headers,
-            self.formats,
-            &Outgoing {
+        let sampling_percent = self.sampling_percent;
+        let recording_possible = self.sink.is_some();
+        let (incoming, out) = context::rewrite(req.headers_mut(), self.formats, |incoming| {
+            let sampled = incoming.debug
+                || incoming
+                    .sampled
+                    .unwrap_or_else(|| crate::rand::chance(sampling_percent));
+            let recording = sampled && recording_possible;
+            let (trace_id, short_trace_id) = match incoming.parent {
+                Some(p) => (p.trace_id, p.short_trace_id),
+                None => (TraceId::random(), false),
+            };
+            let caller = incoming.parent.map(|p| p.span_id);
+            // A span weir does not record must not be anyone's parent: the next hop stays
+            // a child of the caller's span.
+            let span_id = match (recording, caller) {
+                (false, Some(caller)) => caller,
+                _ => SpanId::random(),
+            };
+            Outgoing {
                 trace_id,
                 span_id,
                 parent: caller.filter(|_| recording),
@@ -68,9 +65,12 @@ impl Tracer {
                 debug: incoming.debug,
                 b3_single: incoming.b3_single,
                 short_trace_id,
-            },
-            incoming.from_w3c,
-        );
+            }
+        });
+        let recording = out.sampled && recording_possible;
+        let caller = incoming.parent.map(|p| p.span_id);
+        let (trace_id, span_id) = (out.trace_id, out.span_id);
+        let headers = req.headers();
         if !recording {
             return None;
         }

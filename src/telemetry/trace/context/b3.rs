@@ -4,7 +4,7 @@
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::hex::{parse_hex, ValueText};
-use super::{Incoming, Outgoing, Parent};
+use super::{Carried, Incoming, Outgoing, Parent};
 use crate::telemetry::trace::{SpanId, TraceId};
 
 static B3: HeaderName = HeaderName::from_static("b3");
@@ -156,16 +156,17 @@ fn parse_span_id(hex: &[u8]) -> Option<SpanId> {
 
 /// Replaces the B3 headers with `out`, in the form `out` asks for (the other form's
 /// headers are removed, so a receiver never sees two contexts).
-pub(super) fn write(headers: &mut HeaderMap, out: &Outgoing) {
+/// `carried` says which B3 fields the request had, so only those are removed.
+pub(super) fn write(headers: &mut HeaderMap, out: &Outgoing, carried: Carried) {
     if out.b3_single {
-        write_single(headers, out);
+        write_single(headers, out, carried.x_b3);
     } else {
-        write_multi(headers, out);
+        write_multi(headers, out, carried);
     }
 }
 
 /// `b3: {trace}-{span}-{1|0|d}[-{parent}]`.
-fn write_single(headers: &mut HeaderMap, out: &Outgoing) {
+fn write_single(headers: &mut HeaderMap, out: &Outgoing, had_multi: bool) {
     let sampling: &[u8] = match (out.debug, out.sampled) {
         (true, _) => b"d",
         (false, true) => b"1",
@@ -182,6 +183,9 @@ fn write_single(headers: &mut HeaderMap, out: &Outgoing) {
         value.text(b"-").hex(&parent.0);
     }
     value.set(headers, &B3);
+    if !had_multi {
+        return;
+    }
     for name in [
         &X_B3_TRACE_ID,
         &X_B3_SPAN_ID,
@@ -195,7 +199,7 @@ fn write_single(headers: &mut HeaderMap, out: &Outgoing) {
 
 /// `x-b3-traceid`, `x-b3-spanid`, `x-b3-parentspanid` (when `out` has a parent), and
 /// `x-b3-sampled` or, for debug, `x-b3-flags`.
-fn write_multi(headers: &mut HeaderMap, out: &Outgoing) {
+fn write_multi(headers: &mut HeaderMap, out: &Outgoing, carried: Carried) {
     ValueText::new()
         .hex(trace_id_digits(out))
         .set(headers, &X_B3_TRACE_ID);
@@ -206,20 +210,27 @@ fn write_multi(headers: &mut HeaderMap, out: &Outgoing) {
         Some(parent) => ValueText::new()
             .hex(&parent.0)
             .set(headers, &X_B3_PARENT_SPAN_ID),
-        None => {
+        None if carried.x_b3 => {
             headers.remove(&X_B3_PARENT_SPAN_ID);
         }
+        None => {}
     }
     // Debug implies accept, so the B3 spec sends `x-b3-flags: 1` instead of `x-b3-sampled`.
     if out.debug {
         headers.insert(X_B3_FLAGS.clone(), HeaderValue::from_static("1"));
-        headers.remove(&X_B3_SAMPLED);
+        if carried.x_b3 {
+            headers.remove(&X_B3_SAMPLED);
+        }
     } else {
         let sampled = if out.sampled { "1" } else { "0" };
         headers.insert(X_B3_SAMPLED.clone(), HeaderValue::from_static(sampled));
-        headers.remove(&X_B3_FLAGS);
+        if carried.x_b3 {
+            headers.remove(&X_B3_FLAGS);
+        }
     }
-    headers.remove(&B3);
+    if carried.b3 {
+        headers.remove(&B3);
+    }
 }
 
 /// The trace id's bytes as B3 writes them: the low 64 bits for a short id.

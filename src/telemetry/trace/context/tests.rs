@@ -651,3 +651,55 @@ fn generates_distinct_v4_request_ids() {
     }
     assert_ne!(ids[0], ids[1]);
 }
+
+#[test]
+fn one_pass_finds_the_trace_fields_a_request_carries() {
+    let headers = map(&[
+        ("host", "a"),
+        ("tracestate", "k=v"),
+        ("x-b3-sampled", "0"),
+        ("b3", "0"),
+    ]);
+    assert_eq!(
+        Carried::of(&headers),
+        Carried {
+            traceparent: false,
+            tracestate: true,
+            b3: true,
+            x_b3: true,
+            request_id: false,
+        }
+    );
+    assert_eq!(Carried::of(&map(&[("host", "a")])), Carried::default());
+}
+
+#[test]
+fn rewrite_reads_decides_and_writes_in_one_pass() {
+    let traceparent = format!("00-{W3C_TRACE}-{W3C_SPAN}-01");
+    let mut headers = map(&[
+        ("traceparent", &traceparent),
+        ("tracestate", "k=v"),
+        ("x-request-id", "r-1"),
+    ]);
+    let (incoming, out) = rewrite(&mut headers, W3C_THEN_B3, |incoming| {
+        let mut out = forward(incoming);
+        out.sampled = true;
+        out
+    });
+    assert_eq!(incoming.parent, parent(W3C_TRACE, W3C_SPAN));
+    assert_eq!(text(&headers, "x-request-id"), Some("r-1"));
+    assert_eq!(
+        text(&headers, "tracestate"),
+        Some("k=v"),
+        "kept with its trace"
+    );
+    assert_reads_back(&extract(&headers, W3C_THEN_B3), &out);
+    assert_reads_back(&extract(&headers, B3_ONLY), &out);
+
+    // A tracestate without a valid traceparent belongs to no trace: it goes.
+    let mut orphan = map(&[("tracestate", "k=v")]);
+    let (incoming, _) = rewrite(&mut orphan, W3C, |incoming| forward(incoming));
+    assert_eq!(incoming.parent, None);
+    assert_eq!(text(&orphan, "tracestate"), None);
+    assert_eq!(text(&orphan, "x-request-id").map(str::len), Some(36));
+}
