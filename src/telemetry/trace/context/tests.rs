@@ -698,7 +698,7 @@ fn rewrite_reads_decides_and_writes_in_one_pass() {
 
     // A tracestate without a valid traceparent belongs to no trace: it goes.
     let mut orphan = map(&[("tracestate", "k=v")]);
-    let (incoming, _) = rewrite(&mut orphan, W3C, |incoming| forward(incoming));
+    let (incoming, _) = rewrite(&mut orphan, W3C, forward);
     assert_eq!(incoming.parent, None);
     assert_eq!(text(&orphan, "tracestate"), None);
     assert_eq!(text(&orphan, "x-request-id").map(str::len), Some(36));
