@@ -85,11 +85,13 @@ trait Message {
     fn write(&self, out: &mut Vec<u8>);
 }
 
+#[inline]
 fn varint_len(v: u64) -> usize {
     // 7 bits per byte; 0 still takes one.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
+#[inline]
 fn varint(out: &mut Vec<u8>, mut v: u64) {
     if v < 0x80 {
         // Tags and most lengths: one byte.
@@ -103,31 +105,37 @@ fn varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+#[inline]
 fn tag(out: &mut Vec<u8>, field: u32, wire: u32) {
     varint(out, u64::from(field << 3 | wire));
 }
 
+#[inline]
 fn tag_len(field: u32) -> usize {
     varint_len(u64::from(field << 3))
 }
 
 /// A length-delimited field of `n` bytes, whole.
+#[inline]
 fn len_field_len(field: u32, n: usize) -> usize {
     tag_len(field) + varint_len(n as u64) + n
 }
 
+#[inline]
 fn bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     tag(out, field, LEN);
     varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
+#[inline]
 fn message(out: &mut Vec<u8>, field: u32, m: &impl Message) {
     tag(out, field, LEN);
     varint(out, m.len() as u64);
     m.write(out);
 }
 
+#[inline]
 fn message_len(field: u32, m: &impl Message) -> usize {
     len_field_len(field, m.len())
 }
@@ -152,6 +160,20 @@ impl Message for AnyValue<'_> {
             }
         }
     }
+}
+
+/// A `KeyValue` field, written straight through: the attributes are most of a span.
+#[inline]
+fn key_value(out: &mut Vec<u8>, field: u32, key: &str, value: Value<'_>) {
+    let any_len = AnyValue(value).len();
+    let kv_len = len_field_len(1, key.len()) + len_field_len(2, any_len);
+    out.reserve(len_field_len(field, kv_len));
+    tag(out, field, LEN);
+    varint(out, kv_len as u64);
+    bytes_field(out, 1, key.as_bytes());
+    tag(out, 2, LEN);
+    varint(out, any_len as u64);
+    AnyValue(value).write(out);
 }
 
 /// `KeyValue`: `key` (1), `value` (2).
@@ -214,7 +236,7 @@ fn write_span(out: &mut Vec<u8>, s: &FinishedSpan) {
     out.extend_from_slice(&s.start_unix_nanos.to_le_bytes());
     tag(out, 8, FIXED64);
     out.extend_from_slice(&s.end_unix_nanos.to_le_bytes());
-    s.attributes(|key, value| message(out, 9, &KeyValue(key, value)));
+    s.attributes(|key, value| key_value(out, 9, key, value));
     for (i, retry) in s.retries.iter().enumerate() {
         message(out, 11, &Event(retry, i));
     }
