@@ -540,3 +540,88 @@ async fn prometheus_stores_trace_id_exemplars_of_traced_requests() {
         );
     }
 }
+
+#[tokio::test]
+async fn over_mutual_tls_the_server_span_names_the_callers_identity() {
+    let mesh = crate::mtls::TestMesh::new();
+    let receiver = OtlpReceiver::start().await;
+    let app = Upstream::start("app").await;
+    let tracing = tracing_section("[w3c]", 100, Some(&receiver.endpoint()), 1);
+    let inbound = free_addr();
+    let server = format!(
+        "version: 1\nnode: {{ service: reviews }}\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: inbound\n    address: {inbound}\n    tls: {{ mode: strict }}\n    routes:\n      - name: app\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"{}\"] }}\n{tracing}",
+        mesh.server_identity(),
+        app.addr
+    );
+    let outbound = free_addr();
+    let client = format!(
+        "version: 1\nnode: {{ service: frontend }}\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: outbound\n    address: {outbound}\n    routes:\n      - name: reviews\n        backends: [{{ service: reviews }}]\nservices:\n  - name: reviews\n    endpoints: [\"{inbound}\"]\n    tls: {{ identity: \"{}\" }}\n{tracing}",
+        mesh.client_identity(),
+        mesh.server_id()
+    );
+    let _server = Weir::start(&server).await;
+    let _client = Weir::start(&client).await;
+    assert_eq!(get(outbound, "/", &[]).await.expect("answer").0, 200);
+    let spans = receiver.wait_for_spans(2, Duration::from_secs(10)).await;
+    let server_span = find(&spans, "SPAN_KIND_SERVER", "reviews");
+    let client_span = find(&spans, "SPAN_KIND_CLIENT", "frontend");
+    assert_eq!(
+        *attr(server_span, "weir.peer.identity"),
+        mesh.client_id(),
+        "{server_span:#?}"
+    );
+    assert_eq!(server_span["parent_span_id"], client_span["span_id"]);
+    assert_eq!(server_span["trace_id"], client_span["trace_id"]);
+    assert!(
+        client_span["attributes"]
+            .get("weir.peer.identity")
+            .is_none(),
+        "the client side has no downstream peer identity"
+    );
+}
+
+#[tokio::test]
+async fn the_readme_tracing_section_configures_a_sidecar_that_exports() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Tracing with Jaeger")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Tracing with Jaeger section");
+    let block = section
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a yaml block");
+    // The README's collector address, pointed at the test's receiver.
+    let receiver = OtlpReceiver::start().await;
+    let block = block.replace("http://127.0.0.1:4318/v1/traces", &receiver.endpoint());
+    assert!(block.contains(&receiver.endpoint()), "{block}");
+    let app = Upstream::start("app").await;
+    let listen = free_addr();
+    let weir = Weir::start(&sidecar("reviews", "inbound", listen, app.addr, &block)).await;
+    assert!(
+        !weir.logs().contains("WARN"),
+        "the README's config loads cleanly: {}",
+        weir.logs()
+    );
+    // 1 % sampling: a caller's sampled request is exported all the same.
+    let sampled = format!("00-{TRACE}-{CALLER_SPAN}-01");
+    assert_eq!(
+        get(listen, "/", &[("traceparent", &sampled)])
+            .await
+            .expect("answer")
+            .0,
+        200
+    );
+    let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0]["trace_id"], TRACE);
+    // Both listed formats are written for the application.
+    let seen = app.last_headers();
+    assert!(
+        seen.contains_key("traceparent") && seen.contains_key("x-b3-traceid"),
+        "{seen:?}"
+    );
+}
