@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::metrics::RouteLabels;
 use super::trace::{SpanId, TraceId};
 
 /// Upper bounds of the buckets, in seconds (Envoy-like spread from 0.5 ms to 30 s).
@@ -35,6 +34,17 @@ const BUCKET_LABELS: [&str; 17] = [
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0",
     "2.5", "5.0", "10.0", "15.0", "30.0", "+Inf",
 ];
+
+/// Labels of `weir_http_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+pub struct RouteLabels {
+    /// Listener name.
+    pub listener: String,
+    /// Route name (empty when none matched).
+    pub route: String,
+    /// Service name (empty when none was chosen).
+    pub service: String,
+}
 
 /// The request a bucket's latest sampled observation belongs to.
 #[derive(Debug, Clone, Copy)]

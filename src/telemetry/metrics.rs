@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::histogram::DurationFamily;
+pub use super::histogram::RouteLabels;
 use super::process::ProcessCollector;
 use super::trace::SpanCounters;
 use crate::error::ErrorCode;
@@ -31,17 +32,6 @@ pub struct RequestLabels {
     pub code: String,
     /// weir error code, empty for responses relayed from an upstream.
     pub error: String,
-}
-
-/// Labels of `weir_http_request_duration_seconds`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    /// Listener name.
-    pub listener: String,
-    /// Route name (empty when none matched).
-    pub route: String,
-    /// Service name (empty when none was chosen).
-    pub service: String,
 }
 
 /// Labels of `weir_trace_spans_total`.
