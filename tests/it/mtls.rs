@@ -645,19 +645,7 @@ async fn routes_can_match_the_peer_identity() {
 
 /// The fenced blocks of `lang` in the README's "Mutual TLS" section, in order.
 fn readme_mtls_blocks(lang: &str) -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("## Mutual TLS")
-        .nth(1)
-        .and_then(|rest| rest.split("\n##").next())
-        .expect("README has a Mutual TLS section");
-    section
-        .split(&format!("```{lang}\n"))
-        .skip(1)
-        .filter_map(|block| block.split("```").next())
-        .map(str::to_string)
-        .collect()
+    crate::support::readme_blocks("Mutual TLS", lang)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -735,3 +735,21 @@ pub async fn endpoint_state(
         ep["reason"].as_str().unwrap_or("").to_string(),
     ))
 }
+
+/// The code blocks in `lang` of the README's section `## {section}` (up to its first
+/// subsection), in order: tests run
+/// what the README tells users to run.
+pub fn readme_blocks(section: &str, lang: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let text = readme
+        .split(&format!("## {section}\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("\n##").next()) // up to the next (sub)section
+        .unwrap_or_else(|| panic!("README has a {section} section"));
+    text.split(&format!("```{lang}\n"))
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(str::to_string)
+        .collect()
+}

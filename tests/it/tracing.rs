@@ -55,6 +55,11 @@ where
     }
 }
 
+/// The status of one GET on a fresh connection.
+async fn status(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    get(addr, path, headers).await.expect("an answer").0
+}
+
 /// `weir_trace_spans_total{outcome}` as weir counts it now.
 async fn spans_counted(weir: &Weir, outcome: &str) -> f64 {
     weir::telemetry::prometheus_text::metric_sum(
@@ -256,7 +261,7 @@ async fn a_callers_sampling_decision_is_obeyed_and_unsampled_requests_export_not
     // Sampling 0 %: a new trace is propagated, unsampled, with a request id; no span.
     let weir = Weir::start(&at(0)).await;
     for _ in 0..20 {
-        assert_eq!(get(listen, "/", &[]).await.expect("answer").0, 200);
+        assert_eq!(status(listen, "/", &[]).await, 200);
     }
     let seen = app.last_headers();
     let tp = seen["traceparent"].to_str().unwrap_or_default().to_string();
@@ -269,13 +274,7 @@ async fn a_callers_sampling_decision_is_obeyed_and_unsampled_requests_export_not
     assert_eq!(&request_id[14..15], "4", "version 4: {request_id}");
     // A caller that sampled is obeyed, even at 0 %.
     let sampled = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    assert_eq!(
-        get(listen, "/", &[("traceparent", &sampled)])
-            .await
-            .expect("answer")
-            .0,
-        200
-    );
+    assert_eq!(status(listen, "/", &[("traceparent", &sampled)]).await, 200);
     let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
     assert_eq!(spans.len(), 1, "only the sampled request: {spans:#?}");
     assert_eq!(spans[0]["trace_id"], TRACE);
@@ -287,14 +286,11 @@ async fn a_callers_sampling_decision_is_obeyed_and_unsampled_requests_export_not
     let weir = Weir::start(&at(100)).await;
     let unsampled = format!("00-{TRACE}-{CALLER_SPAN}-00");
     assert_eq!(
-        get(listen, "/", &[("traceparent", &unsampled)])
-            .await
-            .expect("answer")
-            .0,
+        status(listen, "/", &[("traceparent", &unsampled)]).await,
         200
     );
     assert_eq!(app.last_headers()["traceparent"], unsampled.as_str());
-    assert_eq!(get(listen, "/", &[]).await.expect("answer").0, 200);
+    assert_eq!(status(listen, "/", &[]).await, 200);
     let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
     assert_eq!(spans.len(), 1, "only the new, sampled trace: {spans:#?}");
     assert_ne!(spans[0]["trace_id"], TRACE);
@@ -357,13 +353,7 @@ async fn malformed_trace_headers_start_a_new_trace_and_fail_nothing() {
     }
     // A well-behaved caller is still served and traced.
     let good = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    assert_eq!(
-        get(listen, "/", &[("traceparent", &good)])
-            .await
-            .expect("ok")
-            .0,
-        200
-    );
+    assert_eq!(status(listen, "/", &[("traceparent", &good)]).await, 200);
     let spans = receiver
         .wait_for_spans(hostile.len() + 1, Duration::from_secs(10))
         .await;
@@ -384,9 +374,9 @@ async fn retries_are_span_events_and_weirs_own_errors_mark_the_span() {
     let _weir = Weir::start(&yaml).await;
     // Round robin starts at the closed endpoint for one of two requests: send two.
     for _ in 0..2 {
-        assert_eq!(get(listen, "/api/x", &[]).await.expect("answer").0, 200);
+        assert_eq!(status(listen, "/api/x", &[]).await, 200);
     }
-    assert_eq!(get(listen, "/elsewhere", &[]).await.expect("answer").0, 404);
+    assert_eq!(status(listen, "/elsewhere", &[]).await, 404);
     let spans = receiver.wait_for_spans(3, Duration::from_secs(10)).await;
     assert_eq!(spans.len(), 3, "{spans:#?}");
     let retried = spans
@@ -475,7 +465,7 @@ async fn queued_spans_are_flushed_on_shutdown() {
     let tracing = tracing_section("[w3c]", 100, Some(&receiver.endpoint()), 64);
     let mut weir = Weir::start(&sidecar("reviews", "inbound", listen, app.addr, &tracing)).await;
     for _ in 0..5 {
-        assert_eq!(get(listen, "/", &[]).await.expect("answer").0, 200);
+        assert_eq!(status(listen, "/", &[]).await, 200);
     }
     assert!(receiver.spans().await.is_empty(), "nothing exported yet");
     weir.signal("TERM");
@@ -561,7 +551,7 @@ async fn over_mutual_tls_the_server_span_names_the_callers_identity() {
     );
     let _server = Weir::start(&server).await;
     let _client = Weir::start(&client).await;
-    assert_eq!(get(outbound, "/", &[]).await.expect("answer").0, 200);
+    assert_eq!(status(outbound, "/", &[]).await, 200);
     let spans = receiver.wait_for_spans(2, Duration::from_secs(10)).await;
     let server_span = find(&spans, "SPAN_KIND_SERVER", "reviews");
     let client_span = find(&spans, "SPAN_KIND_CLIENT", "frontend");
@@ -582,17 +572,9 @@ async fn over_mutual_tls_the_server_span_names_the_callers_identity() {
 
 #[tokio::test]
 async fn the_readme_tracing_section_configures_a_sidecar_that_exports() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let section = readme
-        .split("## Tracing with Jaeger")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("README has a Tracing with Jaeger section");
-    let block = section
-        .split("```yaml\n")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
+    let block = crate::support::readme_blocks("Tracing with Jaeger", "yaml")
+        .into_iter()
+        .next()
         .expect("a yaml block");
     // The README's collector address, pointed at the test's receiver.
     let receiver = OtlpReceiver::start().await;
@@ -608,13 +590,7 @@ async fn the_readme_tracing_section_configures_a_sidecar_that_exports() {
     );
     // 1 % sampling: a caller's sampled request is exported all the same.
     let sampled = format!("00-{TRACE}-{CALLER_SPAN}-01");
-    assert_eq!(
-        get(listen, "/", &[("traceparent", &sampled)])
-            .await
-            .expect("answer")
-            .0,
-        200
-    );
+    assert_eq!(status(listen, "/", &[("traceparent", &sampled)]).await, 200);
     let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
     assert_eq!(spans.len(), 1, "{spans:#?}");
     assert_eq!(spans[0]["trace_id"], TRACE);
