@@ -14,7 +14,7 @@ pub mod tracer;
 use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Uri};
+use http::{HeaderValue, Method};
 
 /// A 128-bit trace id; all zeros is invalid in every format.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -131,9 +131,11 @@ pub struct RetryEvent {
     pub status: Option<u16>,
 }
 
-/// One finished span, as the request path hands it to the exporter: the request's own
-/// values (shared, not copied: header values and the target are reference-counted), turned
-/// into OTLP attributes only in the exporter's task.
+/// One finished span, as the request path hands it to the exporter: the few values it keeps
+/// of the request, copied (a header value or the target shared with the request would pin
+/// the connection's whole read buffer for as long as the span waits in the export queue),
+/// and names shared with the configuration; turned into OTLP attributes only in the
+/// exporter's task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedSpan {
     /// The trace it belongs to.
@@ -143,7 +145,7 @@ pub struct FinishedSpan {
     /// The span it was called from, if the request carried one.
     pub parent: Option<SpanId>,
     /// The W3C `tracestate` the request carried, kept with the span.
-    pub trace_state: Option<HeaderValue>,
+    pub trace_state: Option<Box<str>>,
     /// Server (inbound listener) or client (outbound listener).
     pub kind: SpanKind,
     /// Start, in nanoseconds since the Unix epoch.
@@ -152,10 +154,10 @@ pub struct FinishedSpan {
     pub end_unix_nanos: u64,
     /// The request's method.
     pub method: Method,
-    /// The request's target (its path is `url.path`; the query is never reported).
-    pub uri: Uri,
-    /// The request's `host` field, when its target names no authority.
-    pub host: Option<HeaderValue>,
+    /// The request's path (`url.path`; the query is never reported).
+    pub path: Box<str>,
+    /// Where the request was addressed: its target's authority, or its `host` field.
+    pub authority: Option<Box<str>>,
     /// Status sent to the client (499 when it left first; 0 when none was decided).
     pub status: u16,
     /// Route and service, when a route matched.

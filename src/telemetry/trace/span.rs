@@ -46,13 +46,17 @@ impl Recording {
         req: &Request<B>,
         kind: SpanKind,
         ids: (TraceId, SpanId, Option<SpanId>),
-        trace_state: Option<HeaderValue>,
+        trace_state: Option<Box<str>>,
         at: SystemTime,
     ) -> Self {
         let (trace_id, span_id, parent) = ids;
-        let host = match req.uri().authority() {
-            Some(_) => None,
-            None => req.headers().get(http::header::HOST).cloned(),
+        let authority = match req.uri().authority() {
+            Some(a) => Some(a.as_str().into()),
+            None => req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(Box::from),
         };
         Recording {
             span: FinishedSpan {
@@ -64,8 +68,8 @@ impl Recording {
                 start_unix_nanos: unix_nanos(at),
                 end_unix_nanos: 0,
                 method: req.method().clone(),
-                uri: req.uri().clone(),
-                host,
+                path: req.uri().path().into(),
+                authority,
                 status: 0,
                 names: None,
                 endpoint: None,
@@ -151,15 +155,11 @@ impl FinishedSpan {
     /// conventions, then weir's own.
     pub fn attributes<'a>(&'a self, mut f: impl FnMut(&'static str, Value<'a>)) {
         f("http.request.method", Value::Str(self.method.as_str()));
-        f("url.path", Value::Str(self.uri.path()));
+        f("url.path", Value::Str(&self.path));
         if self.status != 0 {
             f("http.response.status_code", Value::Int(self.status.into()));
         }
-        let authority = match self.uri.authority() {
-            Some(a) => Some(a.as_str()),
-            None => self.host.as_ref().and_then(|h| h.to_str().ok()),
-        };
-        if let Some((host, port)) = authority.map(split_host_port) {
+        if let Some((host, port)) = self.authority.as_deref().map(split_host_port) {
             f("server.address", Value::Str(host));
             if let Some(port) = port {
                 f("server.port", Value::Int(port.into()));

@@ -76,7 +76,7 @@ impl Tracer {
         }
         let trace_state = incoming
             .from_w3c
-            .then(|| headers.get("tracestate").cloned())
+            .then(|| headers.get("tracestate")?.to_str().ok().map(Box::from))
             .flatten();
         Some(Box::new(Recording::start(
             req,
