@@ -359,3 +359,45 @@ async fn close_idle_connections(snapshot: Arc<ArcSwap<Snapshot>>, mut stop: watc
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
+        resource.attributes.iter().find_map(|(k, v)| match v {
+            AttributeValue::Text(t) if *k == key => Some(t.as_str()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn spans_name_the_node_and_the_pod_from_the_downward_api() {
+        let node = Node {
+            service: "reviews".into(),
+            namespace: String::new(),
+            workload: "reviews-v2".into(),
+        };
+        let env = |name: &str| match name {
+            "POD_NAMESPACE" => Some("shop".to_string()),
+            "POD_NAME" => Some("reviews-v2-7d9f".to_string()),
+            _ => None,
+        };
+        let r = resource(&node, env);
+        assert_eq!(text(&r, "service.name"), Some("reviews"));
+        assert_eq!(text(&r, "k8s.namespace.name"), Some("shop"));
+        assert_eq!(text(&r, "k8s.pod.name"), Some("reviews-v2-7d9f"));
+        assert_eq!(text(&r, "k8s.deployment.name"), Some("reviews-v2"));
+
+        // The configured namespace wins over the environment; an unnamed node is `weir`.
+        let node = Node {
+            namespace: "billing".into(),
+            ..Node::default()
+        };
+        let r = resource(&node, env);
+        assert_eq!(text(&r, "service.name"), Some("weir"));
+        assert_eq!(text(&r, "k8s.namespace.name"), Some("billing"));
+        let r = resource(&Node::default(), |_| None);
+        assert_eq!(r.attributes.len(), 1, "{r:?}");
+    }
+}

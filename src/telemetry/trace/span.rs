@@ -214,17 +214,20 @@ impl RetryEvent {
 
 /// `host:port` (or `[v6]:port`, or a host alone) as host and port.
 fn split_host_port(authority: &str) -> (&str, Option<u16>) {
-    // Byte by byte from the end: a port is a few digits, so this is shorter than a search.
+    // Digits from the end, read as they are found: a port is a few of them, so this is
+    // shorter than a search and a parse.
     let bytes = authority.as_bytes();
-    let digits = bytes
-        .iter()
-        .rev()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    let colon = bytes.len() - digits;
-    let (host, port) = match colon.checked_sub(1) {
-        Some(at) if bytes[at] == b':' && digits > 0 => {
-            (&authority[..at], authority[colon..].parse().ok())
+    let mut port: u32 = 0;
+    let mut scale: u32 = 1;
+    let mut at = bytes.len();
+    while at > 0 && bytes[at - 1].is_ascii_digit() && scale <= 10_000 {
+        port += u32::from(bytes[at - 1] - b'0') * scale;
+        scale *= 10;
+        at -= 1;
+    }
+    let (host, port) = match at.checked_sub(1) {
+        Some(colon) if bytes[colon] == b':' && scale > 1 && at + 5 >= bytes.len() => {
+            (&authority[..colon], u16::try_from(port).ok())
         }
         _ => (authority, None),
     };
@@ -364,5 +367,8 @@ mod tests {
         assert_eq!(split_host_port("[::1]:9"), ("::1", Some(9)));
         assert_eq!(split_host_port("a:x"), ("a:x", None));
         assert_eq!(split_host_port("a:"), ("a:", None));
+        assert_eq!(split_host_port("a:65535"), ("a", Some(65535)));
+        assert_eq!(split_host_port("a:65536"), ("a", None), "not a port");
+        assert_eq!(split_host_port("a:123456"), ("a:123456", None));
     }
 }
