@@ -1,7 +1,10 @@
-//! The admin server: `/metrics`, `/ready`, `/live`, `/config`, `/services`. It reads shared
-//! state and never owns any of it.
+//! The admin server: `/metrics`, `/ready`, `/live`, `/services` for anyone (probes and
+//! scrapes, so it can be bound on the pod IP); `/config` and `POST /shutdown`, which reveal
+//! configuration or change state, for loopback clients only. It reads shared state and never
+//! owns any of it.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -39,6 +42,8 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// The workload identity, when configured: `/ready` fails once its certificate expired.
     pub identity: Option<Arc<IdentityStore>>,
+    /// Set by `POST /shutdown`: the process drains as on SIGTERM.
+    pub shutdown: watch::Sender<bool>,
 }
 
 /// Serves admin requests until `stop` turns true.
@@ -50,8 +55,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             _ = stop.wait_for(|s| *s) => return,
             a = listener.accept() => a,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, client) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 backoff.failed("admin", &e).await;
                 continue;
@@ -69,7 +74,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             let answering = clock.clone();
             let service = service_fn(move |req| {
                 answering.request_started();
-                let response = route(&state, &req);
+                let response = route(&state, &req, client);
                 answering.request_ended();
                 async move { Ok::<_, Infallible>(response) }
             });
@@ -99,15 +104,29 @@ const JSON: &str = "application/json";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-fn route<B>(state: &AdminState, req: &Request<B>) -> Response<ResponseBody> {
+/// Endpoints that reveal configuration or change state: loopback clients only.
+const LOOPBACK_ONLY: [&str; 2] = ["/config", "/shutdown"];
+
+fn route<B>(state: &AdminState, req: &Request<B>, client: SocketAddr) -> Response<ResponseBody> {
+    let path = req.uri().path();
+    if LOOPBACK_ONLY.contains(&path) && !client.ip().is_loopback() {
+        return plain(
+            StatusCode::FORBIDDEN,
+            TEXT,
+            format!("{path} answers loopback clients only (it reveals configuration or changes state), and {} is not one; call it from inside the pod, e.g. `kubectl exec` or `kubectl port-forward`\n", client.ip()),
+        );
+    }
+    if path == "/shutdown" {
+        return shutdown(state, req.method());
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
             TEXT,
-            "admin endpoints answer GET\n",
+            "admin endpoints answer GET (and POST /shutdown)\n",
         );
     }
-    match req.uri().path() {
+    match path {
         "/metrics" => {
             let accepts_openmetrics = req.headers().get_all(http::header::ACCEPT).iter().any(|v| {
                 v.to_str()
@@ -151,6 +170,23 @@ fn route<B>(state: &AdminState, req: &Request<B>) -> Response<ResponseBody> {
             "not found; try /metrics /ready /live /config /services\n",
         ),
     }
+}
+
+/// `POST /shutdown`: drain and exit, as on SIGTERM.
+fn shutdown(state: &AdminState, method: &Method) -> Response<ResponseBody> {
+    if method != Method::POST {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "/shutdown answers POST: it drains weir and exits\n",
+        );
+    }
+    state.shutdown.send_replace(true);
+    plain(
+        StatusCode::OK,
+        TEXT,
+        "draining: in-flight requests finish within the grace period, then weir exits\n",
+    )
 }
 
 /// Every service and endpoint with its weight, load and state.
@@ -206,11 +242,20 @@ mod tests {
             metrics,
             ready: false.into(),
             identity: None,
+            shutdown: watch::channel(false).0,
         }
     }
 
+    const LOOPBACK: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
+
     fn get(state: &AdminState, path: &str) -> StatusCode {
-        route(state, &Request::get(path).body(()).expect("request")).status()
+        route(
+            state,
+            &Request::get(path).body(()).expect("request"),
+            LOOPBACK,
+        )
+        .status()
     }
 
     #[test]
@@ -225,7 +270,46 @@ mod tests {
     #[test]
     fn only_reads_are_allowed() {
         let s = state();
-        let resp = route(&s, &Request::post("/metrics").body(()).expect("request"));
+        let resp = route(
+            &s,
+            &Request::post("/metrics").body(()).expect("request"),
+            LOOPBACK,
+        );
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn config_and_shutdown_answer_loopback_clients_only() {
+        let s = state();
+        let pod_ip: SocketAddr = "10.1.2.3:51000".parse().expect("address");
+        for (method, path) in [("GET", "/config"), ("POST", "/shutdown")] {
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .expect("request");
+            let resp = route(&s, &req, pod_ip);
+            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
+        }
+        assert!(!*s.shutdown.borrow(), "a refused /shutdown changes nothing");
+        // Probes and scrapes from the pod network are served.
+        for path in ["/metrics", "/live", "/services"] {
+            let req = Request::get(path).body(()).expect("request");
+            assert_eq!(route(&s, &req, pod_ip).status(), StatusCode::OK, "{path}");
+        }
+        assert_eq!(get(&s, "/config"), StatusCode::OK);
+        let v6_loopback: SocketAddr = "[::1]:40000".parse().expect("address");
+        let req = Request::get("/config").body(()).expect("request");
+        assert_eq!(route(&s, &req, v6_loopback).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn post_shutdown_asks_for_a_drain() {
+        let s = state();
+        assert_eq!(get(&s, "/shutdown"), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(!*s.shutdown.borrow());
+        let req = Request::post("/shutdown").body(()).expect("request");
+        assert_eq!(route(&s, &req, LOOPBACK).status(), StatusCode::OK);
+        assert!(*s.shutdown.borrow());
     }
 }

@@ -124,7 +124,7 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
     })
 }
 
-/// `weir run`: serve until SIGTERM or SIGINT, then drain.
+/// `weir run`: serve until SIGTERM, SIGINT or `POST /shutdown`, then drain.
 fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitCode {
     let loaded = match weir::config::load_file(path) {
         Ok(l) => l,
@@ -153,7 +153,10 @@ fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitC
                 return ExitCode::from(2);
             }
         };
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = server.shutdown_requested() => tracing::info!("POST /shutdown"),
+        }
         tracing::info!(grace = %weir::config::format_duration(grace), "draining");
         if server.shutdown(grace).await {
             tracing::info!("drained; exiting");

@@ -107,6 +107,7 @@ impl Server {
             metrics,
             ready: false.into(),
             identity: identity.clone(),
+            shutdown: watch::channel(false).0,
         });
         let (stop, stop_rx) = watch::channel(false);
         if let Some(identity) = &identity {
@@ -229,6 +230,13 @@ impl Server {
             access_log: access_log_writer,
             exporter,
         })
+    }
+
+    /// Resolves when `POST /shutdown` asks for a drain (the caller then calls
+    /// [`Server::shutdown`], as on SIGTERM).
+    pub async fn shutdown_requested(&self) {
+        let mut asked = self.state.shutdown.subscribe();
+        let _ = asked.wait_for(|asked| *asked).await;
     }
 
     /// The address of the named listener.

@@ -16,6 +16,23 @@ fn yaml(port: u16, services: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_accepting_finishes_in_flight_requests_and_exits_zero() {
+    drains_and_exits_zero(Drain::Sigterm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_shutdown_drains_like_sigterm() {
+    drains_and_exits_zero(Drain::PostShutdown).await;
+}
+
+/// What asks weir to drain.
+#[derive(Debug, Clone, Copy)]
+enum Drain {
+    Sigterm,
+    PostShutdown,
+}
+
+/// weir, asked by `how`, stops accepting, finishes the request in flight and exits 0.
+async fn drains_and_exits_zero(how: Drain) {
     let up = Upstream::start("up").await;
     let port = free_port();
     let mut weir = Weir::start(&yaml(
@@ -39,14 +56,25 @@ async fn sigterm_stops_accepting_finishes_in_flight_requests_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(in_flight, "the slow request never showed as in flight");
-    weir.signal("TERM");
+    match how {
+        Drain::Sigterm => weir.signal("TERM"),
+        Drain::PostShutdown => {
+            let mut client = Client::connect(admin).await.expect("admin");
+            let (status, _, body) = client
+                .request("POST", "/shutdown", &[], bytes::Bytes::new())
+                .await
+                .expect("an answer");
+            assert_eq!(status, 200, "{body}");
+            assert!(body.starts_with("draining"), "{body}");
+        }
+    }
     assert!(
         eventually(Duration::from_secs(2), || std::net::TcpStream::connect(
             addr
         )
         .is_err())
         .await,
-        "weir still accepts connections after SIGTERM"
+        "weir still accepts connections after {how:?}"
     );
     let answered = slow.await.unwrap();
     assert_eq!(
