@@ -106,8 +106,13 @@ impl Finish {
         let table = &*self.conn.table;
         let exchange = self.placement.as_mut().and_then(|p| p.exchange.take());
         let mut names = ("", "");
-        let observe = |histogram: &LatencyHistogram| match &self.span {
-            Some(span) => histogram.observe_traced(duration, span.trace_id(), span.span_id()),
+        // A traced request ends now for its span and its exemplar alike.
+        let traced = self
+            .span
+            .as_ref()
+            .map(|s| (s.trace_id(), s.span_id(), SystemTime::now()));
+        let observe = |histogram: &LatencyHistogram| match traced {
+            Some((trace, span, at)) => histogram.observe_traced(duration, trace, span, at),
             None => histogram.observe(duration),
         };
         match &self.placement {
@@ -178,7 +183,8 @@ impl Finish {
                 peer_identity: self.conn.peer.as_ref().and_then(|p| p.peer.as_ref()),
                 client_ip: Some(&self.conn.downstream.client_ip),
             };
-            tracer.submit(span.finish(&end, SystemTime::now()));
+            let ended = traced.map_or_else(SystemTime::now, |(_, _, at)| at);
+            tracer.submit(span.finish(&end, ended));
         }
         if let Some(exchange) = exchange {
             exchange.finish(connection.filter(|_| ending == Ending::Complete));

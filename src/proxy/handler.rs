@@ -4,9 +4,9 @@
 //!
 //! 0. `trace`: read the caller's trace context, decide sampling, write weir's context on
 //!    the request it forwards and start a span when sampled (see
-//!    [`crate::telemetry::trace::tracer`]); [`authorize`]: on a listener with TLS, the peer's identity against its `allow` list
-//!    (403 `identity_denied`); then [`check_head`]: refuse a request head weir must not
-//!    forward (400 `bad_request`);
+//!    [`crate::telemetry::trace::tracer`]); [`authorize`]: on a listener with TLS, the
+//!    peer's identity against its `allow` list (403 `identity_denied`); then
+//!    [`check_head`]: refuse a request head weir must not forward (400 `bad_request`);
 //! 1. [`route`]: find the first route whose match holds (else 404 `no_route`);
 //! 2. [`split`]: choose a weighted backend service;
 //! 3. [`inject_fault`]: injected delay or abort (`fault_abort`);
@@ -70,10 +70,9 @@ impl From<ProxyError> for Answer {
 /// Proxies one request. Never fails: every error becomes a response that says why.
 pub async fn handle(
     conn: Arc<Connection>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.clock.request_started();
-    let mut req = req;
     let mut finish = Finish::new(&conn, &req);
     if let Some(tracer) = &conn.table.tracer {
         finish.span = tracer.begin(&mut req, conn.table.span_kind);

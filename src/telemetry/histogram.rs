@@ -77,16 +77,17 @@ impl LatencyHistogram {
         self.record(d);
     }
 
-    /// Records one duration of a traced request, and makes it its bucket's exemplar (unless
-    /// a scrape or another request holds the exemplars this instant: then it is skipped).
-    pub fn observe_traced(&self, d: Duration, trace_id: TraceId, span_id: SpanId) {
+    /// Records one duration of a traced request that ended `at`, and makes it its bucket's
+    /// exemplar (unless a scrape or another request holds the exemplars this instant: then
+    /// it is skipped).
+    pub fn observe_traced(&self, d: Duration, trace_id: TraceId, span_id: SpanId, at: SystemTime) {
         let (idx, nanos) = self.record(d);
         if let Ok(mut exemplars) = self.inner.exemplars.try_lock() {
             exemplars[idx] = Some(Exemplar {
                 trace_id,
                 span_id,
                 nanos,
-                at: SystemTime::now(),
+                at,
             });
         }
     }
@@ -239,7 +240,12 @@ mod tests {
         );
         h.observe(Duration::from_millis(3));
         let trace = TraceId([0xab; 16]);
-        h.observe_traced(Duration::from_millis(7), trace, SpanId([0x01; 8]));
+        h.observe_traced(
+            Duration::from_millis(7),
+            trace,
+            SpanId([0x01; 8]),
+            SystemTime::now(),
+        );
         let mut text = String::new();
         family.encode(&mut text);
         let bucket = text

@@ -67,21 +67,24 @@ impl Tracer {
                 short_trace_id,
             }
         });
-        let recording = out.sampled && recording_possible;
-        let caller = incoming.parent.map(|p| p.span_id);
-        let (trace_id, span_id) = (out.trace_id, out.span_id);
-        let headers = req.headers();
-        if !recording {
+        if !(out.sampled && recording_possible) {
             return None;
         }
         let trace_state = incoming
             .from_w3c
-            .then(|| headers.get("tracestate")?.to_str().ok().map(Box::from))
+            .then(|| {
+                req.headers()
+                    .get("tracestate")?
+                    .to_str()
+                    .ok()
+                    .map(Box::from)
+            })
             .flatten();
+        // Recorded, so `out.parent` is the caller's span.
         Some(Box::new(Recording::start(
             req,
             kind,
-            (trace_id, span_id, caller),
+            (out.trace_id, out.span_id, out.parent),
             trace_state,
             SystemTime::now(),
         )))
