@@ -1,7 +1,8 @@
 //! The admin server: `/metrics`, `/ready`, `/live`, `/services` for anyone (probes and
-//! scrapes, so it can be bound on the pod IP); `/config` and `POST /shutdown`, which reveal
-//! configuration or change state, for loopback clients only. It reads shared state and never
-//! owns any of it.
+//! scrapes, so it can be bound on the pod IP); `/config`, `POST /reload` and
+//! `POST /shutdown`, which reveal configuration or change state, for loopback clients only.
+//! It reads shared state and never owns any of it: a reload is asked of the task that
+//! applies configurations.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,7 +21,9 @@ use tokio::sync::watch;
 use crate::proxy::accept::AcceptBackoff;
 use crate::proxy::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use crate::proxy::response::{plain, ResponseBody};
+use crate::reload::{ReloadOutcome, Reloads, Trigger};
 use crate::snapshot::Snapshot;
+use crate::telemetry::access_log::format::rfc3339_seconds;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::IdentityStore;
 
@@ -29,6 +32,21 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What `/config` tells besides the configuration itself.
+#[derive(Debug, Clone)]
+pub struct ConfigInfo {
+    /// SHA-256 of the configuration file's text (compare with `sha256sum weir.yaml`).
+    pub sha256: String,
+    /// The file it was read from; `None` for an embedded configuration.
+    pub source: Option<std::path::PathBuf>,
+    /// When it was taken into force.
+    pub loaded_at: std::time::SystemTime,
+    /// The admin server's bound address.
+    pub admin: SocketAddr,
+    /// Each listener's bound address (ports resolved when configured as 0).
+    pub listeners: Vec<(String, SocketAddr)>,
 }
 
 /// What the admin server reads.
@@ -44,6 +62,10 @@ pub struct AdminState {
     pub identity: Option<Arc<IdentityStore>>,
     /// Set by `POST /shutdown`: the process drains as on SIGTERM.
     pub shutdown: watch::Sender<bool>,
+    /// Where `POST /reload` asks for a reload; `None` where weir cannot reload.
+    pub reloads: Option<Reloads>,
+    /// The facts `/config` shows about the configuration in force.
+    pub info: ArcSwap<ConfigInfo>,
 }
 
 /// Serves admin requests until `stop` turns true.
@@ -73,10 +95,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             let clock = ClientClock::new();
             let answering = clock.clone();
             let service = service_fn(move |req| {
-                answering.request_started();
-                let response = route(&state, &req, client);
-                answering.request_ended();
-                async move { Ok::<_, Infallible>(response) }
+                let (state, answering) = (state.clone(), answering.clone());
+                async move {
+                    answering.request_started();
+                    let response = answer(&state, &req, client).await;
+                    answering.request_ended();
+                    Ok::<_, Infallible>(response)
+                }
             });
             let io = TokioIo::new(Watched::new(stream, clock.clone()));
             let served = http1::Builder::new().serve_connection(io, service);
@@ -105,16 +130,35 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Endpoints that reveal configuration or change state: loopback clients only.
-const LOOPBACK_ONLY: [&str; 2] = ["/config", "/shutdown"];
+const LOOPBACK_ONLY: [&str; 3] = ["/config", "/reload", "/shutdown"];
+
+/// Answers one admin request; only a reload waits (for the applying task).
+async fn answer<B>(
+    state: &AdminState,
+    req: &Request<B>,
+    client: SocketAddr,
+) -> Response<ResponseBody> {
+    match refused(req, client) {
+        Some(refusal) => refusal,
+        None if req.uri().path() == "/reload" => reload(state, req.method()).await,
+        None => route(state, req, client),
+    }
+}
+
+/// The 403 of a loopback-only endpoint asked from elsewhere.
+fn refused<B>(req: &Request<B>, client: SocketAddr) -> Option<Response<ResponseBody>> {
+    let path = req.uri().path();
+    (LOOPBACK_ONLY.contains(&path) && !client.ip().is_loopback()).then(|| plain(
+        StatusCode::FORBIDDEN,
+        TEXT,
+        format!("{path} answers loopback clients only (it reveals configuration or changes state), and {} is not one; call it from inside the pod, e.g. `kubectl exec` or `kubectl port-forward`\n", client.ip()),
+    ))
+}
 
 fn route<B>(state: &AdminState, req: &Request<B>, client: SocketAddr) -> Response<ResponseBody> {
     let path = req.uri().path();
-    if LOOPBACK_ONLY.contains(&path) && !client.ip().is_loopback() {
-        return plain(
-            StatusCode::FORBIDDEN,
-            TEXT,
-            format!("{path} answers loopback clients only (it reveals configuration or changes state), and {} is not one; call it from inside the pod, e.g. `kubectl exec` or `kubectl port-forward`\n", client.ip()),
-        );
+    if let Some(refusal) = refused(req, client) {
+        return refusal;
     }
     if path == "/shutdown" {
         return shutdown(state, req.method());
@@ -123,7 +167,7 @@ fn route<B>(state: &AdminState, req: &Request<B>, client: SocketAddr) -> Respons
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
             TEXT,
-            "admin endpoints answer GET (and POST /shutdown)\n",
+            "admin endpoints answer GET (and POST /reload, POST /shutdown)\n",
         );
     }
     match path {
@@ -157,17 +201,12 @@ fn route<B>(state: &AdminState, req: &Request<B>, client: SocketAddr) -> Respons
                 )
             }
         }
-        "/config" => {
-            let snapshot = state.snapshot.load();
-            let body = serde_json::to_string_pretty(&*snapshot.config)
-                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-            plain(StatusCode::OK, JSON, body)
-        }
+        "/config" => plain(StatusCode::OK, JSON, config_json(state)),
         "/services" => plain(StatusCode::OK, JSON, services_json(&state.snapshot.load())),
         _ => plain(
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found; try /metrics /ready /live /config /services\n",
+            "not found; try /metrics /ready /live /config /services (and POST /reload, POST /shutdown)\n",
         ),
     }
 }
@@ -187,6 +226,61 @@ fn shutdown(state: &AdminState, method: &Method) -> Response<ResponseBody> {
         TEXT,
         "draining: in-flight requests finish within the grace period, then weir exits\n",
     )
+}
+
+/// `POST /reload`: reload the configuration file, as SIGHUP does, and say how it went:
+/// 200 with what changed, 400 with every reason the file was refused (the old configuration
+/// stays), 409 when there is no file to reload.
+async fn reload(state: &AdminState, method: &Method) -> Response<ResponseBody> {
+    if method != Method::POST {
+        return plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "/reload answers POST: it reloads the configuration file\n",
+        );
+    }
+    let Some(reloads) = &state.reloads else {
+        return plain(StatusCode::CONFLICT, TEXT, "this weir cannot reload\n");
+    };
+    match reloads.reload(Trigger::Admin).await {
+        ReloadOutcome::Applied(summary) => plain(
+            StatusCode::OK,
+            TEXT,
+            format!("reloaded; sha256 {}\n{summary}", state.info.load().sha256),
+        ),
+        ReloadOutcome::Unchanged => plain(StatusCode::OK, TEXT, "unchanged\n"),
+        ReloadOutcome::Refused(why) => plain(
+            StatusCode::BAD_REQUEST,
+            TEXT,
+            format!("refused; the old configuration stays in force\n{why}"),
+        ),
+        ReloadOutcome::Unavailable(why) => plain(StatusCode::CONFLICT, TEXT, why),
+    }
+}
+
+/// `/config`: the configuration in force (defaults filled in), its hash, file, load time,
+/// and the addresses actually bound.
+fn config_json(state: &AdminState) -> String {
+    let snapshot = state.snapshot.load();
+    let info = state.info.load();
+    let listeners: serde_json::Map<String, serde_json::Value> = info
+        .listeners
+        .iter()
+        .map(|(name, address)| (name.clone(), json!(address.to_string())))
+        .collect();
+    let loaded_at = info
+        .loaded_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    serde_json::to_string_pretty(&json!({
+        "sha256": info.sha256,
+        "source": info.source.as_ref().map(|p| p.display().to_string()),
+        "loaded_at": rfc3339_seconds(info.loaded_at),
+        "loaded_at_unix": loaded_at,
+        "bound": { "admin": info.admin.to_string(), "listeners": listeners },
+        "config": &*snapshot.config,
+    }))
+    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
 /// Every service and endpoint with its weight, load and state.
@@ -210,6 +304,12 @@ fn services_json(snapshot: &Snapshot) -> String {
                         "idle_connections": e.pool.idle_connections(),
                         "state": e.state().as_str(),
                         "reason": e.out_of_rotation_because(),
+                        "requests": e.stats.attempts(),
+                        "errors": e.stats.failures(),
+                        "last_error": e.stats.last_failure().map(|f| json!({
+                            "error": f.what,
+                            "at": rfc3339_seconds(f.at),
+                        })),
                     })
                 })
                 .collect();
@@ -243,6 +343,14 @@ mod tests {
             ready: false.into(),
             identity: None,
             shutdown: watch::channel(false).0,
+            reloads: None,
+            info: ArcSwap::from_pointee(ConfigInfo {
+                sha256: "0".repeat(64),
+                source: None,
+                loaded_at: std::time::UNIX_EPOCH,
+                admin: LOOPBACK,
+                listeners: vec![("l".into(), LOOPBACK)],
+            }),
         }
     }
 

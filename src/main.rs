@@ -124,7 +124,8 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
     })
 }
 
-/// `weir run`: serve until SIGTERM, SIGINT or `POST /shutdown`, then drain.
+/// `weir run`: serve until SIGTERM, SIGINT or `POST /shutdown`, then drain; SIGHUP
+/// reloads the configuration file.
 fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitCode {
     let loaded = match weir::config::load_file(path) {
         Ok(l) => l,
@@ -146,7 +147,14 @@ fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitC
         Err(code) => return code,
     };
     rt.block_on(async {
-        let server = match weir::server::Server::start(loaded.config).await {
+        // Installed before the server is ready, so a SIGHUP never finds weir without its
+        // handler (and killed by the default action).
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        let source = weir::server::ConfigSource {
+            path: Some(path.to_path_buf()),
+            sha256: loaded.sha256,
+        };
+        let server = match weir::server::Server::start_from(loaded.config, source).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("weir: {e}");
@@ -156,6 +164,7 @@ fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitC
         tokio::select! {
             _ = wait_for_signal() => {}
             _ = server.shutdown_requested() => tracing::info!("POST /shutdown"),
+            _ = reload_on_sighup(&server, hangup) => {}
         }
         tracing::info!(grace = %weir::config::format_duration(grace), "draining");
         if server.shutdown(grace).await {
@@ -165,6 +174,22 @@ fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitC
         }
         ExitCode::SUCCESS
     })
+}
+
+/// Reloads the configuration on every SIGHUP (the reload logs its outcome); never returns
+/// unless the handler cannot be installed, and then never resolves.
+async fn reload_on_sighup(
+    server: &weir::server::Server,
+    hangup: std::io::Result<tokio::signal::unix::Signal>,
+) {
+    let Ok(mut hangup) = hangup else {
+        tracing::warn!("cannot handle SIGHUP; reload with POST /reload instead");
+        return std::future::pending().await;
+    };
+    while hangup.recv().await.is_some() {
+        server.reload(weir::reload::Trigger::Signal).await;
+    }
+    std::future::pending().await
 }
 
 async fn wait_for_signal() {

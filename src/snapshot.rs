@@ -55,6 +55,21 @@ impl Snapshot {
         identity: Option<&Arc<IdentityStore>>,
         tracer: Option<Arc<Tracer>>,
     ) -> Result<Arc<Self>, BuildError> {
+        Self::build_reusing(config, metrics, access_log, identity, tracer, None)
+    }
+
+    /// Like [`Snapshot::build_with_identity`], for a reload: a service of `previous` whose
+    /// definition is unchanged and that the same (listener, route) pairs reach is kept as
+    /// it is, with its endpoints, pools, in-flight counts, breaker window and ejections.
+    /// Any other change to a service builds it anew (its state starts fresh).
+    pub fn build_reusing(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        access_log: Option<AccessLog>,
+        identity: Option<&Arc<IdentityStore>>,
+        tracer: Option<Arc<Tracer>>,
+        previous: Option<&Snapshot>,
+    ) -> Result<Arc<Self>, BuildError> {
         let mut slots: HashMap<&str, Vec<(String, String)>> = HashMap::new();
         for l in &config.listeners {
             for r in &l.routes {
@@ -69,13 +84,19 @@ impl Snapshot {
         }
         let mut services: HashMap<String, Arc<Service>> = HashMap::new();
         for s in &config.services {
-            let tls = OutboundTls::new(s, identity, metrics).map_err(BuildError)?;
-            let service = Service::with_tls(
-                s,
-                slots.remove(s.name.as_str()).unwrap_or_default(),
-                metrics.clone(),
-                tls,
-            );
+            let route_slots = slots.remove(s.name.as_str()).unwrap_or_default();
+            let unchanged = previous.and_then(|p| {
+                let before = p.config.services.iter().find(|b| b.name == s.name)?;
+                let kept = p.services.get(&s.name)?;
+                (before == s && kept.route_slots() == route_slots.as_slice()).then(|| kept.clone())
+            });
+            let service = match unchanged {
+                Some(kept) => kept,
+                None => {
+                    let tls = OutboundTls::new(s, identity, metrics).map_err(BuildError)?;
+                    Service::with_tls(s, route_slots, metrics.clone(), tls)
+                }
+            };
             services.insert(s.name.clone(), service);
         }
         let listeners = config

@@ -26,6 +26,7 @@ pub use duration::{
     format_seconds_one_decimal_unless_whole, format_whole_seconds_rounded_up, parse_duration,
 };
 pub use schema::*;
+pub use source::read_bounded;
 
 /// A configuration that decoded and validated, with the warnings found on the way.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct Loaded {
     pub config: Config,
     /// Things that work but deserve attention (e.g. sections accepted but not enforced yet).
     pub warnings: Vec<Diagnostic>,
+    /// The SHA-256 of the text, in hex: `/config` shows it, and `sha256sum weir.yaml`
+    /// tells whether a file on disk is the one in force.
+    pub sha256: String,
 }
 
 /// Why a configuration could not be loaded.
@@ -85,8 +89,45 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
     load_bytes(&name, &bytes)
 }
 
+/// The SHA-256 of `bytes` in lowercase hex (as `sha256sum` prints it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// A diagnostic about the field at `path` (mapping keys and list indices from the root) of configuration
+/// `text` read from `file`, placed at the field (or its nearest present parent).
+pub fn diagnostic_at(file: &str, text: &str, path: &[&str], message: String) -> Diagnostic {
+    let pos = tree::position_of(text, path);
+    let mut dotted = String::new();
+    for segment in path {
+        if segment.parse::<usize>().is_ok() {
+            dotted.push_str(&format!("[{segment}]"));
+        } else {
+            if !dotted.is_empty() {
+                dotted.push('.');
+            }
+            dotted.push_str(segment);
+        }
+    }
+    Diagnostic {
+        file: file.to_string(),
+        line: pos.line,
+        col: pos.col,
+        path: dotted,
+        message,
+    }
+}
+
 /// Decodes and validates the bytes of a file: UTF-8 first, then as [`load_str`].
-pub(crate) fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, LoadError> {
+pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, LoadError> {
     match source::utf8(bytes) {
         Ok(text) => load_str(file, text),
         Err(err) => Err(LoadError::Invalid(vec![Diagnostic {
@@ -146,7 +187,11 @@ pub fn load_str(file: &str, text: &str) -> Result<Loaded, LoadError> {
     errors.sort_by_key(|d| (d.line, d.col));
     warnings.sort_by_key(|d| (d.line, d.col));
     match config {
-        Some(config) if errors.is_empty() => Ok(Loaded { config, warnings }),
+        Some(config) if errors.is_empty() => Ok(Loaded {
+            config,
+            warnings,
+            sha256: sha256_hex(text.as_bytes()),
+        }),
         _ if !errors.is_empty() => Err(LoadError::Invalid(errors)),
         _ => Err(LoadError::Invalid(vec![Diagnostic {
             file: file.to_string(),

@@ -77,7 +77,7 @@ fn admit(meta: &std::fs::Metadata) -> std::io::Result<()> {
 }
 
 /// The bytes of the regular file at `path`, at most [`MAX_CONFIG_BYTES`] of them.
-pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     // Checked before opening: opening a FIFO for reading blocks until a writer appears.
     admit(&std::fs::metadata(path)?)?;
     let file = std::fs::File::open(path)?;

@@ -230,6 +230,37 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
         })
 }
 
+/// Where the key at `path` (mapping keys and list indices from the root) starts in `text`; when the key is
+/// absent, where its nearest present parent starts (the file's start at worst). Used to
+/// place a diagnostic about a field found by comparing two decoded configurations.
+pub(crate) fn position_of(text: &str, path: &[&str]) -> Pos {
+    let Ok(root) = parse(text) else {
+        return Pos::START;
+    };
+    let mut node = &root;
+    let mut pos = Pos::START;
+    for key in path {
+        match &node.value {
+            Value::Map(entries) => {
+                let Some(entry) = entries.iter().find(|e| e.key == *key) else {
+                    break;
+                };
+                pos = entry.key_pos;
+                node = &entry.value;
+            }
+            Value::Seq(items) => {
+                let Some(item) = key.parse::<usize>().ok().and_then(|i| items.get(i)) else {
+                    break;
+                };
+                pos = item.pos;
+                node = item;
+            }
+            _ => break,
+        }
+    }
+    pos
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::config::Route;
 use crate::telemetry::prometheus_text::{self, Sample};
+use crate::telemetry::series::NONE;
 use crate::upstream::circuit_breaker::BreakerState;
 
 /// Requests weir completed, by listener, route, service, endpoint, code and weir error.
@@ -40,15 +41,20 @@ impl Traffic {
                 continue;
             }
             let n = s.value as u64;
+            // The summary keys "nothing chosen" and "relayed, no weir error" as "".
+            let named = |label: &str| match s.label(label) {
+                NONE => String::new(),
+                value => value.to_string(),
+            };
             t.total += n;
             *t.endpoints
-                .entry(s.label("service").to_string())
+                .entry(named("service"))
                 .or_default()
-                .entry(s.label("endpoint").to_string())
+                .entry(named("endpoint"))
                 .or_default() += n;
-            *t.routes.entry(s.label("route").to_string()).or_default() += n;
+            *t.routes.entry(named("route")).or_default() += n;
             *t.codes
-                .entry((s.label("code").to_string(), s.label("error").to_string()))
+                .entry((s.label("code").to_string(), named("error")))
                 .or_default() += n;
         }
         t

@@ -7,11 +7,11 @@ use crate::config::{Backend, Route, RouteMatch};
 /// series whose names start like the requests counter.
 pub(super) const METRICS: &str = r#"# HELP weir_http_requests HTTP requests completed.
 # TYPE weir_http_requests counter
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error=""} 700
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error=""} 200
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error=""} 98
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error="none"} 700
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error="none"} 200
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error="none"} 98
 weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="503",error="circuit_open"} 2
-weir_http_requests_total{listener="other",route="r",service="x",endpoint="127.0.0.1:9",code="200",error=""} 5
+weir_http_requests_total{listener="other",route="r",service="x",endpoint="127.0.0.1:9",code="200",error="none"} 5
 weir_http_requests_in_flight{service="reviews-v1",endpoint="127.0.0.1:1001"} 0
 weir_http_requests_total_created{listener="demo"} 1
 # EOF
@@ -20,10 +20,10 @@ weir_http_requests_total_created{listener="demo"} 1
 /// A breaker that opened once, failed three trials and closed, in front of a
 /// service that answered 500 for a while.
 pub(super) const BREAKER_METRICS: &str = r#"# TYPE weir_http_requests counter
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error=""} 3600
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error=""} 450
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error=""} 300
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="500",error=""} 35
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error="none"} 3600
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error="none"} 450
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error="none"} 300
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="500",error="none"} 35
 weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="",code="503",error="circuit_open"} 115
 # TYPE weir_circuit_breaker_state gauge
 weir_circuit_breaker_state{service="reviews-v2",state="closed"} 1

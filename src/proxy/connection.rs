@@ -10,16 +10,17 @@ use http::header::HeaderValue;
 
 use super::authorize::PeerDecision;
 use super::client_timeouts::ClientClock;
+use super::listener::ListenerSlot;
 use crate::headers::Downstream;
 use crate::route::RouteTable;
 
 /// What every request on one downstream connection shares.
 #[derive(Debug)]
 pub struct Connection {
-    /// The route table of the listener that accepted the connection, held for the
-    /// connection's life: a later configuration never changes what an accepted connection
-    /// was routed by halfway through.
-    pub table: Arc<RouteTable>,
+    /// The listener that accepted the connection: each request is routed by the table in
+    /// force when it starts (a reload changes what the next request sees, never a request
+    /// halfway through).
+    pub listener: Arc<ListenerSlot<RouteTable>>,
     /// The client's address.
     pub client: SocketAddr,
     /// What requests forwarded upstream say about the client (`x-forwarded-for`, `-proto`,
@@ -61,19 +62,21 @@ impl Drop for OpenConnection {
 impl Connection {
     /// State for a newly accepted connection.
     pub fn new(
-        table: Arc<RouteTable>,
+        listener: Arc<ListenerSlot<RouteTable>>,
         client: SocketAddr,
         clock: Arc<ClientClock>,
         stream_idle: Duration,
     ) -> Self {
         let client_ip = HeaderValue::from_str(&client.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        let client_text = table
+        let client_text = listener
+            .routing
+            .load()
             .access_log
             .as_ref()
             .map(|_| client.to_string().into_boxed_str());
         Connection {
-            table,
+            listener,
             client,
             downstream: Downstream::new(client_ip, None),
             clock,

@@ -9,6 +9,7 @@ use http::{Method, Request, Uri};
 
 use super::connection::Connection;
 use crate::error::ErrorCode;
+use crate::route::RouteTable;
 use crate::telemetry::access_log::AccessRecord;
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::trace::span::{Recording, SpanEnd};
@@ -29,8 +30,10 @@ pub struct Placement {
 /// Everything the logging phase needs about one request.
 #[derive(Debug)]
 pub struct Finish {
-    /// The connection the request came on (its listener's route table, the client).
+    /// The connection the request came on (the client, its peer).
     conn: Arc<Connection>,
+    /// The route table the request was routed by.
+    table: Arc<RouteTable>,
     /// When the request arrived.
     started: Instant,
     /// Method and target, kept only when an access log is written (boxed: most
@@ -67,16 +70,16 @@ pub enum Ending {
 }
 
 impl Finish {
-    /// The record of a request that has just arrived on a connection of `table`'s listener.
-    pub fn new<B>(conn: &Arc<Connection>, req: &Request<B>) -> Self {
+    /// The record of a request that has just arrived on `conn`, routed by `table`.
+    pub fn new<B>(conn: &Arc<Connection>, table: Arc<RouteTable>, req: &Request<B>) -> Self {
         Finish {
             conn: conn.clone(),
             started: Instant::now(),
-            request_line: conn
-                .table
+            request_line: table
                 .access_log
                 .as_ref()
                 .map(|_| Box::new((req.method().clone(), req.uri().clone()))),
+            table,
             placement: None,
             status: 0,
             error: None,
@@ -103,7 +106,7 @@ impl Finish {
         }
         self.recorded = true;
         let duration = self.started.elapsed();
-        let table = &*self.conn.table;
+        let table = &*self.table;
         let exchange = self.placement.as_mut().and_then(|p| p.exchange.take());
         let mut names = ("", "");
         // A traced request ends now for its span and its exemplar alike.

@@ -73,12 +73,14 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.clock.request_started();
-    let mut finish = Finish::new(&conn, &req);
-    if let Some(tracer) = &conn.table.tracer {
-        finish.span = tracer.begin(&mut req, conn.table.span_kind);
+    // The routes in force now serve this request to its end, whatever a reload does.
+    let table = conn.listener.routing.load_full();
+    let mut finish = Finish::new(&conn, table.clone(), &req);
+    if let Some(tracer) = &table.tracer {
+        finish.span = tracer.begin(&mut req, table.span_kind);
     }
     let version = req.version();
-    let answer = proxy(&conn, req, &mut finish)
+    let answer = proxy(&conn, &table, req, &mut finish)
         .await
         .unwrap_or_else(|answer| answer);
     Ok(respond(answer, finish, version))
@@ -87,11 +89,11 @@ pub async fn handle(
 /// Runs the phases in order; `Err` is an answer that ended the request early.
 async fn proxy(
     conn: &Connection,
+    table: &RouteTable,
     mut req: Request<Incoming>,
     finish: &mut Finish,
 ) -> Result<Answer, Answer> {
-    let table = &*conn.table;
-    authorize(conn)?;
+    authorize(conn, table)?;
     check_head(&req)?;
     let peer = conn.peer.as_ref().and_then(|p| p.peer.as_deref());
     let route_index = route(table, &req, peer)?;
@@ -144,7 +146,7 @@ async fn proxy(
 
 /// Phase 0: on a listener with TLS, whether the connection's peer may send requests (the
 /// decision was taken at the handshake; each request counts it).
-fn authorize(conn: &Connection) -> Result<(), ProxyError> {
+fn authorize(conn: &Connection, table: &RouteTable) -> Result<(), ProxyError> {
     let Some(peer) = &conn.peer else {
         return Ok(());
     };
@@ -153,7 +155,7 @@ fn authorize(conn: &Connection) -> Result<(), ProxyError> {
         true => Ok(()),
         false => Err(ProxyError::identity_denied(
             peer.peer.as_deref(),
-            &conn.table.listener,
+            &table.listener,
         )),
     }
 }
@@ -347,8 +349,12 @@ mod tests {
         let snapshot = Snapshot::build(config, &Metrics::new(), None).expect("builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
+        let policy = crate::proxy::listener::ListenerPolicy::new(
+            &snapshot.config.listeners[0],
+            &Metrics::new(),
+        );
         let conn = Arc::new(Connection::new(
-            snapshot.listeners[0].clone(),
+            crate::proxy::listener::ListenerSlot::new(snapshot.listeners[0].clone(), policy),
             address,
             ClientClock::new(),
             Duration::from_secs(300),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -115,6 +116,30 @@ impl ListenerPolicy {
     }
 }
 
+/// What a reload can change under a running listener: what its connections are routed by
+/// (`T`: a [`RouteTable`], or a tcp listener's forwarding) and its policy. The accept loop
+/// reads the policy as each connection arrives and the connection keeps it; an HTTP
+/// request reads the routing as it starts, so a long keep-alive or HTTP/2 connection
+/// serves its next request by the configuration in force, and a request in flight finishes
+/// by the one it started with.
+#[derive(Debug)]
+pub struct ListenerSlot<T> {
+    /// Routes (or forwarding) in force.
+    pub routing: ArcSwap<T>,
+    /// Limits, timeouts and TLS for new connections.
+    pub policy: ArcSwap<ListenerPolicy>,
+}
+
+impl<T> ListenerSlot<T> {
+    /// A slot holding `routing` and `policy` until a reload replaces them.
+    pub fn new(routing: Arc<T>, policy: ListenerPolicy) -> Arc<Self> {
+        Arc::new(ListenerSlot {
+            routing: ArcSwap::new(routing),
+            policy: ArcSwap::from_pointee(policy),
+        })
+    }
+}
+
 /// The HTTP server settings of a listener with `limits`.
 fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -146,23 +171,32 @@ fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
 /// timeouts allow is closed (see [`client_timeouts`]); both are counted.
 pub async fn serve(
     listener: TcpListener,
-    table: Arc<RouteTable>,
+    slot: Arc<ListenerSlot<RouteTable>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
-    policy: ListenerPolicy,
 ) -> bool {
-    let builder = Arc::new(http_builder(&policy.limits));
+    let mut policy = slot.policy.load_full();
+    let mut builder = Arc::new(http_builder(&policy.limits));
     let drain = GracefulShutdown::new();
     let open = Arc::new(AtomicU32::new(0));
     let mut backoff = AcceptBackoff::default();
-    while let Some((stream, client, counted)) = policy
-        .next_connection(&listener, &mut stop, &mut backoff, &open)
-        .await
-    {
+    loop {
+        let Some((stream, client, counted)) = policy
+            .next_connection(&listener, &mut stop, &mut backoff, &open)
+            .await
+        else {
+            break;
+        };
+        // A reload may have replaced the policy while the loop waited.
+        let current = slot.policy.load_full();
+        if !Arc::ptr_eq(&current, &policy) {
+            policy = current;
+            builder = Arc::new(http_builder(&policy.limits));
+        }
         let clock = ClientClock::new();
         let drain = drain.watcher();
         let builder = builder.clone();
-        let table = table.clone();
+        let routes = slot.clone();
         let policy = policy.clone();
         let timed_out = policy.timed_out.clone();
         let timeouts = policy.timeouts;
@@ -189,7 +223,7 @@ pub async fn serve(
                 // outlives hyper's part of the connection still counts against
                 // `max_connections`.
                 let conn = Arc::new(
-                    Connection::new(table, client, clock.clone(), policy.stream_idle)
+                    Connection::new(routes, client, clock.clone(), policy.stream_idle)
                         .counted(counted)
                         .with_peer(peer),
                 );
@@ -279,13 +313,8 @@ mod tests {
         let limit = Duration::from_millis(300);
         let mut policy = ListenerPolicy::new(&snapshot.config.listeners[0], &Metrics::new());
         policy.timeouts.first_byte = limit;
-        tokio::spawn(serve(
-            listener,
-            snapshot.listeners[0].clone(),
-            stop,
-            Duration::from_secs(1),
-            policy,
-        ));
+        let slot = ListenerSlot::new(snapshot.listeners[0].clone(), policy);
+        tokio::spawn(serve(listener, slot, stop, Duration::from_secs(1)));
 
         let mut slow = TcpStream::connect(address).await.expect("connect");
         let started = Instant::now();

@@ -91,7 +91,8 @@ impl ParseErrorReport {
                 "request head refused"
             );
         }
-        if let Some(access_log) = &conn.table.access_log {
+        let table = conn.listener.routing.load();
+        if let Some(access_log) = &table.access_log {
             access_log.write(&AccessRecord {
                 client: conn.client_text.as_deref().unwrap_or_default(),
                 peer: conn
@@ -99,7 +100,7 @@ impl ParseErrorReport {
                     .as_ref()
                     .and_then(|p| p.peer.as_deref())
                     .unwrap_or_default(),
-                listener: &conn.table.listener,
+                listener: &table.listener,
                 route: "",
                 service: "",
                 endpoint: "",

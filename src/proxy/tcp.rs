@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::accept::AcceptBackoff;
-use super::listener::ListenerPolicy;
+use super::listener::{ListenerPolicy, ListenerSlot};
 use super::relay::{relay, TunnelEnd};
 use super::tls_accept::ClientStream;
 use crate::route::RouteTable;
@@ -122,19 +122,22 @@ impl TcpForwarding {
 /// up to `grace` for open connections to end. Returns whether they all did.
 pub async fn serve(
     listener: TcpListener,
-    forwarding: Arc<TcpForwarding>,
+    slot: Arc<ListenerSlot<TcpForwarding>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
-    policy: ListenerPolicy,
 ) -> bool {
     let open = Arc::new(AtomicU32::new(0));
     let (closed_tx, mut closed) = watch::channel(());
     let mut backoff = AcceptBackoff::default();
+    let mut policy = slot.policy.load_full();
     while let Some((stream, client, counted)) = policy
         .next_connection(&listener, &mut stop, &mut backoff, &open)
         .await
     {
-        let forwarding = forwarding.clone();
+        // A reload may have replaced the routing or the policy while the loop waited; the
+        // connection keeps what is in force now.
+        policy = slot.policy.load_full();
+        let forwarding = slot.routing.load_full();
         let policy = policy.clone();
         let closed_tx = closed_tx.clone();
         tokio::spawn(async move {

@@ -17,6 +17,7 @@ use crate::config;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
+use crate::telemetry::series::NONE;
 use crate::telemetry::trace::tracer::Tracer;
 use crate::telemetry::trace::{SpanKind, SpanNames};
 use crate::upstream::balancer::WeightedRandom;
@@ -155,7 +156,8 @@ impl RouteTable {
                     route: r.name.clone(),
                     service: b.service.clone(),
                 });
-                let unsent = RequestCounters::new(metrics, &listener.name, &r.name, &b.service, "");
+                let unsent =
+                    RequestCounters::new(metrics, &listener.name, &r.name, &b.service, NONE);
                 let budget_percent = r.retries.as_ref().map_or(20.0, |p| p.budget_percent);
                 let retry_budget = RetryBudget::new(budget_percent);
                 let retry_counters = RetryCounters::new(metrics, &r.name, &b.service);
@@ -203,11 +205,11 @@ impl RouteTable {
         Ok(RouteTable {
             listener: listener.name.clone(),
             routes,
-            unmatched: RequestCounters::new(metrics, &listener.name, "", "", ""),
+            unmatched: RequestCounters::new(metrics, &listener.name, NONE, NONE, NONE),
             unmatched_duration: metrics.request_duration.get_or_create_owned(&RouteLabels {
                 listener: listener.name.clone(),
-                route: String::new(),
-                service: String::new(),
+                route: NONE.to_string(),
+                service: NONE.to_string(),
             }),
             access_log: None,
             tracer: None,

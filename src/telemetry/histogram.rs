@@ -160,6 +160,16 @@ impl DurationFamily {
         h
     }
 
+    /// Removes the histograms whose labels `keep` refuses (see
+    /// [`Tracked::retain`](super::series::Tracked::retain)).
+    pub fn retain(&self, keep: impl Fn(&RouteLabels) -> bool) {
+        let mut series = match self.series.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        series.retain(|(labels, _)| keep(labels));
+    }
+
     /// Appends the family in the OpenMetrics text format (exemplars included).
     pub fn encode(&self, out: &mut String) {
         let series = match self.series.lock() {

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use super::histogram::DurationFamily;
 pub use super::histogram::RouteLabels;
 use super::process::ProcessCollector;
+use super::series::{Live, Tracked, NONE};
 use super::trace::SpanCounters;
 use crate::error::ErrorCode;
 
@@ -22,15 +23,15 @@ use crate::error::ErrorCode;
 pub struct RequestLabels {
     /// Listener name.
     pub listener: String,
-    /// Route name, empty when none matched.
+    /// Route name, `none` when none matched.
     pub route: String,
-    /// Service name, empty when none was chosen.
+    /// Service name, `none` when none was chosen.
     pub service: String,
-    /// Endpoint address, empty when none was chosen.
+    /// Endpoint address, `none` when none was chosen.
     pub endpoint: String,
     /// Response status code.
     pub code: String,
-    /// weir error code, empty for responses relayed from an upstream.
+    /// weir error code, `none` for responses relayed from an upstream.
     pub error: String,
 }
 
@@ -197,41 +198,43 @@ struct BuildLabels {
 pub struct Metrics {
     registry: Registry,
     /// `weir_http_requests_total`.
-    pub requests: Family<RequestLabels, Counter>,
+    pub requests: Tracked<RequestLabels, Counter>,
     /// `weir_http_request_duration_seconds`.
     pub request_duration: DurationFamily,
     /// `weir_http_requests_in_flight`.
-    pub in_flight: Family<EndpointLabels, Gauge>,
+    pub in_flight: Tracked<EndpointLabels, Gauge>,
     /// `weir_upstream_endpoints`.
-    pub upstream_endpoints: Family<EndpointStateLabels, Gauge>,
+    pub upstream_endpoints: Tracked<EndpointStateLabels, Gauge>,
     /// `weir_circuit_breaker_state`.
-    pub breaker_state: Family<BreakerStateLabels, Gauge>,
+    pub breaker_state: Tracked<BreakerStateLabels, Gauge>,
     /// `weir_circuit_breaker_transitions_total`.
-    pub breaker_transitions: Family<BreakerTransitionLabels, Counter>,
+    pub breaker_transitions: Tracked<BreakerTransitionLabels, Counter>,
     /// `weir_circuit_breaker_rejected_total`.
-    pub breaker_rejected: Family<ServiceLabels, Counter>,
+    pub breaker_rejected: Tracked<ServiceLabels, Counter>,
     /// `weir_outlier_ejections_total`.
-    pub outlier_ejections: Family<EjectionLabels, Counter>,
+    pub outlier_ejections: Tracked<EjectionLabels, Counter>,
     /// `weir_overflow_total`.
-    pub overflow: Family<OverflowLabels, Counter>,
+    pub overflow: Tracked<OverflowLabels, Counter>,
     /// `weir_retries_total`.
-    pub retries: Family<RetryLabels, Counter>,
+    pub retries: Tracked<RetryLabels, Counter>,
     /// `weir_access_log_dropped_total`.
     pub access_log_dropped: Counter,
     /// `weir_downstream_errors_total`.
-    pub downstream_errors: Family<DownstreamErrorLabels, Counter>,
+    pub downstream_errors: Tracked<DownstreamErrorLabels, Counter>,
     /// `weir_tls_handshakes_total`.
-    pub tls_handshakes: Family<TlsHandshakeLabels, Counter>,
+    pub tls_handshakes: Tracked<TlsHandshakeLabels, Counter>,
     /// `weir_tls_peer_requests_total`.
-    pub tls_peer_requests: Family<TlsPeerLabels, Counter>,
+    pub tls_peer_requests: Tracked<TlsPeerLabels, Counter>,
     /// `weir_tls_certificate_expiry_timestamp_seconds`.
     pub certificate_expiry: Family<CertificateLabels, Gauge>,
     /// `weir_tls_identity_reloads_total`.
     pub identity_reloads: Family<ReloadLabels, Counter>,
+    /// `weir_config_reloads_total`.
+    pub config_reloads: ConfigReloadCounters,
     /// `weir_tcp_connections_total`.
-    pub tcp_connections: Family<TcpLabels, Counter>,
+    pub tcp_connections: Tracked<TcpLabels, Counter>,
     /// `weir_tcp_bytes_total`.
-    pub tcp_bytes: Family<TcpBytesLabels, Counter>,
+    pub tcp_bytes: Tracked<TcpBytesLabels, Counter>,
     /// `weir_trace_spans_total`, by outcome.
     pub trace_spans: SpanCounters,
 }
@@ -240,61 +243,61 @@ impl Metrics {
     /// Creates and registers every family.
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
+        let requests = Tracked::<RequestLabels, Counter>::default();
         registry.register(
             "weir_http_requests",
             "HTTP requests completed, by where they went, status code and weir error code",
-            requests.clone(),
+            requests.family(),
         );
         // Rendered by the family itself (with trace-id exemplars), after the registry.
         let request_duration = DurationFamily::default();
-        let in_flight = Family::<EndpointLabels, Gauge>::default();
+        let in_flight = Tracked::<EndpointLabels, Gauge>::default();
         registry.register(
             "weir_http_requests_in_flight",
             "Requests sent to an endpoint whose response has not fully arrived",
-            in_flight.clone(),
+            in_flight.family(),
         );
-        let upstream_endpoints = Family::<EndpointStateLabels, Gauge>::default();
+        let upstream_endpoints = Tracked::<EndpointStateLabels, Gauge>::default();
         registry.register(
             "weir_upstream_endpoints",
             "Endpoints of each service, by state",
-            upstream_endpoints.clone(),
+            upstream_endpoints.family(),
         );
-        let breaker_state = Family::<BreakerStateLabels, Gauge>::default();
+        let breaker_state = Tracked::<BreakerStateLabels, Gauge>::default();
         registry.register(
             "weir_circuit_breaker_state",
             "Circuit breaker state of each service; 1 for the current state",
-            breaker_state.clone(),
+            breaker_state.family(),
         );
-        let breaker_transitions = Family::<BreakerTransitionLabels, Counter>::default();
+        let breaker_transitions = Tracked::<BreakerTransitionLabels, Counter>::default();
         registry.register(
             "weir_circuit_breaker_transitions",
             "Circuit breaker state changes",
-            breaker_transitions.clone(),
+            breaker_transitions.family(),
         );
-        let breaker_rejected = Family::<ServiceLabels, Counter>::default();
+        let breaker_rejected = Tracked::<ServiceLabels, Counter>::default();
         registry.register(
             "weir_circuit_breaker_rejected",
             "Requests refused because the service's circuit breaker was open",
-            breaker_rejected.clone(),
+            breaker_rejected.family(),
         );
-        let outlier_ejections = Family::<EjectionLabels, Counter>::default();
+        let outlier_ejections = Tracked::<EjectionLabels, Counter>::default();
         registry.register(
             "weir_outlier_ejections",
             "Endpoints ejected by outlier detection, by reason",
-            outlier_ejections.clone(),
+            outlier_ejections.family(),
         );
-        let overflow = Family::<OverflowLabels, Counter>::default();
+        let overflow = Tracked::<OverflowLabels, Counter>::default();
         registry.register(
             "weir_overflow",
             "Requests refused because a connection or request limit was reached",
-            overflow.clone(),
+            overflow.family(),
         );
-        let retries = Family::<RetryLabels, Counter>::default();
+        let retries = Tracked::<RetryLabels, Counter>::default();
         registry.register(
             "weir_retries",
             "Retry decisions, by outcome",
-            retries.clone(),
+            retries.family(),
         );
         let access_log_dropped = Counter::default();
         registry.register(
@@ -320,23 +323,23 @@ impl Metrics {
             dropped: span_counter("dropped"),
             failed: span_counter("failed"),
         };
-        let downstream_errors = Family::<DownstreamErrorLabels, Counter>::default();
+        let downstream_errors = Tracked::<DownstreamErrorLabels, Counter>::default();
         registry.register(
             "weir_downstream_errors",
             "Downstream connections weir refused or closed because of their client, by kind",
-            downstream_errors.clone(),
+            downstream_errors.family(),
         );
-        let tls_handshakes = Family::<TlsHandshakeLabels, Counter>::default();
+        let tls_handshakes = Tracked::<TlsHandshakeLabels, Counter>::default();
         registry.register(
             "weir_tls_handshakes",
             "TLS handshakes by listener, side and result",
-            tls_handshakes.clone(),
+            tls_handshakes.family(),
         );
-        let tls_peer_requests = Family::<TlsPeerLabels, Counter>::default();
+        let tls_peer_requests = Tracked::<TlsPeerLabels, Counter>::default();
         registry.register(
             "weir_tls_peer_requests",
             "Requests on listeners with tls, by the peer identity's allow entry and decision",
-            tls_peer_requests.clone(),
+            tls_peer_requests.family(),
         );
         let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
         registry.register(
@@ -350,17 +353,31 @@ impl Metrics {
             "Changes of the identity files: taken into force, or refused (the old identity stays)",
             identity_reloads.clone(),
         );
-        let tcp_connections = Family::<TcpLabels, Counter>::default();
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "weir_config_reloads",
+            "Configuration reloads: taken into force, or refused (the old configuration stays)",
+            config_reloads.clone(),
+        );
+        let config_reloads = ConfigReloadCounters {
+            success: config_reloads.get_or_create_owned(&ReloadLabels {
+                result: "success".into(),
+            }),
+            failure: config_reloads.get_or_create_owned(&ReloadLabels {
+                result: "failure".into(),
+            }),
+        };
+        let tcp_connections = Tracked::<TcpLabels, Counter>::default();
         registry.register(
             "weir_tcp_connections",
             "Connections a tcp listener forwarded to a service (counted when they end)",
-            tcp_connections.clone(),
+            tcp_connections.family(),
         );
-        let tcp_bytes = Family::<TcpBytesLabels, Counter>::default();
+        let tcp_bytes = Tracked::<TcpBytesLabels, Counter>::default();
         registry.register(
             "weir_tcp_bytes",
             "Bytes a tcp listener forwarded, by direction",
-            tcp_bytes.clone(),
+            tcp_bytes.family(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -388,10 +405,59 @@ impl Metrics {
             tls_peer_requests,
             certificate_expiry,
             identity_reloads,
+            config_reloads,
             tcp_connections,
             tcp_bytes,
             trace_spans,
         })
+    }
+
+    /// Removes the series of listeners, routes and services `live` no longer names (after a
+    /// reload took a new configuration into force). Endpoint series are the business of
+    /// their service: see [`Metrics::forget_endpoints`].
+    pub fn forget_removed(&self, live: &Live) {
+        self.requests.retain(|l| {
+            live.listener(&l.listener)
+                && live.route(&l.listener, &l.route)
+                && live.service(&l.service)
+        });
+        self.request_duration.retain(|l| {
+            live.listener(&l.listener)
+                && live.route(&l.listener, &l.route)
+                && live.service(&l.service)
+        });
+        self.in_flight.retain(|l| live.service(&l.service));
+        self.upstream_endpoints.retain(|l| live.service(&l.service));
+        self.breaker_state.retain(|l| live.breaker(&l.service));
+        self.breaker_transitions
+            .retain(|l| live.breaker(&l.service));
+        self.breaker_rejected.retain(|l| live.breaker(&l.service));
+        self.outlier_ejections.retain(|l| live.service(&l.service));
+        self.overflow.retain(|l| live.service(&l.service));
+        self.retries
+            .retain(|l| live.route_service(&l.route, &l.service));
+        self.downstream_errors
+            .retain(|l| live.listener(&l.listener));
+        self.tls_handshakes.retain(|l| match l.side.as_str() {
+            "client" => live.tls_service(&l.listener),
+            _ => live.listener(&l.listener),
+        });
+        self.tls_peer_requests
+            .retain(|l| live.listener(&l.listener));
+        self.tcp_connections
+            .retain(|l| live.listener(&l.listener) && live.service(&l.service));
+        self.tcp_bytes
+            .retain(|l| live.listener(&l.listener) && live.service(&l.service));
+    }
+
+    /// Removes the series of `service`'s endpoints that `current` does not hold (they left
+    /// the service: discovery or a reload removed them).
+    pub fn forget_endpoints(&self, service: &str, current: &dyn Fn(&str) -> bool) {
+        let gone = |s: &str, endpoint: &str| s == service && endpoint != NONE && !current(endpoint);
+        self.requests.retain(|l| !gone(&l.service, &l.endpoint));
+        self.in_flight.retain(|l| !gone(&l.service, &l.endpoint));
+        self.outlier_ejections
+            .retain(|l| !gone(&l.service, &l.endpoint));
     }
 
     /// Renders every metric in the OpenMetrics text format.
@@ -450,6 +516,15 @@ fn openmetrics_to_prometheus_text(om: &str) -> String {
     out
 }
 
+/// `weir_config_reloads_total`, by result.
+#[derive(Debug, Clone)]
+pub struct ConfigReloadCounters {
+    /// A new configuration is in force.
+    pub success: Counter,
+    /// A configuration was refused; the old one stays.
+    pub failure: Counter,
+}
+
 /// Status codes with a pre-resolved counter; others take a slower, formatting path.
 const COMMON_STATUSES: [u16; 16] = [
     200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 429, 500, 502, 503,
@@ -461,14 +536,15 @@ const COMMON_STATUSES: [u16; 16] = [
 /// series that happened); after that, counting is one atomic add.
 #[derive(Debug)]
 pub struct RequestCounters {
-    family: Family<RequestLabels, Counter>,
+    family: Tracked<RequestLabels, Counter>,
     base: RequestLabels,
     by_status: [OnceLock<Counter>; COMMON_STATUSES.len()],
     by_error: [OnceLock<Counter>; ErrorCode::ALL.len()],
 }
 
 impl RequestCounters {
-    /// Handles for one combination of listener, route, service and endpoint names.
+    /// Handles for one combination of listener, route, service and endpoint names (each
+    /// [`NONE`] when there is none).
     pub fn new(
         metrics: &Metrics,
         listener: &str,
@@ -484,7 +560,7 @@ impl RequestCounters {
                 service: service.to_string(),
                 endpoint: endpoint.to_string(),
                 code: String::new(),
-                error: String::new(),
+                error: NONE.to_string(),
             },
             by_status: Default::default(),
             by_error: Default::default(),
@@ -502,9 +578,9 @@ impl RequestCounters {
     pub fn upstream(&self, status: u16) {
         match COMMON_STATUSES.iter().position(|&s| s == status) {
             Some(i) => self.by_status[i]
-                .get_or_init(|| self.resolve(status, ""))
+                .get_or_init(|| self.resolve(status, NONE))
                 .inc(),
-            None => self.resolve(status, "").inc(),
+            None => self.resolve(status, NONE).inc(),
         };
     }
 
@@ -538,8 +614,8 @@ mod tests {
         c.upstream(418);
         c.proxy_error(ErrorCode::Timeout, 504);
         let text = m.render();
-        assert!(text.contains(r#"weir_http_requests_total{listener="out",route="r",service="svc",endpoint="127.0.0.1:1",code="200",error=""} 2"#), "{text}");
-        assert!(text.contains(r#"code="418",error=""} 1"#));
+        assert!(text.contains(r#"weir_http_requests_total{listener="out",route="r",service="svc",endpoint="127.0.0.1:1",code="200",error="none"} 2"#), "{text}");
+        assert!(text.contains(r#"code="418",error="none"} 1"#));
         assert!(text.contains(r#"code="504",error="timeout"} 1"#));
         assert!(!text.contains(r#"code="500""#));
         assert!(text.contains("weir_build_info"));

@@ -7,4 +7,5 @@ pub mod histogram;
 pub mod metrics;
 pub mod process;
 pub mod prometheus_text;
+pub mod series;
 pub mod trace;

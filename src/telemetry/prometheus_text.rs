@@ -119,11 +119,11 @@ mod tests {
 
     const REQUESTS: &str = r#"# HELP weir_http_requests HTTP requests completed.
 # TYPE weir_http_requests counter
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error=""} 700
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error=""} 200
-weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error=""} 98
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1001",code="200",error="none"} 700
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v1",endpoint="127.0.0.1:1002",code="200",error="none"} 200
+weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="200",error="none"} 98
 weir_http_requests_total{listener="demo",route="reviews",service="reviews-v2",endpoint="127.0.0.1:1003",code="503",error="circuit_open"} 2
-weir_http_requests_total{listener="other",route="r",service="x",endpoint="127.0.0.1:9",code="200",error=""} 5
+weir_http_requests_total{listener="other",route="r",service="x",endpoint="127.0.0.1:9",code="200",error="none"} 5
 weir_http_requests_in_flight{service="reviews-v1",endpoint="127.0.0.1:1001"} 0
 weir_http_requests_total_created{listener="demo"} 1
 # EOF
@@ -216,7 +216,7 @@ weir_http_requests_total_created{listener="demo"} 1
             998.0
         );
         // An empty value matches the label written empty, and a label not written at all.
-        assert_eq!(metric_sum(REQUESTS, total, &[("error", "")]), 1003.0);
+        assert_eq!(metric_sum(REQUESTS, total, &[("error", "none")]), 1003.0);
         assert_eq!(metric_sum(REQUESTS, total, &[("zone", "")]), 1005.0);
         // Values are compared whole, not as substrings.
         assert_eq!(metric_sum(REQUESTS, total, &[("service", "reviews")]), 0.0);

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus_client::metrics::counter::Counter;
@@ -16,11 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 
 use super::identity::{Identity, IdentityError};
 use crate::config;
+use crate::file_watch::{directory_of, DirectoryWatch};
 use crate::telemetry::metrics::{CertificateLabels, Metrics, ReloadLabels};
-
-/// How long file events are gathered before the identity is read again: a rotation writes
-/// several files.
-const SETTLE: Duration = Duration::from_millis(200);
 
 /// The identity in force, its generation (bumped at each rotation), and its metrics.
 #[derive(Debug)]
@@ -127,37 +123,18 @@ impl IdentityStore {
     /// reason to read them again. A watch that cannot be set up is logged: the identity
     /// stays as loaded.
     pub fn watch(self: &Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-        let mut watcher = match notify::recommended_watcher(
-            move |event: notify::Result<notify::Event>| {
-                if event.is_ok_and(|e| is_change(&e.kind)) {
-                    let _ = tx.send(());
-                }
-            },
-        ) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the identity files; rotation needs a restart");
-                return;
-            }
+        let Some(mut changes) =
+            DirectoryWatch::start(&self.directories(), |_| true, "identity files")
+        else {
+            return;
         };
-        use notify::Watcher;
-        for dir in self.directories() {
-            if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch an identity directory; rotation needs a restart");
-            }
-        }
         let store = self.clone();
         tokio::spawn(async move {
-            // The watcher lives as long as this task.
-            let _watcher = watcher;
             loop {
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
-                    changed = rx.recv() => if changed.is_none() { return },
+                    changed = changes.changed() => if changed.is_none() { return },
                 }
-                tokio::time::sleep(SETTLE).await;
-                while rx.try_recv().is_ok() {}
                 let _ = store.reload();
             }
         });
@@ -166,27 +143,12 @@ impl IdentityStore {
     fn directories(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = Vec::new();
         for file in [&self.files.cert, &self.files.key, &self.files.trust_bundle] {
-            let dir = match file.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
+            let dir = directory_of(file);
             if !dirs.contains(&dir) {
                 dirs.push(dir);
             }
         }
         dirs
-    }
-}
-
-/// Whether a file event is a change of content or of which file a name points to (a write,
-/// a rename, a symlink swapped), not a read or a change of metadata (an access time).
-fn is_change(kind: &notify::EventKind) -> bool {
-    use notify::event::ModifyKind;
-    match kind {
-        notify::EventKind::Create(_) | notify::EventKind::Remove(_) => true,
-        notify::EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        notify::EventKind::Modify(_) => true,
-        _ => false,
     }
 }
 
@@ -291,28 +253,6 @@ mod tests {
     }
 
     const ID: &str = "spiffe://cluster.local/ns/shop/sa/reviews";
-
-    #[test]
-    fn reading_the_files_is_no_change_but_writing_renaming_and_swapping_are() {
-        use notify::event::{AccessKind, CreateKind, DataChange, MetadataKind, ModifyKind};
-        use notify::EventKind;
-        for (kind, change) in [
-            (EventKind::Access(AccessKind::Any), false),
-            (
-                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
-                false,
-            ),
-            (EventKind::Modify(ModifyKind::Data(DataChange::Any)), true),
-            (
-                EventKind::Modify(ModifyKind::Name(notify::event::RenameMode::To)),
-                true,
-            ),
-            (EventKind::Create(CreateKind::File), true),
-            (EventKind::Remove(notify::event::RemoveKind::Any), true),
-        ] {
-            assert_eq!(is_change(&kind), change, "{kind:?}");
-        }
-    }
 
     #[test]
     fn a_rotation_takes_a_new_certificate_and_refuses_anything_else() {

@@ -222,7 +222,7 @@ impl OutlierDetector {
         outlier.ejected.store(true, Ordering::Release);
         self.metrics
             .outlier_ejections
-            .get_or_create(&EjectionLabels {
+            .get_or_create_owned(&EjectionLabels {
                 service: self.service.clone(),
                 endpoint: endpoint.label.to_string(),
                 reason: reason.as_str().to_string(),

@@ -151,8 +151,15 @@ impl Service {
             .iter()
             .map(|e| (e.address, e.weight))
             .collect();
-        service.set_endpoints(&statics);
+        // A service built for a reload must not remove the series its predecessor still
+        // counts in: the reload does that once the new service is in force.
+        service.replace_endpoints(&statics);
         Arc::new(service)
+    }
+
+    /// The (listener, route) pairs whose requests this service's endpoints count.
+    pub fn route_slots(&self) -> &[(String, String)] {
+        &self.route_slots
     }
 
     /// The slot of a (listener, route) pair in each endpoint's counters.
@@ -208,6 +215,7 @@ impl Service {
     /// Reports one attempt's outcome at `endpoint` to outlier detection, and takes the
     /// endpoint out of rotation when that ejects it.
     pub fn record_attempt(&self, endpoint: &Endpoint, outcome: Outcome) {
+        endpoint.stats.record(outcome);
         if self
             .outlier
             .record(endpoint, outcome, &self.endpoints.load().endpoints)
@@ -306,9 +314,33 @@ impl Service {
 
     /// Replaces the endpoint set. Endpoints whose address and weight are unchanged are kept
     /// (with their pools and in-flight counts); removed ones live on until their last
-    /// request completes.
+    /// request completes, and their series leave `/metrics`.
     pub fn set_endpoints(&self, wanted: &[(SocketAddr, u32)]) {
         let _writer = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        self.replace_endpoints_locked(wanted);
+        self.forget_departed_endpoints_locked();
+    }
+
+    /// Removes from `/metrics` the series of endpoints this service no longer holds (called
+    /// once a reload put this service in force).
+    pub fn forget_departed_endpoints(&self) {
+        let _writer = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        self.forget_departed_endpoints_locked();
+    }
+
+    fn forget_departed_endpoints_locked(&self) {
+        let current = self.endpoints.load();
+        self.metrics.forget_endpoints(&self.name, &|label| {
+            current.endpoints.iter().any(|e| &*e.label == label)
+        });
+    }
+
+    fn replace_endpoints(&self, wanted: &[(SocketAddr, u32)]) {
+        let _writer = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        self.replace_endpoints_locked(wanted);
+    }
+
+    fn replace_endpoints_locked(&self, wanted: &[(SocketAddr, u32)]) {
         let current = self.endpoints.load();
         let endpoints: Vec<Arc<Endpoint>> = wanted
             .iter()
@@ -353,6 +385,7 @@ impl Service {
             counters,
             outlier: Default::default(),
             health: Default::default(),
+            stats: Default::default(),
         }
     }
 }

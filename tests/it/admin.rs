@@ -128,10 +128,32 @@ async fn ready_live_config_and_services() {
     assert_eq!(status, 200);
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(
-        config["listeners"][0]["address"],
+        config["config"]["listeners"][0]["address"],
         format!("127.0.0.1:{port}")
     );
-    assert_eq!(config["services"][0]["connect_timeout"], "1s");
+    assert_eq!(config["config"]["services"][0]["connect_timeout"], "1s");
+    assert_eq!(
+        config["bound"]["listeners"]["main"],
+        format!("127.0.0.1:{port}")
+    );
+    assert_eq!(config["bound"]["admin"], weir.admin.to_string());
+    assert_eq!(
+        config["sha256"].as_str().map(str::len),
+        Some(64),
+        "{config}"
+    );
+    assert!(
+        config["source"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(".yaml")),
+        "{config}"
+    );
+    assert!(
+        config["loaded_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{config}"
+    );
     let (_, _, services) = get(weir.admin, "/services", &[]).await.unwrap();
     let services: serde_json::Value = serde_json::from_str(&services).unwrap();
     let endpoints = &services["services"][0]["endpoints"];
@@ -151,7 +173,7 @@ async fn config_shows_the_default_limits_of_a_service_that_sets_none() {
     let (_, _, config) = get(weir.admin, "/config", &[]).await.unwrap();
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
     assert_eq!(
-        config["services"][0]["limits"],
+        config["config"]["services"][0]["limits"],
         serde_json::json!({
             "max_connections": 1024,
             "max_pending_requests": 1024,

@@ -171,7 +171,7 @@ async fn grpc_unary_server_stream_bidi_and_error_status_pass_through() {
         ("route", "grpc"),
         ("service", "grpc"),
         ("code", "200"),
-        ("error", ""),
+        ("error", "none"),
     ];
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut counted = 0.0;

@@ -13,6 +13,7 @@ mod lifecycle;
 mod mtls;
 mod observe;
 mod proxy;
+mod reload;
 mod resilience;
 mod streaming;
 mod support;

@@ -94,7 +94,7 @@ async fn routes_by_path_header_and_method_first_match_wins() {
         metric_sum(
             &metrics,
             "weir_http_requests_total",
-            &[("route", ""), ("code", "404"), ("error", "no_route")]
+            &[("route", "none"), ("code", "404"), ("error", "no_route")]
         ),
         1.0
     );
@@ -481,7 +481,7 @@ async fn access_log_is_off_by_default_and_its_drop_counter_is_exported() {
         .await
         .unwrap();
     let config: serde_json::Value = serde_json::from_str(&config).unwrap();
-    assert_eq!(config["logging"]["access_log"], false, "{config}");
+    assert_eq!(config["config"]["logging"]["access_log"], false, "{config}");
 
     stop(&mut weir).await;
     let logs = weir.logs();

@@ -37,6 +37,24 @@ pub async fn metric_settles(weir: &Weir, metric: &str, labels: &[(&str, &str)], 
     }
 }
 
+/// Polls `check` every 20 ms until it gives a value or `limit` passes.
+pub async fn until<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = check().await {
+            return Some(found);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A port that was free a moment ago (bind to :0 and release).
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")

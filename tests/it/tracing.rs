@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::observe::{InstrumentedApp, OtlpReceiver, Prometheus};
-use crate::support::{get, metric_settles, Upstream, Weir};
+use crate::support::{get, metric_settles, until, Upstream, Weir};
 
 /// A sidecar with one listener of `direction` in front of `target`, tracing with
 /// `propagation` at `sampling` percent to `otlp` (when given).
@@ -35,24 +35,6 @@ fn free_addr() -> SocketAddr {
     format!("127.0.0.1:{}", crate::support::free_port())
         .parse()
         .expect("address")
-}
-
-/// Polls `check` every 20 ms until it gives a value or `limit` passes.
-async fn until<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(found) = check().await {
-            return Some(found);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// The status of one GET on a fresh connection.

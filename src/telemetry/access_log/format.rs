@@ -212,6 +212,19 @@ fn timestamp(out: &mut BytesMut, now: SystemTime) {
     out.put_u8(b'Z');
 }
 
+/// RFC 3339 UTC to the second (`2026-01-02T03:04:05Z`), for admin answers that say when
+/// something happened.
+pub fn rfc3339_seconds(at: SystemTime) -> String {
+    let mut out = BytesMut::with_capacity(20);
+    date_time(
+        &mut out,
+        at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+    );
+    out.truncate(out.len() - 1);
+    out.put_u8(b'Z');
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 thread_local! {
     /// The second last stamped on this thread, and its text up to the decimal point.
     static SECOND: std::cell::RefCell<(u64, Vec<u8>)> = const { std::cell::RefCell::new((0, Vec::new())) };
@@ -364,6 +377,12 @@ mod tests {
         assert_eq!(ms(Duration::from_micros(10_050)), "10.050");
         assert_eq!(ms(Duration::from_secs(90)), "90000.000");
         assert_eq!(ms(Duration::MAX), "18446744073709551.615");
+    }
+
+    #[test]
+    fn admin_times_are_rfc3339_utc_to_the_second() {
+        let at = UNIX_EPOCH + std::time::Duration::from_millis(1_767_323_045_678);
+        assert_eq!(rfc3339_seconds(at), "2026-01-02T03:04:05Z");
     }
 
     #[test]

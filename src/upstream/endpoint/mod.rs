@@ -8,9 +8,11 @@ use prometheus_client::metrics::gauge::Gauge;
 
 pub mod ejection;
 pub mod health;
+pub mod stats;
 
 pub use ejection::{Ejection, EjectionReason, EndpointOutlier};
 pub use health::{EndpointHealth, Transition};
+pub use stats::{EndpointStats, LastFailure};
 
 use super::pool::Pool;
 use crate::telemetry::metrics::RequestCounters;
@@ -37,6 +39,8 @@ pub struct Endpoint {
     pub outlier: EndpointOutlier,
     /// Active health-check state.
     pub health: EndpointHealth,
+    /// Attempts, failures and the last failure, for `/services`.
+    pub stats: EndpointStats,
 }
 
 /// Whether an endpoint takes traffic, and if not, why.

@@ -1,0 +1,75 @@
+//! The background work of each service: discovery, outlier sweeps and health checks. It
+//! lives as long as the service does: a reload that keeps a service keeps its tasks, one
+//! that replaces or removes it stops them.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{self, Discovery};
+use crate::upstream::Service;
+
+/// The tasks of one service; dropping this stops them.
+#[derive(Debug)]
+pub(super) struct ServiceTasks {
+    /// The service they work for (a reload compares it with the new snapshot's).
+    pub service: Arc<Service>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ServiceTasks {
+    /// Starts what `config` asks of `service`. `stop` turns true when weir shuts down.
+    pub fn start(
+        config: &config::Service,
+        service: &Arc<Service>,
+        stop: &watch::Receiver<bool>,
+    ) -> ServiceTasks {
+        let mut tasks = Vec::new();
+        if let Some(Discovery::Dns {
+            host,
+            port,
+            refresh,
+        }) = &config.discovery
+        {
+            let (endpoints, updates) = watch::channel(Vec::new());
+            tasks.push(tokio::spawn(crate::discovery::dns::run(
+                config.name.clone(),
+                host.clone(),
+                *port,
+                *refresh,
+                endpoints,
+                stop.clone(),
+            )));
+            let (following, stop) = (service.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                following.follow_discovery(updates, stop).await
+            }));
+        }
+        let (sweeping, stopping) = (service.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            sweeping
+                .run_outlier_sweeps(&sweeping.outlier, stopping)
+                .await
+        }));
+        if let Some(hc) = &config.health_check {
+            tasks.push(tokio::spawn(crate::upstream::health::run(
+                service.clone(),
+                hc.clone(),
+                stop.clone(),
+            )));
+        }
+        ServiceTasks {
+            service: service.clone(),
+            tasks,
+        }
+    }
+}
+
+impl Drop for ServiceTasks {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
