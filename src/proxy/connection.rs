@@ -6,21 +6,21 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::header::HeaderValue;
 
 use super::authorize::PeerDecision;
 use super::client_timeouts::ClientClock;
-use super::listener::ListenerSlot;
 use crate::headers::Downstream;
 use crate::route::RouteTable;
 
 /// What every request on one downstream connection shares.
 #[derive(Debug)]
 pub struct Connection {
-    /// The listener that accepted the connection: each request is routed by the table in
-    /// force when it starts (a reload changes what the next request sees, never a request
+    /// The routes of the listener that accepted the connection: each request is routed by
+    /// the table in force when it starts (a reload changes what the next request sees, never a request
     /// halfway through).
-    pub listener: Arc<ListenerSlot<RouteTable>>,
+    pub routes: Arc<ArcSwap<RouteTable>>,
     /// The client's address.
     pub client: SocketAddr,
     /// What requests forwarded upstream say about the client (`x-forwarded-for`, `-proto`,
@@ -62,21 +62,20 @@ impl Drop for OpenConnection {
 impl Connection {
     /// State for a newly accepted connection.
     pub fn new(
-        listener: Arc<ListenerSlot<RouteTable>>,
+        routes: Arc<ArcSwap<RouteTable>>,
         client: SocketAddr,
         clock: Arc<ClientClock>,
         stream_idle: Duration,
     ) -> Self {
         let client_ip = HeaderValue::from_str(&client.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        let client_text = listener
-            .routing
+        let client_text = routes
             .load()
             .access_log
             .as_ref()
             .map(|_| client.to_string().into_boxed_str());
         Connection {
-            listener,
+            routes,
             client,
             downstream: Downstream::new(client_ip, None),
             clock,

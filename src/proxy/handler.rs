@@ -74,7 +74,7 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.clock.request_started();
     // The routes in force now serve this request to its end, whatever a reload does.
-    let table = conn.listener.routing.load_full();
+    let table = conn.routes.load_full();
     let mut finish = Finish::new(&conn, table.clone(), &req);
     if let Some(tracer) = &table.tracer {
         finish.span = tracer.begin(&mut req, table.span_kind);
@@ -349,12 +349,8 @@ mod tests {
         let snapshot = Snapshot::build(config, &Metrics::new(), None).expect("builds");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let policy = crate::proxy::listener::ListenerPolicy::new(
-            &snapshot.config.listeners[0],
-            &Metrics::new(),
-        );
         let conn = Arc::new(Connection::new(
-            crate::proxy::listener::ListenerSlot::new(snapshot.listeners[0].clone(), policy),
+            Arc::new(arc_swap::ArcSwap::new(snapshot.listeners[0].clone())),
             address,
             ClientClock::new(),
             Duration::from_secs(300),

@@ -124,8 +124,8 @@ impl ListenerPolicy {
 /// by the one it started with.
 #[derive(Debug)]
 pub struct ListenerSlot<T> {
-    /// Routes (or forwarding) in force.
-    pub routing: ArcSwap<T>,
+    /// Routes (or forwarding) in force; HTTP connections hold it to route each request.
+    pub routing: Arc<ArcSwap<T>>,
     /// Limits, timeouts and TLS for new connections.
     pub policy: ArcSwap<ListenerPolicy>,
 }
@@ -134,7 +134,7 @@ impl<T> ListenerSlot<T> {
     /// A slot holding `routing` and `policy` until a reload replaces them.
     pub fn new(routing: Arc<T>, policy: ListenerPolicy) -> Arc<Self> {
         Arc::new(ListenerSlot {
-            routing: ArcSwap::new(routing),
+            routing: Arc::new(ArcSwap::new(routing)),
             policy: ArcSwap::from_pointee(policy),
         })
     }
@@ -196,7 +196,7 @@ pub async fn serve(
         let clock = ClientClock::new();
         let drain = drain.watcher();
         let builder = builder.clone();
-        let routes = slot.clone();
+        let routes = slot.routing.clone();
         let policy = policy.clone();
         let timed_out = policy.timed_out.clone();
         let timeouts = policy.timeouts;

@@ -91,7 +91,7 @@ impl ParseErrorReport {
                 "request head refused"
             );
         }
-        let table = conn.listener.routing.load();
+        let table = conn.routes.load();
         if let Some(access_log) = &table.access_log {
             access_log.write(&AccessRecord {
                 client: conn.client_text.as_deref().unwrap_or_default(),

@@ -409,3 +409,142 @@ async fn twenty_reloads_under_load_lose_no_request_and_the_weights_in_force_are_
     assert!(logs.contains("configuration refused"), "{logs}");
     drop(taken);
 }
+
+/// Two listeners, four services: `flaky` (one endpoint failing, outlier detection on),
+/// `old` (reached by route `old-route` and listener `old-listener`), `moving` (two
+/// endpoints). `v2` removes `old`, its route and listener, and one of `moving`'s endpoints;
+/// it adds a route to `moving`; `flaky` is untouched.
+fn hygiene_config(
+    v2: bool,
+    ports: (u16, u16),
+    bad: SocketAddr,
+    good: SocketAddr,
+    old: SocketAddr,
+    moving: (SocketAddr, SocketAddr),
+) -> String {
+    let (port, old_port) = ports;
+    let old_route = "      - name: old-route\n        match: { path: { prefix: /old } }\n        backends: [{ service: old }]\n";
+    let new_route = "      - name: new-route\n        match: { path: { prefix: /new } }\n        backends: [{ service: moving }]\n";
+    let old_listener = format!("  - name: old-listener\n    address: 127.0.0.1:{old_port}\n    routes:\n      - name: q\n        backends: [{{ service: old }}]\n");
+    let old_service = format!("  - {{ name: old, endpoints: [\"{old}\"] }}\n");
+    let moving_endpoints = if v2 {
+        format!("\"{}\"", moving.0)
+    } else {
+        format!("\"{}\", \"{}\"", moving.0, moving.1)
+    };
+    format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: info, access_log: false }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: flaky\n        match: {{ path: {{ prefix: /flaky }} }}\n        backends: [{{ service: flaky }}]\n{}      - name: all\n        backends: [{{ service: moving }}]\n{}services:\n  - name: flaky\n    endpoints: [\"{bad}\", \"{good}\"]\n    outlier_detection: {{ consecutive_5xx: 2, interval: 1s, base_ejection_time: 300s, max_ejection_percent: 50 }}\n{}  - {{ name: moving, endpoints: [{moving_endpoints}] }}\n",
+        if v2 { new_route } else { old_route },
+        if v2 { String::new() } else { old_listener },
+        if v2 { String::new() } else { old_service },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_ejections_of_unchanged_services_and_drops_the_series_of_what_it_removed() {
+    let (bad, good, old) = (
+        Upstream::start("bad").await,
+        Upstream::start("good").await,
+        Upstream::start("old").await,
+    );
+    let (m1, m2) = (Upstream::start("m1").await, Upstream::start("m2").await);
+    bad.fail(100, 500);
+    let ports = (free_port(), free_port());
+    let main: SocketAddr = format!("127.0.0.1:{}", ports.0).parse().unwrap();
+    let old_listener: SocketAddr = format!("127.0.0.1:{}", ports.1).parse().unwrap();
+    let yaml = |v2| hygiene_config(v2, ports, bad.addr, good.addr, old.addr, (m1.addr, m2.addr));
+    let weir = Weir::start(&yaml(false)).await;
+    let mut client = Client::connect(main).await.expect("connect");
+    for path in [
+        "/flaky", "/flaky", "/flaky", "/flaky", "/old", "/", "/", "/", "/",
+    ] {
+        client.get(path, &[]).await.expect("answer");
+    }
+    get(old_listener, "/", &[])
+        .await
+        .expect("the old listener serves");
+    assert_eq!(
+        crate::support::endpoint_state(&weir, "flaky", bad.addr)
+            .await
+            .map(|s| s.0)
+            .as_deref(),
+        Some("ejected"),
+        "two 500s in a row eject the failing endpoint"
+    );
+    let before = weir.metrics().await;
+    for series in [
+        "service=\"old\"".to_string(),
+        "route=\"old-route\"".to_string(),
+        "listener=\"old-listener\"".to_string(),
+        format!("endpoint=\"{}\"", m2.addr),
+    ] {
+        assert!(
+            before.contains(&series),
+            "{series} before the reload:\n{before}"
+        );
+    }
+    let flaky_requests = metric_sum(&before, "weir_http_requests_total", &[("service", "flaky")]);
+    assert_eq!(flaky_requests, 4.0);
+
+    write(&weir, &yaml(true));
+    let (status, body) = post_reload(&weir).await;
+    assert_eq!(status, 200, "{body}");
+    for change in [
+        "listener old-listener removed",
+        "service old removed",
+        "service moving rebuilt",
+    ] {
+        assert!(body.contains(change), "{change} in {body}");
+    }
+    assert!(!body.contains("service flaky"), "flaky is kept: {body}");
+
+    // The untouched service kept its ejection and its counts.
+    assert_eq!(
+        crate::support::endpoint_state(&weir, "flaky", bad.addr)
+            .await
+            .map(|s| s.0)
+            .as_deref(),
+        Some("ejected"),
+        "the ejection survives the reload"
+    );
+    let after = weir.metrics().await;
+    assert_eq!(
+        metric_sum(&after, "weir_http_requests_total", &[("service", "flaky")]),
+        flaky_requests,
+        "flaky's counters were kept:\n{after}"
+    );
+    // What the reload removed left /metrics.
+    for series in [
+        "service=\"old\"".to_string(),
+        "route=\"old-route\"".to_string(),
+        "listener=\"old-listener\"".to_string(),
+        format!("endpoint=\"{}\"", m2.addr),
+    ] {
+        assert!(
+            !after.contains(&series),
+            "{series} after the reload:\n{after}"
+        );
+    }
+    assert!(!after.contains("=\"\""), "an empty label:\n{after}");
+    // New routes are counted; the endpoint that stayed keeps its series.
+    let mut client = Client::connect(main).await.expect("connect");
+    let (status, headers, _) = client.get("/new", &[]).await.expect("answer");
+    assert_eq!(
+        (status, headers["x-upstream"].to_str().unwrap()),
+        (200, "m1")
+    );
+    let last = weir.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &last,
+            "weir_http_requests_total",
+            &[("route", "new-route"), ("endpoint", &m1.addr.to_string())]
+        ),
+        1.0,
+        "{last}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(old_listener).await.is_err(),
+        "the removed listener is closed"
+    );
+}
