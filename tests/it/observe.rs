@@ -373,6 +373,16 @@ impl Prometheus {
 
     /// A GET of the HTTP API that must succeed; its `data`.
     async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        match self.try_api(path, params).await {
+            Ok(data) => data,
+            Err(answer) => panic!("GET {path} {params:?}: {answer}"),
+        }
+    }
+
+    /// A GET of the HTTP API: its `data`, or `Err` with the whole answer when Prometheus
+    /// refused it (`status: "error"`, e.g. a query that does not parse). Panics when
+    /// Prometheus does not answer, or not with JSON.
+    async fn try_api(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
         let query: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{k}={}", url_encode(v)))
@@ -385,14 +395,23 @@ impl Prometheus {
         };
         let answer: Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("GET {target} on Prometheus: {e}: {body}"));
-        assert_eq!(answer["status"], "success", "GET {target}: {answer}");
-        answer["data"].clone()
+        match answer["status"].as_str() {
+            Some("success") => Ok(answer["data"].clone()),
+            _ => Err(answer.to_string()),
+        }
     }
 
     /// An instant query at the current time: the `data.result` of `/api/v1/query` (for a
     /// vector, a list of `{"metric": {labels}, "value": [time, "value"]}`).
     pub async fn query(&self, expr: &str) -> Value {
         self.api("/api/v1/query", &[("query", expr)]).await["result"].clone()
+    }
+
+    /// Like [`Prometheus::query`], but a query Prometheus refuses is an `Err` with its
+    /// answer (`errorType`, `error`) instead of a panic: for checking many queries at once.
+    pub async fn try_query(&self, expr: &str) -> Result<Value, String> {
+        let data = self.try_api("/api/v1/query", &[("query", expr)]).await?;
+        Ok(data["result"].clone())
     }
 
     /// The value of a query that yields at most one sample (a scalar or a one-series
