@@ -289,10 +289,23 @@ impl Prometheus {
     /// (job `weir`, each target's `instance` label is its address), and waits until
     /// `/-/ready` answers 200 ([`START_LIMIT`] at most).
     pub async fn start(targets: &[SocketAddr]) -> Prometheus {
+        let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let scrape_configs = format!(
+            "  - job_name: weir\n    static_configs: [{{ targets: [{}] }}]\n",
+            list.join(", ")
+        );
+        Self::start_with(&scrape_configs, targets).await
+    }
+
+    /// Like [`Prometheus::start`], with the `scrape_configs` list given as YAML (its items,
+    /// indented by two spaces; the scrape interval is 1 s): for testing a scrape job itself.
+    /// `targets` are the addresses that job ends up scraping (their `instance` label), for
+    /// [`Prometheus::wait_for_scrapes`].
+    pub async fn start_with(scrape_configs: &str, targets: &[SocketAddr]) -> Prometheus {
         // The free port can be taken by someone else before Prometheus binds it: then it
         // exits at once, and another port is tried.
         for attempt in 1.. {
-            let mut prometheus = Self::spawn(targets);
+            let mut prometheus = Self::spawn(scrape_configs, targets);
             match prometheus.until_ready().await {
                 Ok(()) => return prometheus,
                 Err(exited) => {
@@ -309,16 +322,12 @@ impl Prometheus {
     }
 
     /// Writes a config in a new scratch dir and runs Prometheus with it on a free port.
-    fn spawn(targets: &[SocketAddr]) -> Prometheus {
+    fn spawn(scrape_configs: &str, targets: &[SocketAddr]) -> Prometheus {
         let dir = scratch_dir("prometheus");
         let config = dir.join("prometheus.yml");
-        let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         std::fs::write(
             &config,
-            format!(
-                "global: {{ scrape_interval: 1s }}\nscrape_configs:\n  - job_name: weir\n    static_configs: [{{ targets: [{}] }}]\n",
-                list.join(", ")
-            ),
+            format!("global: {{ scrape_interval: 1s }}\nscrape_configs:\n{scrape_configs}"),
         )
         .expect("write prometheus.yml");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
