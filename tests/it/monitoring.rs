@@ -249,7 +249,6 @@ fn quantile(p: f64, selector: &str) -> String {
 /// puts it in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_answers_what_the_traffic_was() {
-    let started = Instant::now();
     let mesh = Mesh::start().await;
 
     let balanced = load(mesh.edge, "/balanced", 3_000, 4).await;
@@ -331,11 +330,6 @@ async fn prometheus_answers_what_the_traffic_was() {
     assert!(stable_p99 < 0.25, "stable p99 {stable_p99}");
     let balanced_p99 = mesh.value(&quantile(0.99, r#"{route="balanced"}"#)).await;
     assert!(balanced_p99 < 0.25, "balanced p99 {balanced_p99}");
-
-    eprintln!(
-        "prometheus_answers_what_the_traffic_was: {:?}",
-        started.elapsed()
-    );
 }
 
 // ---- the Grafana dashboard -------------------------------------------------------------------
@@ -430,6 +424,23 @@ const VARIABLES: &[&str] = &[
     "__interval",
     "__range",
 ];
+
+const MONITORING_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/monitoring.md");
+
+/// The code blocks in `lang` of docs/monitoring.md's `## {section}`, in order.
+fn doc_blocks(section: &str, lang: &str) -> Vec<String> {
+    let doc = std::fs::read_to_string(MONITORING_DOC).expect("docs/monitoring.md");
+    let text = doc
+        .split(&format!("\n## {section}\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_else(|| panic!("docs/monitoring.md has a {section} section"));
+    text.split(&format!("```{lang}\n"))
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(str::to_string)
+        .collect()
+}
 
 /// `label_values(SELECTOR, LABEL)` (Grafana's variable query) as PromQL that yields one
 /// series per value: `group by (LABEL) (SELECTOR)`.
@@ -595,7 +606,6 @@ fn the_dashboard_is_an_importable_grafana_model() {
 /// data; a few panels are checked for the value the traffic implies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_answers_with_data() {
-    let started = Instant::now();
     let dashboard = dashboard();
     let mesh = Mesh::start().await;
 
@@ -648,9 +658,15 @@ async fn every_dashboard_query_answers_with_data() {
         assert_eq!(values, want, "{name}: {query}");
     }
 
-    // Every expression answers; all but the allowed-empty ones with data, once Prometheus
-    // has scraped the traffic often enough for a rate (two samples of each series).
-    let targets = targets(&dashboard);
+    // Every expression answers (the dashboard's and the example queries of
+    // docs/monitoring.md); all but the allowed-empty ones with data, once Prometheus has
+    // scraped the traffic often enough for a rate (two samples of each series).
+    let mut targets = targets(&dashboard);
+    let examples = doc_blocks("Example queries", "promql");
+    assert!(examples.len() >= 4, "{examples:?}");
+    for (n, expr) in examples.into_iter().enumerate() {
+        targets.push(("docs/monitoring.md example".into(), n.to_string(), expr));
+    }
     let allowed = |title: &str, ref_id: &str| {
         ALLOWED_EMPTY
             .iter()
@@ -734,9 +750,113 @@ async fn every_dashboard_query_answers_with_data() {
     );
     let sum: f64 = shares.iter().filter_map(|s| s.1).sum();
     assert!((sum - 1.0).abs() < 1e-9, "{split}");
+}
 
-    eprintln!(
-        "every_dashboard_query_answers_with_data: {:?}",
-        started.elapsed()
+/// The scrape configurations of docs/monitoring.md work: the static one passes `promtool
+/// check config`, and the Kubernetes job, given the targets pod discovery would give it (a
+/// pod annotated as the doc says, whose address is another container port, and a pod
+/// without annotations), scrapes the annotated pod's weir at the annotated port and path
+/// and nothing else, with `namespace` and `pod` labels. (Debian's Prometheus is built
+/// without Kubernetes discovery, so the pods are static targets carrying the
+/// `__meta_kubernetes_*` labels discovery sets.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docs_scrape_configs_work() {
+    let blocks = doc_blocks("Scraping", "yaml");
+    let (static_job, pod_job, annotations) = match blocks.as_slice() {
+        [a, b, c] => (a, c, b),
+        _ => panic!("three yaml blocks (static job, annotations, pod job): {blocks:?}"),
+    };
+
+    let dir = crate::support::scratch_dir("scrape-docs");
+    let file = dir.join("static.yml");
+    std::fs::write(&file, static_job).expect("write");
+    let out = std::process::Command::new("promtool")
+        .args(["check", "config"])
+        .arg(&file)
+        .output()
+        .expect("promtool is installed (with the prometheus package)");
+    assert!(
+        out.status.success(),
+        "{static_job}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let app = Upstream::start("app").await;
+    let weir = Weir::start(&format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlogging: {{ level: warn, access_log: false }}\nlisteners:\n  - name: inbound\n    address: 127.0.0.1:{}\n    routes: [{{ name: app, backends: [{{ service: app }}] }}]\nservices:\n  - {{ name: app, endpoints: [\"{}\"] }}\n",
+        free_port(),
+        app.addr
+    ))
+    .await;
+    // The annotations as pod discovery labels them: prometheus.io/port becomes
+    // __meta_kubernetes_pod_annotation_prometheus_io_port.
+    let mut labels = vec![
+        (
+            "__meta_kubernetes_namespace".to_string(),
+            "shop".to_string(),
+        ),
+        (
+            "__meta_kubernetes_pod_name".to_string(),
+            "annotated".to_string(),
+        ),
+    ];
+    for line in annotations.lines() {
+        let Some((key, value)) = line.trim().split_once(": ") else {
+            continue;
+        };
+        let Some(name) = key.strip_prefix("prometheus.io/") else {
+            continue;
+        };
+        let value = value
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        let value = match name {
+            "port" => weir.admin.port().to_string(),
+            _ => value.to_string(),
+        };
+        labels.push((
+            format!("__meta_kubernetes_pod_annotation_prometheus_io_{name}"),
+            value,
+        ));
+    }
+    assert_eq!(
+        labels.len(),
+        5,
+        "scrape, port and path annotations: {annotations}"
+    );
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}: \"{v}\""))
+        .collect();
+    let pods = format!(
+        "    static_configs:\n      - targets: [\"127.0.0.1:1\"]\n        labels: {{ {} }}\n      - targets: [\"{}\"]\n        labels: {{ __meta_kubernetes_namespace: shop, __meta_kubernetes_pod_name: plain }}\n",
+        labels.join(", "),
+        weir.admin
+    );
+    let discovery = "    kubernetes_sd_configs:\n      - role: pod\n";
+    assert!(pod_job.contains(discovery), "{pod_job}");
+    let job = pod_job
+        .strip_prefix("scrape_configs:\n")
+        .expect("a scrape_configs list")
+        .replace(discovery, &pods);
+    let prometheus = Prometheus::start_with(&job, &[weir.admin]).await;
+    prometheus.wait_for_scrapes(1).await;
+    let up = prometheus.query("up").await;
+    let series = up.as_array().expect("a vector");
+    assert_eq!(series.len(), 1, "only the annotated pod: {up}");
+    let metric = &series[0]["metric"];
+    assert_eq!(metric["instance"], weir.admin.to_string(), "{up}");
+    assert_eq!(metric["job"], "kubernetes-pods", "{up}");
+    assert_eq!(metric["namespace"], "shop", "{up}");
+    assert_eq!(metric["pod"], "annotated", "{up}");
+    assert_eq!(series[0]["value"][1], "1", "{up}");
+    assert_eq!(
+        prometheus.query_value("count(weir_build_info)").await,
+        Some(1.0)
     );
 }
