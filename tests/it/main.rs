@@ -10,6 +10,7 @@ mod grpc;
 mod hostile;
 mod layout;
 mod lifecycle;
+mod monitoring;
 mod mtls;
 mod observe;
 mod proxy;

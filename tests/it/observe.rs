@@ -289,10 +289,23 @@ impl Prometheus {
     /// (job `weir`, each target's `instance` label is its address), and waits until
     /// `/-/ready` answers 200 ([`START_LIMIT`] at most).
     pub async fn start(targets: &[SocketAddr]) -> Prometheus {
+        let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let scrape_configs = format!(
+            "  - job_name: weir\n    static_configs: [{{ targets: [{}] }}]\n",
+            list.join(", ")
+        );
+        Self::start_with(&scrape_configs, targets).await
+    }
+
+    /// Like [`Prometheus::start`], with the `scrape_configs` list given as YAML (its items,
+    /// indented by two spaces; the scrape interval is 1 s): for testing a scrape job itself.
+    /// `targets` are the addresses that job ends up scraping (their `instance` label), for
+    /// [`Prometheus::wait_for_scrapes`].
+    pub async fn start_with(scrape_configs: &str, targets: &[SocketAddr]) -> Prometheus {
         // The free port can be taken by someone else before Prometheus binds it: then it
         // exits at once, and another port is tried.
         for attempt in 1.. {
-            let mut prometheus = Self::spawn(targets);
+            let mut prometheus = Self::spawn(scrape_configs, targets);
             match prometheus.until_ready().await {
                 Ok(()) => return prometheus,
                 Err(exited) => {
@@ -309,16 +322,12 @@ impl Prometheus {
     }
 
     /// Writes a config in a new scratch dir and runs Prometheus with it on a free port.
-    fn spawn(targets: &[SocketAddr]) -> Prometheus {
+    fn spawn(scrape_configs: &str, targets: &[SocketAddr]) -> Prometheus {
         let dir = scratch_dir("prometheus");
         let config = dir.join("prometheus.yml");
-        let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
         std::fs::write(
             &config,
-            format!(
-                "global: {{ scrape_interval: 1s }}\nscrape_configs:\n  - job_name: weir\n    static_configs: [{{ targets: [{}] }}]\n",
-                list.join(", ")
-            ),
+            format!("global: {{ scrape_interval: 1s }}\nscrape_configs:\n{scrape_configs}"),
         )
         .expect("write prometheus.yml");
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -373,6 +382,16 @@ impl Prometheus {
 
     /// A GET of the HTTP API that must succeed; its `data`.
     async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
+        match self.try_api(path, params).await {
+            Ok(data) => data,
+            Err(answer) => panic!("GET {path} {params:?}: {answer}"),
+        }
+    }
+
+    /// A GET of the HTTP API: its `data`, or `Err` with the whole answer when Prometheus
+    /// refused it (`status: "error"`, e.g. a query that does not parse). Panics when
+    /// Prometheus does not answer, or not with JSON.
+    async fn try_api(&self, path: &str, params: &[(&str, &str)]) -> Result<Value, String> {
         let query: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{k}={}", url_encode(v)))
@@ -385,14 +404,23 @@ impl Prometheus {
         };
         let answer: Value = serde_json::from_str(&body)
             .unwrap_or_else(|e| panic!("GET {target} on Prometheus: {e}: {body}"));
-        assert_eq!(answer["status"], "success", "GET {target}: {answer}");
-        answer["data"].clone()
+        match answer["status"].as_str() {
+            Some("success") => Ok(answer["data"].clone()),
+            _ => Err(answer.to_string()),
+        }
     }
 
     /// An instant query at the current time: the `data.result` of `/api/v1/query` (for a
     /// vector, a list of `{"metric": {labels}, "value": [time, "value"]}`).
     pub async fn query(&self, expr: &str) -> Value {
         self.api("/api/v1/query", &[("query", expr)]).await["result"].clone()
+    }
+
+    /// Like [`Prometheus::query`], but a query Prometheus refuses is an `Err` with its
+    /// answer (`errorType`, `error`) instead of a panic: for checking many queries at once.
+    pub async fn try_query(&self, expr: &str) -> Result<Value, String> {
+        let data = self.try_api("/api/v1/query", &[("query", expr)]).await?;
+        Ok(data["result"].clone())
     }
 
     /// The value of a query that yields at most one sample (a scalar or a one-series
