@@ -68,9 +68,12 @@ pub struct AdminState {
     pub info: ArcSwap<ConfigInfo>,
 }
 
+mod hystrix;
+
 /// Serves admin requests until `stop` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
     let open = Arc::new(AtomicU32::new(0));
+    let streams = Arc::new(hystrix::Streams::new(&state, stop.clone()));
     let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
@@ -90,17 +93,22 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watc
             open.fetch_sub(1, Ordering::Relaxed);
             continue;
         }
-        let (state, open) = (state.clone(), open.clone());
+        let (state, open, streams) = (state.clone(), open.clone(), streams.clone());
         tokio::spawn(async move {
             let clock = ClientClock::new();
             let answering = clock.clone();
             let service = service_fn(move |req| {
-                let (state, answering) = (state.clone(), answering.clone());
+                let (state, answering, streams) =
+                    (state.clone(), answering.clone(), streams.clone());
                 async move {
                     answering.request_started();
+                    // An event stream stays a request in flight until its body ends.
+                    if let Some(stream) = streams.answer(&req, &answering) {
+                        return Ok::<_, Infallible>(stream);
+                    }
                     let response = answer(&state, &req, client).await;
                     answering.request_ended();
-                    Ok::<_, Infallible>(response)
+                    Ok(response.map(http_body_util::Either::Left))
                 }
             });
             let io = TokioIo::new(Watched::new(stream, clock.clone()));

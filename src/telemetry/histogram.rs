@@ -46,6 +46,42 @@ pub struct RouteLabels {
     pub service: String,
 }
 
+/// What a histogram has counted so far: per-bucket counts (not cumulative; the last is
+/// `+Inf`) and the sum. Readers that need a rate or a percentile over a recent stretch
+/// (`/hystrix.stream`) subtract two of these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistogramCounts {
+    /// Observations per bucket of [`BUCKETS_SECONDS`], then `+Inf`.
+    pub buckets: [u64; 17],
+    /// The sum of every observation, in nanoseconds.
+    pub sum_nanos: u64,
+}
+
+impl HistogramCounts {
+    /// Adds `other`'s counts to these (series of one service over several routes).
+    pub fn add(&mut self, other: &HistogramCounts) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine = mine.saturating_add(theirs);
+        }
+        self.sum_nanos = self.sum_nanos.saturating_add(other.sum_nanos);
+    }
+
+    /// What was counted since `earlier` (counts never go down; a stray race reads as 0).
+    pub fn since(&self, earlier: &HistogramCounts) -> HistogramCounts {
+        let mut out = HistogramCounts::default();
+        for (i, slot) in out.buckets.iter_mut().enumerate() {
+            *slot = self.buckets[i].saturating_sub(earlier.buckets[i]);
+        }
+        out.sum_nanos = self.sum_nanos.saturating_sub(earlier.sum_nanos);
+        out
+    }
+
+    /// Observations counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
 /// The request a bucket's latest sampled observation belongs to.
 #[derive(Debug, Clone, Copy)]
 struct Exemplar {
@@ -98,6 +134,15 @@ impl LatencyHistogram {
         self.inner.buckets[idx].fetch_add(1, Relaxed);
         self.inner.sum_nanos.fetch_add(nanos, Relaxed);
         (idx, nanos)
+    }
+
+    /// What this series has counted so far (relaxed loads: a concurrent observation may
+    /// show in its bucket and not yet in the sum, which a reader of rates can live with).
+    pub fn counts(&self) -> HistogramCounts {
+        HistogramCounts {
+            buckets: std::array::from_fn(|i| self.inner.buckets[i].load(Relaxed)),
+            sum_nanos: self.inner.sum_nanos.load(Relaxed),
+        }
     }
 
     /// Writes this series' OpenMetrics samples (`_bucket` lines with their exemplars, then
@@ -170,6 +215,27 @@ impl DurationFamily {
         series.retain(|(labels, _)| keep(labels));
     }
 
+    /// The counts of every series, summed by service (series of no service, [`NONE`], are
+    /// skipped): one service's latency over all the routes that reach it.
+    ///
+    /// [`NONE`]: super::series::NONE
+    pub fn counts_by_service(&self) -> Vec<(String, HistogramCounts)> {
+        let series = match self.series.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut out: Vec<(String, HistogramCounts)> = Vec::new();
+        let named = |l: &RouteLabels| !l.service.is_empty() && l.service != super::series::NONE;
+        for (labels, h) in series.iter().filter(|(l, _)| named(l)) {
+            let counts = h.counts();
+            match out.iter_mut().find(|(s, _)| *s == labels.service) {
+                Some((_, total)) => total.add(&counts),
+                None => out.push((labels.service.clone(), counts)),
+            }
+        }
+        out
+    }
+
     /// Appends the family in the OpenMetrics text format (exemplars included).
     pub fn encode(&self, out: &mut String) {
         let series = match self.series.lock() {
@@ -226,6 +292,35 @@ mod tests {
         assert_eq!(h.inner.buckets[16].load(Relaxed), 1);
         let count: u64 = h.inner.buckets.iter().map(|b| b.load(Relaxed)).sum();
         assert_eq!(count, 3);
+    }
+
+    #[test]
+    fn counts_sum_by_service_and_subtract() {
+        let family = DurationFamily::default();
+        let route = |route: &str, service: &str| RouteLabels {
+            listener: "out".into(),
+            route: route.into(),
+            service: service.into(),
+        };
+        let a = family.get_or_create_owned(&route("r1", "s"));
+        let b = family.get_or_create_owned(&route("r2", "s"));
+        let other = family.get_or_create_owned(&route("r3", "t"));
+        family
+            .get_or_create_owned(&route("unmatched", super::super::series::NONE))
+            .observe(Duration::from_millis(1));
+        a.observe(Duration::from_millis(3));
+        let before = family.counts_by_service();
+        b.observe(Duration::from_millis(3));
+        b.observe(Duration::from_secs(60));
+        other.observe(Duration::from_millis(1));
+        let after = family.counts_by_service();
+        let names: Vec<&str> = after.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["s", "t"]);
+        let s = after[0].1.since(&before[0].1);
+        assert_eq!(s.count(), 2);
+        assert_eq!((s.buckets[3], s.buckets[16]), (1, 1));
+        assert_eq!(s.sum_nanos, 60_003_000_000);
+        assert_eq!(after[0].1.count(), 3);
     }
 
     #[test]

@@ -198,6 +198,15 @@ impl CircuitBreaker {
     pub fn state(&self) -> BreakerState {
         unpack_phase(self.inner.phase.load(Ordering::Acquire)).1
     }
+
+    /// The failures and requests the rolling window holds now, as the breaker judges them:
+    /// `/hystrix.stream` reports them as Hystrix's health counts. Reads the bucket atomics
+    /// and takes no lock, so a reader never slows the request path.
+    pub fn window_counts(&self) -> (u64, u64) {
+        let inner = &self.inner;
+        let counts = inner.rolling.counts(inner.rolling.epoch(inner.now_nanos()));
+        (counts.failed, counts.total)
+    }
 }
 
 impl fmt::Debug for CircuitBreaker {
@@ -824,8 +833,8 @@ mod tests {
     }
 
     fn window_counts(b: &CircuitBreaker) -> Counts {
-        let inner = &b.inner;
-        inner.rolling.counts(inner.rolling.epoch(inner.now_nanos()))
+        let (failed, total) = b.window_counts();
+        Counts { failed, total }
     }
 
     async fn advance(d: Duration) {

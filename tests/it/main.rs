@@ -8,6 +8,7 @@ mod config_check;
 mod demo;
 mod grpc;
 mod hostile;
+mod hystrix;
 mod layout;
 mod lifecycle;
 mod monitoring;
