@@ -12,6 +12,7 @@ mod counts;
 mod fixtures;
 mod load;
 mod probes;
+pub mod prometheus;
 mod scenario;
 mod services;
 mod summary;
@@ -73,6 +74,10 @@ pub struct DemoOptions {
     /// Load generator workers, each with its own keep-alive connection.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
+    /// Print a Prometheus scrape job for the demo's `/metrics` and the three most useful
+    /// queries (stdout, before the load starts).
+    #[arg(long)]
+    pub prometheus: bool,
 }
 
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -149,6 +154,12 @@ async fn demo(opts: DemoOptions) -> Result<(), Failed> {
         .ok_or_else(|| Failed::runtime(format!("listener {} did not start", setup.listener)))?;
     let metrics_url = format!("http://{}/metrics", server.admin_address);
     print_intro(&setup, &opts, target, &server, &metrics_url);
+    if opts.prometheus {
+        println!(
+            "{}",
+            prometheus::scrape_help(server.admin_address, &setup.listener)
+        );
+    }
 
     let (stop_tx, stop) = watch::channel(false);
     let interrupt = tokio::spawn(async move {
@@ -437,6 +448,9 @@ fn print_intro(
         eprintln!("  note: {note}");
     }
     eprintln!("  metrics      curl {metrics_url}   (live while the demo runs)");
+    let admin = server.admin_address;
+    eprintln!("  services     curl http://{admin}/services   (endpoints, their state, requests and errors)");
+    eprintln!("  config       curl http://{admin}/config     (the configuration in force)");
 }
 
 #[cfg(test)]

@@ -126,7 +126,12 @@ impl fmt::Display for Summary<'_> {
                 writeln!(f, "note: the demo services counted {hits} requests themselves; weir relayed {relayed}")?;
             }
         }
-        writeln!(f, "metrics were served at {}", self.metrics_url)
+        writeln!(f, "metrics were served at {}", self.metrics_url)?;
+        let admin = self.metrics_url.trim_end_matches("/metrics");
+        writeln!(
+            f,
+            "endpoints, their state and errors at {admin}/services; the configuration at {admin}/config"
+        )
     }
 }
 
@@ -421,6 +426,7 @@ weir demo summary: 1000 requests through listener demo in 3.3s
 note: least_request sent the slow reviews-v1 endpoint (+40ms) 200 requests and the fast one 700 (3.5x fewer): it prefers the endpoint with fewer requests in flight.
 note: the demo services counted 998 requests themselves, the same as weir relayed
 metrics were served at http://127.0.0.1:9901/metrics
+endpoints, their state and errors at http://127.0.0.1:9901/services; the configuration at http://127.0.0.1:9901/config
 ";
         assert_eq!(summary.to_string(), expected);
     }
@@ -516,6 +522,7 @@ note: reviews-v2 failed (HTTP 500) from 4.5s to 9.0s: the breaker opened 1x, hal
 note: the breaker first opened at 5.5s and closed again at 9.5s (it trips at 10+ requests and 50%+ failed in 2s, and sends 1 trial request after 1s); meanwhile weir answered reviews-v2's share at once with 503 circuit_open.
 note: the demo services counted 4385 requests themselves, the same as weir relayed
 metrics were served at http://127.0.0.1:9901/metrics
+endpoints, their state and errors at http://127.0.0.1:9901/services; the configuration at http://127.0.0.1:9901/config
 ";
         assert_eq!(summary.to_string(), expected);
     }

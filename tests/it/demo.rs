@@ -200,3 +200,70 @@ fn demo_with_the_readme_configuration_drives_its_routes_and_path_overrides_them(
     );
     assert!(stdout.contains("no_route"), "{context}");
 }
+
+/// `weir demo --prometheus` prints a scrape job a real Prometheus runs as printed, and the
+/// three queries it prints all answer with data while the demo's load flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prometheus_prints_a_scrape_job_and_queries_that_answer() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["demo", "--prometheus", "--duration", "8s", "--rps", "100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start weir demo");
+    let stdout = child.stdout.take().expect("stdout");
+    // The help comes before the load starts; read up to its third query.
+    let help = tokio::task::spawn_blocking(move || {
+        let mut help = Vec::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let done = line.starts_with("#    histogram_quantile");
+            help.push(line);
+            if done {
+                break;
+            }
+        }
+        help
+    });
+    let help = tokio::time::timeout(Duration::from_secs(20), help)
+        .await
+        .expect("the help in time")
+        .expect("reader");
+    let items: Vec<&str> = help
+        .iter()
+        .skip_while(|l| *l != "scrape_configs:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(String::as_str)
+        .collect();
+    let admin: std::net::SocketAddr = items
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("- targets: [\"")?.strip_suffix("\"]"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no target in {help:#?}"));
+    let queries: Vec<&str> = help
+        .iter()
+        .filter_map(|l| l.strip_prefix("#    "))
+        .collect();
+    assert_eq!(queries.len(), 3, "{help:#?}");
+    let prometheus =
+        crate::observe::Prometheus::start_with(&(items.join("\n") + "\n"), &[admin]).await;
+    prometheus.wait_for_scrapes(3).await;
+    for q in &queries {
+        let answered = crate::support::until(Duration::from_secs(10), || async {
+            let result = prometheus.query(q).await;
+            result
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+                .then_some(result)
+        })
+        .await;
+        assert!(answered.is_some(), "no data for {q}\n{}", prometheus.logs());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
