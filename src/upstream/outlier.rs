@@ -99,6 +99,26 @@ impl OutlierDetector {
         }
     }
 
+    /// The reasons this detector can eject for: an endpoint's
+    /// `weir_outlier_ejections_total` series are created for them at 0 with the endpoint, so
+    /// `rate()` and `increase()` see its first ejection.
+    pub fn reasons(&self) -> impl Iterator<Item = EjectionReason> + '_ {
+        [
+            (self.consecutive_5xx, EjectionReason::Consecutive5xx),
+            (
+                self.consecutive_gateway_errors,
+                EjectionReason::ConsecutiveGatewayErrors,
+            ),
+            (
+                self.consecutive_connect_failures,
+                EjectionReason::ConsecutiveConnectFailures,
+            ),
+        ]
+        .into_iter()
+        .filter(|(threshold, _)| *threshold > 0)
+        .map(|(_, reason)| reason)
+    }
+
     /// How often [`OutlierDetector::sweep`] should run.
     pub fn interval(&self) -> Duration {
         self.interval

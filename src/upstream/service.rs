@@ -20,7 +20,9 @@ use super::outlier::OutlierDetector;
 use super::pool::Pool;
 use super::tls_origin::OutboundTls;
 use crate::config::{self, LoadBalancer, UpstreamProtocol};
-use crate::telemetry::metrics::{EndpointLabels, EndpointStateLabels, Metrics, RequestCounters};
+use crate::telemetry::metrics::{
+    EjectionLabels, EndpointLabels, EndpointStateLabels, Metrics, RequestCounters,
+};
 
 /// An immutable endpoint set and the balancer built over the endpoints in rotation;
 /// replaced whole when discovery, outlier detection or health checks change it, so the
@@ -362,6 +364,15 @@ impl Service {
             service: self.name.clone(),
             endpoint: label.clone(),
         });
+        for reason in self.outlier.reasons() {
+            self.metrics
+                .outlier_ejections
+                .get_or_create_owned(&EjectionLabels {
+                    service: self.name.clone(),
+                    endpoint: label.clone(),
+                    reason: reason.as_str().to_string(),
+                });
+        }
         let counters = self
             .route_slots
             .iter()
