@@ -471,15 +471,16 @@ async fn a_reload_keeps_ejections_of_unchanged_services_and_drops_the_series_of_
         Some("ejected"),
         "two 500s in a row eject the failing endpoint"
     );
-    let before = weir.metrics().await;
-    for series in [
+    let removed = [
         "service=\"old\"".to_string(),
         "route=\"old-route\"".to_string(),
         "listener=\"old-listener\"".to_string(),
         format!("endpoint=\"{}\"", m2.addr),
-    ] {
+    ];
+    let before = weir.metrics().await;
+    for series in &removed {
         assert!(
-            before.contains(&series),
+            before.contains(series),
             "{series} before the reload:\n{before}"
         );
     }
@@ -514,14 +515,9 @@ async fn a_reload_keeps_ejections_of_unchanged_services_and_drops_the_series_of_
         "flaky's counters were kept:\n{after}"
     );
     // What the reload removed left /metrics.
-    for series in [
-        "service=\"old\"".to_string(),
-        "route=\"old-route\"".to_string(),
-        "listener=\"old-listener\"".to_string(),
-        format!("endpoint=\"{}\"", m2.addr),
-    ] {
+    for series in &removed {
         assert!(
-            !after.contains(&series),
+            !after.contains(series),
             "{series} after the reload:\n{after}"
         );
     }
