@@ -1,8 +1,10 @@
-//! The admin server: `/metrics`, `/ready`, `/live`, `/services` for anyone (probes and
-//! scrapes, so it can be bound on the pod IP); `/config`, `POST /reload` and
-//! `POST /shutdown`, which reveal configuration or change state, for loopback clients only.
-//! It reads shared state and never owns any of it: a reload is asked of the task that
-//! applies configurations.
+//! The admin server: `/metrics`, `/ready`, `/live`, `/services` and `/hystrix.stream` (see
+//! [`hystrix`]) for anyone (probes and scrapes, so it can be bound on the pod IP);
+//! `/config`, `POST /reload` and `POST /shutdown`, which reveal configuration or change
+//! state, for loopback clients only. It reads shared state and never owns any of it: a
+//! reload is asked of the task that applies configurations.
+
+mod hystrix;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -67,8 +69,6 @@ pub struct AdminState {
     /// The facts `/config` shows about the configuration in force.
     pub info: ArcSwap<ConfigInfo>,
 }
-
-mod hystrix;
 
 /// Serves admin requests until `stop` turns true.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
@@ -214,7 +214,7 @@ fn route<B>(state: &AdminState, req: &Request<B>, client: SocketAddr) -> Respons
         _ => plain(
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found; try /metrics /ready /live /config /services (and POST /reload, POST /shutdown)\n",
+            "not found; try /metrics /ready /live /config /services /hystrix.stream (and POST /reload, POST /shutdown)\n",
         ),
     }
 }
