@@ -6,8 +6,9 @@
 //! concern with a `service=~"a|b"` matcher, not one group per service: the file stays small
 //! and every alert carries its `service` label).
 //!
-//! Groups: recording rules ([`recording`]), SLO alerts ([`slo`]), upstream alerts
-//! ([`upstreams`]), sidecar alerts ([`proxy`]). [`rules`] writes them out.
+//! Groups: recording rules (`recording.rs`), SLO alerts (`slo.rs`), upstream alerts
+//! (`upstreams.rs`), sidecar alerts (`proxy.rs`); `rules.rs` writes them out. The alert
+//! list, with what each means, is in docs/monitoring.md.
 
 mod counter;
 mod options;
