@@ -6,10 +6,11 @@
 //! concern with a `service=~"a|b"` matcher, not one group per service: the file stays small
 //! and every alert carries its `service` label).
 //!
-//! Groups: recording rules (`recording.rs`), SLO alerts (`slo.rs`), upstream alerts
-//! (`upstreams.rs`), sidecar alerts (`proxy.rs`); `rules.rs` writes them out. The alert
-//! list, with what each means, is in docs/monitoring.md.
+//! Groups: recording rules (`recording.rs`), SLO alerts (`slo.rs`, their windows in
+//! `burn.rs`), upstream alerts (`upstreams.rs`), sidecar alerts (`proxy.rs`); `rules.rs`
+//! writes them out. The alert list, with what each means, is in docs/monitoring.md.
 
+mod burn;
 mod counter;
 mod options;
 mod proxy;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::{format_duration, parse_duration};
 use crate::telemetry::histogram::BUCKETS_SECONDS;
 
-use super::slo::FASTEST_BURN;
+use super::burn::FASTEST_BURN;
 
 /// Decimals an SLO target may have: 99.9999 % is already a budget of one request in a million.
 const MAX_DECIMALS: usize = 4;

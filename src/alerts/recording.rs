@@ -6,8 +6,8 @@
 //! configured names, so the series of requests that reached no route or service (whose
 //! labels are empty, or `none`) are never counted.
 
+use super::burn::windows;
 use super::rules::{Group, Rule};
-use super::slo::windows;
 use super::targets::{any_of, Targets};
 
 /// The window latency quantiles and per-route ratios are recorded over.

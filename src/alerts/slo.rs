@@ -1,14 +1,10 @@
 //! Service-level alerts: error-budget burn rates and p99 latency, per service over every
 //! sidecar.
 //!
-//! The burn-rate alerts are the multi-window, multi-burn-rate alerts of the Google SRE
-//! workbook (chapter "Alerting on SLOs"), all four of its pairs: a page when 2 % of a 30-day
-//! budget is spent in an hour (14.4x over 1h) or 5 % in six hours (6x over 6h), a ticket when
-//! 10 % is spent in a day (3x over 1d) or the budget is being spent exactly as fast as it is
-//! earned over three days (1x over 3d). Each long window is paired with a short one, 1/12 of
-//! it, that must burn as fast too: the alert stops as soon as the failures stop instead of
-//! for as long as the long window remembers them.
+//! The burn-rate alerts are the workbook's multi-window, multi-burn-rate alerts, one per
+//! severity, each firing on either of its two window pairs (`burn.rs`).
 
+use super::burn::{Burn, BurnAlert, BURN_ALERTS};
 use super::options::{LatencyThreshold, SloTarget};
 use super::recording::{service_success_ratio, ROUTE_P99, SERVICE_P99};
 use super::rules::{Alert, Group, Rule, Severity};
@@ -17,83 +13,8 @@ use super::targets::Targets;
 /// The period an SLO's budget is counted over, in days.
 const SLO_PERIOD_DAYS: f64 = 30.0;
 
-/// The highest burn rate alerted on; an SLO whose budget cannot burn this fast is refused.
-pub(crate) const FASTEST_BURN: f64 = 14.4;
-
 /// How long the p99 must stay above its threshold before the latency alert fires.
 const LATENCY_FOR: &str = "10m";
-
-/// One window pair: the error ratio must exceed `factor` × budget over both.
-struct Burn {
-    factor: f64,
-    long: &'static str,
-    short: &'static str,
-}
-
-/// An alert made of two window pairs, either of which fires it.
-struct BurnAlert {
-    name: &'static str,
-    severity: Severity,
-    burns: [Burn; 2],
-}
-
-/// The workbook's recommended page and ticket conditions.
-const BURN_ALERTS: [BurnAlert; 2] = [
-    BurnAlert {
-        name: "WeirErrorBudgetBurnFast",
-        severity: Severity::Page,
-        burns: [
-            Burn {
-                factor: FASTEST_BURN,
-                long: "1h",
-                short: "5m",
-            },
-            Burn {
-                factor: 6.0,
-                long: "6h",
-                short: "30m",
-            },
-        ],
-    },
-    BurnAlert {
-        name: "WeirErrorBudgetBurnSlow",
-        severity: Severity::Ticket,
-        burns: [
-            Burn {
-                factor: 3.0,
-                long: "1d",
-                short: "2h",
-            },
-            Burn {
-                factor: 1.0,
-                long: "3d",
-                short: "6h",
-            },
-        ],
-    },
-];
-
-/// Every window a burn-rate alert reads, shortest first: the windows to record.
-pub(crate) fn windows() -> Vec<&'static str> {
-    let mut all: Vec<&'static str> = BURN_ALERTS
-        .iter()
-        .flat_map(|a| a.burns.iter().flat_map(|b| [b.long, b.short]))
-        .collect();
-    all.sort_by_key(|w| minutes(w));
-    all.dedup();
-    all
-}
-
-/// A window such as `30m`, `6h` or `3d` in minutes.
-fn minutes(window: &str) -> u64 {
-    let (number, unit) = window.split_at(window.len() - 1);
-    let n: u64 = number.parse().unwrap_or(0);
-    match unit {
-        "d" => n * 24 * 60,
-        "h" => n * 60,
-        _ => n,
-    }
-}
 
 /// The burn-rate and latency alerts for the HTTP services, or `None` when there are none.
 pub(crate) fn group(
@@ -204,11 +125,6 @@ mod tests {
                 Rule::Record { .. } => None,
             })
             .collect()
-    }
-
-    #[test]
-    fn windows_are_every_burn_window_shortest_first() {
-        assert_eq!(windows(), ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]);
     }
 
     #[test]
