@@ -36,6 +36,21 @@ enum Command {
     },
     /// Run the embedded demo: services, weir in front of them, load, and a summary.
     Demo(weir::demo::DemoOptions),
+    /// Print Prometheus alerting and recording rules for the configured services.
+    Alerts {
+        /// Configuration file.
+        #[arg(short, long, env = "WEIR_CONFIG")]
+        config: PathBuf,
+        /// Write the rules to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Success-rate objective in percent: requests answered without a 5xx.
+        #[arg(long, value_name = "PERCENT", default_value = "99.9")]
+        slo: weir::alerts::SloTarget,
+        /// p99 latency above which a service alerts (a duration such as 500ms).
+        #[arg(long, value_name = "DURATION", default_value = "500ms")]
+        p99_latency: weir::alerts::LatencyThreshold,
+    },
     /// Mint a mesh CA and workload certificates with SPIFFE IDs.
     Certs {
         #[command(subcommand)]
@@ -72,6 +87,41 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Certs { command } => weir::tls::command::run(command),
+        Command::Alerts {
+            config,
+            output,
+            slo,
+            p99_latency,
+        } => alerts(&config, output.as_deref(), slo, p99_latency),
+    }
+}
+
+/// `weir alerts`: the rule file on stdout or in `output`; a configuration error exits 1 as
+/// in `weir check`, an unreadable configuration or unwritable output 2.
+fn alerts(
+    path: &std::path::Path,
+    output: Option<&std::path::Path>,
+    slo: weir::alerts::SloTarget,
+    p99_latency: weir::alerts::LatencyThreshold,
+) -> ExitCode {
+    let loaded = match load(path) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let options = weir::alerts::Options { slo, p99_latency };
+    let text = weir::alerts::rule_file(&loaded.config, &path.display().to_string(), &options);
+    match output {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(out) => match std::fs::write(out, text) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}: cannot write the rules: {e}", out.display());
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -121,6 +171,18 @@ fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> 
     builder.enable_all().build().map_err(|e| {
         eprintln!("weir: cannot start the runtime: {e}");
         ExitCode::from(2)
+    })
+}
+
+/// The configuration at `path`, or its errors printed and the exit code: 1 for an invalid
+/// configuration, 2 for a file that cannot be read.
+fn load(path: &std::path::Path) -> Result<weir::config::Loaded, ExitCode> {
+    weir::config::load_file(path).map_err(|e| {
+        eprintln!("{e}");
+        match e {
+            weir::config::LoadError::Io { .. } => ExitCode::from(2),
+            weir::config::LoadError::Invalid(_) => ExitCode::from(1),
+        }
     })
 }
 

@@ -2,6 +2,7 @@
 //! sockets on 127.0.0.1 and real processes.
 
 mod admin;
+mod alerts;
 mod balancing;
 mod certs;
 mod config_check;
