@@ -127,31 +127,23 @@ fn alerts(
 
 /// `weir check`: every error on stderr and exit 1, or the warnings and an `ok` line.
 fn check(path: &std::path::Path) -> ExitCode {
-    match weir::config::load_file(path) {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                eprintln!(
-                    "{}:{}:{}: {}: warning: {}",
-                    w.file, w.line, w.col, w.path, w.message
-                );
-            }
-            println!(
-                "{}: ok ({} listeners, {} services)",
-                path.display(),
-                loaded.config.listeners.len(),
-                loaded.config.services.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e @ weir::config::LoadError::Io { .. }) => {
-            eprintln!("{e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
+    let loaded = match load(path) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    for w in &loaded.warnings {
+        eprintln!(
+            "{}:{}:{}: {}: warning: {}",
+            w.file, w.line, w.col, w.path, w.message
+        );
     }
+    println!(
+        "{}: ok ({} listeners, {} services)",
+        path.display(),
+        loaded.config.listeners.len(),
+        loaded.config.services.len()
+    );
+    ExitCode::SUCCESS
 }
 
 fn runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -189,16 +181,9 @@ fn load(path: &std::path::Path) -> Result<weir::config::Loaded, ExitCode> {
 /// `weir run`: serve until SIGTERM, SIGINT or `POST /shutdown`, then drain; SIGHUP
 /// reloads the configuration file.
 fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitCode {
-    let loaded = match weir::config::load_file(path) {
+    let loaded = match load(path) {
         Ok(l) => l,
-        Err(e @ weir::config::LoadError::Io { .. }) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     weir::logging::init(&loaded.config.logging);
     for w in &loaded.warnings {
