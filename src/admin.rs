@@ -394,20 +394,35 @@ mod tests {
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 
-    #[test]
-    fn config_and_shutdown_answer_loopback_clients_only() {
+    #[tokio::test]
+    async fn config_reload_and_shutdown_answer_loopback_clients_only() {
         let s = state();
         let pod_ip: SocketAddr = "10.1.2.3:51000".parse().expect("address");
-        for (method, path) in [("GET", "/config"), ("POST", "/shutdown")] {
+        for (method, path) in [
+            ("GET", "/config"),
+            ("POST", "/reload"),
+            ("POST", "/shutdown"),
+        ] {
             let req = Request::builder()
                 .method(method)
                 .uri(path)
                 .body(())
                 .expect("request");
-            let resp = route(&s, &req, pod_ip);
+            let resp = answer(&s, &req, pod_ip).await;
             assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
         }
         assert!(!*s.shutdown.borrow(), "a refused /shutdown changes nothing");
+        // From loopback, a weir that cannot reload says so; a GET is not a reload.
+        let post = Request::post("/reload").body(()).expect("request");
+        assert_eq!(
+            answer(&s, &post, LOOPBACK).await.status(),
+            StatusCode::CONFLICT
+        );
+        let read = Request::get("/reload").body(()).expect("request");
+        assert_eq!(
+            answer(&s, &read, LOOPBACK).await.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
         // Probes and scrapes from the pod network are served.
         for path in ["/metrics", "/live", "/services"] {
             let req = Request::get(path).body(()).expect("request");

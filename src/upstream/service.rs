@@ -422,6 +422,43 @@ mod tests {
         Service::new(&config.services[0], vec![], Metrics::new())
     }
 
+    #[test]
+    fn an_endpoint_that_discovery_removes_takes_its_series_with_it() {
+        let text = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        backends: [{ service: s }]\nservices:\n  - { name: s, endpoints: [\"127.0.0.1:10\", \"127.0.0.1:11\"] }\n";
+        let config = crate::config::load_str("t.yaml", text)
+            .expect("valid")
+            .config;
+        let metrics = Metrics::new();
+        let slots = vec![("l".to_string(), "r".to_string())];
+        let s = Service::new(&config.services[0], slots, metrics.clone());
+        for e in s.endpoint_set().endpoints.iter() {
+            e.counters[0].upstream(200);
+        }
+        let text = metrics.render();
+        for endpoint in ["127.0.0.1:10", "127.0.0.1:11"] {
+            assert!(
+                text.contains(&format!("endpoint=\"{endpoint}\",code=\"200\"")),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "weir_http_requests_in_flight{{service=\"s\",endpoint=\"{endpoint}\"}}"
+                )),
+                "{text}"
+            );
+        }
+        s.set_endpoints(&[("127.0.0.1:10".parse().expect("address"), 1)]);
+        let text = metrics.render();
+        assert!(
+            !text.contains("127.0.0.1:11"),
+            "the departed endpoint's series stay:\n{text}"
+        );
+        assert!(
+            text.contains("endpoint=\"127.0.0.1:10\",code=\"200\",error=\"none\"} 1"),
+            "the endpoint that stayed keeps its count:\n{text}"
+        );
+    }
+
     #[tokio::test]
     async fn every_balancer_skips_an_ejected_endpoint() {
         for balancer in ["round_robin", "least_request", "random", "ring_hash"] {
