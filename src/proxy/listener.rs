@@ -128,6 +128,11 @@ pub struct ListenerSlot<T> {
     pub routing: Arc<ArcSwap<T>>,
     /// Limits, timeouts and TLS for new connections.
     pub policy: ArcSwap<ListenerPolicy>,
+    /// Bumped when the listener's TLS settings (mode, `allow`) changed: the HTTP
+    /// connections admitted under the old ones are drained (each finishes the request it
+    /// is serving, HTTP/2 clients get GOAWAY) and their clients reconnect under the new
+    /// ones, so a reload that revokes a peer is not undone by its open connection.
+    pub tls_changed: watch::Sender<u64>,
 }
 
 impl<T> ListenerSlot<T> {
@@ -136,6 +141,7 @@ impl<T> ListenerSlot<T> {
         Arc::new(ListenerSlot {
             routing: Arc::new(ArcSwap::new(routing)),
             policy: ArcSwap::from_pointee(policy),
+            tls_changed: watch::channel(0).0,
         })
     }
 }
@@ -177,14 +183,23 @@ pub async fn serve(
 ) -> bool {
     let mut policy = slot.policy.load_full();
     let mut builder = Arc::new(http_builder(&policy.limits));
-    let drain = GracefulShutdown::new();
+    let mut drain = GracefulShutdown::new();
+    // Connections admitted under TLS settings a reload replaced, draining.
+    let mut superseded = Vec::new();
+    let mut tls_changes = slot.tls_changed.subscribe();
     let open = Arc::new(AtomicU32::new(0));
     let mut backoff = AcceptBackoff::default();
     loop {
-        let Some((stream, client, counted)) = policy
-            .next_connection(&listener, &mut stop, &mut backoff, &open)
-            .await
-        else {
+        let accepted = tokio::select! {
+            biased;
+            Ok(()) = tls_changes.changed() => {
+                let old = std::mem::replace(&mut drain, GracefulShutdown::new());
+                superseded.push(tokio::spawn(old.shutdown()));
+                continue;
+            }
+            accepted = policy.next_connection(&listener, &mut stop, &mut backoff, &open) => accepted,
+        };
+        let Some((stream, client, counted)) = accepted else {
             break;
         };
         // A reload may have replaced the policy while the loop waited.
@@ -254,7 +269,14 @@ pub async fn serve(
         let _ = watchdog_slot.set(watchdog.abort_handle());
     }
     drop(listener);
-    tokio::time::timeout(grace, drain.shutdown()).await.is_ok()
+    tokio::time::timeout(grace, async {
+        drain.shutdown().await;
+        for draining in superseded {
+            let _ = draining.await;
+        }
+    })
+    .await
+    .is_ok()
 }
 
 #[cfg(test)]

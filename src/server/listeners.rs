@@ -99,7 +99,9 @@ impl RunningListener {
     }
 
     /// Serves `config` from now on: new requests are routed by `table`, new connections
-    /// get `policy`; connections already open stay open.
+    /// get `policy`; connections already open stay open, unless the listener's `tls`
+    /// changed: its HTTP connections then drain and their clients reconnect under the new
+    /// settings.
     pub fn update(
         &mut self,
         config: &config::Listener,
@@ -115,8 +117,15 @@ impl RunningListener {
                 metrics,
             ))),
         }
+        let tls_changed = self.config.tls != config.tls;
         match &self.slot {
-            Slot::Http(slot) => slot.policy.store(Arc::new(policy)),
+            Slot::Http(slot) => {
+                slot.policy.store(Arc::new(policy));
+                if tls_changed {
+                    slot.tls_changed.send_modify(|generation| *generation += 1);
+                }
+            }
+            // A tcp connection is one tunnel: it keeps the decision of its handshake.
             Slot::Tcp(slot) => slot.policy.store(Arc::new(policy)),
         }
         self.config = config.clone();

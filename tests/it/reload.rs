@@ -544,3 +544,80 @@ async fn a_reload_keeps_ejections_of_unchanged_services_and_drops_the_series_of_
         "the removed listener is closed"
     );
 }
+
+/// The server side of a mesh pair: a strict listener that lets `allowed` in.
+fn strict_server(
+    mesh: &crate::mtls::TestMesh,
+    port: u16,
+    app: SocketAddr,
+    allowed: &str,
+) -> String {
+    format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: in\n    address: 127.0.0.1:{port}\n    tls: {{ mode: strict, allow: [\"{allowed}\"] }}\n    routes:\n      - name: app\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"{app}\"] }}\n",
+        mesh.server_identity()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_revokes_a_peer_closes_its_open_connections() {
+    let mesh = crate::mtls::TestMesh::new();
+    let app = Upstream::start("app").await;
+    let (server_port, client_port) = (free_port(), free_port());
+    let server = Weir::start(&strict_server(
+        &mesh,
+        server_port,
+        app.addr,
+        mesh.client_id(),
+    ))
+    .await;
+    // The client sidecar keeps one pooled mTLS connection to the server's listener.
+    let client = Weir::start(&format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: out\n    address: 127.0.0.1:{client_port}\n    routes:\n      - name: app\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"127.0.0.1:{server_port}\"], tls: {{ identity: \"{}\" }} }}\n",
+        mesh.client_identity(),
+        mesh.server_id()
+    ))
+    .await;
+    let out: SocketAddr = format!("127.0.0.1:{client_port}").parse().unwrap();
+    for _ in 0..3 {
+        assert_eq!(get(out, "/", &[]).await.expect("answer").0, 200);
+    }
+    assert_eq!(
+        app.state.connections.load(Ordering::SeqCst),
+        1,
+        "one pooled connection"
+    );
+
+    write(
+        &server,
+        &strict_server(
+            &mesh,
+            server_port,
+            app.addr,
+            "spiffe://cluster.local/ns/shop/sa/nobody",
+        ),
+    );
+    let (status, body) = post_reload(&server).await;
+    assert_eq!(status, 200, "{body}");
+    // The connection admitted under the old allow list is drained; the client's next
+    // connection is judged by the new list.
+    let refused = until(Duration::from_secs(5), || async {
+        let (status, headers, _) = get(out, "/", &[]).await.ok()?;
+        (status == 403).then(|| headers.get("weir-error").cloned())
+    })
+    .await;
+    assert_eq!(
+        refused.flatten().as_ref().and_then(|v| v.to_str().ok()),
+        Some("identity_denied"),
+        "the revoked peer is still served; server log:\n{}",
+        server.logs()
+    );
+    let hits = app.hits();
+    for _ in 0..3 {
+        assert_eq!(get(out, "/", &[]).await.expect("answer").0, 403);
+    }
+    assert_eq!(
+        app.hits(),
+        hits,
+        "nothing reached the app after the revocation"
+    );
+}
