@@ -571,7 +571,7 @@ async fn a_reload_that_revokes_a_peer_closes_its_open_connections() {
     ))
     .await;
     // The client sidecar keeps one pooled mTLS connection to the server's listener.
-    let client = Weir::start(&format!(
+    let _client = Weir::start(&format!(
         "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: out\n    address: 127.0.0.1:{client_port}\n    routes:\n      - name: app\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"127.0.0.1:{server_port}\"], tls: {{ identity: \"{}\" }} }}\n",
         mesh.client_identity(),
         mesh.server_id()
