@@ -88,13 +88,17 @@ impl Snapshot {
             let unchanged = previous.and_then(|p| {
                 let before = p.config.services.iter().find(|b| b.name == s.name)?;
                 let kept = p.services.get(&s.name)?;
-                (before == s && kept.route_slots() == route_slots.as_slice()).then(|| kept.clone())
+                (before == s && same_slots(kept.route_slots(), &route_slots)).then(|| kept.clone())
             });
             let service = match unchanged {
                 Some(kept) => kept,
                 None => {
                     let tls = OutboundTls::new(s, identity, metrics).map_err(BuildError)?;
-                    Service::with_tls(s, route_slots, metrics.clone(), tls)
+                    let service = Service::with_tls(s, route_slots, metrics.clone(), tls);
+                    if let Some(found) = previous.and_then(|p| discovered(p, s)) {
+                        service.seed_endpoints(&found);
+                    }
+                    service
                 }
             };
             services.insert(s.name.clone(), service);
@@ -115,5 +119,97 @@ impl Snapshot {
             listeners,
             services,
         }))
+    }
+}
+
+/// The endpoints the previous service named like `s` found by the same discovery, when it
+/// has one: a service rebuilt by a reload starts with them rather than with none until its
+/// first lookup.
+fn discovered(
+    previous: &Snapshot,
+    s: &crate::config::Service,
+) -> Option<Vec<(std::net::SocketAddr, u32)>> {
+    let before = previous.config.services.iter().find(|b| b.name == s.name)?;
+    if s.discovery.is_none() || before.discovery != s.discovery {
+        return None;
+    }
+    let set = previous.services.get(&s.name)?.endpoint_set();
+    Some(
+        set.endpoints
+            .iter()
+            .map(|e| (e.address, e.weight))
+            .collect(),
+    )
+}
+
+/// Whether two services count the same (listener, route) pairs, in any order: the route
+/// tables ask the service for each pair's slot, so the order does not matter.
+fn same_slots(a: &[(String, String)], b: &[(String, String)]) -> bool {
+    a.len() == b.len() && a.iter().all(|slot| b.contains(slot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(text: &str, metrics: &Arc<Metrics>, previous: Option<&Snapshot>) -> Arc<Snapshot> {
+        let config = crate::config::load_str("t.yaml", text)
+            .expect("valid")
+            .config;
+        Snapshot::build_reusing(config, metrics, None, None, None, previous).expect("builds")
+    }
+
+    const TWO_ROUTES: &str = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: a\n        match: { path: { prefix: /a } }\n        backends: [{ service: s }]\n      - name: b\n        backends: [{ service: s }]\nservices:\n  - { name: s, endpoints: [\"127.0.0.1:2\"] }\n";
+
+    #[test]
+    fn a_service_reached_by_the_same_routes_in_another_order_is_kept() {
+        let metrics = Metrics::new();
+        let before = build(TWO_ROUTES, &metrics, None);
+        let swapped = TWO_ROUTES
+            .replace(
+                "name: a\n        match: { path: { prefix: /a } }",
+                "name: x",
+            )
+            .replace(
+                "name: b\n",
+                "name: a\n        match: { path: { prefix: /a } }\n",
+            )
+            .replace("name: x", "name: b");
+        let after = build(&swapped, &metrics, Some(&before));
+        assert!(Arc::ptr_eq(&before.services["s"], &after.services["s"]));
+        // Each route still counts in its own slot.
+        for (index, name) in [(0, "b"), (1, "a")] {
+            let route = &after.listeners[0].routes[index];
+            assert_eq!(route.name, name);
+            assert_eq!(
+                after.services["s"].slot("l", name),
+                Some(route.backends[0].slot)
+            );
+        }
+        // A route more: the service is built anew.
+        let three = TWO_ROUTES.replace(
+            "services:",
+            "      - name: c\n        backends: [{ service: s }]\nservices:",
+        );
+        let rebuilt = build(&three, &metrics, Some(&after));
+        assert!(!Arc::ptr_eq(&after.services["s"], &rebuilt.services["s"]));
+    }
+
+    #[test]
+    fn a_rebuilt_service_starts_with_what_its_predecessors_discovery_found() {
+        let metrics = Metrics::new();
+        let dns = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        backends: [{ service: s }]\nservices:\n  - { name: s, connect_timeout: 1s, discovery: { dns: \"example.internal:80\" } }\n";
+        let before = build(dns, &metrics, None);
+        let found: std::net::SocketAddr = "10.0.0.7:80".parse().expect("address");
+        before.services["s"].set_endpoints(&[(found, 1)]);
+        let after = build(&dns.replace("1s", "2s"), &metrics, Some(&before));
+        assert!(!Arc::ptr_eq(&before.services["s"], &after.services["s"]));
+        let set = after.services["s"].endpoint_set();
+        assert_eq!(set.endpoints.len(), 1);
+        assert_eq!(set.endpoints[0].address, found);
+        // Another discovery starts empty: its endpoints are not these.
+        let other = dns.replace("example.internal", "other.internal");
+        let moved = build(&other, &metrics, Some(&after));
+        assert!(moved.services["s"].endpoint_set().endpoints.is_empty());
     }
 }

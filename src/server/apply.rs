@@ -30,6 +30,7 @@ use super::ConfigSource;
 use crate::admin::{AdminState, ConfigInfo};
 use crate::config::{self, Config, Diagnostic, LoadError};
 use crate::file_watch::{directory_of, DirectoryWatch};
+use crate::proxy::listener::ListenerPolicy;
 use crate::reload::{ReloadOutcome, ReloadRequest, Reloads, Trigger};
 use crate::snapshot::Snapshot;
 use crate::telemetry::access_log::AccessLog;
@@ -224,32 +225,16 @@ impl Running {
         file: &str,
         text: &str,
     ) -> Result<String, String> {
+        let prepared = self.prepare(config, current, file, text).await;
+        let (snapshot, plans) = match prepared {
+            Ok(prepared) => prepared,
+            Err(why) => {
+                self.undo_prepare(current);
+                return Err(why);
+            }
+        };
         let shared = &self.shared;
         let metrics = &shared.state.metrics;
-        let tracer = telemetry::tracer(&config, shared.span_sink.as_ref());
-        let snapshot = Snapshot::build_reusing(
-            config,
-            metrics,
-            shared.access_log.clone(),
-            shared.identity.as_ref(),
-            tracer,
-            Some(current),
-        )
-        .map_err(|e| format!("{file}: cannot build the configuration: {e}"))?;
-        let mut plans = Vec::new();
-        for (index, l) in snapshot.config.listeners.iter().enumerate() {
-            let policy = listeners::policy(l, shared.identity.as_ref(), metrics)
-                .map_err(|e| format!("{file}: {e}"))?;
-            let plan = match self.listeners.iter().position(|r| r.can_serve(l)) {
-                Some(kept) => Plan::Keep(kept),
-                None => Plan::Start(
-                    RunningListener::bind(l)
-                        .await
-                        .map_err(|e| self.bind_error(file, text, index, l, e))?,
-                ),
-            };
-            plans.push((plan, policy));
-        }
 
         // Commit: nothing below can fail.
         let mut summary = String::new();
@@ -316,6 +301,59 @@ impl Running {
             summary.push_str("routes updated; listeners and services kept\n");
         }
         Ok(summary)
+    }
+
+    /// Steps 2 and 3: the new snapshot, and how each of its listeners will be served.
+    /// Nothing in force changes, except the metric series and gauges the new services and
+    /// listeners share with the running ones (see [`Running::undo_prepare`]).
+    async fn prepare(
+        &self,
+        config: Config,
+        current: &Snapshot,
+        file: &str,
+        text: &str,
+    ) -> Result<(Arc<Snapshot>, Vec<(Plan, ListenerPolicy)>), String> {
+        let shared = &self.shared;
+        let metrics = &shared.state.metrics;
+        let tracer = telemetry::tracer(&config, shared.span_sink.as_ref());
+        let snapshot = Snapshot::build_reusing(
+            config,
+            metrics,
+            shared.access_log.clone(),
+            shared.identity.as_ref(),
+            tracer,
+            Some(current),
+        )
+        .map_err(|e| format!("{file}: cannot build the configuration: {e}"))?;
+        let mut plans = Vec::new();
+        for (index, l) in snapshot.config.listeners.iter().enumerate() {
+            let policy = listeners::policy(l, shared.identity.as_ref(), metrics)
+                .map_err(|e| format!("{file}: {e}"))?;
+            let plan = match self.listeners.iter().position(|r| r.can_serve(l)) {
+                Some(kept) => Plan::Keep(kept),
+                None => Plan::Start(
+                    RunningListener::bind(l)
+                        .await
+                        .map_err(|e| self.bind_error(file, text, index, l, e))?,
+                ),
+            };
+            plans.push((plan, policy));
+        }
+        Ok((snapshot, plans))
+    }
+
+    /// After a refused [`Running::prepare`]: the series it created for things the running
+    /// configuration does not have leave `/metrics`, and the running services write their
+    /// endpoint counts and breaker states again over the fresh ones the new services wrote.
+    fn undo_prepare(&self, current: &Snapshot) {
+        self.shared
+            .state
+            .metrics
+            .forget_removed(&Live::of(&current.config));
+        for service in current.services.values() {
+            service.forget_departed_endpoints();
+            service.publish_gauges();
+        }
     }
 
     /// Why a new listener's address could not be bound, as a diagnostic at the address.

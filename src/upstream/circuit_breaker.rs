@@ -194,6 +194,15 @@ impl CircuitBreaker {
         }
     }
 
+    /// Writes the current state to `weir_circuit_breaker_state` again: a service built for
+    /// a reload that was then refused shares its gauges with this one and reset them.
+    pub fn publish_state(&self) {
+        let now = self.state();
+        for s in BreakerState::ALL {
+            self.inner.metrics.state[s as usize].set(i64::from(s == now));
+        }
+    }
+
     /// The current state, for `/services` and tests.
     pub fn state(&self) -> BreakerState {
         unpack_phase(self.inner.phase.load(Ordering::Acquire)).1

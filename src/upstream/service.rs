@@ -323,6 +323,21 @@ impl Service {
         self.forget_departed_endpoints_locked();
     }
 
+    /// Starts a service built for a reload with the endpoints its predecessor's discovery
+    /// found, so it serves at once instead of waiting for its first lookup.
+    pub fn seed_endpoints(&self, wanted: &[(SocketAddr, u32)]) {
+        self.replace_endpoints(wanted);
+    }
+
+    /// Writes this service's endpoint counts and breaker state to their gauges again (a
+    /// service built for a refused reload shares them and overwrote them).
+    pub fn publish_gauges(&self) {
+        self.refresh_rotation();
+        if let Some(breaker) = &self.breaker {
+            breaker.publish_state();
+        }
+    }
+
     /// Removes from `/metrics` the series of endpoints this service no longer holds (called
     /// once a reload put this service in force).
     pub fn forget_departed_endpoints(&self) {

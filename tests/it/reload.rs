@@ -621,3 +621,55 @@ async fn a_reload_that_revokes_a_peer_closes_its_open_connections() {
         "nothing reached the app after the revocation"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refused_after_building_leaves_no_series_and_the_gauges_in_force() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let port = free_port();
+    let yaml = |extra: &str, endpoints: &str| {
+        format!("version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlisteners:\n  - name: main\n    address: 127.0.0.1:{port}\n    routes:\n      - name: all\n        backends: [{{ service: s }}]\n{extra}services:\n  - {{ name: s, endpoints: [{endpoints}] }}\n")
+    };
+    let weir = Weir::start(&yaml("", &format!("\"{}\"", a.addr))).await;
+    // The new file adds an endpoint and a listener on a port another process holds: it
+    // builds, then cannot bind.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let extra = format!(
+        "  - name: blocked\n    address: {}\n    routes:\n      - name: blocked-route\n        backends: [{{ service: s }}]\n",
+        taken.local_addr().unwrap()
+    );
+    write(
+        &weir,
+        &yaml(&extra, &format!("\"{}\", \"{}\"", a.addr, b.addr)),
+    );
+    let (status, body) = post_reload(&weir).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("listeners[1].address"), "{body}");
+    let metrics = weir.metrics().await;
+    let b_endpoint = format!("endpoint=\"{}\"", b.addr);
+    for gone in [
+        "listener=\"blocked\"",
+        "route=\"blocked-route\"",
+        &b_endpoint,
+    ] {
+        assert!(
+            !metrics.contains(gone),
+            "{gone} was never in force:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "weir_upstream_endpoints",
+            &[("service", "s"), ("state", "healthy")]
+        ),
+        1.0,
+        "the gauge shows the service in force:\n{metrics}"
+    );
+    assert_eq!(
+        get(format!("127.0.0.1:{port}").parse().unwrap(), "/", &[])
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+}
