@@ -17,7 +17,7 @@ use crate::config;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
-use crate::telemetry::series::NONE;
+use crate::telemetry::series::{Live, NONE};
 use crate::telemetry::trace::tracer::Tracer;
 use crate::telemetry::trace::{SpanKind, SpanNames};
 use crate::upstream::balancer::WeightedRandom;
@@ -220,11 +220,69 @@ impl RouteTable {
         })
     }
 
+    /// After a reload: the counters of what `live` no longer names (this listener, a route,
+    /// a service) are retired, so requests still in flight on this table count unseen
+    /// rather than bring back the series `/metrics` dropped.
+    pub fn retire_unless(&self, live: &Live) {
+        let gone = |c: &RequestCounters| {
+            let l = c.labels();
+            !live.names(&l.listener, &l.route, &l.service)
+        };
+        if gone(&self.unmatched) {
+            self.unmatched.retire();
+        }
+        for backend in self.routes.iter().flat_map(|r| r.backends.iter()) {
+            if gone(&backend.unsent) {
+                backend.unsent.retire();
+            }
+        }
+    }
+
     /// Index of the first route whose match holds.
     /// `peer` is the client's SPIFFE ID on an mTLS connection (for `match.peer`).
     pub fn find<B>(&self, req: &Request<B>, peer: Option<&str>) -> Option<usize> {
         self.routes
             .iter()
             .position(|r| r.matcher.matches(req, peer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::snapshot::Snapshot;
+
+    #[test]
+    fn a_table_a_reload_replaced_counts_what_it_removed_unseen() {
+        let text = "version: 1\nlisteners:\n  - name: l\n    address: 127.0.0.1:1\n    routes:\n      - name: old\n        match: { path: { prefix: /old } }\n        backends: [{ service: s }]\n      - name: kept\n        backends: [{ service: s }]\nservices:\n  - { name: s, endpoints: [\"127.0.0.1:2\"] }\n";
+        let metrics = Metrics::new();
+        let load = |t: &str| crate::config::load_str("t.yaml", t).expect("valid").config;
+        let before = Snapshot::build(load(text), &metrics, None).expect("builds");
+        let without_old = text.replace(
+            "      - name: old\n        match: { path: { prefix: /old } }\n        backends: [{ service: s }]\n",
+            "",
+        );
+        let live = Live::of(&load(&without_old));
+        metrics.forget_removed(&live);
+        before.listeners[0].retire_unless(&live);
+        // Requests that were in flight on the old table end now.
+        let table = &before.listeners[0];
+        table.routes[0].backends[0]
+            .unsent
+            .proxy_error(ErrorCode::Overflow, 503);
+        table.routes[1].backends[0]
+            .unsent
+            .proxy_error(ErrorCode::Overflow, 503);
+        table.unmatched.proxy_error(ErrorCode::NoRoute, 404);
+        let text = metrics.render();
+        assert!(!text.contains("route=\"old\""), "{text}");
+        assert!(
+            text.contains(
+                "route=\"kept\",service=\"s\",endpoint=\"none\",code=\"503\",error=\"overflow\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("route=\"none\",service=\"none\",endpoint=\"none\",code=\"404\",error=\"no_route\"} 1"), "{text}");
     }
 }

@@ -15,9 +15,9 @@
 //! `weir_config_reloads_total{result="failure"}`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Mutex};
@@ -63,6 +63,8 @@ pub(super) struct Running {
     services: HashMap<String, ServiceTasks>,
     /// The hash of the file refused last: a file watch does not try it again.
     refused: Option<String>,
+    /// Set when shutdown stopped the listeners.
+    stopping: bool,
     shared: Shared,
 }
 
@@ -88,6 +90,7 @@ impl Running {
             retired: Vec::new(),
             services,
             refused: None,
+            stopping: false,
             shared,
         }
     }
@@ -139,7 +142,9 @@ impl Running {
     }
 
     /// Stops every listener (at shutdown): the handles resolve as their connections drain.
+    /// No reload is applied after this.
     pub fn stop_listeners(&mut self) -> Vec<JoinHandle<bool>> {
+        self.stopping = true;
         let mut draining: Vec<_> = self.listeners.drain(..).map(|l| l.stop()).collect();
         draining.append(&mut self.retired);
         draining
@@ -150,15 +155,23 @@ impl Running {
         self.services.clear();
     }
 
-    /// Reloads the configuration file.
-    pub async fn reload(&mut self, trigger: Trigger) -> ReloadOutcome {
-        let Some(path) = self.source.path.clone() else {
+    /// Reloads the configuration file, whose content `read` holds (read by the caller,
+    /// outside the lock shutdown also takes).
+    pub async fn reload(
+        &mut self,
+        trigger: Trigger,
+        read: Option<std::io::Result<Vec<u8>>>,
+    ) -> ReloadOutcome {
+        if self.stopping {
+            return ReloadOutcome::Unavailable("weir is shutting down\n".into());
+        }
+        let (Some(path), Some(read)) = (self.source.path.clone(), read) else {
             return ReloadOutcome::Unavailable(
                 "weir was started with an embedded configuration (weir demo), not a file; there is nothing to reload\n".into(),
             );
         };
         let name = path.display().to_string();
-        let bytes = match config::read_bounded(&path) {
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(e) => {
                 return self.refuse(
@@ -279,12 +292,14 @@ impl Running {
             let tasks = match before.remove(&s.name) {
                 Some(tasks) if Arc::ptr_eq(&tasks.service, service) => tasks,
                 replaced => {
-                    summary.push_str(&match replaced {
-                        Some(_) => {
+                    summary.push_str(&match &replaced {
+                        Some(old) => {
+                            old.service.retire(Some(service));
                             format!("service {} rebuilt (its state starts afresh)\n", s.name)
                         }
                         None => format!("service {} added\n", s.name),
                     });
+                    // Its discovery, sweeps and health checks stop before the new ones start.
                     drop(replaced);
                     service.forget_departed_endpoints();
                     ServiceTasks::start(s, service, &shared.stop)
@@ -292,11 +307,16 @@ impl Running {
             };
             self.services.insert(s.name.clone(), tasks);
         }
-        for name in before.keys() {
+        for (name, removed) in &before {
+            removed.service.retire(None);
             summary.push_str(&format!("service {name} removed\n"));
         }
         drop(before);
-        metrics.forget_removed(&Live::of(&snapshot.config));
+        let live = Live::of(&snapshot.config);
+        metrics.forget_removed(&live);
+        for table in &current.listeners {
+            table.retire_unless(&live);
+        }
         if summary.is_empty() {
             summary.push_str("routes updated; listeners and services kept\n");
         }
@@ -381,22 +401,46 @@ impl Running {
     }
 }
 
-/// Serves reload requests one at a time until weir shuts down.
+/// Serves reload requests one at a time until weir shuts down. The file at `source` is
+/// read for each request before the lock on `running` is taken, so a file system that hangs
+/// cannot hold up shutdown.
 pub(super) async fn serve_reloads(
     running: Arc<Mutex<Running>>,
     mut requests: mpsc::Receiver<ReloadRequest>,
     mut stop: watch::Receiver<bool>,
+    source: Option<PathBuf>,
 ) {
     loop {
         let request = tokio::select! {
+            biased;
             _ = stop.wait_for(|s| *s) => return,
             request = requests.recv() => match request {
                 Some(r) => r,
                 None => return,
             },
         };
-        let outcome = running.lock().await.reload(request.trigger).await;
+        let read = match &source {
+            Some(path) => Some(read_file(path.clone()).await),
+            None => None,
+        };
+        let outcome = running.lock().await.reload(request.trigger, read).await;
         let _ = request.reply.send(outcome);
+    }
+}
+
+/// How long reading the configuration file may take.
+const READ_LIMIT: Duration = Duration::from_secs(10);
+
+/// The bytes of the configuration file, read on a blocking thread within [`READ_LIMIT`].
+async fn read_file(path: PathBuf) -> std::io::Result<Vec<u8>> {
+    let reading = tokio::task::spawn_blocking(move || config::read_bounded(&path));
+    match tokio::time::timeout(READ_LIMIT, reading).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(panicked)) => Err(std::io::Error::other(panicked)),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the file could not be read within 10 s",
+        )),
     }
 }
 
@@ -443,8 +487,6 @@ fn lines(diagnostics: &[Diagnostic]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     fn load(text: &str) -> Config {

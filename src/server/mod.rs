@@ -206,6 +206,7 @@ impl Server {
             shared.clone(),
             stop_rx.clone(),
         )));
+        let source_path = source.path.clone();
         let running = Arc::new(Mutex::new(Running::new(
             source,
             running_listeners,
@@ -223,6 +224,7 @@ impl Server {
             running.clone(),
             requests,
             stop_rx.clone(),
+            source_path,
         )));
         if let Some(watch) = running.lock().await.watch_source(reloads.clone(), stop_rx) {
             background.push(watch);

@@ -3,6 +3,7 @@
 //! Label sets are formatted once, when configuration is built; the request path only
 //! increments atomics through handles such as [`RequestCounters`].
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -416,16 +417,10 @@ impl Metrics {
     /// reload took a new configuration into force). Endpoint series are the business of
     /// their service: see [`Metrics::forget_endpoints`].
     pub fn forget_removed(&self, live: &Live) {
-        self.requests.retain(|l| {
-            live.listener(&l.listener)
-                && live.route(&l.listener, &l.route)
-                && live.service(&l.service)
-        });
-        self.request_duration.retain(|l| {
-            live.listener(&l.listener)
-                && live.route(&l.listener, &l.route)
-                && live.service(&l.service)
-        });
+        self.requests
+            .retain(|l| live.names(&l.listener, &l.route, &l.service));
+        self.request_duration
+            .retain(|l| live.names(&l.listener, &l.route, &l.service));
         self.in_flight.retain(|l| live.service(&l.service));
         self.upstream_endpoints.retain(|l| live.service(&l.service));
         self.breaker_state.retain(|l| live.breaker(&l.service));
@@ -526,8 +521,8 @@ pub struct ConfigReloadCounters {
 }
 
 /// Status codes with a pre-resolved counter; others take a slower, formatting path.
-const COMMON_STATUSES: [u16; 16] = [
-    200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 429, 500, 502, 503,
+const COMMON_STATUSES: [u16; 17] = [
+    200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 429, 499, 500, 502, 503,
 ];
 
 /// The `weir_http_requests_total` counters of one (listener, route, service, endpoint).
@@ -538,6 +533,10 @@ const COMMON_STATUSES: [u16; 16] = [
 pub struct RequestCounters {
     family: Tracked<RequestLabels, Counter>,
     base: RequestLabels,
+    /// Set once what these counters describe is gone (an endpoint that left, a route a
+    /// reload removed): a request still in flight then counts into a detached counter
+    /// instead of bringing its series back.
+    retired: AtomicBool,
     by_status: [OnceLock<Counter>; COMMON_STATUSES.len()],
     by_error: [OnceLock<Counter>; ErrorCode::ALL.len()],
 }
@@ -562,12 +561,26 @@ impl RequestCounters {
                 code: String::new(),
                 error: NONE.to_string(),
             },
+            retired: AtomicBool::new(false),
             by_status: Default::default(),
             by_error: Default::default(),
         }
     }
 
+    /// What these counters describe is gone; see [`RequestCounters::retired`].
+    pub fn retire(&self) {
+        self.retired.store(true, Relaxed);
+    }
+
+    /// The labels these counters share (all but `code` and `error`).
+    pub fn labels(&self) -> &RequestLabels {
+        &self.base
+    }
+
     fn resolve(&self, status: u16, error: &str) -> Counter {
+        if self.retired.load(Relaxed) {
+            return Counter::default();
+        }
         let mut labels = self.base.clone();
         labels.code = status.to_string();
         labels.error = error.to_string();

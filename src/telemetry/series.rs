@@ -62,8 +62,12 @@ where
         self.family.clone()
     }
 
-    /// The metric of `labels`, created (and remembered) on first use.
+    /// The metric of `labels`, created (and remembered) on first use. A series that exists
+    /// is found under the family's read lock alone.
     pub fn get_or_create_owned(&self, labels: &L) -> M {
+        if let Some(metric) = self.family.get(labels) {
+            return metric.clone();
+        }
         let mut created = self.created();
         if !created.contains(labels) {
             created.insert(labels.clone());
@@ -140,6 +144,12 @@ impl Live {
             }
         }
         live
+    }
+
+    /// Whether `listener` exists with `route` (or [`NONE`]) sending to `service` (or
+    /// [`NONE`]): the names a request's series carry.
+    pub fn names(&self, listener: &str, route: &str, service: &str) -> bool {
+        self.listener(listener) && self.route(listener, route) && self.service(service)
     }
 
     /// Whether listener `name` exists.

@@ -352,6 +352,20 @@ impl Service {
         });
     }
 
+    /// This service left the configuration, or `successor` replaced it: its endpoints that
+    /// the successor does not have are retired (see [`Endpoint::retire`]).
+    pub fn retire(&self, successor: Option<&Service>) {
+        let kept = successor.map(|s| s.endpoint_set());
+        for e in &self.endpoints.load().endpoints {
+            let lives_on = kept
+                .as_ref()
+                .is_some_and(|k| k.endpoints.iter().any(|n| n.label == e.label));
+            if !lives_on {
+                e.retire();
+            }
+        }
+    }
+
     fn replace_endpoints(&self, wanted: &[(SocketAddr, u32)]) {
         let _writer = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
         self.replace_endpoints_locked(wanted);
@@ -370,6 +384,11 @@ impl Service {
                     .unwrap_or_else(|| Arc::new(self.new_endpoint(address, weight)))
             })
             .collect();
+        for departed in current.endpoints.iter() {
+            if !endpoints.iter().any(|e| e.label == departed.label) {
+                departed.retire();
+            }
+        }
         self.publish(endpoints);
     }
 
@@ -462,7 +481,13 @@ mod tests {
                 "{text}"
             );
         }
+        // A request in flight to the endpoint that leaves holds it.
+        let in_flight = s.endpoint_set().endpoints[1].clone();
         s.set_endpoints(&[("127.0.0.1:10".parse().expect("address"), 1)]);
+        // It ends after the endpoint left, with a status never seen before: counted
+        // unseen, its series stays gone.
+        in_flight.counters[0].upstream(418);
+        in_flight.counters[0].proxy_error(crate::error::ErrorCode::UpstreamReset, 502);
         let text = metrics.render();
         assert!(
             !text.contains("127.0.0.1:11"),

@@ -66,6 +66,14 @@ impl EndpointState {
 }
 
 impl Endpoint {
+    /// The endpoint left its service: requests still in flight to it count unseen rather
+    /// than bring back the series `/metrics` dropped.
+    pub fn retire(&self) {
+        for counters in self.counters.iter() {
+            counters.retire();
+        }
+    }
+
     /// Whether the endpoint takes traffic; an unhealthy endpoint counts as unhealthy even
     /// when it is also ejected.
     pub fn state(&self) -> EndpointState {
