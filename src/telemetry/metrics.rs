@@ -435,10 +435,10 @@ impl Metrics {
             .retain(|l| live.listener(&l.listener));
         self.tls_handshakes.retain(|l| match l.side.as_str() {
             "client" => live.tls_service(&l.listener),
-            _ => live.listener(&l.listener),
+            _ => live.tls_listener(&l.listener),
         });
         self.tls_peer_requests
-            .retain(|l| live.listener(&l.listener));
+            .retain(|l| live.tls_peer(&l.listener, &l.peer_identity));
         self.tcp_connections
             .retain(|l| live.listener(&l.listener) && live.service(&l.service));
         self.tcp_bytes

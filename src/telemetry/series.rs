@@ -118,6 +118,8 @@ pub struct Live {
     services: HashSet<String>,
     breakers: HashSet<String>,
     tls_services: HashSet<String>,
+    /// Listeners with `tls`, and their `allow` entries.
+    tls_listeners: std::collections::HashMap<String, HashSet<String>>,
 }
 
 impl Live {
@@ -126,6 +128,10 @@ impl Live {
         let mut live = Live::default();
         for l in &config.listeners {
             live.listeners.insert(l.name.clone());
+            if let Some(tls) = &l.tls {
+                live.tls_listeners
+                    .insert(l.name.clone(), tls.allow.iter().cloned().collect());
+            }
             for r in &l.routes {
                 live.routes.insert((l.name.clone(), r.name.clone()));
                 let mirror = r.mirror.as_ref().map(|m| &m.service);
@@ -181,6 +187,19 @@ impl Live {
         self.breakers.contains(name)
     }
 
+    /// Whether listener `name` has `tls`.
+    pub fn tls_listener(&self, name: &str) -> bool {
+        self.tls_listeners.contains_key(name)
+    }
+
+    /// Whether `peer_identity` is a value `weir_tls_peer_requests_total` can still take on
+    /// listener `name`: one of its `allow` entries, `other` or `none`.
+    pub fn tls_peer(&self, name: &str, peer_identity: &str) -> bool {
+        self.tls_listeners.get(name).is_some_and(|allow| {
+            matches!(peer_identity, "other" | "none") || allow.contains(peer_identity)
+        })
+    }
+
     /// Whether service `name` is reached over TLS.
     pub fn tls_service(&self, name: &str) -> bool {
         self.tls_services.contains(name)
@@ -231,5 +250,19 @@ mod tests {
         assert!(!live.route_service("r", "x"));
         assert!(live.service("s") && live.service(NONE) && !live.service("gone"));
         assert!(live.breaker("s") && !live.breaker("m"));
+        assert!(!live.tls_listener("out") && !live.tls_peer("out", "other"));
+        let with_tls = text.replace(
+            "    routes:",
+            "    tls: { mode: permissive, allow: [\"spiffe://td/ns/a/sa/b\"] }\n    routes:",
+        ) + "identity: { cert: c.pem, key: k.pem, trust_bundle: t.pem }\n";
+        let config = crate::config::load_str("t.yaml", &with_tls)
+            .expect("valid")
+            .config;
+        let live = Live::of(&config);
+        assert!(live.tls_listener("out"));
+        for peer in ["spiffe://td/ns/a/sa/b", "other", "none"] {
+            assert!(live.tls_peer("out", peer), "{peer}");
+        }
+        assert!(!live.tls_peer("out", "spiffe://td/ns/a/sa/gone"));
     }
 }

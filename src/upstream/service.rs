@@ -2,6 +2,7 @@
 //! never disturb requests already in flight.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,8 @@ pub struct Service {
     /// Serializes endpoint-set changes (discovery, ejection, health), so one change never
     /// overwrites another made at the same moment. Only writers take it.
     publishing: std::sync::Mutex<()>,
+    /// Set when a reload replaced or removed the service (see [`Service::retire`]).
+    retired: AtomicBool,
     /// The Hystrix circuit breaker, when configured.
     pub breaker: Option<CircuitBreaker>,
     /// Outlier detection: as configured, or by default the ejection of an endpoint after
@@ -137,6 +140,7 @@ impl Service {
             state_gauges,
             limits: Limits::new(&cfg.name, &cfg.limits, &metrics),
             publishing: std::sync::Mutex::new(()),
+            retired: AtomicBool::new(false),
             breaker: cfg
                 .circuit_breaker
                 .as_ref()
@@ -319,6 +323,11 @@ impl Service {
     /// request completes, and their series leave `/metrics`.
     pub fn set_endpoints(&self, wanted: &[(SocketAddr, u32)]) {
         let _writer = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        // A service a reload replaced may hear from its discovery once more: the series by
+        // its name now belong to its successor.
+        if self.retired.load(Ordering::Acquire) {
+            return;
+        }
         self.replace_endpoints_locked(wanted);
         self.forget_departed_endpoints_locked();
     }
@@ -355,6 +364,7 @@ impl Service {
     /// This service left the configuration, or `successor` replaced it: its endpoints that
     /// the successor does not have are retired (see [`Endpoint::retire`]).
     pub fn retire(&self, successor: Option<&Service>) {
+        self.retired.store(true, Ordering::Release);
         let kept = successor.map(|s| s.endpoint_set());
         for e in &self.endpoints.load().endpoints {
             let lives_on = kept

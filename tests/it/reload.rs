@@ -620,6 +620,19 @@ async fn a_reload_that_revokes_a_peer_closes_its_open_connections() {
         hits,
         "nothing reached the app after the revocation"
     );
+    // The allow entry the reload removed took its series along; the peer now counts as
+    // `other`, denied.
+    let metrics = server.metrics().await;
+    let revoked = format!("peer_identity=\"{}\"", mesh.client_id());
+    assert!(!metrics.contains(&revoked), "{metrics}");
+    assert!(
+        metric_sum(
+            &metrics,
+            "weir_tls_peer_requests_total",
+            &[("peer_identity", "other"), ("decision", "deny")]
+        ) >= 3.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
