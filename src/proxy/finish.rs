@@ -32,8 +32,9 @@ pub struct Placement {
 pub struct Finish {
     /// The connection the request came on (the client, its peer).
     conn: Arc<Connection>,
-    /// The route table the request was routed by.
-    table: Arc<RouteTable>,
+    /// The route table the request is routed by: the one in force when it arrived, held
+    /// until it is logged whatever a reload does meanwhile.
+    pub table: Arc<RouteTable>,
     /// When the request arrived.
     started: Instant,
     /// Method and target, kept only when an access log is written (boxed: most

@@ -74,13 +74,12 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     conn.clock.request_started();
     // The routes in force now serve this request to its end, whatever a reload does.
-    let table = conn.routes.load_full();
-    let mut finish = Finish::new(&conn, table.clone(), &req);
-    if let Some(tracer) = &table.tracer {
-        finish.span = tracer.begin(&mut req, table.span_kind);
+    let mut finish = Finish::new(&conn, conn.routes.load_full(), &req);
+    if let Some(tracer) = &finish.table.tracer {
+        finish.span = tracer.begin(&mut req, finish.table.span_kind);
     }
     let version = req.version();
-    let answer = proxy(&conn, &table, req, &mut finish)
+    let answer = proxy(&conn, req, &mut finish)
         .await
         .unwrap_or_else(|answer| answer);
     Ok(respond(answer, finish, version))
@@ -89,10 +88,11 @@ pub async fn handle(
 /// Runs the phases in order; `Err` is an answer that ended the request early.
 async fn proxy(
     conn: &Connection,
-    table: &RouteTable,
     mut req: Request<Incoming>,
     finish: &mut Finish,
 ) -> Result<Answer, Answer> {
+    // The request's own hold on the table (one reference count per request, in `finish`).
+    let table = &*finish.table;
     authorize(conn, table)?;
     check_head(&req)?;
     let peer = conn.peer.as_ref().and_then(|p| p.peer.as_deref());
