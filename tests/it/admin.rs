@@ -312,3 +312,28 @@ async fn services_show_each_endpoints_requests_errors_and_last_error() {
         "{at} (test started {started})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_shows_the_port_a_listener_on_port_0_was_given() {
+    let up = Upstream::start("up").await;
+    let yaml = format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\nlisteners:\n  - name: any\n    address: 127.0.0.1:0\n    routes:\n      - name: all\n        backends: [{{ service: up }}]\nservices:\n  - {{ name: up, endpoints: [\"{}\"] }}\n",
+        up.addr
+    );
+    let weir = Weir::start(&yaml).await;
+    let (_, _, config) = get(weir.admin, "/config", &[]).await.unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(config["config"]["listeners"][0]["address"], "127.0.0.1:0");
+    let bound: std::net::SocketAddr = config["bound"]["listeners"]["any"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no bound address in {config}"));
+    assert_ne!(bound.port(), 0, "{config}");
+    let (status, headers, _) = get(bound, "/", &[])
+        .await
+        .expect("the bound address serves");
+    assert_eq!(
+        (status, headers["x-upstream"].to_str().unwrap()),
+        (200, "up")
+    );
+}
