@@ -100,14 +100,7 @@ mod tests {
             identity,
             span_export,
         };
-        group(&targets)
-            .rules
-            .iter()
-            .filter_map(|r| match r {
-                Rule::Alert(a) => Some(a.name),
-                Rule::Record { .. } => None,
-            })
-            .collect()
+        group(&targets).alert_names()
     }
 
     #[test]

@@ -15,6 +15,20 @@ pub(crate) struct Group {
     pub rules: Vec<Rule>,
 }
 
+#[cfg(test)]
+impl Group {
+    /// The names of the group's alerts, in order (recording rules left out).
+    pub fn alert_names(&self) -> Vec<&'static str> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r {
+                Rule::Alert(a) => Some(a.name),
+                Rule::Record { .. } => None,
+            })
+            .collect()
+    }
+}
+
 /// A recording or an alerting rule.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Rule {

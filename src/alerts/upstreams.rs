@@ -106,14 +106,7 @@ mod tests {
     }
 
     fn names(group: &Group) -> Vec<&str> {
-        group
-            .rules
-            .iter()
-            .filter_map(|r| match r {
-                Rule::Alert(a) => Some(a.name),
-                Rule::Record { .. } => None,
-            })
-            .collect()
+        group.alert_names()
     }
 
     #[test]

@@ -463,11 +463,13 @@ async fn a_reload_keeps_ejections_of_unchanged_services_and_drops_the_series_of_
     get(old_listener, "/", &[])
         .await
         .expect("the old listener serves");
-    assert_eq!(
+    let bad_state = || async {
         crate::support::endpoint_state(&weir, "flaky", bad.addr)
             .await
             .map(|s| s.0)
-            .as_deref(),
+    };
+    assert_eq!(
+        bad_state().await.as_deref(),
         Some("ejected"),
         "two 500s in a row eject the failing endpoint"
     );
@@ -501,10 +503,7 @@ async fn a_reload_keeps_ejections_of_unchanged_services_and_drops_the_series_of_
 
     // The untouched service kept its ejection and its counts.
     assert_eq!(
-        crate::support::endpoint_state(&weir, "flaky", bad.addr)
-            .await
-            .map(|s| s.0)
-            .as_deref(),
+        bad_state().await.as_deref(),
         Some("ejected"),
         "the ejection survives the reload"
     );
