@@ -21,9 +21,17 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, env = "WEIR_CONFIG")]
         config: PathBuf,
-        /// How long in-flight requests may take to finish after SIGTERM.
+        /// How long in-flight requests may take to finish once weir stops accepting.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         grace_period: Duration,
+        /// How long weir keeps accepting after SIGTERM (or `POST /shutdown`) before it
+        /// stops and drains: as a legacy sidecar, so the application's own calls during its
+        /// shutdown still go out. `/ready` fails meanwhile; a second SIGTERM or SIGINT ends
+        /// it early. 0 (the default) drains at once, as a native sidecar should: Kubernetes
+        /// stops it after the application. The pod's terminationGracePeriodSeconds must
+        /// cover the drain period plus the grace period.
+        #[arg(long, default_value = "0s", value_parser = parse_duration, env = "WEIR_DRAIN")]
+        drain: Duration,
         /// Worker threads; default: one per CPU this process may run on (like Envoy's
         /// `--concurrency`). One worker runs a single-threaded runtime.
         #[arg(long, env = "WEIR_WORKERS")]
@@ -80,8 +88,16 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             grace_period,
+            drain,
             workers,
-        } => run(&config, grace_period, workers),
+        } => run(
+            &config,
+            Stopping {
+                drain,
+                grace_period,
+            },
+            workers,
+        ),
         Command::Demo(opts) => match runtime(None) {
             Ok(rt) => rt.block_on(weir::demo::run(opts)),
             Err(code) => code,
@@ -180,7 +196,19 @@ fn load(path: &std::path::Path) -> Result<weir::config::Loaded, ExitCode> {
 
 /// `weir run`: serve until SIGTERM, SIGINT or `POST /shutdown`, then drain; SIGHUP
 /// reloads the configuration file.
-fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitCode {
+/// How `weir run` stops: it keeps accepting for `drain`, then gives in-flight work up to
+/// `grace_period`.
+#[derive(Debug, Clone, Copy)]
+struct Stopping {
+    drain: Duration,
+    grace_period: Duration,
+}
+
+fn run(path: &std::path::Path, stopping: Stopping, workers: Option<usize>) -> ExitCode {
+    let Stopping {
+        drain,
+        grace_period: grace,
+    } = stopping;
     let loaded = match load(path) {
         Ok(l) => l,
         Err(code) => return code,
@@ -208,11 +236,23 @@ fn run(path: &std::path::Path, grace: Duration, workers: Option<usize>) -> ExitC
                 return ExitCode::from(2);
             }
         };
+        let mut reloading = Box::pin(reload_on_sighup(&server, hangup));
         tokio::select! {
             _ = wait_for_signal() => {}
             _ = server.shutdown_requested() => tracing::info!("POST /shutdown"),
-            _ = reload_on_sighup(&server, hangup) => {}
+            _ = &mut reloading => {}
         }
+        if !drain.is_zero() {
+            server.set_unready();
+            tracing::info!(drain = %weir::config::format_duration(drain), "still accepting for the drain period; SIGTERM or SIGINT again to drain now");
+            tokio::select! {
+                _ = tokio::time::sleep(drain) => {}
+                _ = wait_for_signal() => tracing::info!("signal: the drain period ends early"),
+                _ = &mut reloading => {}
+            }
+        }
+        // A reload now would have nothing left to apply to.
+        drop(reloading);
         tracing::info!(grace = %weir::config::format_duration(grace), "draining");
         if server.shutdown(grace).await {
             tracing::info!("drained; exiting");

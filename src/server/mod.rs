@@ -248,6 +248,12 @@ impl Server {
         self.reloads.reload(trigger).await
     }
 
+    /// Makes `/ready` fail while weir still serves (the drain period of a legacy sidecar):
+    /// whatever routes by readiness stops sending new work.
+    pub fn set_unready(&self) {
+        self.state.ready.store(false, Ordering::Release);
+    }
+
     /// Resolves when `POST /shutdown` asks for a drain (the caller then calls
     /// [`Server::shutdown`], as on SIGTERM).
     pub async fn shutdown_requested(&self) {

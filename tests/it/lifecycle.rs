@@ -82,17 +82,9 @@ async fn drains_and_exits_zero(how: Drain) {
         Ok((200, "up".to_string())),
         "the in-flight request must complete"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(s) = weir.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "weir did not exit after draining"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let status = exit_status(&mut weir, Duration::from_secs(5))
+        .await
+        .expect("weir exits after draining");
     assert!(status.success(), "exit status {status:?}");
     assert!(weir.logs().contains("drained; exiting"));
 }
@@ -230,4 +222,89 @@ fn run_to_exit(config: &std::path::Path) -> std::process::Output {
         .arg(config)
         .output()
         .expect("run weir")
+}
+
+/// A legacy sidecar (`--drain`): after SIGTERM, `/ready` fails but new connections are
+/// still served for the drain period (the application's own calls while it shuts down);
+/// then weir stops accepting and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sidecar_keeps_serving_for_the_drain_period_then_stops() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let services = format!("  - {{ name: up, endpoints: [\"{}\"] }}\n", up.addr);
+    let mut weir = Weir::start_with_args(&yaml(port, &services), &["--drain", "1s"]).await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let signalled = Instant::now();
+    weir.signal("TERM");
+    let unready = crate::support::until(Duration::from_secs(5), || async {
+        let status = get(weir.admin, "/ready", &[]).await.ok()?.0;
+        (status == 503).then_some(())
+    })
+    .await;
+    assert!(unready.is_some(), "/ready still 200 after SIGTERM");
+    // Draining has begun, and a new connection is still served.
+    let (status, headers, _) = get(addr, "/", &[])
+        .await
+        .expect("served in the drain period");
+    assert_eq!(
+        (status, headers["x-upstream"].to_str().unwrap()),
+        (200, "up")
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_err())
+        .await,
+        "weir still accepts after the drain period"
+    );
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(1),
+        "stopped accepting before the drain period ended"
+    );
+    let exited = exit_status(&mut weir, Duration::from_secs(5)).await;
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "{exited:?}\n{}",
+        weir.logs()
+    );
+    assert!(weir.logs().contains("still accepting for the drain period"));
+}
+
+/// A second SIGTERM ends the drain period at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_ends_the_drain_period_early() {
+    let up = Upstream::start("up").await;
+    let port = free_port();
+    let services = format!("  - {{ name: up, endpoints: [\"{}\"] }}\n", up.addr);
+    let mut weir = Weir::start_with_args(&yaml(port, &services), &["--drain", "60s"]).await;
+    weir.signal("TERM");
+    let unready = crate::support::until(Duration::from_secs(5), || async {
+        let status = get(weir.admin, "/ready", &[]).await.ok()?.0;
+        (status == 503).then_some(())
+    })
+    .await;
+    assert!(unready.is_some(), "/ready still 200 after SIGTERM");
+    weir.signal("TERM");
+    let exited = exit_status(&mut weir, Duration::from_secs(10)).await;
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "{exited:?}\n{}",
+        weir.logs()
+    );
+    assert!(weir.logs().contains("the drain period ends early"));
+}
+
+/// weir's exit status once it exits, or `None` after `limit`.
+async fn exit_status(weir: &mut Weir, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = weir.child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
