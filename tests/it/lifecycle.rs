@@ -236,12 +236,7 @@ async fn a_legacy_sidecar_keeps_serving_for_the_drain_period_then_stops() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let signalled = Instant::now();
     weir.signal("TERM");
-    let unready = crate::support::until(Duration::from_secs(5), || async {
-        let status = get(weir.admin, "/ready", &[]).await.ok()?.0;
-        (status == 503).then_some(())
-    })
-    .await;
-    assert!(unready.is_some(), "/ready still 200 after SIGTERM");
+    assert!(unready(&weir).await, "/ready still 200 after SIGTERM");
     // Draining has begun, and a new connection is still served.
     let (status, headers, _) = get(addr, "/", &[])
         .await
@@ -279,12 +274,7 @@ async fn a_second_sigterm_ends_the_drain_period_early() {
     let services = format!("  - {{ name: up, endpoints: [\"{}\"] }}\n", up.addr);
     let mut weir = Weir::start_with_args(&yaml(port, &services), &["--drain", "60s"]).await;
     weir.signal("TERM");
-    let unready = crate::support::until(Duration::from_secs(5), || async {
-        let status = get(weir.admin, "/ready", &[]).await.ok()?.0;
-        (status == 503).then_some(())
-    })
-    .await;
-    assert!(unready.is_some(), "/ready still 200 after SIGTERM");
+    assert!(unready(&weir).await, "/ready still 200 after SIGTERM");
     weir.signal("TERM");
     let exited = exit_status(&mut weir, Duration::from_secs(10)).await;
     assert!(
@@ -307,4 +297,14 @@ async fn exit_status(weir: &mut Weir, limit: Duration) -> Option<std::process::E
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Whether `/ready` turns 503 within 5 s (the drain period has begun).
+async fn unready(weir: &Weir) -> bool {
+    crate::support::until(Duration::from_secs(5), || async {
+        let status = get(weir.admin, "/ready", &[]).await.ok()?.0;
+        (status == 503).then_some(())
+    })
+    .await
+    .is_some()
 }
