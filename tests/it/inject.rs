@@ -16,14 +16,7 @@ use crate::support::scratch_dir;
 /// The Kubernetes version the output is validated against.
 const KUBERNETES: &str = "1.29.0";
 
-const FIXTURES: [&str; 6] = [
-    "shop",
-    "statefulset",
-    "cronjob",
-    "pod",
-    "disabled",
-    "mixed",
-];
+const FIXTURES: [&str; 6] = ["shop", "statefulset", "cronjob", "pod", "disabled", "mixed"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,7 +106,10 @@ fn every_fixture_injected_validates_strictly_and_reinjects_to_itself() {
             std::fs::write(&out, &once).expect("write");
             assert_valid(&out, KUBERNETES);
             let twice = inject(&out, extra);
-            assert_eq!(twice, once, "{name} ({mode}): injecting twice differs from once");
+            assert_eq!(
+                twice, once,
+                "{name} ({mode}): injecting twice differs from once"
+            );
         }
     }
 }
@@ -135,7 +131,11 @@ fn native_sidecars_are_what_older_clusters_refuse_and_legacy_mode_avoids() {
         ],
         b"",
     );
-    assert_ne!(old.status.code(), Some(0), "1.27 knows no restartPolicy on init containers");
+    assert_ne!(
+        old.status.code(),
+        Some(0),
+        "1.27 knows no restartPolicy on init containers"
+    );
     assert!(stdout(&old).contains("restartPolicy"), "{}", stdout(&old));
     let legacy = dir.join("legacy.yaml");
     std::fs::write(&legacy, inject(&fixture("pod"), &["--legacy-sidecar"])).expect("write");
@@ -152,7 +152,10 @@ fn the_deployment_gets_the_sidecar_and_its_service_and_config_map_come_back_verb
         "the Service and ConfigMap are not byte for byte at the end:\n{out}"
     );
     let deployment = &out[..out.len() - service_and_config_map.len()];
-    assert!(deployment.starts_with("# The shop's web tier"), "{deployment}");
+    assert!(
+        deployment.starts_with("# The shop's web tier"),
+        "{deployment}"
+    );
     let before_app = deployment.find("- name: app").expect("the app container");
     for expected in [
         "- name: weir-init",
@@ -168,7 +171,10 @@ fn the_deployment_gets_the_sidecar_and_its_service_and_config_map_come_back_verb
             .find(expected)
             .unwrap_or_else(|| panic!("{expected:?} missing from:\n{deployment}"));
         if expected.starts_with("- name: weir") || expected == "restartPolicy: Always" {
-            assert!(at < before_app, "{expected} comes before the app's containers");
+            assert!(
+                at < before_app,
+                "{expected} comes before the app's containers"
+            );
         }
     }
 }
@@ -186,7 +192,10 @@ fn stdin_and_output_file_give_the_same_manifest_as_a_file_on_stdout() {
     let out = weir(&["inject", "-f", "-"], &text);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), from_file);
-    assert!(from_file.contains("secretName: weir-identity-reporter"), "{from_file}");
+    assert!(
+        from_file.contains("secretName: weir-identity-reporter"),
+        "{from_file}"
+    );
 
     let dir = scratch_dir("inject-output");
     let target = dir.join("out.yaml");
@@ -202,7 +211,10 @@ fn stdin_and_output_file_give_the_same_manifest_as_a_file_on_stdout() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
-    assert_eq!(std::fs::read_to_string(&target).expect("written"), from_file);
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("written"),
+        from_file
+    );
 }
 
 #[test]
@@ -229,11 +241,21 @@ fn flags_choose_the_image_config_map_identity_secret_and_resources() {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
     }
     let bad = weir(
-        &["inject", "-f", fixture("pod").to_str().expect("path"), "--cpu-limit", "lots"],
+        &[
+            "inject",
+            "-f",
+            fixture("pod").to_str().expect("path"),
+            "--cpu-limit",
+            "lots",
+        ],
         b"",
     );
     assert_eq!(bad.status.code(), Some(1));
-    assert!(stderr(&bad).contains("not a Kubernetes quantity"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("not a Kubernetes quantity"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 #[test]
@@ -249,7 +271,10 @@ fn malformed_yaml_is_reported_at_its_file_line_and_column_with_exit_1() {
     let mut parts = rest.splitn(3, ':');
     let line: usize = parts.next().and_then(|l| l.parse().ok()).expect("a line");
     let col: usize = parts.next().and_then(|c| c.parse().ok()).expect("a column");
-    assert!((10..=11).contains(&line), "the error is in the Deployment: {err}");
+    assert!(
+        (10..=11).contains(&line),
+        "the error is in the Deployment: {err}"
+    );
     assert!(col >= 1, "{err}");
 
     let stdin = weir(&["inject", "-f", "-"], b"kind: [Pod\n");

@@ -76,7 +76,11 @@ mod tests {
         let texts: Vec<&str> = docs.iter().map(|d| d.text).collect();
         assert_eq!(
             texts,
-            ["# leading\na: 1\n", "---\nb: 2\n", "--- # c\nc: |\n  ----\n  text\n"]
+            [
+                "# leading\na: 1\n",
+                "---\nb: 2\n",
+                "--- # c\nc: |\n  ----\n  text\n"
+            ]
         );
         let lines: Vec<usize> = docs.iter().map(|d| d.first_line).collect();
         assert_eq!(lines, [1, 3, 5]);
@@ -93,7 +97,13 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_one_empty_document() {
-        assert_eq!(split(""), [Document { text: "", first_line: 1 }]);
+        assert_eq!(
+            split(""),
+            [Document {
+                text: "",
+                first_line: 1
+            }]
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ const IDENTITY_VOLUME: &str = "weir-identity";
 /// Adds weir to `template` (a pod, or a workload's pod template: `metadata` and `spec`).
 /// `workload` names the object for the default identity Secret. Any weir container or
 /// volume already there is replaced, never duplicated.
-pub fn inject(template: &mut Yaml, workload: Option<&str>, options: &Options) -> Result<(), String> {
+pub fn inject(
+    template: &mut Yaml,
+    workload: Option<&str>,
+    options: &Options,
+) -> Result<(), String> {
     let identity = identity_secret(template, workload, options)?;
     let annotations = template
         .entry_map("metadata")
@@ -107,10 +111,7 @@ fn probe(path: &str, period: i64, failures: i64) -> Yaml {
     Yaml::map([
         (
             "httpGet",
-            Yaml::map([
-                ("path", Yaml::str(path)),
-                ("port", Yaml::Int(ADMIN_PORT)),
-            ]),
+            Yaml::map([("path", Yaml::str(path)), ("port", Yaml::Int(ADMIN_PORT))]),
         ),
         ("periodSeconds", Yaml::Int(period)),
         ("failureThreshold", Yaml::Int(failures)),
@@ -186,10 +187,7 @@ fn env() -> Yaml {
             ("name", Yaml::str(name)),
             (
                 "valueFrom",
-                Yaml::map([(
-                    "fieldRef",
-                    Yaml::map([("fieldPath", Yaml::str(path))]),
-                )]),
+                Yaml::map([("fieldRef", Yaml::map([("fieldPath", Yaml::str(path))]))]),
             ),
         ])
     };
@@ -292,7 +290,10 @@ mod tests {
         let mut t = template(APP);
         inject(&mut t, Some("web"), &options(SidecarMode::Native)).expect("inject");
         let spec = t.get("spec").expect("spec");
-        assert_eq!(names(spec, "initContainers"), ["weir-init", "weir", "migrate"]);
+        assert_eq!(
+            names(spec, "initContainers"),
+            ["weir-init", "weir", "migrate"]
+        );
         assert_eq!(names(spec, "containers"), ["app"]);
         let weir = spec.at(&["initContainers"]).and_then(|s| match s {
             Yaml::Seq(items) => items.get(1),
@@ -330,7 +331,10 @@ mod tests {
         assert_eq!(proxy.get("runAsUser"), Some(&Yaml::Int(1337)));
         assert_eq!(proxy.get("runAsNonRoot"), Some(&Yaml::Bool(true)));
         assert_eq!(proxy.get("readOnlyRootFilesystem"), Some(&Yaml::Bool(true)));
-        assert_eq!(proxy.get("allowPrivilegeEscalation"), Some(&Yaml::Bool(false)));
+        assert_eq!(
+            proxy.get("allowPrivilegeEscalation"),
+            Some(&Yaml::Bool(false))
+        );
         assert_eq!(
             proxy.at(&["capabilities", "drop"]),
             Some(&Yaml::Seq(vec![Yaml::str("ALL")]))
@@ -341,10 +345,15 @@ mod tests {
         assert_eq!(root.get("runAsNonRoot"), Some(&Yaml::Bool(false)));
         assert_eq!(
             root.at(&["capabilities", "add"]),
-            Some(&Yaml::Seq(vec![Yaml::str("NET_ADMIN"), Yaml::str("NET_RAW")]))
+            Some(&Yaml::Seq(vec![
+                Yaml::str("NET_ADMIN"),
+                Yaml::str("NET_RAW")
+            ]))
         );
         let args = init[0].get("args").expect("args");
-        let Yaml::Seq(args) = args else { panic!("args") };
+        let Yaml::Seq(args) = args else {
+            panic!("args")
+        };
         let args: Vec<&str> = args.iter().filter_map(Yaml::as_str).collect();
         assert_eq!(
             args,

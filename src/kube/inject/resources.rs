@@ -34,7 +34,9 @@ impl FromStr for Quantity {
     type Err = QuantityError;
 
     fn from_str(s: &str) -> Result<Quantity, QuantityError> {
-        let digits = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+        let digits = s
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len());
         let (number, suffix) = s.split_at(digits);
         let numeric = !number.is_empty()
             && number != "."

@@ -14,7 +14,8 @@ fn options(sidecar: SidecarMode) -> Options {
 
 const SERVICE: &str = "---\n# the front door\napiVersion: v1\nkind: Service\nmetadata:\n  name: web   # keep me\nspec:\n  ports: [{port: 80}]\n";
 const DEPLOYMENT: &str = "---\n# the web tier\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: app\n        image: nginx\n";
-const CONFIG_MAP: &str = "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  n: '1'\n";
+const CONFIG_MAP: &str =
+    "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  n: '1'\n";
 const COMMENTS: &str = "---\n# only a comment\n";
 
 fn manifest() -> String {
@@ -26,10 +27,16 @@ fn untouched_documents_come_back_byte_for_byte_in_their_order() {
     let out = inject(&manifest(), &options(SidecarMode::Native)).expect("inject");
     assert_eq!(out.injected, 1);
     assert!(out.text.starts_with(SERVICE), "{}", out.text);
-    assert!(out.text.ends_with(&[COMMENTS, CONFIG_MAP].concat()), "{}", out.text);
+    assert!(
+        out.text.ends_with(&[COMMENTS, CONFIG_MAP].concat()),
+        "{}",
+        out.text
+    );
     let docs = documents::split(&out.text);
     assert_eq!(docs.len(), 4);
-    assert!(docs[1].text.starts_with("---\n# the web tier\napiVersion: apps/v1\n"));
+    assert!(docs[1]
+        .text
+        .starts_with("---\n# the web tier\napiVersion: apps/v1\n"));
     assert!(docs[1].text.contains("weir.io/injected"));
 }
 
@@ -53,7 +60,13 @@ fn the_injected_document_reads_back_with_its_keys_in_order() {
     let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec"]);
     assert_eq!(
-        doc.at(&["spec", "template", "metadata", "annotations", "prometheus.io/port"]),
+        doc.at(&[
+            "spec",
+            "template",
+            "metadata",
+            "annotations",
+            "prometheus.io/port"
+        ]),
         Some(&Yaml::str("9901"))
     );
 }
@@ -73,7 +86,9 @@ fn a_syntax_error_is_placed_on_its_line_in_the_file() {
 
 #[test]
 fn a_workload_error_names_the_document_line() {
-    let text = format!("{SERVICE}---\napiVersion: batch/v1\nkind: Job\nmetadata: {{name: j}}\nspec: {{}}\n");
+    let text = format!(
+        "{SERVICE}---\napiVersion: batch/v1\nkind: Job\nmetadata: {{name: j}}\nspec: {{}}\n"
+    );
     let err = inject(&text, &options(SidecarMode::Native)).expect_err("no template");
     assert_eq!(err.line, SERVICE.lines().count() + 1);
     assert!(err.message.contains("Job j"), "{err}");

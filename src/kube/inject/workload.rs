@@ -36,13 +36,18 @@ fn template_path(api_version: &str, kind: &str) -> Option<&'static [&'static str
 }
 
 fn annotation<'a>(object: &'a Yaml, key: &str) -> Option<&'a str> {
-    object.at(&["metadata", "annotations", key]).and_then(Yaml::as_str)
+    object
+        .at(&["metadata", "annotations", key])
+        .and_then(Yaml::as_str)
 }
 
 /// Injects `object` (or, for a `List`, each of its items) as `options` say. An error names
 /// what is wrong with the object, for the caller to place in the file.
 pub fn inject(object: &mut Yaml, options: &Options) -> Result<Vec<Outcome>, String> {
-    let api_version = object.get("apiVersion").and_then(Yaml::as_str).unwrap_or("");
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Yaml::as_str)
+        .unwrap_or("");
     let kind = object.get("kind").and_then(Yaml::as_str).unwrap_or("");
     if api_version == "v1" && kind == "List" {
         return match object.get_mut("items") {
@@ -133,7 +138,9 @@ mod tests {
             annotations.extend(["metadata", "annotations", INJECTED]);
             assert_eq!(doc.at(&annotations), Some(&Yaml::str("true")), "{kind}");
         }
-        let (outcomes, doc) = run(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {POD_SPEC}\n"));
+        let (outcomes, doc) = run(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec: {POD_SPEC}\n"
+        ));
         assert_eq!(outcomes, [Outcome::Injected]);
         assert!(doc.at(&["spec", "initContainers"]).is_some());
     }
@@ -171,11 +178,15 @@ mod tests {
 
     #[test]
     fn a_workload_without_a_template_is_an_error_naming_it() {
-        let mut doc: Yaml =
-            serde_saphyr::from_str("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec: {}\n")
-                .expect("YAML");
+        let mut doc: Yaml = serde_saphyr::from_str(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec: {}\n",
+        )
+        .expect("YAML");
         let err = inject(&mut doc, &options()).expect_err("no template");
-        assert!(err.contains("Deployment w") && err.contains("spec.template"), "{err}");
+        assert!(
+            err.contains("Deployment w") && err.contains("spec.template"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -222,7 +222,8 @@ mod tests {
 
     #[test]
     fn keys_keep_their_document_order_through_a_round_trip() {
-        let doc = parse("kind: Pod\napiVersion: v1\nmetadata:\n  name: web\n  labels: {z: a, a: z}\n");
+        let doc =
+            parse("kind: Pod\napiVersion: v1\nmetadata:\n  name: web\n  labels: {z: a, a: z}\n");
         let Yaml::Map(entries) = &doc else {
             panic!("a mapping")
         };
