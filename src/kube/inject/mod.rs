@@ -124,7 +124,13 @@ pub fn inject(text: &str, options: &Options) -> Result<Injected, InjectError> {
 /// The document's value (`Null` for an empty or comments-only one); a syntax error is
 /// placed in the file, not in the document.
 fn parse(doc: documents::Document<'_>) -> Result<Yaml, InjectError> {
-    serde_saphyr::from_str::<Option<Yaml>>(doc.text)
+    // Kubernetes reads manifests as YAML 1.1: `defaultMode: 0400` is octal there, and
+    // must keep that value (256) when the document is written back.
+    let options = serde_saphyr::options! {
+        legacy_octal_numbers: true,
+        with_snippet: false,
+    };
+    serde_saphyr::from_str_with_options::<Option<Yaml>>(doc.text, options)
         .map(|value| value.unwrap_or(Yaml::Null))
         .map_err(|err| {
             let err = err.without_snippet();

@@ -101,3 +101,17 @@ fn the_default_image_carries_the_crate_version() {
         format!("ghcr.io/weir-proxy/weir:{}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn octal_file_modes_keep_the_value_kubernetes_reads() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: a}]\n  volumes: [{name: s, secret: {secretName: s, defaultMode: 0400}}]\n";
+    let out = inject(text, &options(SidecarMode::Native)).expect("inject");
+    let doc: Yaml = serde_saphyr::from_str(&out.text).expect("YAML");
+    let Some(Yaml::Seq(volumes)) = doc.at(&["spec", "volumes"]) else {
+        panic!("volumes")
+    };
+    assert_eq!(
+        volumes[0].at(&["secret", "defaultMode"]),
+        Some(&Yaml::Int(0o400))
+    );
+}
