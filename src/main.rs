@@ -64,6 +64,8 @@ enum Command {
         #[command(subcommand)]
         command: weir::tls::command::CertsCommand,
     },
+    /// Add the weir sidecar (and init container) to Kubernetes workload manifests.
+    Inject(weir::kube::inject::command::InjectArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -103,6 +105,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Certs { command } => weir::tls::command::run(command),
+        Command::Inject(args) => weir::kube::inject::command::run(args),
         Command::Alerts {
             config,
             output,
