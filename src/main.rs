@@ -56,6 +56,9 @@ enum Command {
         #[command(subcommand)]
         command: weir::tls::command::CertsCommand,
     },
+    /// Install the transparent-redirect rules in a pod's network namespace (run as root or
+    /// with NET_ADMIN and NET_RAW, in an init container).
+    InitIptables(weir::kube::iptables::command::InitIptables),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Certs { command } => weir::tls::command::run(command),
+        Command::InitIptables(opts) => weir::kube::iptables::command::run(opts),
         Command::Alerts {
             config,
             output,
