@@ -10,6 +10,7 @@ mod demo;
 mod grpc;
 mod hostile;
 mod hystrix;
+mod iptables;
 mod layout;
 mod lifecycle;
 mod monitoring;
