@@ -22,6 +22,20 @@ impl Netns {
     /// 198.51.100.0/24, so a connect to a documentation address has a route and reaches the
     /// OUTPUT chain (no `dummy` module is needed).
     fn new() -> Netns {
+        let ns = Netns::bare();
+        for args in [
+            "link add weir0 type veth peer name weir1",
+            "addr add 198.51.100.1/24 dev weir0",
+            "link set weir1 up",
+            "link set weir0 up",
+        ] {
+            ns.ip(args);
+        }
+        ns
+    }
+
+    /// A new namespace with only `lo`, up.
+    fn bare() -> Netns {
         static N: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "weir-ipt-{}-{}",
@@ -39,17 +53,14 @@ impl Netns {
             String::from_utf8_lossy(&out.stderr)
         );
         let ns = Netns { name };
-        for args in [
-            "link set lo up",
-            "link add weir0 type veth peer name weir1",
-            "addr add 198.51.100.1/24 dev weir0",
-            "link set weir1 up",
-            "link set weir0 up",
-        ] {
-            let out = ns.exec("ip", &args.split(' ').collect::<Vec<_>>());
-            assert!(out.status.success(), "ip {args}: {}", stderr(&out));
-        }
+        ns.ip("link set lo up");
         ns
+    }
+
+    /// `ip ARGS` in the namespace; panics unless it succeeds.
+    fn ip(&self, args: &str) {
+        let out = self.exec("ip", &args.split(' ').collect::<Vec<_>>());
+        assert!(out.status.success(), "ip {args}: {}", stderr(&out));
     }
 
     fn command(&self, program: &str, args: &[&str]) -> Command {
@@ -112,15 +123,17 @@ impl Drop for Sidecar {
     }
 }
 
-/// weir in the namespace with a TCP listener on the outbound port (15001) forwarding to its
-/// own admin server: whatever reaches 15001 gets weir's `/live` answer back.
+/// weir in the namespace with TCP listeners on the outbound (127.0.0.1:15001) and inbound
+/// (0.0.0.0:15006) ports forwarding to its own admin server: whatever reaches them gets
+/// weir's `/live` answer back.
 fn start_sidecar(ns: &Netns, dir: &Path) -> Sidecar {
     let config = dir.join("weir.yaml");
     std::fs::write(
         &config,
         "version: 1\nadmin: { address: 127.0.0.1:9901 }\nlisteners:\n  - name: outbound\n    \
          address: 127.0.0.1:15001\n    protocol: tcp\n    routes: [{ name: admin, backends: [{ \
-         service: admin }] }]\nservices:\n  - name: admin\n    endpoints: [127.0.0.1:9901]\n",
+         service: admin }] }]\n  - name: inbound\n    address: 0.0.0.0:15006\n    protocol: tcp\n    \
+         routes: [{ name: admin, backends: [{ service: admin }] }]\nservices:\n  - name: admin\n    endpoints: [127.0.0.1:9901]\n",
     )
     .expect("write config");
     let log = std::fs::File::create(dir.join("weir.log")).expect("log file");
@@ -272,4 +285,42 @@ fn dry_run_output_is_accepted_by_iptables_restore_test() {
         );
         assert_eq!(weir_lines(&ns.nat(backend)), Vec::<String>::new());
     }
+}
+
+#[test]
+fn init_iptables_redirects_inbound_tcp_but_not_the_admin_port() {
+    let pod = Netns::bare();
+    let client = Netns::bare();
+    pod.ip(&format!(
+        "link add weirp type veth peer name weirc netns {}",
+        client.name
+    ));
+    pod.ip("addr add 192.0.2.1/24 dev weirp");
+    pod.ip("link set weirp up");
+    client.ip("addr add 192.0.2.2/24 dev weirc");
+    client.ip("link set weirc up");
+    let dir = scratch_dir("iptables-in");
+    let sidecar = start_sidecar(&pod, &dir);
+    assert_eq!(
+        client.ask_live("192.0.2.1", 8080),
+        "",
+        "before init-iptables nothing listens on the pod's port 8080"
+    );
+
+    pod.init_iptables(&[]);
+    let answer = client.ask_live("192.0.2.1", 8080);
+    assert!(
+        answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
+        "the call to the application's port reached weir's inbound listener: {answer:?}"
+    );
+    assert_eq!(
+        client.ask_live("192.0.2.1", 9901),
+        "",
+        "the admin port is not redirected (and weir's admin listens on loopback only)"
+    );
+
+    pod.init_iptables(&["--cleanup"]);
+    assert_eq!(client.ask_live("192.0.2.1", 8080), "");
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
 }
