@@ -66,6 +66,9 @@ enum Command {
     },
     /// Add the weir sidecar (and init container) to Kubernetes workload manifests.
     Inject(weir::kube::inject::command::InjectArgs),
+    /// Install the transparent-redirect rules in a pod's network namespace (run as root or
+    /// with NET_ADMIN and NET_RAW, in an init container).
+    InitIptables(weir::kube::iptables::command::InitIptables),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
         },
         Command::Certs { command } => weir::tls::command::run(command),
         Command::Inject(args) => weir::kube::inject::command::run(args),
+        Command::InitIptables(opts) => weir::kube::iptables::command::run(opts),
         Command::Alerts {
             config,
             output,

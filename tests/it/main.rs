@@ -11,6 +11,7 @@ mod grpc;
 mod hostile;
 mod hystrix;
 mod inject;
+mod iptables;
 mod layout;
 mod lifecycle;
 mod monitoring;

@@ -1,0 +1,326 @@
+//! `weir init-iptables` for real: in a fresh network namespace, the rules it installs read
+//! back exactly, redirect the application's outbound TCP to weir's outbound listener, and
+//! `--cleanup` leaves the nat table as it found it. Needs root (CI runs as root); without the
+//! right to create a namespace the tests fail saying so.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::support::scratch_dir;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// A network namespace deleted on drop, on every path out of a test.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// A new namespace with `lo` up and a veth pair (both ends inside) routing
+    /// 198.51.100.0/24, so a connect to a documentation address has a route and reaches the
+    /// OUTPUT chain (no `dummy` module is needed).
+    fn new() -> Netns {
+        let ns = Netns::bare();
+        for args in [
+            "link add weir0 type veth peer name weir1",
+            "addr add 198.51.100.1/24 dev weir0",
+            "link set weir1 up",
+            "link set weir0 up",
+        ] {
+            ns.ip(args);
+        }
+        ns
+    }
+
+    /// A new namespace with only `lo`, up.
+    fn bare() -> Netns {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "weir-ipt-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run `ip netns add` (install iproute2): {e}"));
+        assert!(
+            out.status.success(),
+            "cannot create network namespace {name}: these tests need root (CAP_SYS_ADMIN and \
+             CAP_NET_ADMIN): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns = Netns { name };
+        ns.ip("link set lo up");
+        ns
+    }
+
+    /// `ip ARGS` in the namespace; panics unless it succeeds.
+    fn ip(&self, args: &str) {
+        let out = self.exec("ip", &args.split(' ').collect::<Vec<_>>());
+        assert!(out.status.success(), "ip {args}: {}", stderr(&out));
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]).args(args);
+        c
+    }
+
+    fn exec(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program, args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("ip netns exec {program}: {e}"))
+    }
+
+    /// `weir init-iptables ARGS` in the namespace; panics unless it succeeds.
+    fn init_iptables(&self, args: &[&str]) -> String {
+        let out = self.exec(WEIR, &[&["init-iptables"], args].concat());
+        assert!(
+            out.status.success(),
+            "weir init-iptables {args:?}: {}",
+            stderr(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The nat table as the backend's `iptables-save` shows it.
+    fn nat(&self, backend: &str) -> String {
+        let out = self.exec(&format!("iptables-{backend}-save"), &["-t", "nat"]);
+        assert!(out.status.success(), "iptables-save: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What a client in the namespace reads after asking `GET /live` of `addr` (bash's
+    /// /dev/tcp, so nothing but bash is needed); empty when it could not connect in 2 s.
+    fn ask_live(&self, host: &str, port: u16) -> String {
+        let script = format!(
+            "exec 3<>/dev/tcp/{host}/{port} && printf 'GET /live HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+        );
+        let out = self.exec("timeout", &["2", "bash", "-c", &script]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// `weir run` inside the namespace, killed on drop.
+struct Sidecar(Child);
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// weir in the namespace with TCP listeners on the outbound (127.0.0.1:15001) and inbound
+/// (0.0.0.0:15006) ports forwarding to its own admin server: whatever reaches them gets
+/// weir's `/live` answer back.
+fn start_sidecar(ns: &Netns, dir: &Path) -> Sidecar {
+    let config = dir.join("weir.yaml");
+    std::fs::write(
+        &config,
+        "version: 1\nadmin: { address: 127.0.0.1:9901 }\nlisteners:\n  - name: outbound\n    \
+         address: 127.0.0.1:15001\n    protocol: tcp\n    routes: [{ name: admin, backends: [{ \
+         service: admin }] }]\n  - name: inbound\n    address: 0.0.0.0:15006\n    protocol: tcp\n    \
+         routes: [{ name: admin, backends: [{ service: admin }] }]\nservices:\n  - name: admin\n    endpoints: [127.0.0.1:9901]\n",
+    )
+    .expect("write config");
+    let log = std::fs::File::create(dir.join("weir.log")).expect("log file");
+    let child = ns
+        .command(WEIR, &["run", "-c", &config.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn weir run");
+    let sidecar = Sidecar(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ns.ask_live("127.0.0.1", 15001).contains(" 200 ") {
+        assert!(
+            Instant::now() < deadline,
+            "weir did not start in the namespace"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sidecar
+}
+
+/// The rule and chain lines of a script or a save that belong to weir, sorted (iptables-save
+/// orders them its own way).
+fn weir_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains("WEIR_"))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Install, check, redirect, re-install, clean up, check again: one backend's whole story.
+fn redirects_and_cleans_up(backend: &str) {
+    let ns = Netns::new();
+    let dir = scratch_dir("iptables");
+    let sidecar = start_sidecar(&ns, &dir);
+    assert_eq!(
+        ns.ask_live("198.51.100.7", 80),
+        "",
+        "before init-iptables nothing answers 198.51.100.7:80"
+    );
+    let before = ns.nat(backend);
+
+    let args = [
+        "--backend",
+        backend,
+        "--proxy-uid",
+        "1337",
+        "--exclude-outbound-ports",
+        "5432",
+        "--exclude-outbound-cidrs",
+        "10.1.0.0/16",
+    ];
+    let script = ns.init_iptables(&[&args[..], &["--dry-run"]].concat());
+    ns.init_iptables(&args);
+    assert_eq!(weir_lines(&ns.nat(backend)), weir_lines(&script));
+    assert_eq!(
+        weir_lines(&script).len(),
+        4 + 12,
+        "four chains and twelve rules: {script}"
+    );
+
+    // The test runs as root, not as the proxy uid: its call to a documentation address is
+    // the application's, and lands on weir's outbound listener.
+    let answer = ns.ask_live("198.51.100.7", 80);
+    assert!(
+        answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
+        "the redirected call reached weir: {answer:?}"
+    );
+
+    ns.init_iptables(&args);
+    assert_eq!(
+        weir_lines(&ns.nat(backend)),
+        weir_lines(&script),
+        "a second install leaves one copy of every rule"
+    );
+
+    let out = ns.exec(WEIR, &["init-iptables", "--backend", backend, "--cleanup"]);
+    assert!(out.status.success(), "cleanup: {}", stderr(&out));
+    assert_eq!(weir_lines(&ns.nat(backend)), Vec::<String>::new());
+    assert_eq!(
+        strip_comments(&ns.nat(backend)),
+        strip_comments(&before),
+        "cleanup leaves the nat table as it found it"
+    );
+    assert_eq!(
+        ns.ask_live("198.51.100.7", 80),
+        "",
+        "after cleanup the call is not redirected"
+    );
+    let out = ns.exec(WEIR, &["init-iptables", "--backend", backend, "--cleanup"]);
+    assert!(out.status.success(), "a second cleanup: {}", stderr(&out));
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn strip_comments(saved: &str) -> Vec<&str> {
+    saved.lines().filter(|l| !l.starts_with('#')).collect()
+}
+
+#[test]
+fn init_iptables_redirects_outbound_tcp_and_cleanup_removes_it_nft() {
+    redirects_and_cleans_up("nft");
+}
+
+#[test]
+fn init_iptables_redirects_outbound_tcp_and_cleanup_removes_it_legacy() {
+    redirects_and_cleans_up("legacy");
+}
+
+#[test]
+fn dry_run_output_is_accepted_by_iptables_restore_test() {
+    let ns = Netns::new();
+    let args = [
+        "init-iptables",
+        "--dry-run",
+        "--exclude-inbound-ports",
+        "22,8080",
+        "--exclude-outbound-ports",
+        "5432",
+        "--exclude-outbound-cidrs",
+        "10.0.0.0/8,169.254.169.254",
+    ];
+    let out = ns.exec(WEIR, &args);
+    assert!(out.status.success(), "dry run: {}", stderr(&out));
+    let script = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(script.starts_with("*nat\n") && script.ends_with("COMMIT\n"));
+    for backend in ["nft", "legacy"] {
+        let mut child = ns
+            .command(&format!("iptables-{backend}-restore"), &["--test"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("iptables-restore");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+            .expect("feed the script");
+        let out = child.wait_with_output().expect("iptables-restore --test");
+        assert!(
+            out.status.success(),
+            "iptables-{backend}-restore --test refused the dry run: {}\n{script}",
+            stderr(&out)
+        );
+        assert_eq!(weir_lines(&ns.nat(backend)), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn init_iptables_redirects_inbound_tcp_but_not_the_admin_port() {
+    let pod = Netns::bare();
+    let client = Netns::bare();
+    pod.ip(&format!(
+        "link add weirp type veth peer name weirc netns {}",
+        client.name
+    ));
+    pod.ip("addr add 192.0.2.1/24 dev weirp");
+    pod.ip("link set weirp up");
+    client.ip("addr add 192.0.2.2/24 dev weirc");
+    client.ip("link set weirc up");
+    let dir = scratch_dir("iptables-in");
+    let sidecar = start_sidecar(&pod, &dir);
+    assert_eq!(
+        client.ask_live("192.0.2.1", 8080),
+        "",
+        "before init-iptables nothing listens on the pod's port 8080"
+    );
+
+    pod.init_iptables(&[]);
+    let answer = client.ask_live("192.0.2.1", 8080);
+    assert!(
+        answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
+        "the call to the application's port reached weir's inbound listener: {answer:?}"
+    );
+    assert_eq!(
+        client.ask_live("192.0.2.1", 9901),
+        "",
+        "the admin port is not redirected (and weir's admin listens on loopback only)"
+    );
+
+    pod.init_iptables(&["--cleanup"]);
+    assert_eq!(client.ask_live("192.0.2.1", 8080), "");
+    drop(sidecar);
+    let _ = std::fs::remove_dir_all(&dir);
+}
