@@ -13,6 +13,7 @@ mod schema;
 mod source;
 mod suggest;
 mod tags;
+mod transparent;
 mod tree;
 mod validate;
 mod yaml_error;
@@ -179,6 +180,7 @@ pub fn load_str(file: &str, text: &str) -> Result<Loaded, LoadError> {
     let mut facts = validate::Facts::default();
     let config = decode::decode(&mut ctx, &root, &mut facts);
     validate::check(&mut ctx, &facts);
+    transparent::check(&mut ctx, &facts);
     let reader::Ctx {
         mut errors,
         mut warnings,
@@ -187,8 +189,11 @@ pub fn load_str(file: &str, text: &str) -> Result<Loaded, LoadError> {
     errors.sort_by_key(|d| (d.line, d.col));
     warnings.sort_by_key(|d| (d.line, d.col));
     match config {
-        Some(config) if errors.is_empty() => Ok(Loaded {
-            config,
+        Some(mut config) if errors.is_empty() => Ok(Loaded {
+            config: {
+                transparent::expand(&mut config);
+                config
+            },
             warnings,
             sha256: sha256_hex(text.as_bytes()),
         }),

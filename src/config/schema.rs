@@ -79,6 +79,9 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     /// Accept iptables-redirected traffic and route by original destination.
     pub transparent: bool,
+    /// On a transparent listener: what happens to a connection whose original destination
+    /// no route claims.
+    pub unknown_destination: UnknownDestination,
     /// Which way the listener's traffic flows relative to the application beside weir (its
     /// spans are server spans inbound, client spans outbound). Defaults to `inbound` for a
     /// listener with `tls`, `outbound` otherwise.
@@ -89,8 +92,25 @@ pub struct Listener {
     pub limits: ListenerLimits,
     /// How long a connection may wait on its client.
     pub timeouts: ListenerTimeouts,
-    /// Routes in order; the first match wins. Never empty.
+    /// Routes in order; the first match wins. Empty only on a transparent listener, whose
+    /// routes to the services that claim destinations (`addresses`) are appended when the
+    /// file is loaded (see [`crate::config::transparent`]).
     pub routes: Vec<Route>,
+}
+
+/// What a transparent listener does with a connection to a destination no route claims
+/// (no service lists it in `addresses`, no route names it in `match.destination`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownDestination {
+    /// Relay the connection's bytes, untouched, to where the application sent them (an
+    /// inbound listener: to that port on 127.0.0.1). Istio's `ALLOW_ANY`: calls to hosts
+    /// outside the mesh, and TLS the application makes itself, keep working.
+    #[default]
+    Passthrough,
+    /// Close the connection (Istio's `REGISTRY_ONLY`), counted in
+    /// `weir_downstream_errors_total{kind="unknown_destination"}`.
+    Refuse,
 }
 
 /// Bounds on what clients may make one listener hold (defaults from Envoy, except
@@ -245,6 +265,25 @@ pub struct RouteMatch {
     /// The mTLS peer's SPIFFE ID: exact, or a prefix ending in `*`. A plaintext client
     /// (no identity) never matches.
     pub peer: Option<String>,
+    /// The request's authority (`Host`, or HTTP/2 `:authority`), compared without case.
+    /// `exact` also holds when only a `:port` suffix differs.
+    pub authority: Option<AuthorityMatch>,
+    /// On a transparent listener: the connection's original destination is one of these
+    /// (`0.0.0.0:PORT` or `[::]:PORT`: any address on that port, for inbound traffic to the
+    /// pod itself).
+    pub destination: Vec<SocketAddr>,
+}
+
+/// How a request's authority is matched.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorityMatch {
+    /// The host (with or without its port) equals this, ignoring case.
+    Exact(String),
+    /// The authority starts with this, ignoring case.
+    Prefix(String),
+    /// The whole authority matches this regex (validated to compile).
+    Regex(String),
 }
 
 /// How a path is matched.

@@ -62,7 +62,7 @@ fn reference_example_decodes_to_the_documented_values() {
     let config = load_str("reference.yaml", &text).expect("loads").config;
     assert_eq!(config.version, 1);
     assert_eq!(config.node.workload, "productpage-v1");
-    assert_eq!(config.listeners.len(), 3);
+    assert_eq!(config.listeners.len(), 4);
     assert_eq!(config.services.len(), 5);
     let canary = &config.listeners[0].routes[0];
     assert_eq!(
@@ -91,6 +91,25 @@ fn reference_example_decodes_to_the_documented_values() {
         Some(TlsMode::Strict)
     );
     assert_eq!(config.listeners[2].protocol, ListenerProtocol::Tcp);
+    let mesh = &config.listeners[3];
+    assert_eq!(mesh.unknown_destination, UnknownDestination::Passthrough);
+    let routes: Vec<(&str, &[std::net::SocketAddr])> = mesh
+        .routes
+        .iter()
+        .map(|r| (r.name.as_str(), r.matcher.destination.as_slice()))
+        .collect();
+    assert_eq!(
+        routes,
+        [
+            ("ratings-by-host", &["10.96.0.30:9080".parse().unwrap()][..]),
+            ("reviews-v2", &["10.96.0.20:9080".parse().unwrap()][..]),
+        ],
+        "the service that claims an address gets a route after the written ones"
+    );
+    assert_eq!(
+        mesh.routes[0].matcher.authority,
+        Some(AuthorityMatch::Exact("ratings.shop.svc.cluster.local".into()))
+    );
     let reviews = &config.services[0];
     assert_eq!(reviews.load_balancer, LoadBalancer::LeastRequest);
     assert_eq!(reviews.endpoints[1].weight, 2);

@@ -41,6 +41,8 @@ pub(crate) struct ListenerFacts {
     pub address: Option<Addr>,
     /// Its route names that decoded.
     pub routes: Vec<Named>,
+    /// Whether it is `transparent: true`.
+    pub transparent: bool,
     /// Where its `tls` is, when its mode is `strict` or `permissive` (which need the
     /// workload's identity).
     pub tls: Option<Named>,
@@ -63,6 +65,8 @@ pub(crate) struct Facts {
     pub identity: bool,
     /// Where each service's `tls` is (origination needs the workload's identity).
     pub service_tls: Vec<Named>,
+    /// Every address a service claims (`addresses`), with the service's name.
+    pub service_addresses: Vec<(Addr, String)>,
 }
 
 /// Runs every cross-check, reporting into `ctx`.
@@ -272,6 +276,7 @@ mod tests {
                     named("r", 4, "listeners[0].routes[1].name"),
                 ],
                 tls: None,
+                transparent: false,
             }],
             services: vec![named("reviews", 8, "services[0].name")],
             service_refs: vec![named(

@@ -10,7 +10,7 @@ use http::{Method, Request};
 use regex::Regex;
 
 use crate::config::{HeaderRule, PathMatch, Route};
-use crate::route::matcher::RouteMatcher;
+use crate::route::matcher::{Origin, RouteMatcher};
 
 /// One kind of request the load generator sends; the load cycles through them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,9 +137,10 @@ pub fn for_paths(paths: &[String], routes: &[Route]) -> (Vec<Probe>, Vec<String>
 /// The index of the first route whose conditions hold for `probe`.
 fn first_match(matchers: &[Option<RouteMatcher>], probe: &Probe) -> Option<usize> {
     let req = probe.request()?;
-    matchers
-        .iter()
-        .position(|m| m.as_ref().is_some_and(|m| m.matches(&req, None)))
+    matchers.iter().position(|m| {
+        m.as_ref()
+            .is_some_and(|m| m.matches(&req, &Origin::default()))
+    })
 }
 
 /// A request that satisfies every condition of `route`'s match, or why there is none.
@@ -292,6 +293,7 @@ mod tests {
                     .collect(),
                 method: None,
                 peer: None,
+                ..RouteMatch::default()
             },
             backends: vec![Backend {
                 service: "s".into(),

@@ -12,6 +12,7 @@ use http::header::HeaderValue;
 use super::authorize::PeerDecision;
 use super::client_timeouts::ClientClock;
 use crate::headers::Downstream;
+use crate::route::matcher::Origin;
 use crate::route::RouteTable;
 
 /// What every request on one downstream connection shares.
@@ -39,6 +40,9 @@ pub struct Connection {
     _open: Option<OpenConnection>,
     /// On a listener with TLS: the peer's identity and whether its `allow` list lets it in.
     pub peer: Option<PeerDecision>,
+    /// On a transparent listener: where the client sent the connection before iptables
+    /// redirected it to weir (routes claim destinations with `match.destination`).
+    pub destination: Option<SocketAddr>,
 }
 
 /// Counts a connection among its listener's open ones while it lives.
@@ -56,6 +60,16 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+impl<'a> Origin<'a> {
+    /// What `conn` says about its requests' origin, for route matching.
+    pub fn of(conn: &'a Connection) -> Self {
+        Origin {
+            peer: conn.peer.as_ref().and_then(|p| p.peer.as_deref()),
+            destination: conn.destination,
+        }
     }
 }
 
@@ -83,6 +97,7 @@ impl Connection {
             client_text,
             _open: None,
             peer: None,
+            destination: None,
         }
     }
 
@@ -91,6 +106,12 @@ impl Connection {
         let identity = peer.as_ref().and_then(|p| p.peer.as_deref());
         self.downstream = Downstream::new(self.downstream.client_ip.clone(), identity);
         self.peer = peer;
+        self
+    }
+
+    /// Notes the connection's original destination (a transparent listener's).
+    pub fn with_destination(mut self, destination: Option<SocketAddr>) -> Self {
+        self.destination = destination;
         self
     }
 

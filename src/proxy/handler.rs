@@ -42,6 +42,7 @@ use crate::body::{ClientFault, RequestBody};
 use crate::config::UpstreamProtocol;
 use crate::error::ProxyError;
 use crate::headers;
+use crate::route::matcher::Origin;
 use crate::route::replay::{self, Replayable, REPLAY_LIMIT};
 use crate::route::{Route, RouteBackend, RouteTable};
 use crate::upstream::limits::Limit;
@@ -95,8 +96,7 @@ async fn proxy(
     let table = &*finish.table;
     authorize(conn, table)?;
     check_head(&req)?;
-    let peer = conn.peer.as_ref().and_then(|p| p.peer.as_deref());
-    let route_index = route(table, &req, peer)?;
+    let route_index = route(table, &req, &Origin::of(conn))?;
     let route = &table.routes[route_index];
     let backend_index = split(route)?;
     let backend = &route.backends[backend_index];
@@ -177,10 +177,10 @@ fn check_head(req: &Request<Incoming>) -> Result<(), ProxyError> {
 fn route(
     table: &RouteTable,
     req: &Request<Incoming>,
-    peer: Option<&str>,
+    origin: &Origin<'_>,
 ) -> Result<usize, ProxyError> {
     table
-        .find(req, peer)
+        .find(req, origin)
         .ok_or_else(|| ProxyError::no_route(&table.listener, req.method(), req.uri().path()))
 }
 

@@ -20,8 +20,10 @@ use super::accept::AcceptBackoff;
 use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use super::connection::{Connection, OpenConnection};
 use super::handler::handle;
+use super::original_dst::original_destination;
 use super::parse_error_answer::Tagged;
 use super::parse_error_report::ParseErrorReport;
+use super::passthrough::relay_unclaimed;
 use super::tls_accept::{ClientStream, InboundTls};
 use crate::config::{self, ListenerLimits};
 use crate::route::RouteTable;
@@ -208,6 +210,13 @@ pub async fn serve(
             policy = current;
             builder = Arc::new(http_builder(&policy.limits));
         }
+        // A transparent listener routes by where the client was going.
+        let destination = slot
+            .routing
+            .load()
+            .unknown
+            .as_ref()
+            .and_then(|_| original_destination(&stream));
         let clock = ClientClock::new();
         let drain = drain.watcher();
         let builder = builder.clone();
@@ -234,13 +243,43 @@ pub async fn serve(
                         }
                     },
                 };
+                // Stage two, on a transparent listener: a destination no route claims
+                // is relayed as bytes (or refused), outside the watchdog's HTTP timeouts.
+                if let Some(destination) = destination {
+                    let table = routes.load_full();
+                    if table.unknown.is_some() && !table.claims(destination) {
+                        if let Some(peer) = &peer {
+                            peer.counter.inc();
+                            if !peer.allowed {
+                                tracing::debug!(%client, "peer identity denied; connection closed");
+                                return;
+                            }
+                        }
+                        let idle = policy.timeouts.idle;
+                        tokio::spawn(async move {
+                            if let Some(unknown) = &table.unknown {
+                                relay_unclaimed(
+                                    stream,
+                                    client,
+                                    destination,
+                                    unknown,
+                                    idle,
+                                    counted,
+                                )
+                                .await;
+                            }
+                        });
+                        return;
+                    }
+                }
                 // The connection's state holds its count, so a tunnel (a WebSocket) that
                 // outlives hyper's part of the connection still counts against
                 // `max_connections`.
                 let conn = Arc::new(
                     Connection::new(routes, client, clock.clone(), policy.stream_idle)
                         .counted(counted)
-                        .with_peer(peer),
+                        .with_peer(peer)
+                        .with_destination(destination),
                 );
                 let state = conn.clone();
                 let service = service_fn(move |req| handle(conn.clone(), req));

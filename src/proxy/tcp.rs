@@ -9,6 +9,7 @@
 //! the service's `connect_timeout`, `max_connections` and mTLS origination, and outlier
 //! detection (a failed connect is a connect failure; a connection made is a success).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,18 +20,23 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::accept::AcceptBackoff;
+use super::connection::OpenConnection;
 use super::listener::{ListenerPolicy, ListenerSlot};
+use super::original_dst::original_destination;
+use super::passthrough::relay_unclaimed;
 use super::relay::{relay, TunnelEnd};
 use super::tls_accept::ClientStream;
 use crate::route::RouteTable;
 use crate::telemetry::metrics::{Metrics, TcpBytesLabels, TcpLabels};
 use crate::upstream::Exchange;
 
-/// A tcp listener's forwarding: its route and the counters of each backend.
+/// A tcp listener's forwarding: its route (a transparent listener's: one per service that
+/// claims destinations) and the counters of each route's backends.
 #[derive(Debug)]
 pub struct TcpForwarding {
     table: Arc<RouteTable>,
-    counters: Vec<TcpCounters>,
+    /// Indexed like `table.routes`, then like each route's backends.
+    counters: Vec<Vec<TcpCounters>>,
     idle: Duration,
 }
 
@@ -42,11 +48,11 @@ struct TcpCounters {
 }
 
 impl TcpForwarding {
-    /// The forwarding of a tcp listener whose route table is `table` (one route).
+    /// The forwarding of a tcp listener whose route table is `table`.
     pub fn new(table: Arc<RouteTable>, idle: Duration, metrics: &Metrics) -> Self {
         let counters = table
             .routes
-            .first()
+            .iter()
             .map(|route| {
                 route
                     .backends
@@ -71,7 +77,7 @@ impl TcpForwarding {
                     })
                     .collect()
             })
-            .unwrap_or_default();
+            .collect();
         TcpForwarding {
             table,
             counters,
@@ -79,11 +85,29 @@ impl TcpForwarding {
         }
     }
 
-    /// Forwards one client connection: picks the backend and endpoint, connects (an
+    /// Forwards one client connection: picks the route (a transparent listener's: the one
+    /// claiming `destination`; a destination none claims is relayed or refused as the
+    /// listener's `unknown_destination` says), the backend and the endpoint, connects (an
     /// exchange judges the connect for outlier detection and holds the endpoint's
     /// in-flight count), and relays until the end.
-    async fn forward(&self, client: ClientStream, peer: &std::net::SocketAddr) {
-        let Some(route) = self.table.routes.first() else {
+    async fn forward(
+        &self,
+        client: ClientStream,
+        peer: &SocketAddr,
+        destination: Option<SocketAddr>,
+        open: OpenConnection,
+    ) {
+        let route_index = match (destination, &self.table.unknown) {
+            (Some(destination), Some(unknown)) => match self.table.claiming(destination) {
+                Some(index) => index,
+                None => {
+                    relay_unclaimed(client, *peer, destination, unknown, self.idle, open).await;
+                    return;
+                }
+            },
+            _ => 0,
+        };
+        let Some(route) = self.table.routes.get(route_index) else {
             return;
         };
         let Some(index) = route.pick_backend() else {
@@ -104,7 +128,7 @@ impl TcpForwarding {
             }
         };
         let relayed = relay(client, stream.io, self.idle).await;
-        let counters = &self.counters[index];
+        let counters = &self.counters[route_index][index];
         counters.connections.inc();
         counters.upstream.inc_by(relayed.from_client);
         counters.downstream.inc_by(relayed.from_upstream);
@@ -115,6 +139,7 @@ impl TcpForwarding {
                 tracing::debug!(client = %peer, error = %e, "tcp connection failed")
             }
         }
+        drop(open);
     }
 }
 
@@ -140,11 +165,18 @@ pub async fn serve(
         let forwarding = slot.routing.load_full();
         let policy = policy.clone();
         let closed_tx = closed_tx.clone();
+        // A transparent listener routes by where the client was going.
+        let destination = forwarding
+            .table
+            .unknown
+            .as_ref()
+            .and_then(|_| original_destination(&stream));
         tokio::spawn(async move {
             if let Some(client_stream) = meet(stream, &client, &policy).await {
-                forwarding.forward(client_stream, &client).await;
+                forwarding
+                    .forward(client_stream, &client, destination, counted)
+                    .await;
             }
-            drop(counted);
             let _ = closed_tx.send(());
         });
     }
@@ -168,7 +200,7 @@ const PLAINTEXT_AFTER: Duration = Duration::from_secs(1);
 /// for the server to speak first, so plaintext has no such bound).
 async fn meet(
     stream: TcpStream,
-    client: &std::net::SocketAddr,
+    client: &SocketAddr,
     policy: &ListenerPolicy,
 ) -> Option<ClientStream> {
     let Some(tls) = &policy.tls else {

@@ -1,11 +1,24 @@
-//! Compiled route conditions: path, headers and method, checked without allocating.
+//! Compiled route conditions: path, headers, method, authority, the mTLS peer and the
+//! original destination, checked without allocating.
 
-use http::header::HeaderName;
+use std::net::SocketAddr;
+
+use http::header::{HeaderName, HOST};
 use http::{Method, Request};
 use regex::Regex;
 
-use crate::config::{self, HeaderRule, PathMatch};
+use crate::config::{self, AuthorityMatch, HeaderRule, PathMatch};
 use crate::tls::peer::IdentityPattern;
+
+/// What a request's connection says about it, beyond the request itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// The client's SPIFFE ID on an mTLS connection (for `match.peer`).
+    pub peer: Option<&'a str>,
+    /// Where the client sent the connection, on a transparent listener (for
+    /// `match.destination`).
+    pub destination: Option<SocketAddr>,
+}
 
 /// A route's conditions, compiled once when the configuration is built.
 #[derive(Debug)]
@@ -15,6 +28,18 @@ pub struct RouteMatcher {
     method: Option<Method>,
     /// The peer's SPIFFE ID (exact, or a prefix of whole segments).
     peer: Option<IdentityPattern>,
+    authority: Option<AuthorityMatcher>,
+    /// Original destinations; empty: any.
+    destination: Vec<SocketAddr>,
+}
+
+#[derive(Debug)]
+enum AuthorityMatcher {
+    /// Lower case.
+    Exact(String),
+    /// Lower case.
+    Prefix(String),
+    Regex(Regex),
 }
 
 #[derive(Debug)]
@@ -78,19 +103,51 @@ impl RouteMatcher {
             ),
         };
         let peer = m.peer.as_deref().map(IdentityPattern::new);
+        let authority = match &m.authority {
+            None => None,
+            Some(AuthorityMatch::Exact(a)) => Some(AuthorityMatcher::Exact(a.to_ascii_lowercase())),
+            Some(AuthorityMatch::Prefix(a)) => {
+                Some(AuthorityMatcher::Prefix(a.to_ascii_lowercase()))
+            }
+            Some(AuthorityMatch::Regex(r)) => Some(AuthorityMatcher::Regex(
+                regex::RegexBuilder::new(&format!("^(?:{r})$"))
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| MatcherError(format!("invalid regex {r:?}: {e}")))?,
+            )),
+        };
         Ok(RouteMatcher {
             path,
             headers,
             method,
             peer,
+            authority,
+            destination: m.destination.clone(),
         })
     }
 
-    /// Whether every condition holds for the request.
-    /// `peer` is the client's SPIFFE ID on an mTLS connection.
-    pub fn matches<B>(&self, req: &Request<B>, peer: Option<&str>) -> bool {
+    /// Whether the route names original destinations (`match.destination`): such a route
+    /// claims connections to them on a transparent listener.
+    pub fn destinations(&self) -> &[SocketAddr] {
+        &self.destination
+    }
+
+    /// Whether every condition holds for the request arriving from `origin`.
+    pub fn matches<B>(&self, req: &Request<B>, origin: &Origin<'_>) -> bool {
+        if !self.destination.is_empty()
+            && !origin
+                .destination
+                .is_some_and(|d| self.destination.iter().any(|&want| claims(want, d)))
+        {
+            return false;
+        }
         if let Some(pattern) = &self.peer {
-            if !peer.is_some_and(|id| pattern.matches(id)) {
+            if !origin.peer.is_some_and(|id| pattern.matches(id)) {
+                return false;
+            }
+        }
+        if let Some(want) = &self.authority {
+            if !authority_of(req).is_some_and(|a| want.matches(a)) {
                 return false;
             }
         }
@@ -111,6 +168,49 @@ impl RouteMatcher {
             }
         }
         self.headers.iter().all(|h| h.matches(req.headers()))
+    }
+}
+
+/// Whether `want` (a route's or service's destination) names `destination`: the same
+/// address, or, for an unspecified IP (`0.0.0.0`, `::`), the same port.
+pub fn claims(want: SocketAddr, destination: SocketAddr) -> bool {
+    if want.ip().is_unspecified() {
+        want.port() == destination.port()
+    } else {
+        want == destination
+    }
+}
+
+/// The request's authority: the URI's (HTTP/2 `:authority`, absolute-form) or `Host`.
+fn authority_of<B>(req: &Request<B>) -> Option<&str> {
+    match req.uri().authority() {
+        Some(a) => Some(a.as_str()),
+        None => req.headers().get(HOST).and_then(|h| h.to_str().ok()),
+    }
+}
+
+impl AuthorityMatcher {
+    fn matches(&self, authority: &str) -> bool {
+        match self {
+            AuthorityMatcher::Exact(want) => {
+                let host = match authority.rsplit_once(':') {
+                    // `[::1]:80` or `host:80`; a bare IPv6 literal keeps its colons.
+                    Some((host, port))
+                        if !port.is_empty()
+                            && port.bytes().all(|b| b.is_ascii_digit())
+                            && (!host.contains(':') || host.ends_with(']')) =>
+                    {
+                        host
+                    }
+                    _ => authority,
+                };
+                authority.eq_ignore_ascii_case(want) || host.eq_ignore_ascii_case(want)
+            }
+            AuthorityMatcher::Prefix(want) => authority
+                .get(..want.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(want)),
+            AuthorityMatcher::Regex(re) => re.is_match(authority),
+        }
     }
 }
 
@@ -154,7 +254,7 @@ mod tests {
                 })
                 .collect(),
             method: method.map(String::from),
-            peer: None,
+            ..RouteMatch::default()
         })
         .unwrap()
     }
@@ -162,15 +262,15 @@ mod tests {
     #[test]
     fn path_prefix_exact_and_regex() {
         let prefix = matcher(Some(PathMatch::Prefix("/reviews".into())), vec![], None);
-        assert!(prefix.matches(&req("GET", "/reviews/1?x=2", &[]), None));
-        assert!(!prefix.matches(&req("GET", "/ratings", &[]), None));
+        assert!(prefix.matches(&req("GET", "/reviews/1?x=2", &[]), &Origin::default()));
+        assert!(!prefix.matches(&req("GET", "/ratings", &[]), &Origin::default()));
         let exact = matcher(Some(PathMatch::Exact("/a".into())), vec![], None);
-        assert!(exact.matches(&req("GET", "/a?q", &[]), None));
-        assert!(!exact.matches(&req("GET", "/a/b", &[]), None));
+        assert!(exact.matches(&req("GET", "/a?q", &[]), &Origin::default()));
+        assert!(!exact.matches(&req("GET", "/a/b", &[]), &Origin::default()));
         let re = matcher(Some(PathMatch::Regex("/users/[0-9]+".into())), vec![], None);
-        assert!(re.matches(&req("GET", "/users/42", &[]), None));
+        assert!(re.matches(&req("GET", "/users/42", &[]), &Origin::default()));
         assert!(
-            !re.matches(&req("GET", "/users/42/x", &[]), None),
+            !re.matches(&req("GET", "/users/42/x", &[]), &Origin::default()),
             "regex must match the whole path"
         );
     }
@@ -188,15 +288,15 @@ mod tests {
             Some("GET"),
         );
         let good = [("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v2")];
-        assert!(m.matches(&req("GET", "/", &good), None));
-        assert!(!m.matches(&req("POST", "/", &good), None));
+        assert!(m.matches(&req("GET", "/", &good), &Origin::default()));
+        assert!(!m.matches(&req("POST", "/", &good), &Origin::default()));
         assert!(!m.matches(
             &req(
                 "GET",
                 "/",
                 &[("x-canary", "false"), ("x-user", "vip-7"), ("x-v", "v2")]
             ),
-            None
+            &Origin::default()
         ));
         assert!(!m.matches(
             &req(
@@ -204,16 +304,76 @@ mod tests {
                 "/",
                 &[("x-canary", "true"), ("x-user", "vip-7"), ("x-v", "v3")]
             ),
-            None
+            &Origin::default()
         ));
         let mut with_debug = good.to_vec();
         with_debug.push(("x-debug", "1"));
-        assert!(!m.matches(&req("GET", "/", &with_debug), None));
+        assert!(!m.matches(&req("GET", "/", &with_debug), &Origin::default()));
     }
 
     #[test]
     fn empty_match_matches_everything() {
-        assert!(matcher(None, vec![], None).matches(&req("DELETE", "/anything", &[]), None));
+        assert!(matcher(None, vec![], None)
+            .matches(&req("DELETE", "/anything", &[]), &Origin::default()));
+    }
+
+    fn with(m: RouteMatch) -> RouteMatcher {
+        RouteMatcher::new(&m).unwrap()
+    }
+
+    #[test]
+    fn authority_exact_ignores_case_and_a_port() {
+        let m = with(RouteMatch {
+            authority: Some(AuthorityMatch::Exact("Reviews.shop".into())),
+            ..RouteMatch::default()
+        });
+        let none = Origin::default();
+        assert!(m.matches(&req("GET", "/", &[("host", "reviews.SHOP")]), &none));
+        assert!(m.matches(&req("GET", "/", &[("host", "reviews.shop:9080")]), &none));
+        assert!(m.matches(&req("GET", "http://reviews.shop:1/x", &[]), &none));
+        assert!(!m.matches(&req("GET", "/", &[("host", "reviews.shopx")]), &none));
+        assert!(!m.matches(&req("GET", "/", &[]), &none), "no authority");
+        let v6 = with(RouteMatch {
+            authority: Some(AuthorityMatch::Exact("[::1]".into())),
+            ..RouteMatch::default()
+        });
+        assert!(v6.matches(&req("GET", "/", &[("host", "[::1]:80")]), &none));
+        let prefix = with(RouteMatch {
+            authority: Some(AuthorityMatch::Prefix("api.".into())),
+            ..RouteMatch::default()
+        });
+        assert!(prefix.matches(&req("GET", "/", &[("host", "API.example")]), &none));
+        assert!(!prefix.matches(&req("GET", "/", &[("host", "ap")]), &none));
+        let re = with(RouteMatch {
+            authority: Some(AuthorityMatch::Regex("[a-z]+\\.shop(:[0-9]+)?".into())),
+            ..RouteMatch::default()
+        });
+        assert!(re.matches(&req("GET", "/", &[("host", "Ratings.shop:80")]), &none));
+        assert!(!re.matches(&req("GET", "/", &[("host", "x.shop.evil")]), &none));
+    }
+
+    #[test]
+    fn destination_is_an_address_or_any_address_on_a_port() {
+        let m = with(RouteMatch {
+            destination: vec![
+                "10.96.0.20:9080".parse().unwrap(),
+                "0.0.0.0:8080".parse().unwrap(),
+            ],
+            ..RouteMatch::default()
+        });
+        let to = |d: &str| Origin {
+            peer: None,
+            destination: Some(d.parse().unwrap()),
+        };
+        let r = req("GET", "/", &[]);
+        assert!(m.matches(&r, &to("10.96.0.20:9080")));
+        assert!(m.matches(&r, &to("198.51.100.7:8080")));
+        assert!(!m.matches(&r, &to("10.96.0.20:9081")));
+        assert!(!m.matches(&r, &to("10.96.0.21:9080")));
+        assert!(
+            !m.matches(&r, &Origin::default()),
+            "a connection that was not redirected has no original destination"
+        );
     }
 
     #[test]
@@ -221,8 +381,7 @@ mod tests {
         assert!(RouteMatcher::new(&RouteMatch {
             path: Some(PathMatch::Regex("(".into())),
             headers: vec![],
-            method: None,
-            peer: None,
+            ..RouteMatch::default()
         })
         .is_err());
     }

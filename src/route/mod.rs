@@ -6,5 +6,6 @@ pub mod mirror;
 pub mod replay;
 pub mod retry;
 pub mod table;
+pub mod unknown;
 
 pub use table::{Route, RouteBackend, RouteTable};

@@ -2,6 +2,7 @@
 //! backends and the metric handles resolved for them.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +11,10 @@ use http::Request;
 use prometheus_client::metrics::counter::Counter;
 
 use super::fault::FaultInjector;
-use super::matcher::{MatcherError, RouteMatcher};
+use super::matcher::{claims, MatcherError, Origin, RouteMatcher};
 use super::mirror::Mirror;
 use super::retry::RetryPolicy;
+use super::unknown::UnknownDestinations;
 use crate::config;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::histogram::LatencyHistogram;
@@ -123,6 +125,9 @@ pub struct RouteTable {
     pub tracer: Option<Arc<Tracer>>,
     /// The kind of this listener's spans (server inbound, client outbound).
     pub span_kind: SpanKind,
+    /// On a transparent listener: what happens to connections no route claims. `None`:
+    /// the listener is not transparent, and its connections have no original destination.
+    pub unknown: Option<UnknownDestinations>,
 }
 
 impl RouteTable {
@@ -217,6 +222,9 @@ impl RouteTable {
                 config::Direction::Inbound => SpanKind::Server,
                 config::Direction::Outbound => SpanKind::Client,
             },
+            unknown: listener
+                .transparent
+                .then(|| UnknownDestinations::new(listener, metrics)),
         })
     }
 
@@ -238,12 +246,28 @@ impl RouteTable {
         }
     }
 
-    /// Index of the first route whose match holds.
-    /// `peer` is the client's SPIFFE ID on an mTLS connection (for `match.peer`).
-    pub fn find<B>(&self, req: &Request<B>, peer: Option<&str>) -> Option<usize> {
+    /// Index of the first route whose match holds for a request from `origin`.
+    pub fn find<B>(&self, req: &Request<B>, origin: &Origin<'_>) -> Option<usize> {
         self.routes
             .iter()
-            .position(|r| r.matcher.matches(req, peer))
+            .position(|r| r.matcher.matches(req, origin))
+    }
+
+    /// On a transparent listener: whether some route claims connections to `destination`
+    /// (names it in `match.destination`, as the routes made for services' `addresses`
+    /// do). Connections to other destinations are [`UnknownDestinations`] traffic.
+    pub fn claims(&self, destination: SocketAddr) -> bool {
+        self.claiming(destination).is_some()
+    }
+
+    /// The first route that claims `destination` (see [`RouteTable::claims`]).
+    pub fn claiming(&self, destination: SocketAddr) -> Option<usize> {
+        self.routes.iter().position(|r| {
+            r.matcher
+                .destinations()
+                .iter()
+                .any(|&want| claims(want, destination))
+        })
     }
 }
 

@@ -126,7 +126,7 @@ fn reference_example_passes_and_prints_the_not_enforced_warnings() {
             )
         })
         .collect();
-    // Kubernetes discovery (transparent mode is not in the file); tracing is enforced.
+    // Kubernetes discovery; tracing and transparent mode are enforced.
     assert!(!expected.is_empty(), "{expected:#?}");
     assert!(
         !expected.iter().any(|w| w.contains(": tracing")),
@@ -139,7 +139,7 @@ fn reference_example_passes_and_prints_the_not_enforced_warnings() {
     assert!(
         stdout
             .lines()
-            .any(|l| l == format!("{rel}: ok (3 listeners, 5 services)")),
+            .any(|l| l == format!("{rel}: ok (4 listeners, 5 services)")),
         "stdout:\n{stdout}"
     );
 }

@@ -4,124 +4,13 @@
 //! right to create a namespace the tests fail saying so.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::netns::{stderr, Netns, Sidecar};
 use crate::support::scratch_dir;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
-
-/// A network namespace deleted on drop, on every path out of a test.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    /// A new namespace with `lo` up and a veth pair (both ends inside) routing
-    /// 198.51.100.0/24, so a connect to a documentation address has a route and reaches the
-    /// OUTPUT chain (no `dummy` module is needed).
-    fn new() -> Netns {
-        let ns = Netns::bare();
-        for args in [
-            "link add weir0 type veth peer name weir1",
-            "addr add 198.51.100.1/24 dev weir0",
-            "link set weir1 up",
-            "link set weir0 up",
-        ] {
-            ns.ip(args);
-        }
-        ns
-    }
-
-    /// A new namespace with only `lo`, up.
-    fn bare() -> Netns {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "weir-ipt-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        );
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `ip netns add` (install iproute2): {e}"));
-        assert!(
-            out.status.success(),
-            "cannot create network namespace {name}: these tests need root (CAP_SYS_ADMIN and \
-             CAP_NET_ADMIN): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let ns = Netns { name };
-        ns.ip("link set lo up");
-        ns
-    }
-
-    /// `ip ARGS` in the namespace; panics unless it succeeds.
-    fn ip(&self, args: &str) {
-        let out = self.exec("ip", &args.split(' ').collect::<Vec<_>>());
-        assert!(out.status.success(), "ip {args}: {}", stderr(&out));
-    }
-
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]).args(args);
-        c
-    }
-
-    fn exec(&self, program: &str, args: &[&str]) -> Output {
-        self.command(program, args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("ip netns exec {program}: {e}"))
-    }
-
-    /// `weir init-iptables ARGS` in the namespace; panics unless it succeeds.
-    fn init_iptables(&self, args: &[&str]) -> String {
-        let out = self.exec(WEIR, &[&["init-iptables"], args].concat());
-        assert!(
-            out.status.success(),
-            "weir init-iptables {args:?}: {}",
-            stderr(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The nat table as the backend's `iptables-save` shows it.
-    fn nat(&self, backend: &str) -> String {
-        let out = self.exec(&format!("iptables-{backend}-save"), &["-t", "nat"]);
-        assert!(out.status.success(), "iptables-save: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// What a client in the namespace reads after asking `GET /live` of `addr` (bash's
-    /// /dev/tcp, so nothing but bash is needed); empty when it could not connect in 2 s.
-    fn ask_live(&self, host: &str, port: u16) -> String {
-        let script = format!(
-            "exec 3<>/dev/tcp/{host}/{port} && printf 'GET /live HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
-        );
-        let out = self.exec("timeout", &["2", "bash", "-c", &script]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// `weir run` inside the namespace, killed on drop.
-struct Sidecar(Child);
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// weir in the namespace with TCP listeners on the outbound (127.0.0.1:15001) and inbound
 /// (0.0.0.0:15006) ports forwarding to its own admin server: whatever reaches them gets
@@ -166,10 +55,6 @@ fn weir_lines(text: &str) -> Vec<String> {
         .collect();
     lines.sort();
     lines
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Install, check, redirect, re-install, clean up, check again: one backend's whole story.
@@ -295,32 +180,32 @@ fn init_iptables_redirects_inbound_tcp_but_not_the_admin_port() {
         "link add weirp type veth peer name weirc netns {}",
         client.name
     ));
-    pod.ip("addr add 192.0.2.1/24 dev weirp");
+    pod.ip("addr add 198.51.100.31/24 dev weirp");
     pod.ip("link set weirp up");
-    client.ip("addr add 192.0.2.2/24 dev weirc");
+    client.ip("addr add 198.51.100.32/24 dev weirc");
     client.ip("link set weirc up");
     let dir = scratch_dir("iptables-in");
     let sidecar = start_sidecar(&pod, &dir);
     assert_eq!(
-        client.ask_live("192.0.2.1", 8080),
+        client.ask_live("198.51.100.31", 8080),
         "",
         "before init-iptables nothing listens on the pod's port 8080"
     );
 
     pod.init_iptables(&[]);
-    let answer = client.ask_live("192.0.2.1", 8080);
+    let answer = client.ask_live("198.51.100.31", 8080);
     assert!(
         answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
         "the call to the application's port reached weir's inbound listener: {answer:?}"
     );
     assert_eq!(
-        client.ask_live("192.0.2.1", 9901),
+        client.ask_live("198.51.100.31", 9901),
         "",
         "the admin port is not redirected (and weir's admin listens on loopback only)"
     );
 
     pod.init_iptables(&["--cleanup"]);
-    assert_eq!(client.ask_live("192.0.2.1", 8080), "");
+    assert_eq!(client.ask_live("198.51.100.31", 8080), "");
     drop(sidecar);
     let _ = std::fs::remove_dir_all(&dir);
 }

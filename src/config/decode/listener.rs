@@ -4,9 +4,10 @@ use super::{check_regex, exactly_one, header_name, maybe, or_default, spiffe_id}
 use crate::config::not_enforced::warn_if_not_enforced;
 use crate::config::reader::{Ctx, Field};
 use crate::config::schema::{
-    open_files_limit, Backend, Direction, Fault, FaultAbort, FaultDelay, HeaderMatch, HeaderRule,
-    Listener, ListenerLimits, ListenerProtocol, ListenerTimeouts, ListenerTls, Mirror, PathMatch,
-    Retries, RetryOn, Route, RouteMatch, TlsMode,
+    open_files_limit, AuthorityMatch, Backend, Direction, Fault, FaultAbort, FaultDelay,
+    HeaderMatch, HeaderRule, Listener, ListenerLimits, ListenerProtocol, ListenerTimeouts,
+    ListenerTls, Mirror, PathMatch, Retries, RetryOn, Route, RouteMatch, TlsMode,
+    UnknownDestination,
 };
 use crate::config::suggest::{did_you_mean, one_of};
 use crate::config::tree::{quote, Value};
@@ -72,13 +73,29 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
             ],
         )
     });
-    let transparent = or_default(m.optional("transparent"), false, |f| {
-        let t = f.bool(ctx)?;
-        if t {
-            warn_if_not_enforced(ctx, "listener.transparent", f.key_pos, &f.path);
-        }
-        Some(t)
-    });
+    let transparent = or_default(m.optional("transparent"), false, |f| f.bool(ctx));
+    lf.transparent = transparent == Some(true);
+    let unknown_destination = or_default(
+        m.optional("unknown_destination"),
+        UnknownDestination::default(),
+        |f| {
+            let policy = f.choice(
+                ctx,
+                &[
+                    ("passthrough", UnknownDestination::Passthrough),
+                    ("refuse", UnknownDestination::Refuse),
+                ],
+            )?;
+            if transparent == Some(false) {
+                f.error(
+                    ctx,
+                    "only a transparent listener sees connections meant for other destinations; set `transparent: true` or remove `unknown_destination`",
+                );
+                return None;
+            }
+            Some(policy)
+        },
+    );
     let tls = maybe(m.optional("tls"), |f| {
         let tls = decode_listener_tls(ctx, f)?;
         if tls.mode != TlsMode::Disabled {
@@ -112,30 +129,43 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
     let timeouts = or_default(m.optional("timeouts"), ListenerTimeouts::default(), |f| {
         decode_listener_timeouts(ctx, f)
     });
-    let routes = m
-        .required(
-            ctx,
-            "routes",
-            "add `routes:` with at least one route (name and backends)",
-        )
-        .and_then(|f| {
-            let items = f.non_empty_seq(
-                ctx,
-                "routes",
-                "add at least one route with `name` and `backends`",
-            )?;
-            if protocol == Some(ListenerProtocol::Tcp) && items.len() > 1 {
-                f.error(
+    let routes = match (m.optional("routes"), transparent) {
+        // A transparent listener routes by the services' `addresses`; routes are optional.
+        (None, Some(true)) => Some(Vec::new()),
+        (field, _) => field
+            .or_else(|| {
+                m.required(
                     ctx,
-                    "a tcp listener forwards every connection by one route (its backends' weights); keep one route",
-                );
-            }
-            let decoded: Vec<Option<Route>> = items
-                .iter()
-                .map(|item| decode_route(ctx, item, facts, &mut lf))
-                .collect();
-            decoded.into_iter().collect::<Option<Vec<Route>>>()
-        });
+                    "routes",
+                    "add `routes:` with at least one route (name and backends)",
+                )
+            })
+            .and_then(|f| {
+                let items = f.non_empty_seq(
+                    ctx,
+                    "routes",
+                    "add at least one route with `name` and `backends`",
+                )?;
+                if protocol == Some(ListenerProtocol::Tcp) && transparent == Some(true) {
+                    f.error(
+                        ctx,
+                        "a transparent tcp listener forwards each connection to the service whose `addresses` hold its original destination; remove `routes` and give the services `addresses`",
+                    );
+                    return None;
+                }
+                if protocol == Some(ListenerProtocol::Tcp) && items.len() > 1 {
+                    f.error(
+                        ctx,
+                        "a tcp listener forwards every connection by one route (its backends' weights); keep one route",
+                    );
+                }
+                let decoded: Vec<Option<Route>> = items
+                    .iter()
+                    .map(|item| decode_route(ctx, item, facts, &mut lf))
+                    .collect();
+                decoded.into_iter().collect::<Option<Vec<Route>>>()
+            }),
+    };
     m.finish(ctx);
     if let (Some(ListenerProtocol::Tcp), Some([route])) = (protocol, routes.as_deref()) {
         let http_only = [
@@ -161,6 +191,7 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
         address: address?,
         protocol: protocol?,
         transparent: transparent?,
+        unknown_destination: unknown_destination?,
         direction: direction?.unwrap_or(match &tls {
             Some(Some(_)) => Direction::Inbound,
             _ => Direction::Outbound,
@@ -282,8 +313,9 @@ fn decode_route(
     if let Some(n) = &name {
         lf.routes.push(n.clone());
     }
+    let transparent = lf.transparent;
     let matcher = or_default(m.optional("match"), RouteMatch::default(), |f| {
-        decode_match(ctx, f)
+        decode_match(ctx, f, transparent)
     });
     let backends = m
         .required(ctx, "backends", "add `backends: [{ service: NAME }]`")
@@ -312,7 +344,7 @@ fn decode_route(
 
 /// The protocol a route lets clients switch to when it says nothing (Linkerd carries
 /// WebSockets without configuration, and a sidecar that silently broke them would surprise).
-const DEFAULT_UPGRADE: &str = "websocket";
+pub(crate) const DEFAULT_UPGRADE: &str = "websocket";
 
 /// `upgrades`: protocol names a client may switch to (`Upgrade` tokens, RFC 9110 §7.8).
 fn decode_upgrades(ctx: &mut Ctx, f: &Field<'_>) -> Option<Vec<String>> {
@@ -349,8 +381,11 @@ fn decode_upgrades(ctx: &mut Ctx, f: &Field<'_>) -> Option<Vec<String>> {
     Some(names)
 }
 
-fn decode_match(ctx: &mut Ctx, f: &Field<'_>) -> Option<RouteMatch> {
-    let mut m = f.map(ctx, "`path`, `headers`, `method` and `peer`")?;
+fn decode_match(ctx: &mut Ctx, f: &Field<'_>, transparent: bool) -> Option<RouteMatch> {
+    let mut m = f.map(
+        ctx,
+        "`path`, `headers`, `method`, `authority`, `peer` and `destination`",
+    )?;
     let path = maybe(m.optional("path"), |f| decode_path(ctx, f));
     let headers = or_default(m.optional("headers"), Vec::new(), |f| {
         let items = f.seq(ctx, "header conditions")?;
@@ -359,14 +394,66 @@ fn decode_match(ctx: &mut Ctx, f: &Field<'_>) -> Option<RouteMatch> {
         decoded.into_iter().collect()
     });
     let method = maybe(m.optional("method"), |f| method(ctx, f));
+    let authority = maybe(m.optional("authority"), |f| decode_authority(ctx, f));
     let peer = maybe(m.optional("peer"), |f| spiffe_id(ctx, f, true));
+    let destination = or_default(m.optional("destination"), Vec::new(), |f| {
+        if !transparent {
+            f.error(
+                ctx,
+                "only a transparent listener knows where a connection was going; set `transparent: true` on the listener or remove `destination`",
+            );
+            return None;
+        }
+        let items = f.non_empty_seq(
+            ctx,
+            "IP:PORT destinations",
+            "list the addresses, e.g. `[10.96.0.20:9080]` (`0.0.0.0:PORT`: any address on PORT)",
+        )?;
+        let decoded: Vec<_> = items.iter().map(|i| i.socket_addr(ctx)).collect();
+        decoded.into_iter().collect()
+    });
     m.finish(ctx);
     Some(RouteMatch {
         path: path?,
         headers: headers?,
         method: method?,
         peer: peer?,
+        authority: authority?,
+        destination: destination?,
     })
+}
+
+/// `authority: { exact | prefix | regex }`: the request's `Host` (or `:authority`).
+fn decode_authority(ctx: &mut Ctx, f: &Field<'_>) -> Option<AuthorityMatch> {
+    let mut m = f.map(
+        ctx,
+        "one of `exact`, `prefix` or `regex`, e.g. `{ exact: reviews.shop.svc.cluster.local }`",
+    )?;
+    let chosen = exactly_one(
+        ctx,
+        &mut m,
+        &["exact", "prefix", "regex"],
+        "an authority match",
+        "authority: { exact: reviews.shop.svc.cluster.local }",
+    );
+    m.finish(ctx);
+    let (key, f) = chosen?;
+    let s = f.str(ctx)?;
+    if s.is_empty()
+        || s.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
+        f.error(
+            ctx,
+            "an authority is a host, optionally with `:PORT`, without spaces; e.g. `reviews.shop.svc.cluster.local`",
+        );
+        return None;
+    }
+    match key {
+        "regex" => check_regex(ctx, &f, s).map(|()| AuthorityMatch::Regex(s.to_string())),
+        "prefix" => Some(AuthorityMatch::Prefix(s.to_string())),
+        _ => Some(AuthorityMatch::Exact(s.to_string())),
+    }
 }
 
 fn decode_path(ctx: &mut Ctx, f: &Field<'_>) -> Option<PathMatch> {

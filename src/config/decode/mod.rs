@@ -5,6 +5,7 @@
 //! are in the [`Ctx`]). Located facts for the cross-checks go into [`Facts`].
 
 mod listener;
+pub(crate) use listener::DEFAULT_UPGRADE;
 mod service;
 
 use std::path::PathBuf;

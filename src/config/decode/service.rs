@@ -11,7 +11,7 @@ use crate::config::schema::{
     RingHash, Service, ServiceTls, UpstreamProtocol,
 };
 use crate::config::tree::{quote, Value};
-use crate::config::validate::{Facts, Named};
+use crate::config::validate::{Addr, Facts, Named};
 
 /// `services:`: a list (may be empty).
 pub(super) fn decode_services(
@@ -67,7 +67,23 @@ fn decode_service(
     });
     let addresses = or_default(m.optional("addresses"), Vec::new(), |f| {
         let items = f.seq(ctx, "IP:PORT addresses")?;
-        let decoded: Vec<_> = items.iter().map(|i| i.socket_addr(ctx)).collect();
+        let decoded: Vec<_> = items
+            .iter()
+            .map(|i| {
+                let addr = i.socket_addr(ctx)?;
+                if let Some(service) = &name {
+                    facts.service_addresses.push((
+                        Addr {
+                            addr,
+                            pos: i.pos(),
+                            path: i.path.clone(),
+                        },
+                        service.clone(),
+                    ));
+                }
+                Some(addr)
+            })
+            .collect();
         decoded.into_iter().collect()
     });
     let discovery = maybe(discovery_field.clone(), |f| {

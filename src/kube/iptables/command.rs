@@ -202,13 +202,11 @@ listeners:
     protocol: tcp
     transparent: true
     direction: inbound
-    routes: [{ name: r, backends: [{ service: s }] }]
   - name: outbound
     address: 127.0.0.1:15101
     protocol: tcp
     transparent: true
     direction: outbound
-    routes: [{ name: r, backends: [{ service: s }] }]
 services:
   - name: s
     endpoints: [127.0.0.1:9000]
@@ -265,7 +263,7 @@ services:
         let path = dir.join("weir.yaml");
         let without = CONFIG.replace(
             "transparent: true\n    direction: inbound",
-            "direction: inbound",
+            "direction: inbound\n    routes: [{ name: r, backends: [{ service: s }] }]",
         );
         std::fs::write(&path, without).expect("write");
         #[derive(clap::Parser)]
