@@ -295,9 +295,17 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         2.0
     );
 
-    // 4. B's outbound listener refuses destinations nothing claims.
-    assert_eq!(curl(&b1, "http://198.51.100.10:8080/"), None);
+    // 4. A client that dials A's outbound listener itself (not redirected) is closed, not
+    //    relayed back into weir.
+    assert_eq!(curl(&a, "http://127.0.0.1:15001/"), None);
     let refused = [("listener", "outbound"), ("kind", "unknown_destination")];
+    assert_eq!(
+        metric_sum(&metrics(&a), "weir_downstream_errors_total", &refused),
+        1.0
+    );
+
+    // 5. B's outbound listener refuses destinations nothing claims.
+    assert_eq!(curl(&b1, "http://198.51.100.10:8080/"), None);
     assert_eq!(
         metric_sum(&metrics(&b1), "weir_downstream_errors_total", &refused),
         1.0
