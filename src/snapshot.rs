@@ -2,6 +2,7 @@
 //! resolved metric handles. A request holds the snapshot it started with.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Config;
@@ -95,8 +96,9 @@ impl Snapshot {
                 None => {
                     let tls = OutboundTls::new(s, identity, metrics).map_err(BuildError)?;
                     let service = Service::with_tls(s, route_slots, metrics.clone(), tls);
-                    if let Some(found) = previous.and_then(|p| discovered(p, s)) {
+                    if let Some((found, addresses)) = previous.and_then(|p| discovered(p, s)) {
                         service.seed_endpoints(&found);
+                        service.discovered_addresses.store(addresses);
                     }
                     service
                 }
@@ -128,18 +130,19 @@ impl Snapshot {
 fn discovered(
     previous: &Snapshot,
     s: &crate::config::Service,
-) -> Option<Vec<(std::net::SocketAddr, u32)>> {
+) -> Option<(Vec<(SocketAddr, u32)>, Arc<Vec<SocketAddr>>)> {
     let before = previous.config.services.iter().find(|b| b.name == s.name)?;
     if s.discovery.is_none() || before.discovery != s.discovery {
         return None;
     }
-    let set = previous.services.get(&s.name)?.endpoint_set();
-    Some(
-        set.endpoints
-            .iter()
-            .map(|e| (e.address, e.weight))
-            .collect(),
-    )
+    let service = previous.services.get(&s.name)?;
+    let set = service.endpoint_set();
+    let endpoints = set
+        .endpoints
+        .iter()
+        .map(|e| (e.address, e.weight))
+        .collect();
+    Some((endpoints, service.discovered_addresses.load_full()))
 }
 
 /// Whether two services count the same (listener, route) pairs, in any order: the route

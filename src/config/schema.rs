@@ -272,6 +272,10 @@ pub struct RouteMatch {
     /// (`0.0.0.0:PORT` or `[::]:PORT`: any address on that port, for inbound traffic to the
     /// pod itself).
     pub destination: Vec<SocketAddr>,
+    /// Set by weir, never written: the route claims the addresses its service's discovery
+    /// finds (a Kubernetes Service's cluster IP and port), as they change.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub discovered_destination: bool,
 }
 
 /// How a request's authority is matched.

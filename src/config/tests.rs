@@ -108,7 +108,9 @@ fn reference_example_decodes_to_the_documented_values() {
     );
     assert_eq!(
         mesh.routes[0].matcher.authority,
-        Some(AuthorityMatch::Exact("ratings.shop.svc.cluster.local".into()))
+        Some(AuthorityMatch::Exact(
+            "ratings.shop.svc.cluster.local".into()
+        ))
     );
     let reviews = &config.services[0];
     assert_eq!(reviews.load_balancer, LoadBalancer::LeastRequest);

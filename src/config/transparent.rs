@@ -9,12 +9,14 @@
 //! - an inbound listener gets a route to each service with an address of an unspecified IP
 //!   (`0.0.0.0:8080`: port 8080 of this pod, whatever its IP), claiming that port.
 //!
-//! The route is named after its service.
+//! The route is named after its service. A service found by `discovery: kubernetes` that
+//! lists no address of a specific IP gets a route on outbound listeners too, claiming the
+//! Service's cluster IP and port as discovery reports them.
 
 use std::net::SocketAddr;
 
 use super::reader::Ctx;
-use super::schema::{Backend, Config, Direction, Route, RouteMatch};
+use super::schema::{Backend, Config, Direction, Discovery, Route, RouteMatch};
 use super::validate::Facts;
 
 /// Cross-checks: no two services claim the same address, and a route written on a
@@ -72,13 +74,17 @@ pub(crate) fn expand(config: &mut Config) {
     for listener in config.listeners.iter_mut().filter(|l| l.transparent) {
         for service in services {
             let destination = claimed_by(listener.direction, &service.addresses);
-            if destination.is_empty() {
+            let discovered = destination.is_empty()
+                && listener.direction == Direction::Outbound
+                && matches!(service.discovery, Some(Discovery::Kubernetes { .. }));
+            if destination.is_empty() && !discovered {
                 continue;
             }
             listener.routes.push(Route {
                 name: service.name.clone(),
                 matcher: RouteMatch {
                     destination,
+                    discovered_destination: discovered,
                     ..RouteMatch::default()
                 },
                 backends: vec![Backend {

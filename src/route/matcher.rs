@@ -2,6 +2,9 @@
 //! original destination, checked without allocating.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use http::header::{HeaderName, HOST};
 use http::{Method, Request};
@@ -29,8 +32,41 @@ pub struct RouteMatcher {
     /// The peer's SPIFFE ID (exact, or a prefix of whole segments).
     peer: Option<IdentityPattern>,
     authority: Option<AuthorityMatcher>,
-    /// Original destinations; empty: any.
-    destination: Vec<SocketAddr>,
+    /// Original destinations.
+    destination: Destinations,
+}
+
+/// The original destinations a route matches.
+#[derive(Debug)]
+enum Destinations {
+    /// As configured; empty: any.
+    Fixed(Vec<SocketAddr>),
+    /// Its service's, as discovery finds them (none until it does).
+    Discovered(Arc<ArcSwap<Vec<SocketAddr>>>),
+}
+
+impl Destinations {
+    /// Whether a route with these destinations may take a connection to `destination`
+    /// (`None`: not redirected).
+    fn admit(&self, destination: Option<SocketAddr>) -> bool {
+        match self {
+            Destinations::Fixed(want) if want.is_empty() => true,
+            Destinations::Fixed(want) => {
+                destination.is_some_and(|d| want.iter().any(|&w| claims(w, d)))
+            }
+            Destinations::Discovered(found) => {
+                destination.is_some_and(|d| found.load().iter().any(|&w| claims(w, d)))
+            }
+        }
+    }
+
+    /// Whether these destinations name `destination` (an empty fixed list names nothing).
+    fn name(&self, destination: SocketAddr) -> bool {
+        match self {
+            Destinations::Fixed(want) => want.iter().any(|&w| claims(w, destination)),
+            Destinations::Discovered(found) => found.load().iter().any(|&w| claims(w, destination)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -122,23 +158,27 @@ impl RouteMatcher {
             method,
             peer,
             authority,
-            destination: m.destination.clone(),
+            destination: Destinations::Fixed(m.destination.clone()),
         })
     }
 
-    /// Whether the route names original destinations (`match.destination`): such a route
-    /// claims connections to them on a transparent listener.
-    pub fn destinations(&self) -> &[SocketAddr] {
-        &self.destination
+    /// The matcher of a route that claims what its service's discovery finds
+    /// (`discovered_destination`), read from `found` as it changes.
+    pub fn claiming_discovered(mut self, found: Arc<ArcSwap<Vec<SocketAddr>>>) -> Self {
+        self.destination = Destinations::Discovered(found);
+        self
+    }
+
+    /// Whether the route names `destination` among its original destinations
+    /// (`match.destination`, or what discovery found): such a route claims connections to
+    /// it on a transparent listener.
+    pub fn claims(&self, destination: SocketAddr) -> bool {
+        self.destination.name(destination)
     }
 
     /// Whether every condition holds for the request arriving from `origin`.
     pub fn matches<B>(&self, req: &Request<B>, origin: &Origin<'_>) -> bool {
-        if !self.destination.is_empty()
-            && !origin
-                .destination
-                .is_some_and(|d| self.destination.iter().any(|&want| claims(want, d)))
-        {
+        if !self.destination.admit(origin.destination) {
             return false;
         }
         if let Some(pattern) = &self.peer {

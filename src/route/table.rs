@@ -11,7 +11,7 @@ use http::Request;
 use prometheus_client::metrics::counter::Counter;
 
 use super::fault::FaultInjector;
-use super::matcher::{claims, MatcherError, Origin, RouteMatcher};
+use super::matcher::{MatcherError, Origin, RouteMatcher};
 use super::mirror::Mirror;
 use super::retry::RetryPolicy;
 use super::unknown::UnknownDestinations;
@@ -180,9 +180,16 @@ impl RouteTable {
                 });
             }
             let weights: Vec<u32> = r.backends.iter().map(|b| b.weight).collect();
+            let mut matcher = RouteMatcher::new(&r.matcher)?;
+            if r.matcher.discovered_destination {
+                if let Some(backend) = backends.first() {
+                    matcher =
+                        matcher.claiming_discovered(backend.service.discovered_addresses.clone());
+                }
+            }
             routes.push(Route {
                 name: r.name.clone(),
-                matcher: RouteMatcher::new(&r.matcher)?,
+                matcher,
                 backends,
                 split: WeightedRandom::new(&weights),
                 timeout: r.timeout,
@@ -262,12 +269,9 @@ impl RouteTable {
 
     /// The first route that claims `destination` (see [`RouteTable::claims`]).
     pub fn claiming(&self, destination: SocketAddr) -> Option<usize> {
-        self.routes.iter().position(|r| {
-            r.matcher
-                .destinations()
-                .iter()
-                .any(|&want| claims(want, destination))
-        })
+        self.routes
+            .iter()
+            .position(|r| r.matcher.claims(destination))
     }
 }
 
@@ -276,6 +280,41 @@ mod tests {
     use super::*;
     use crate::error::ErrorCode;
     use crate::snapshot::Snapshot;
+
+    #[test]
+    fn a_discovered_service_claims_the_addresses_its_discovery_finds_as_they_change() {
+        let text = "version: 1\nlisteners:\n  - name: out\n    address: 127.0.0.1:15001\n    transparent: true\nservices:\n  - name: reviews\n    discovery: { kubernetes: { service: reviews, namespace: shop, port: 9080 } }\n";
+        let config = crate::config::load_str("t.yaml", text)
+            .expect("valid")
+            .config;
+        assert!(config.listeners[0].routes[0].matcher.discovered_destination);
+        let snapshot = Snapshot::build(config, &Metrics::new(), None).expect("builds");
+        let table = &snapshot.listeners[0];
+        let cluster_ip: SocketAddr = "10.96.0.20:9080".parse().unwrap();
+        assert!(
+            !table.claims(cluster_ip),
+            "nothing is claimed before discovery reports"
+        );
+        let found = &snapshot.services["reviews"].discovered_addresses;
+        found.store(Arc::new(vec![cluster_ip]));
+        assert_eq!(table.claiming(cluster_ip), Some(0));
+        assert!(!table.claims("10.96.0.21:9080".parse().unwrap()));
+        let req = Request::get("/").body(()).unwrap();
+        let to = |d: SocketAddr| Origin {
+            peer: None,
+            destination: Some(d),
+        };
+        assert_eq!(table.find(&req, &to(cluster_ip)), Some(0));
+        assert_eq!(
+            table.find(&req, &to("10.96.0.21:9080".parse().unwrap())),
+            None
+        );
+        found.store(Arc::new(Vec::new()));
+        assert!(
+            !table.claims(cluster_ip),
+            "an address discovery withdrew is released"
+        );
+    }
 
     #[test]
     fn a_table_a_reload_replaced_counts_what_it_removed_unseen() {

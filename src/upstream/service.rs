@@ -92,6 +92,10 @@ pub struct Service {
     pub outlier: OutlierDetector,
     /// Mutual TLS to the endpoints, for a service with `tls`.
     tls: Option<Arc<OutboundTls>>,
+    /// Where applications believe the service is, as its discovery finds them (a
+    /// Kubernetes Service's cluster IP and port): transparent listeners' routes to the
+    /// service claim these destinations.
+    pub discovered_addresses: Arc<ArcSwap<Vec<SocketAddr>>>,
 }
 
 impl Service {
@@ -151,6 +155,7 @@ impl Service {
             },
             metrics,
             tls,
+            discovered_addresses: Arc::default(),
         };
         let statics: Vec<(SocketAddr, u32)> = cfg
             .endpoints

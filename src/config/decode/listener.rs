@@ -420,6 +420,7 @@ fn decode_match(ctx: &mut Ctx, f: &Field<'_>, transparent: bool) -> Option<Route
         peer: peer?,
         authority: authority?,
         destination: destination?,
+        discovered_destination: false,
     })
 }
 
