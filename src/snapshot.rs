@@ -127,10 +127,13 @@ impl Snapshot {
 /// The endpoints the previous service named like `s` found by the same discovery, when it
 /// has one: a service rebuilt by a reload starts with them rather than with none until its
 /// first lookup.
+/// What a service's discovery found for applications to call it at.
+type DiscoveredAddresses = Arc<Vec<SocketAddr>>;
+
 fn discovered(
     previous: &Snapshot,
     s: &crate::config::Service,
-) -> Option<(Vec<(SocketAddr, u32)>, Arc<Vec<SocketAddr>>)> {
+) -> Option<(Vec<(SocketAddr, u32)>, DiscoveredAddresses)> {
     let before = previous.config.services.iter().find(|b| b.name == s.name)?;
     if s.discovery.is_none() || before.discovery != s.discovery {
         return None;

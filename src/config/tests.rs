@@ -103,8 +103,13 @@ fn reference_example_decodes_to_the_documented_values() {
         [
             ("ratings-by-host", &["10.96.0.30:9080".parse().unwrap()][..]),
             ("reviews-v2", &["10.96.0.20:9080".parse().unwrap()][..]),
+            ("postgres", &[][..]),
         ],
-        "the service that claims an address gets a route after the written ones"
+        "services that claim addresses get routes after the written ones"
+    );
+    assert!(
+        mesh.routes[2].matcher.discovered_destination,
+        "postgres claims the cluster IP its Kubernetes discovery finds"
     );
     assert_eq!(
         mesh.routes[0].matcher.authority,

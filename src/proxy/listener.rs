@@ -19,12 +19,13 @@ use tokio::task::AbortHandle;
 use super::accept::AcceptBackoff;
 use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use super::connection::{Connection, OpenConnection};
+use super::detect::Prefixed;
 use super::handler::handle;
 use super::original_dst::original_destination;
 use super::parse_error_answer::Tagged;
 use super::parse_error_report::ParseErrorReport;
-use super::passthrough::relay_unclaimed;
 use super::tls_accept::{ClientStream, InboundTls};
+use super::transparent::{divert, Diverted};
 use crate::config::{self, ListenerLimits};
 use crate::route::RouteTable;
 use crate::telemetry::metrics::{DownstreamErrorLabels, Metrics};
@@ -243,35 +244,30 @@ pub async fn serve(
                         }
                     },
                 };
-                // Stage two, on a transparent listener: a destination no route claims
-                // is relayed as bytes (or refused), outside the watchdog's HTTP timeouts.
-                if let Some(destination) = destination {
-                    let table = routes.load_full();
-                    if table.unknown.is_some() && !table.claims(destination) {
-                        if let Some(peer) = &peer {
-                            peer.counter.inc();
-                            if !peer.allowed {
-                                tracing::debug!(%client, "peer identity denied; connection closed");
-                                return;
-                            }
-                        }
+                // Stage two, on a transparent listener: a destination no route claims,
+                // or bytes that are not HTTP, are relayed (or refused) outside the
+                // watchdog's HTTP timeouts.
+                let (stream, counted) = match destination {
+                    None => (Prefixed::new(stream, Vec::new()), counted),
+                    Some(destination) => {
+                        let table = routes.load_full();
                         let idle = policy.timeouts.idle;
-                        tokio::spawn(async move {
-                            if let Some(unknown) = &table.unknown {
-                                relay_unclaimed(
-                                    stream,
-                                    client,
-                                    destination,
-                                    unknown,
-                                    idle,
-                                    counted,
-                                )
-                                .await;
-                            }
-                        });
-                        return;
+                        match divert(
+                            stream,
+                            client,
+                            destination,
+                            table,
+                            peer.as_ref(),
+                            idle,
+                            counted,
+                        )
+                        .await
+                        {
+                            Diverted::Http(stream, counted) => (stream, counted),
+                            Diverted::Taken => return,
+                        }
                     }
-                }
+                };
                 // The connection's state holds its count, so a tunnel (a WebSocket) that
                 // outlives hyper's part of the connection still counts against
                 // `max_connections`.

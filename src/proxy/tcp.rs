@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderMap;
-use prometheus_client::metrics::counter::Counter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -27,69 +26,25 @@ use super::passthrough::relay_unclaimed;
 use super::relay::{relay, TunnelEnd};
 use super::tls_accept::ClientStream;
 use crate::route::RouteTable;
-use crate::telemetry::metrics::{Metrics, TcpBytesLabels, TcpLabels};
 use crate::upstream::Exchange;
 
 /// A tcp listener's forwarding: its route (a transparent listener's: one per service that
-/// claims destinations) and the counters of each route's backends.
+/// claims destinations), with the counters of each route's backends in the table.
 #[derive(Debug)]
 pub struct TcpForwarding {
     table: Arc<RouteTable>,
-    /// Indexed like `table.routes`, then like each route's backends.
-    counters: Vec<Vec<TcpCounters>>,
     idle: Duration,
-}
-
-#[derive(Debug)]
-struct TcpCounters {
-    connections: Counter,
-    upstream: Counter,
-    downstream: Counter,
 }
 
 impl TcpForwarding {
     /// The forwarding of a tcp listener whose route table is `table`.
-    pub fn new(table: Arc<RouteTable>, idle: Duration, metrics: &Metrics) -> Self {
-        let counters = table
-            .routes
-            .iter()
-            .map(|route| {
-                route
-                    .backends
-                    .iter()
-                    .map(|b| {
-                        let service = b.service.name.clone();
-                        let bytes = |direction: &str| {
-                            metrics.tcp_bytes.get_or_create_owned(&TcpBytesLabels {
-                                listener: table.listener.clone(),
-                                service: service.clone(),
-                                direction: direction.to_string(),
-                            })
-                        };
-                        TcpCounters {
-                            connections: metrics.tcp_connections.get_or_create_owned(&TcpLabels {
-                                listener: table.listener.clone(),
-                                service: service.clone(),
-                            }),
-                            upstream: bytes("upstream"),
-                            downstream: bytes("downstream"),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
-        TcpForwarding {
-            table,
-            counters,
-            idle,
-        }
+    pub fn new(table: Arc<RouteTable>, idle: Duration) -> Self {
+        TcpForwarding { table, idle }
     }
 
-    /// Forwards one client connection: picks the route (a transparent listener's: the one
+    /// Forwards one client connection by its route (a transparent listener's: the one
     /// claiming `destination`; a destination none claims is relayed or refused as the
-    /// listener's `unknown_destination` says), the backend and the endpoint, connects (an
-    /// exchange judges the connect for outlier detection and holds the endpoint's
-    /// in-flight count), and relays until the end.
+    /// listener's `unknown_destination` says).
     async fn forward(
         &self,
         client: ClientStream,
@@ -97,7 +52,7 @@ impl TcpForwarding {
         destination: Option<SocketAddr>,
         open: OpenConnection,
     ) {
-        let route_index = match (destination, &self.table.unknown) {
+        let route = match (destination, &self.table.unknown) {
             (Some(destination), Some(unknown)) => match self.table.claiming(destination) {
                 Some(index) => index,
                 None => {
@@ -107,39 +62,56 @@ impl TcpForwarding {
             },
             _ => 0,
         };
-        let Some(route) = self.table.routes.get(route_index) else {
+        forward_opaque(&self.table, route, client, peer, self.idle).await;
+        drop(open);
+    }
+}
+
+/// Forwards `client` as bytes by route `route` of `table`: picks the backend by weight and
+/// the endpoint by the service's balancer, connects (an exchange judges the connect for
+/// outlier detection, holds the endpoint's in-flight count, and speaks mTLS for a service
+/// with `tls`), and relays until the end, counting the connection in the table's `tcp`
+/// counters.
+pub async fn forward_opaque<C>(
+    table: &RouteTable,
+    route: usize,
+    client: C,
+    peer: &SocketAddr,
+    idle: Duration,
+) where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Some(chosen) = table.routes.get(route) else {
+        return;
+    };
+    let Some(index) = chosen.pick_backend() else {
+        return;
+    };
+    let service = &chosen.backends[index].service;
+    let Some(endpoint) = service.pick(&HeaderMap::new()) else {
+        tracing::debug!(client = %peer, service = %service.name, "no endpoint in rotation; connection closed");
+        return;
+    };
+    let mut exchange = Exchange::request(service, endpoint);
+    let stream = match exchange.connect().await {
+        Ok(stream) => stream,
+        Err(judged) => {
+            tracing::debug!(client = %peer, service = %service.name, endpoint = %exchange.endpoint().label, ?judged, "could not connect; connection closed");
             return;
-        };
-        let Some(index) = route.pick_backend() else {
-            return;
-        };
-        let backend = &route.backends[index];
-        let service = &backend.service;
-        let Some(endpoint) = service.pick(&HeaderMap::new()) else {
-            tracing::debug!(client = %peer, service = %service.name, "no endpoint in rotation; connection closed");
-            return;
-        };
-        let mut exchange = Exchange::request(service, endpoint);
-        let stream = match exchange.connect().await {
-            Ok(stream) => stream,
-            Err(judged) => {
-                tracing::debug!(client = %peer, service = %service.name, endpoint = %exchange.endpoint().label, ?judged, "could not connect; connection closed");
-                return;
-            }
-        };
-        let relayed = relay(client, stream.io, self.idle).await;
-        let counters = &self.counters[route_index][index];
+        }
+    };
+    let relayed = relay(client, stream.io, idle).await;
+    if let Some(counters) = table.tcp.get(route).and_then(|r| r.get(index)) {
         counters.connections.inc();
         counters.upstream.inc_by(relayed.from_client);
         counters.downstream.inc_by(relayed.from_upstream);
-        match relayed.end {
-            TunnelEnd::Closed => {}
-            TunnelEnd::Idle => tracing::debug!(client = %peer, "tcp connection closed: idle"),
-            TunnelEnd::Failed(e) => {
-                tracing::debug!(client = %peer, error = %e, "tcp connection failed")
-            }
+    }
+    match relayed.end {
+        TunnelEnd::Closed => {}
+        TunnelEnd::Idle => tracing::debug!(client = %peer, "tcp connection closed: idle"),
+        TunnelEnd::Failed(e) => {
+            tracing::debug!(client = %peer, error = %e, "tcp connection failed")
         }
-        drop(open);
     }
 }
 

@@ -18,7 +18,7 @@ use super::unknown::UnknownDestinations;
 use crate::config;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::histogram::LatencyHistogram;
-use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels};
+use crate::telemetry::metrics::{Metrics, RequestCounters, RetryLabels, RouteLabels, TcpCounters};
 use crate::telemetry::series::{Live, NONE};
 use crate::telemetry::trace::tracer::Tracer;
 use crate::telemetry::trace::{SpanKind, SpanNames};
@@ -128,6 +128,9 @@ pub struct RouteTable {
     /// On a transparent listener: what happens to connections no route claims. `None`:
     /// the listener is not transparent, and its connections have no original destination.
     pub unknown: Option<UnknownDestinations>,
+    /// On a tcp or transparent listener, indexed like `routes` and then their backends: what
+    /// connections forwarded as bytes count. Empty elsewhere.
+    pub tcp: Vec<Vec<TcpCounters>>,
 }
 
 impl RouteTable {
@@ -232,6 +235,20 @@ impl RouteTable {
             unknown: listener
                 .transparent
                 .then(|| UnknownDestinations::new(listener, metrics)),
+            tcp: if listener.transparent || listener.protocol == config::ListenerProtocol::Tcp {
+                listener
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        r.backends
+                            .iter()
+                            .map(|b| TcpCounters::new(metrics, &listener.name, &b.service))
+                            .collect()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         })
     }
 

@@ -262,12 +262,12 @@ impl Running {
                         if running.config != *l {
                             summary.push_str(&format!("listener {} updated\n", l.name));
                         }
-                        running.update(l, table, policy, metrics);
+                        running.update(l, table, policy);
                         self.listeners.push(running);
                     }
                 }
                 Plan::Start(socket) => {
-                    let running = RunningListener::start(l, socket, table, policy, metrics);
+                    let running = RunningListener::start(l, socket, table, policy);
                     summary.push_str(&format!(
                         "listener {} added on {}\n",
                         l.name, running.address

@@ -53,7 +53,6 @@ impl RunningListener {
         socket: TcpListener,
         table: Arc<RouteTable>,
         policy: ListenerPolicy,
-        metrics: &Metrics,
     ) -> RunningListener {
         let address = socket.local_addr().unwrap_or(config.address);
         let (stop, stopped) = watch::channel(false);
@@ -69,7 +68,7 @@ impl RunningListener {
                 (Slot::Http(slot), task)
             }
             ListenerProtocol::Tcp => {
-                let forwarding = TcpForwarding::new(table, config.timeouts.idle, metrics);
+                let forwarding = TcpForwarding::new(table, config.timeouts.idle);
                 let slot = ListenerSlot::new(Arc::new(forwarding), policy);
                 let task = tokio::spawn(crate::proxy::tcp::serve(
                     socket,
@@ -107,15 +106,12 @@ impl RunningListener {
         config: &config::Listener,
         table: Arc<RouteTable>,
         policy: ListenerPolicy,
-        metrics: &Metrics,
     ) {
         match &self.slot {
             Slot::Http(slot) => slot.routing.store(table),
-            Slot::Tcp(slot) => slot.routing.store(Arc::new(TcpForwarding::new(
-                table,
-                config.timeouts.idle,
-                metrics,
-            ))),
+            Slot::Tcp(slot) => slot
+                .routing
+                .store(Arc::new(TcpForwarding::new(table, config.timeouts.idle))),
         }
         let tls_changed = self.config.tls != config.tls;
         match &self.slot {

@@ -193,7 +193,6 @@ impl Server {
                 socket,
                 snapshot.listeners[index].clone(),
                 policy,
-                &state.metrics,
             ));
         }
         let mut service_tasks = HashMap::new();

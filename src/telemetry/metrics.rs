@@ -527,6 +527,39 @@ const COMMON_STATUSES: [u16; 17] = [
 
 /// The `weir_http_requests_total` counters of one (listener, route, service, endpoint).
 ///
+/// `weir_tcp_connections_total` and `weir_tcp_bytes_total` handles of one listener and
+/// service: what a connection forwarded as bytes counts when it ends.
+#[derive(Debug)]
+pub struct TcpCounters {
+    /// Connections forwarded.
+    pub connections: Counter,
+    /// Bytes from the client.
+    pub upstream: Counter,
+    /// Bytes from the upstream.
+    pub downstream: Counter,
+}
+
+impl TcpCounters {
+    /// The handles of `listener`'s connections to `service`.
+    pub fn new(metrics: &Metrics, listener: &str, service: &str) -> Self {
+        let bytes = |direction: &str| {
+            metrics.tcp_bytes.get_or_create_owned(&TcpBytesLabels {
+                listener: listener.to_string(),
+                service: service.to_string(),
+                direction: direction.to_string(),
+            })
+        };
+        TcpCounters {
+            connections: metrics.tcp_connections.get_or_create_owned(&TcpLabels {
+                listener: listener.to_string(),
+                service: service.to_string(),
+            }),
+            upstream: bytes("upstream"),
+            downstream: bytes("downstream"),
+        }
+    }
+}
+
 /// Each status and error code gets its counter on first use (so `/metrics` shows only
 /// series that happened); after that, counting is one atomic add.
 #[derive(Debug)]

@@ -20,10 +20,21 @@ const A_ID: &str = "spiffe://cluster.local/ns/shop/sa/a";
 const B_ID: &str = "spiffe://cluster.local/ns/shop/sa/b";
 
 /// An application: answers every GET with its name, the port it listens on and the
-/// `x-forwarded-client-cert` it received.
+/// `x-forwarded-client-cert` it received. With a third argument it speaks a line protocol
+/// instead (not HTTP): `line` answers each line with `<name> <line>`; `banner` speaks first.
 const APP: &str = r#"
-import http.server, sys
+import http.server, socketserver, sys
 name, port = sys.argv[1], int(sys.argv[2])
+mode = sys.argv[3] if len(sys.argv) > 3 else "http"
+class Line(socketserver.StreamRequestHandler):
+    def handle(self):
+        if mode == "banner":
+            self.wfile.write(f"220 {name} ready\n".encode())
+        for line in self.rfile:
+            self.wfile.write(f"{name} {line.decode().strip()}\n".encode())
+if mode != "http":
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer(("0.0.0.0", port), Line).serve_forever()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
@@ -98,25 +109,48 @@ fn metrics(pod: &Netns) -> String {
     body
 }
 
-/// Starts an application named `name` on `port` in `pod`.
+/// Starts an HTTP application named `name` on `port` in `pod`.
 fn app(pod: &Netns, dir: &Path, name: &str, port: u16) -> Sidecar {
+    let app = spawn_app(pod, dir, &[name, &port.to_string()]);
+    wait_for(pod, &format!("http://127.0.0.1:{port}/"), name);
+    app
+}
+
+/// Starts a line-protocol application (`mode`: `line` or `banner`) on `port` in `pod`.
+fn line_app(pod: &Netns, dir: &Path, name: &str, port: u16, mode: &str) -> Sidecar {
+    let app = spawn_app(pod, dir, &[name, &port.to_string(), mode]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+    while !pod.exec("bash", &["-c", &probe]).status.success() {
+        assert!(Instant::now() < deadline, "{name} did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    app
+}
+
+/// Opens a TCP connection from `pod` (as its application), writes `send` (if any) and
+/// returns the first `lines` lines it reads within 3 s.
+fn talk(pod: &Netns, address: &str, send: Option<&str>, lines: usize) -> String {
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    let send = send.map_or(String::new(), |s| format!("printf '{s}\\n' >&3; "));
+    let script = format!("exec 3<>/dev/tcp/{host}/{port} && {send}timeout 3 head -n {lines} <&3");
+    String::from_utf8_lossy(&pod.exec("bash", &["-c", &script]).stdout).into_owned()
+}
+
+fn spawn_app(pod: &Netns, dir: &Path, args: &[&str]) -> Sidecar {
     let script = dir.join("app.py");
     if !script.exists() {
         std::fs::write(&script, APP).expect("write app");
     }
+    let script = script.to_string_lossy().into_owned();
     let child = pod
-        .command(
-            "python3",
-            &[&script.to_string_lossy(), name, &port.to_string()],
-        )
+        .command("python3", &[&[script.as_str()], args].concat())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn the application");
-    let app = Sidecar(child);
-    wait_for(pod, &format!("http://127.0.0.1:{port}/"), name);
-    app
+    Sidecar(child)
 }
 
 /// Mints `sa`'s identity under `ca`, readable by the proxy uid.
@@ -199,7 +233,12 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         ),
         "  - { name: local-app, addresses: [\"0.0.0.0:8080\"], endpoints: [\"127.0.0.1:8080\"] }\n",
     );
-    let _b1_apps = [app(&b1, &dir, "b1", 8080), app(&b1, &dir, "b1-raw", 9000)];
+    let _b1_apps = [
+        app(&b1, &dir, "b1", 8080),
+        app(&b1, &dir, "b1-raw", 9000),
+        line_app(&b1, &dir, "b1-line", 7000, "line"),
+        line_app(&b1, &dir, "b1-banner", 7001, "banner"),
+    ];
     let _b2_apps = [app(&b2, &dir, "b2", 8080), app(&b2, &dir, "outside", 9100)];
     let _b1_weir = sidecar(&b1, &dir, "b1", &b_config, &[]);
     let _b2_weir = sidecar(
@@ -216,7 +255,7 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         &a_id,
         "  - name: inbound\n    address: 0.0.0.0:15006\n    transparent: true\n    direction: inbound\n",
         &format!(
-            "  - name: b\n    addresses: [198.51.100.100:8080]\n    endpoints: [198.51.100.20:8080, 198.51.100.21:8080]\n    load_balancer: round_robin\n    tls: {{ identity: \"{B_ID}\" }}\n  - name: b-raw\n    addresses: [198.51.100.100:9000]\n    endpoints: [198.51.100.20:9000]\n    tls: {{ identity: \"{B_ID}\" }}\n"
+            "  - name: b\n    addresses: [198.51.100.100:8080]\n    endpoints: [198.51.100.20:8080, 198.51.100.21:8080]\n    load_balancer: round_robin\n    tls: {{ identity: \"{B_ID}\" }}\n  - name: b-raw\n    addresses: [198.51.100.100:9000]\n    endpoints: [198.51.100.20:9000]\n    tls: {{ identity: \"{B_ID}\" }}\n  - name: b-line\n    addresses: [198.51.100.100:7000]\n    endpoints: [198.51.100.20:7000]\n    tls: {{ identity: \"{B_ID}\" }}\n  - name: b-banner\n    addresses: [198.51.100.101:7001]\n    endpoints: [198.51.100.20:7001]\n    tls: {{ identity: \"{B_ID}\" }}\n"
         ),
     );
     let _a_weir = sidecar(&a, &dir, "a", &a_config, &[]);
@@ -273,7 +312,31 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         1.0
     );
 
-    // 3. A call to an address no service of A claims passes through A untouched: to b1's own
+    // 3. Calls that are not HTTP through the same outbound listener: a line protocol is
+    //    forwarded as bytes to the claiming service over mTLS (and, unclaimed at b1, relayed
+    //    to the port on 127.0.0.1); a protocol whose server speaks first is forwarded once
+    //    the client has been silent for a second.
+    assert_eq!(
+        talk(&a, "198.51.100.100:7000", Some("PING"), 1),
+        "b1-line PING\n"
+    );
+    assert_eq!(
+        talk(&a, "198.51.100.101:7001", None, 1),
+        "220 b1-banner ready\n"
+    );
+    let opaque = [("listener", "outbound"), ("service", "b-line")];
+    let settled = Instant::now() + Duration::from_secs(5);
+    while metric_sum(&metrics(&a), "weir_tcp_connections_total", &opaque) != 1.0 {
+        assert!(Instant::now() < settled, "{}", metrics(&a));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        metric_sum(&metrics(&b1), "weir_tcp_connections_total", &relayed),
+        3.0,
+        "b1 relayed ports 9000, 7000 and 7001 to 127.0.0.1"
+    );
+
+    // 4. A call to an address no service of A claims passes through A untouched: to b1's own
     //    IP it arrives in plaintext, and b1 (which allows only A's identity) refuses it;
     //    to a port outside the mesh it is answered.
     let (code, _) = curl(&a, "http://198.51.100.20:8080/").expect("an answer");
@@ -295,7 +358,7 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         2.0
     );
 
-    // 4. A client that dials A's outbound listener itself (not redirected) is closed, not
+    // 5. A client that dials A's outbound listener itself (not redirected) is closed, not
     //    relayed back into weir.
     assert_eq!(curl(&a, "http://127.0.0.1:15001/"), None);
     let refused = [("listener", "outbound"), ("kind", "unknown_destination")];
@@ -304,7 +367,7 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         1.0
     );
 
-    // 5. B's outbound listener refuses destinations nothing claims.
+    // 6. B's outbound listener refuses destinations nothing claims.
     assert_eq!(curl(&b1, "http://198.51.100.10:8080/"), None);
     assert_eq!(
         metric_sum(&metrics(&b1), "weir_downstream_errors_total", &refused),

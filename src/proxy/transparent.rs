@@ -1,0 +1,79 @@
+//! The stage a transparent listener adds before HTTP: a connection whose original
+//! destination no route claims is relayed or refused ([`super::passthrough`]); a claimed one
+//! that does not start with HTTP (a database, a cache: iptables sends all of a pod's TCP to
+//! one port) is forwarded as bytes to the claiming route's service ([`super::detect`]);
+//! the rest is served as HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::authorize::PeerDecision;
+use super::connection::OpenConnection;
+use super::detect::{detect, Detected, Prefixed, SILENT_CLIENT};
+use super::passthrough::relay_unclaimed;
+use super::tcp::forward_opaque;
+use super::tls_accept::ClientStream;
+use crate::route::RouteTable;
+
+/// What became of a transparent connection.
+pub enum Diverted {
+    /// It speaks HTTP to a claimed destination: serve it (its first bytes come again).
+    Http(Prefixed<ClientStream>, OpenConnection),
+    /// It was handed to a relay, or closed.
+    Taken,
+}
+
+/// Decides how a connection to `destination`, past the listener's TLS (`peer` is what the
+/// handshake said), is served by `table`. Relays run in tasks of their own, outside the
+/// HTTP connection's timeouts; they end after `idle` without a byte.
+pub async fn divert(
+    mut stream: ClientStream,
+    client: SocketAddr,
+    destination: SocketAddr,
+    table: Arc<RouteTable>,
+    peer: Option<&PeerDecision>,
+    idle: Duration,
+    open: OpenConnection,
+) -> Diverted {
+    let claimed = table.claiming(destination);
+    let detected = match claimed {
+        None => None,
+        Some(_) => match detect(&mut stream, SILENT_CLIENT).await {
+            Ok(detected) => Some(detected),
+            Err(e) => {
+                tracing::debug!(%client, error = %e, "connection failed before its first bytes");
+                return Diverted::Taken;
+            }
+        },
+    };
+    let prefix = match detected {
+        Some((Detected::Http, prefix)) => {
+            return Diverted::Http(Prefixed::new(stream, prefix), open)
+        }
+        Some((Detected::Opaque, prefix)) => prefix,
+        None => Vec::new(),
+    };
+    // Bytes: the listener's `allow` decides once, for the connection.
+    if let Some(peer) = peer {
+        peer.counter.inc();
+        if !peer.allowed {
+            tracing::debug!(%client, peer = ?peer.peer, "peer identity denied; connection closed");
+            return Diverted::Taken;
+        }
+    }
+    let stream = Prefixed::new(stream, prefix);
+    tokio::spawn(async move {
+        match (claimed, &table.unknown) {
+            (Some(route), _) => {
+                forward_opaque(&table, route, stream, &client, idle).await;
+                drop(open);
+            }
+            (None, Some(unknown)) => {
+                relay_unclaimed(stream, client, destination, unknown, idle, open).await
+            }
+            (None, None) => {}
+        }
+    });
+    Diverted::Taken
+}
