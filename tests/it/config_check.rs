@@ -126,10 +126,11 @@ fn reference_example_passes_and_prints_the_not_enforced_warnings() {
             )
         })
         .collect();
-    // Kubernetes discovery (transparent mode is not in the file); tracing is enforced.
-    assert!(!expected.is_empty(), "{expected:#?}");
+    // Kubernetes discovery and tracing are enforced (transparent mode is not in the file).
     assert!(
-        !expected.iter().any(|w| w.contains(": tracing")),
+        !expected
+            .iter()
+            .any(|w| w.contains(": tracing") || w.contains(".discovery.kubernetes")),
         "{expected:#?}"
     );
     assert!(expected
