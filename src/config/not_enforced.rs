@@ -7,13 +7,11 @@ use super::reader::Ctx;
 use super::tree::Pos;
 
 /// `(id, what the user wrote, what that means today)`. The decoder passes the id.
-pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[
-    (
-        "listener.transparent",
-        "transparent: true",
-        "traffic is routed by this listener's routes, not by original destination",
-    ),
-];
+pub(crate) const NOT_ENFORCED: &[(&str, &str, &str)] = &[(
+    "listener.transparent",
+    "transparent: true",
+    "traffic is routed by this listener's routes, not by original destination",
+)];
 
 /// Warns at `pos` if the section `id` is still in [`NOT_ENFORCED`].
 pub(crate) fn warn_if_not_enforced(ctx: &mut Ctx, id: &str, pos: Pos, path: &str) {

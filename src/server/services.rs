@@ -26,21 +26,45 @@ impl ServiceTasks {
         stop: &watch::Receiver<bool>,
     ) -> ServiceTasks {
         let mut tasks = Vec::new();
-        if let Some(Discovery::Dns {
-            host,
-            port,
-            refresh,
-        }) = &config.discovery
-        {
-            let (endpoints, updates) = watch::channel(Vec::new());
-            tasks.push(tokio::spawn(crate::discovery::dns::run(
-                config.name.clone(),
-                host.clone(),
-                *port,
-                *refresh,
-                endpoints,
-                stop.clone(),
-            )));
+        let discovery = match &config.discovery {
+            Some(Discovery::Dns {
+                host,
+                port,
+                refresh,
+            }) => {
+                let (endpoints, updates) = watch::channel(Vec::new());
+                tasks.push(tokio::spawn(crate::discovery::dns::run(
+                    config.name.clone(),
+                    host.clone(),
+                    *port,
+                    *refresh,
+                    endpoints,
+                    stop.clone(),
+                )));
+                Some(updates)
+            }
+            Some(Discovery::Kubernetes {
+                service: k8s_service,
+                namespace,
+                port,
+            }) => {
+                let (endpoints, updates) = watch::channel(Vec::new());
+                let target = crate::discovery::kubernetes::Target {
+                    weir_service: config.name.clone(),
+                    service: k8s_service.clone(),
+                    namespace: namespace.clone(),
+                    port: port.clone(),
+                };
+                tasks.push(tokio::spawn(crate::discovery::kubernetes::run(
+                    target,
+                    endpoints,
+                    stop.clone(),
+                )));
+                Some(updates)
+            }
+            None => None,
+        };
+        if let Some(updates) = discovery {
             let (following, stop) = (service.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 following.follow_discovery(updates, stop).await

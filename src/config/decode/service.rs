@@ -8,8 +8,7 @@ use crate::config::not_enforced::warn_if_not_enforced;
 use crate::config::reader::{Ctx, Field};
 use crate::config::schema::{
     CircuitBreaker, Discovery, EndpointSpec, HealthCheck, KubePort, Limits, LoadBalancer,
-    OutlierDetection,
-    RingHash, Service, ServiceTls, UpstreamProtocol,
+    OutlierDetection, RingHash, Service, ServiceTls, UpstreamProtocol,
 };
 use crate::config::tree::{quote, Value};
 use crate::config::validate::{Facts, Named};
