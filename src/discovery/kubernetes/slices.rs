@@ -284,7 +284,7 @@ mod tests {
     fn serving_terminating_endpoints_are_used_only_without_a_ready_one() {
         let draining = slice("a", &[(None, 80)], &[("10.0.0.1", DRAINING)]);
         assert_eq!(
-            set(&[draining.clone()], KubePort::Number(80)),
+            set(std::slice::from_ref(&draining), KubePort::Number(80)),
             ["10.0.0.1:80"]
         );
         let fresh = slice("b", &[(None, 80)], &[("10.0.0.2", READY)]);
