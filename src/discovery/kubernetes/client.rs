@@ -31,8 +31,8 @@ pub struct ApiServer {
 }
 
 /// A bearer token, fixed or read from a file before each request (so rotated service-account
-/// tokens are picked up).
-#[derive(Debug, Clone)]
+/// tokens are picked up). Its `Debug` hides the token.
+#[derive(Clone)]
 pub enum Auth {
     /// No `Authorization` header (a client certificate, or an open test server).
     None,
@@ -40,6 +40,16 @@ pub enum Auth {
     Token(String),
     /// A token file (the pod's service account, or `tokenFile`).
     TokenFile(PathBuf),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Token(_) => f.write_str("Token(<hidden>)"),
+            Auth::TokenFile(path) => f.debug_tuple("TokenFile").field(path).finish(),
+        }
+    }
 }
 
 /// Why a request got no response head.

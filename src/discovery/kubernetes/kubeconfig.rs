@@ -77,12 +77,16 @@ fn in_cluster() -> Result<ApiServer, ConfigError> {
     ) else {
         return Err(ConfigError::NotFound);
     };
+    service_account(&host, &port, Path::new(SERVICE_ACCOUNT))
+}
+
+/// The API server at `host:port`, trusted through `dir/ca.crt`, with the token `dir/token`.
+fn service_account(host: &str, port: &str, dir: &Path) -> Result<ApiServer, ConfigError> {
     let host = if host.contains(':') {
         format!("[{host}]")
     } else {
-        host
+        host.to_string()
     };
-    let dir = Path::new(SERVICE_ACCOUNT);
     let ca = read(&dir.join("ca.crt"))?;
     let server = format!("https://{host}:{port}");
     let uri = server
@@ -340,6 +344,49 @@ mod tests {
         assert_eq!(api.uri.to_string(), "http://127.0.0.1:2/");
         assert!(matches!(api.auth, Auth::Token(ref t) if t == "s3cret"));
         assert!(api.tls.is_none());
+    }
+
+    #[test]
+    fn a_service_account_gives_https_with_its_ca_and_token_file() {
+        let sa = dir("sa");
+        std::fs::create_dir_all(&sa).expect("dir");
+        let ca =
+            rcgen::generate_simple_self_signed(vec!["kubernetes.default.svc".into()]).expect("ca");
+        std::fs::write(sa.join("ca.crt"), ca.cert.pem()).expect("write ca");
+        let api = service_account("fd00::1", "443", &sa).expect("in-cluster config");
+        assert_eq!(api.uri.to_string(), "https://[fd00::1]:443/");
+        assert!(matches!(api.auth, Auth::TokenFile(ref p) if p == &sa.join("token")));
+        assert!(api.tls.is_some());
+        std::fs::write(sa.join("ca.crt"), "not a certificate").expect("write");
+        let err = service_account("10.96.0.1", "443", &sa)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("holds no certificate")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn an_https_cluster_with_inline_ca_and_client_certificate_loads() {
+        let ca = rcgen::generate_simple_self_signed(vec!["k".into()]).expect("ca");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let text = format!(
+            "current-context: x\nclusters:\n- name: c\n  cluster:\n    server: https://k:6443\n    certificate-authority-data: {}\ncontexts:\n- name: x\n  context: {{ cluster: c, user: u }}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&ca.cert.pem()),
+            b64(&ca.cert.pem()),
+            b64(&ca.signing_key.serialize_pem()),
+        );
+        let api = from_kubeconfig(&write(&dir("https"), &text)).expect("loads");
+        assert!(api
+            .tls
+            .is_some_and(|t| t.client_auth_cert_resolver.has_certs()));
+        assert!(matches!(api.auth, Auth::None));
+        assert_eq!(
+            format!("{:?}", Auth::Token("s3cret".into())),
+            "Token(<hidden>)"
+        );
     }
 
     #[test]
