@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use weir::telemetry::prometheus_text::metric_sum;
 
-use crate::support::{free_port, load, scratch_dir, services, until, Client, Upstream, Weir};
+use crate::support::{free_port, get, load, scratch_dir, services, until, Client, Upstream, Weir};
 
 const NAMESPACE: &str = "shop";
 const SERVICE: &str = "web";
@@ -364,8 +364,8 @@ async fn listed(weir: &Weir) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Waits until weir's service lists exactly `want`, then checks that fresh requests reach
-/// every one of them and nothing else.
+/// Waits until weir's service lists exactly `want`, then (when there are any) checks that
+/// fresh requests reach every one of them and nothing else.
 async fn serves(weir: &Weir, addr: SocketAddr, want: &[&Upstream], step: &str) {
     let wanted: BTreeSet<String> = want.iter().map(|u| u.addr.to_string()).collect();
     let target = &wanted;
@@ -380,6 +380,9 @@ async fn serves(weir: &Weir, addr: SocketAddr, want: &[&Upstream], step: &str) {
         listed(weir).await,
         weir.logs()
     );
+    if want.is_empty() {
+        return;
+    }
     let counts = load(addr, "/", 40, 1).await;
     let names: BTreeSet<&str> = want.iter().map(|u| u.name.as_str()).collect();
     let served: BTreeSet<&str> = counts.keys().map(String::as_str).collect();
@@ -461,11 +464,30 @@ async fn endpointslices_drive_the_endpoint_set_without_failing_a_request() {
         "{} of {sent} requests failed: {failures:?}",
         failures.len()
     );
+
+    // With the traffic stopped: when the API says no endpoint is usable, the service has
+    // none (as with kube-proxy, rather than sending to pods that are going away)…
+    api.event("MODIFIED", slice("web-1", &[not_ready(&a)]));
+    api.event("MODIFIED", slice("web-2", &[not_ready(&b), not_ready(&c)]));
+    serves(&weir, addr, &[], "nothing ready").await;
+    let (status, headers, _) = get(addr, "/", &[]).await.expect("weir answers");
+    assert_eq!(
+        (
+            status,
+            headers.get("weir-error").and_then(|v| v.to_str().ok())
+        ),
+        (503, Some("no_healthy_endpoint"))
+    );
+    // …until one is ready again.
+    api.event("MODIFIED", slice("web-2", &[not_ready(&b), ready(&c)]));
+    serves(&weir, addr, &[&c], "ready again").await;
+
     let logs = weir.logs();
     assert!(
         logs.contains("kubernetes discovery updated endpoints"),
         "{logs}"
     );
+    assert!(logs.contains("has no ready or serving endpoint"), "{logs}");
     assert!(logs.contains("endpointslice list/watch failed"), "{logs}");
     assert!(logs.contains("410 Gone"), "{logs}");
     assert!(!logs.contains("not enforced"), "{logs}");

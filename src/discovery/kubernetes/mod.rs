@@ -1,6 +1,7 @@
 //! Kubernetes discovery: watch the EndpointSlices of a Service and deliver its usable
 //! endpoints to the weir service over a channel, as DNS discovery does. The API server
-//! going away keeps the last good set: an API hiccup must not empty a service.
+//! going away keeps the last good set: an API hiccup must not empty a service; only the
+//! API saying that no endpoint is usable does.
 //!
 //! [`kubeconfig`] finds the API server, [`client`] asks it, [`watch`] speaks list/watch,
 //! [`slices`] turns slices into addresses, [`backoff`] paces retries.
@@ -103,12 +104,10 @@ async fn discover(target: Target, endpoints: channel::Sender<Vec<(SocketAddr, u3
 struct Publisher {
     target: Target,
     endpoints: channel::Sender<Vec<(SocketAddr, u32)>>,
-    /// What was sent last.
-    last: Vec<SocketAddr>,
+    /// What was sent last; `None` before the first list.
+    last: Option<Vec<SocketAddr>>,
     /// Slices without the wanted port, as last warned about.
     without_port: Vec<String>,
-    /// Whether the empty set was warned about since the last send.
-    warned_empty: bool,
 }
 
 impl Publisher {
@@ -116,12 +115,13 @@ impl Publisher {
         Publisher {
             target,
             endpoints,
-            last: Vec::new(),
+            last: None,
             without_port: Vec::new(),
-            warned_empty: false,
         }
     }
 
+    /// Sends the set `state` gives when it differs from the last one sent. An empty set is
+    /// sent too: the API said the Service has no usable endpoint (errors never get here).
     fn publish(&mut self, state: &SliceState) {
         let t = &self.target;
         let without_port = slices::slices_without_port(&state.slices, &t.port);
@@ -130,19 +130,15 @@ impl Publisher {
         }
         self.without_port = without_port;
         let set = slices::endpoint_set(&state.slices, &t.port);
-        if set == self.last {
+        if self.last.as_ref() == Some(&set) {
             return;
         }
         if set.is_empty() {
-            if !self.warned_empty && !self.last.is_empty() {
-                tracing::warn!(service = %t.weir_service, kubernetes_service = %t.service, "the service has no ready or serving endpoint now; keeping the last endpoints");
-                self.warned_empty = true;
-            }
-            return;
+            tracing::warn!(service = %t.weir_service, kubernetes_service = %t.service, namespace = %t.namespace, slices = state.slices.len(), "the Kubernetes Service has no ready or serving endpoint; the service has none");
+        } else {
+            tracing::info!(service = %t.weir_service, kubernetes_service = %t.service, endpoints = set.len(), "kubernetes discovery updated endpoints");
         }
-        tracing::info!(service = %t.weir_service, kubernetes_service = %t.service, endpoints = set.len(), "kubernetes discovery updated endpoints");
         let _ = self.endpoints.send(set.iter().map(|&a| (a, 1)).collect());
-        self.last = set;
-        self.warned_empty = false;
+        self.last = Some(set);
     }
 }
