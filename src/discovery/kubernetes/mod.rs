@@ -63,25 +63,38 @@ async fn discover(target: Target, endpoints: channel::Sender<Vec<(SocketAddr, u3
     let slices = SliceWatch::new(api, &target.namespace, &target.service);
     let mut publisher = Publisher::new(target, endpoints);
     let mut state = SliceState::default();
+    // Whether a watch has delivered an event since the last list: a `410 Gone` right after a
+    // list is paced, so a server that expires what it just listed is not asked in a loop.
+    let mut event_since_list = true;
     while !publisher.endpoints.is_closed() {
         let failure = if state.resource_version.is_none() {
             match slices.list(&mut state).await {
                 Ok(()) => {
-                    backoff.reset();
+                    event_since_list = false;
                     publisher.publish(&state);
                     continue;
                 }
-                Err(e) => e,
+                // Listing has no version to expire: a 410 there is an error like any other.
+                Err(e) => WatchError::Failed(e.to_string()),
             }
         } else {
-            match slices.watch(&mut state, |s| publisher.publish(s)).await {
-                Ok(events) if events > 0 => {
+            let watched = slices
+                .watch(&mut state, |s| {
+                    event_since_list = true;
                     backoff.reset();
+                    publisher.publish(s);
+                })
+                .await;
+            match watched {
+                Ok(events) if events > 0 => continue,
+                // The server ended a quiet watch (no bookmark either): watch again, paced
+                // like a failure so a server that closes every watch is not hammered.
+                Ok(_) => {
+                    let pause = backoff.after_failure();
+                    tracing::debug!(service = %publisher.target.weir_service, retry_in = ?pause, "endpointslice watch ended without an event");
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
-                // A stream that ends at once and empty is paced like a failure, so a server
-                // that closes every watch is not asked in a tight loop.
-                Ok(_) => WatchError::Failed("the watch ended without an event".into()),
                 Err(e) => e,
             }
         };
@@ -90,6 +103,9 @@ async fn discover(target: Target, endpoints: channel::Sender<Vec<(SocketAddr, u3
             WatchError::Gone => {
                 tracing::info!(service = %t.weir_service, kubernetes_service = %t.service, "endpointslice watch expired (410 Gone); listing again");
                 state.resource_version = None;
+                if !event_since_list {
+                    tokio::time::sleep(backoff.after_failure()).await;
+                }
             }
             WatchError::Failed(why) => {
                 let pause = backoff.after_failure();

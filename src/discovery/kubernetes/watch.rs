@@ -154,6 +154,17 @@ impl SliceWatch {
         let body = read_capped(response.into_body()).await?;
         let list: SliceList = serde_json::from_slice(&body)
             .map_err(|e| WatchError::Failed(format!("unreadable EndpointSliceList: {e}")))?;
+        if list
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or("")
+            .is_empty()
+        {
+            return Err(WatchError::Failed(
+                "the EndpointSliceList has no resourceVersion to watch from".into(),
+            ));
+        }
         state.slices = list
             .items
             .into_iter()
