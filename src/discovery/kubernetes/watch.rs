@@ -194,7 +194,16 @@ impl SliceWatch {
         loop {
             let frame = match tokio::time::timeout(WATCH_IDLE, body.frame()).await {
                 Err(_) => return Err(WatchError::Failed("the watch went silent".into())),
-                Ok(None) => return Ok(events),
+                Ok(None) => {
+                    // A last event without its newline still counts.
+                    let rest = buffer.trim_ascii();
+                    if !rest.is_empty() {
+                        apply(state, rest)?;
+                        events += 1;
+                        changed(state);
+                    }
+                    return Ok(events);
+                }
                 Ok(Some(Err(e))) => {
                     return Err(WatchError::Failed(format!("watch stream broke: {e}")))
                 }
@@ -320,6 +329,104 @@ mod tests {
             apply(&mut state, b"{not json"),
             Err(WatchError::Failed(_))
         ));
+    }
+
+    /// Serves one canned HTTP/1.1 response (written in the given pieces, with a pause
+    /// between them) to the first connection, and returns the request it read.
+    async fn one_response(pieces: Vec<String>) -> (ApiServer, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let served = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut request = vec![0u8; 4096];
+            let n = conn.read(&mut request).await.expect("read");
+            for piece in pieces {
+                conn.write_all(piece.as_bytes()).await.expect("write");
+                conn.flush().await.expect("flush");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        let api = ApiServer {
+            uri: format!("http://{addr}").parse().expect("uri"),
+            auth: super::super::client::Auth::Token("t0k".into()),
+            tls: None,
+        };
+        (api, served)
+    }
+
+    fn chunk(text: &str) -> String {
+        format!("{:x}\r\n{text}\r\n", text.len())
+    }
+
+    #[tokio::test]
+    async fn a_watch_reads_events_split_across_chunks_and_a_last_line_without_newline() {
+        let (a, b) = (
+            slice_event("ADDED", "a", "5"),
+            slice_event("ADDED", "b", "6"),
+        );
+        let (a1, a2) = a.split_at(30);
+        let pieces = vec![
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_string(),
+            chunk(a1),
+            chunk(&format!("{a2}\n")),
+            chunk(&b),
+            "0\r\n\r\n".to_string(),
+        ];
+        let (api, served) = one_response(pieces).await;
+        let mut state = SliceState {
+            resource_version: Some("4".into()),
+            ..SliceState::default()
+        };
+        let mut seen = Vec::new();
+        let events = SliceWatch::new(api, "shop", "web")
+            .watch(&mut state, |s| seen.push(s.slices.len()))
+            .await
+            .expect("the watch ends cleanly");
+        assert_eq!((events, seen), (2, vec![1, 2]));
+        assert_eq!(state.resource_version.as_deref(), Some("6"));
+        let request = served.await.expect("server");
+        assert!(
+            request.starts_with("GET /apis/discovery.k8s.io/v1/namespaces/shop/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dweb&watch=true&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=4 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.contains("authorization: Bearer t0k\r\n"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_410_answer_to_a_watch_means_gone_and_a_list_needs_a_version() {
+        let status = r#"{"kind":"Status","code":410,"reason":"Expired","message":"too old"}"#;
+        let (api, _) = one_response(vec![format!(
+            "HTTP/1.1 410 Gone\r\ncontent-length: {}\r\n\r\n{status}",
+            status.len()
+        )])
+        .await;
+        let mut state = SliceState {
+            resource_version: Some("1".into()),
+            ..SliceState::default()
+        };
+        let watched = SliceWatch::new(api, "shop", "web")
+            .watch(&mut state, |_| {})
+            .await;
+        assert!(matches!(watched, Err(WatchError::Gone)), "{watched:?}");
+
+        let list = r#"{"kind":"EndpointSliceList","metadata":{},"items":[]}"#;
+        let (api, _) = one_response(vec![format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{list}",
+            list.len()
+        )])
+        .await;
+        let listed = SliceWatch::new(api, "shop", "web").list(&mut state).await;
+        assert!(
+            matches!(&listed, Err(WatchError::Failed(m)) if m.contains("no resourceVersion")),
+            "{listed:?}"
+        );
     }
 
     #[test]
