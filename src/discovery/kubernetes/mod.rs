@@ -54,7 +54,7 @@ async fn discover(target: Target, endpoints: channel::Sender<Vec<(SocketAddr, u3
         match kubeconfig::infer() {
             Ok(api) => break api,
             Err(e) => {
-                let pause = backoff.after_failure();
+                let pause = backoff::jittered(backoff.after_failure());
                 tracing::warn!(service = %target.weir_service, error = %e, retry_in = ?pause, "kubernetes discovery has no API server");
                 tokio::time::sleep(pause).await;
             }
@@ -90,7 +90,7 @@ async fn discover(target: Target, endpoints: channel::Sender<Vec<(SocketAddr, u3
                 // The server ended a quiet watch (no bookmark either): watch again, paced
                 // like a failure so a server that closes every watch is not hammered.
                 Ok(_) => {
-                    let pause = backoff.after_failure();
+                    let pause = backoff::jittered(backoff.after_failure());
                     tracing::debug!(service = %publisher.target.weir_service, retry_in = ?pause, "endpointslice watch ended without an event");
                     tokio::time::sleep(pause).await;
                     continue;
@@ -104,11 +104,11 @@ async fn discover(target: Target, endpoints: channel::Sender<Vec<(SocketAddr, u3
                 tracing::info!(service = %t.weir_service, kubernetes_service = %t.service, "endpointslice watch expired (410 Gone); listing again");
                 state.resource_version = None;
                 if !event_since_list {
-                    tokio::time::sleep(backoff.after_failure()).await;
+                    tokio::time::sleep(backoff::jittered(backoff.after_failure())).await;
                 }
             }
             WatchError::Failed(why) => {
-                let pause = backoff.after_failure();
+                let pause = backoff::jittered(backoff.after_failure());
                 tracing::warn!(service = %t.weir_service, kubernetes_service = %t.service, namespace = %t.namespace, error = %why, retry_in = ?pause, "endpointslice list/watch failed; keeping the last endpoints");
                 tokio::time::sleep(pause).await;
             }
