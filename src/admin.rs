@@ -328,6 +328,7 @@ fn services_json(snapshot: &Snapshot) -> String {
                 "circuit_breaker": s.breaker.as_ref().map(|b| b.state().as_str()),
                 "in_rotation": set.in_rotation(),
                 "endpoints": endpoints,
+                "discovered_addresses": s.discovered_addresses.load().iter().map(ToString::to_string).collect::<Vec<_>>(),
             })
         })
         .collect();

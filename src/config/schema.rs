@@ -467,9 +467,22 @@ pub enum Discovery {
         service: String,
         /// Namespace.
         namespace: String,
-        /// Port number.
-        port: u16,
+        /// Which port of the EndpointSlices to use (see [`KubePort`]).
+        port: KubePort,
     },
+}
+
+/// The port of a Kubernetes Service's endpoints, as the user can know it: a number or the
+/// port's name. EndpointSlices list target ports, so a name is the only key that survives a
+/// Service port that differs from its target port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum KubePort {
+    /// `port: 5432`: the slice port with this number; when none has it and the slice has
+    /// exactly one port, that one (the number was the Service port, as kube-proxy takes it).
+    Number(u16),
+    /// `port: postgres`: the slice port with this name.
+    Name(String),
 }
 
 /// Load-balancing algorithm.

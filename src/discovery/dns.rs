@@ -23,6 +23,12 @@ pub async fn run(
         match tokio::net::lookup_host((host.as_str(), port)).await {
             Ok(addrs) => {
                 let mut addrs: Vec<SocketAddr> = addrs.collect();
+                if addrs.is_empty() {
+                    // The service empties only when its source says so on purpose; an empty
+                    // answer is treated as a failed lookup.
+                    tracing::warn!(%service, %host, "dns lookup found no address; keeping the last endpoints");
+                    addrs = last.clone();
+                }
                 addrs.sort();
                 addrs.dedup();
                 if addrs != last {

@@ -302,7 +302,7 @@ impl Running {
                     // Its discovery, sweeps and health checks stop before the new ones start.
                     drop(replaced);
                     service.forget_departed_endpoints();
-                    ServiceTasks::start(s, service, &shared.stop)
+                    ServiceTasks::start(&snapshot.config, s, service, &shared.stop)
                 }
             };
             self.services.insert(s.name.clone(), tasks);

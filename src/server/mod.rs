@@ -198,7 +198,10 @@ impl Server {
         let mut service_tasks = HashMap::new();
         for s in &config.services {
             if let Some(service) = snapshot.services.get(&s.name) {
-                service_tasks.insert(s.name.clone(), ServiceTasks::start(s, service, &stop_rx));
+                service_tasks.insert(
+                    s.name.clone(),
+                    ServiceTasks::start(&config, s, service, &stop_rx),
+                );
             }
         }
         background.push(tokio::spawn(close_idle_connections(

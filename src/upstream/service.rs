@@ -277,17 +277,21 @@ impl Service {
         }
     }
 
-    /// Applies the endpoint sets discovery delivers (DNS now, Kubernetes later) until
-    /// `stop` turns true or discovery ends: discovery finds endpoints, the service alone
-    /// decides what its rotation holds.
+    /// Applies the endpoint sets discovery delivers (DNS, Kubernetes) until `stop` turns
+    /// true or discovery ends: discovery finds endpoints, the service alone decides what its
+    /// rotation holds. The channel's initial empty value is no news (a rebuilt service keeps
+    /// its predecessor's endpoints until its discovery answers); every set discovery sends
+    /// is applied, an empty one too: discovery sends one only when its source says there is
+    /// no endpoint (a Kubernetes Service without ready pods), never on an error.
     pub async fn follow_discovery(
         &self,
         mut updates: watch::Receiver<Vec<(SocketAddr, u32)>>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let mut sent = updates.has_changed().unwrap_or(false);
         loop {
             let wanted = updates.borrow_and_update().clone();
-            if !wanted.is_empty() {
+            if sent || !wanted.is_empty() {
                 self.set_endpoints(&wanted);
             }
             tokio::select! {
@@ -296,6 +300,7 @@ impl Service {
                     if changed.is_err() {
                         return;
                     }
+                    sent = true;
                 }
             }
         }
@@ -512,6 +517,40 @@ mod tests {
             text.contains("endpoint=\"127.0.0.1:10\",code=\"200\",error=\"none\"} 1"),
             "the endpoint that stayed keeps its count:\n{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn discovery_sets_are_applied_and_only_the_initial_empty_value_is_skipped() {
+        let s = service("round_robin");
+        let (tx, rx) = watch::channel(Vec::new());
+        let (stop_tx, stop) = watch::channel(false);
+        let following = s.clone();
+        let task = tokio::spawn(async move { following.follow_discovery(rx, stop).await });
+        let addr: SocketAddr = "127.0.0.1:20".parse().expect("address");
+        let settled = |want: usize| {
+            let s = s.clone();
+            async move {
+                for _ in 0..200 {
+                    if s.endpoint_set().endpoints.len() == want {
+                        return true;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                false
+            }
+        };
+        // The initial empty value leaves the configured endpoints in place.
+        tokio::task::yield_now().await;
+        assert_eq!(s.endpoint_set().endpoints.len(), 3);
+        tx.send(vec![(addr, 1)]).expect("following");
+        assert!(settled(1).await, "a discovered set replaces the old one");
+        tx.send(Vec::new()).expect("following");
+        assert!(
+            settled(0).await,
+            "a discovered empty set empties the service"
+        );
+        stop_tx.send(true).expect("stop");
+        task.await.expect("follow ends on stop");
     }
 
     #[tokio::test]

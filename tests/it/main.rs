@@ -12,6 +12,7 @@ mod hostile;
 mod hystrix;
 mod inject;
 mod iptables;
+mod kube_discovery;
 mod layout;
 mod lifecycle;
 mod monitoring;

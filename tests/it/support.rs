@@ -367,16 +367,22 @@ impl Weir {
 
     /// Like [`Weir::start`], with extra arguments to `weir run`.
     pub async fn start_with_args(yaml: &str, args: &[&str]) -> Weir {
-        Self::spawn(yaml, args, None).await
+        Self::spawn(yaml, args, None, &[]).await
+    }
+
+    /// Like [`Weir::start`], with extra environment variables for the process (e.g.
+    /// `KUBECONFIG`).
+    pub async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Weir {
+        Self::spawn(yaml, &[], None, env).await
     }
 
     /// Like [`Weir::start`], with the process's open-file limit (`ulimit -n`) set to
     /// `fd_limit`.
     pub async fn start_with_fd_limit(yaml: &str, fd_limit: u32) -> Weir {
-        Self::spawn(yaml, &[], Some(fd_limit)).await
+        Self::spawn(yaml, &[], Some(fd_limit), &[]).await
     }
 
-    async fn spawn(yaml: &str, args: &[&str], fd_limit: Option<u32>) -> Weir {
+    async fn spawn(yaml: &str, args: &[&str], fd_limit: Option<u32>, env: &[(&str, &str)]) -> Weir {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let dir = scratch_dir("weir");
         let config = dir.join("weir.yaml");
@@ -396,6 +402,7 @@ impl Weir {
             .args(["run", "-c"])
             .arg(&config)
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -7,8 +7,8 @@ use crate::config::format_duration;
 use crate::config::not_enforced::warn_if_not_enforced;
 use crate::config::reader::{Ctx, Field};
 use crate::config::schema::{
-    CircuitBreaker, Discovery, EndpointSpec, HealthCheck, Limits, LoadBalancer, OutlierDetection,
-    RingHash, Service, ServiceTls, UpstreamProtocol,
+    CircuitBreaker, Discovery, EndpointSpec, HealthCheck, KubePort, Limits, LoadBalancer,
+    OutlierDetection, RingHash, Service, ServiceTls, UpstreamProtocol,
 };
 use crate::config::tree::{quote, Value};
 use crate::config::validate::{Addr, Facts, Named};
@@ -269,7 +269,6 @@ fn decode_discovery(ctx: &mut Ctx, f: &Field<'_>, namespace: &str) -> Option<Dis
     m.finish(ctx);
     let (key, source) = chosen?;
     if key == "kubernetes" {
-        warn_if_not_enforced(ctx, "discovery.kubernetes", source.key_pos, &source.path);
         if let Some(r) = &refresh_field {
             ctx.error(
                 r.key_pos,
@@ -294,8 +293,12 @@ fn decode_discovery(ctx: &mut Ctx, f: &Field<'_>, namespace: &str) -> Option<Dis
             f.name(ctx, "a namespace")
         });
         let port = k
-            .required(ctx, "port", "add the port number, e.g. `port: 9080`")
-            .and_then(|f| f.u16_in(ctx, 1, u16::MAX));
+            .required(
+                ctx,
+                "port",
+                "add the port number or name, e.g. `port: 9080` or `port: http`",
+            )
+            .and_then(|f| kube_port(ctx, &f));
         k.finish(ctx);
         if refresh_field.is_some() {
             return None;
@@ -316,6 +319,49 @@ fn decode_discovery(ctx: &mut Ctx, f: &Field<'_>, namespace: &str) -> Option<Dis
         port,
         refresh: refresh?,
     })
+}
+
+/// The port of Kubernetes discovery: a number (1–65535) or a Service port name (a DNS
+/// label: lower-case letters, digits and `-`, at most 63, not all digits).
+fn kube_port(ctx: &mut Ctx, f: &Field<'_>) -> Option<KubePort> {
+    match &f.node.value {
+        Value::Int(_) => f.u16_in(ctx, 1, u16::MAX).map(KubePort::Number),
+        Value::Str(s) => {
+            let problem = if s.is_empty() {
+                Some("a port name must not be empty")
+            } else if s.len() > 63 {
+                Some("a port name has at most 63 characters")
+            } else if s.bytes().all(|b| b.is_ascii_digit()) {
+                Some("a port number is written without quotes")
+            } else if !s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || s.starts_with('-')
+                || s.ends_with('-')
+            {
+                Some("a port name is lower-case letters, digits and `-`, starting and ending with a letter or digit")
+            } else {
+                None
+            };
+            match problem {
+                Some(problem) => {
+                    f.error(
+                        ctx,
+                        format!(
+                            "{} is not a port number or name: {problem}; write e.g. `port: 5432` or `port: postgres`",
+                            quote(s)
+                        ),
+                    );
+                    None
+                }
+                None => Some(KubePort::Name(s.clone())),
+            }
+        }
+        _ => {
+            f.type_error(ctx, "a port number or a port name");
+            None
+        }
+    }
 }
 
 /// `host:port` for DNS discovery.
