@@ -94,9 +94,13 @@ pub struct Listener {
     pub timeouts: ListenerTimeouts,
     /// Routes in order; the first match wins. Empty only on a transparent listener, whose
     /// routes to the services that claim destinations (`addresses`) are appended when the
-    /// file is loaded (see [`crate::config::transparent`]).
+    /// file is loaded (see docs/configuration.md, "Transparent listeners").
     pub routes: Vec<Route>,
 }
+
+/// The protocol a route lets clients switch to when it says nothing (Linkerd carries
+/// WebSockets without configuration, and a sidecar that silently broke them would surprise).
+pub const DEFAULT_UPGRADE: &str = "websocket";
 
 /// What a transparent listener does with a connection to a destination no route claims
 /// (no service lists it in `addresses`, no route names it in `match.destination`).

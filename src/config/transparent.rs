@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 
 use super::reader::Ctx;
-use super::schema::{Backend, Config, Direction, Discovery, Route, RouteMatch};
+use super::schema::{Backend, Config, Direction, Discovery, Route, RouteMatch, DEFAULT_UPGRADE};
 use super::validate::Facts;
 
 /// Cross-checks: no two services claim the same address, and a route written on a
@@ -95,7 +95,7 @@ pub(crate) fn expand(config: &mut Config) {
                 retries: None,
                 fault: None,
                 mirror: None,
-                upgrades: vec![super::decode::DEFAULT_UPGRADE.to_string()],
+                upgrades: vec![DEFAULT_UPGRADE.to_string()],
             });
         }
     }

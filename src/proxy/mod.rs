@@ -10,6 +10,7 @@ pub mod detect;
 pub mod finish;
 pub mod handler;
 pub mod listener;
+pub mod opaque;
 pub mod original_dst;
 pub mod parse_error_answer;
 pub mod parse_error_report;

@@ -14,19 +14,17 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderMap;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::accept::AcceptBackoff;
 use super::connection::OpenConnection;
 use super::listener::{ListenerPolicy, ListenerSlot};
+use super::opaque::forward_opaque;
 use super::original_dst::original_destination;
 use super::passthrough::relay_unclaimed;
-use super::relay::{relay, TunnelEnd};
 use super::tls_accept::ClientStream;
 use crate::route::RouteTable;
-use crate::upstream::Exchange;
 
 /// A tcp listener's forwarding: its route (a transparent listener's: one per service that
 /// claims destinations), with the counters of each route's backends in the table.
@@ -64,54 +62,6 @@ impl TcpForwarding {
         };
         forward_opaque(&self.table, route, client, peer, self.idle).await;
         drop(open);
-    }
-}
-
-/// Forwards `client` as bytes by route `route` of `table`: picks the backend by weight and
-/// the endpoint by the service's balancer, connects (an exchange judges the connect for
-/// outlier detection, holds the endpoint's in-flight count, and speaks mTLS for a service
-/// with `tls`), and relays until the end, counting the connection in the table's `tcp`
-/// counters.
-pub async fn forward_opaque<C>(
-    table: &RouteTable,
-    route: usize,
-    client: C,
-    peer: &SocketAddr,
-    idle: Duration,
-) where
-    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let Some(chosen) = table.routes.get(route) else {
-        return;
-    };
-    let Some(index) = chosen.pick_backend() else {
-        return;
-    };
-    let service = &chosen.backends[index].service;
-    let Some(endpoint) = service.pick(&HeaderMap::new()) else {
-        tracing::debug!(client = %peer, service = %service.name, "no endpoint in rotation; connection closed");
-        return;
-    };
-    let mut exchange = Exchange::request(service, endpoint);
-    let stream = match exchange.connect().await {
-        Ok(stream) => stream,
-        Err(judged) => {
-            tracing::debug!(client = %peer, service = %service.name, endpoint = %exchange.endpoint().label, ?judged, "could not connect; connection closed");
-            return;
-        }
-    };
-    let relayed = relay(client, stream.io, idle).await;
-    if let Some(counters) = table.tcp.get(route).and_then(|r| r.get(index)) {
-        counters.connections.inc();
-        counters.upstream.inc_by(relayed.from_client);
-        counters.downstream.inc_by(relayed.from_upstream);
-    }
-    match relayed.end {
-        TunnelEnd::Closed => {}
-        TunnelEnd::Idle => tracing::debug!(client = %peer, "tcp connection closed: idle"),
-        TunnelEnd::Failed(e) => {
-            tracing::debug!(client = %peer, error = %e, "tcp connection failed")
-        }
     }
 }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::authorize::PeerDecision;
 use super::connection::OpenConnection;
 use super::detect::{detect, Detected, Prefixed, SILENT_CLIENT};
+use super::opaque::forward_opaque;
 use super::passthrough::relay_unclaimed;
-use super::tcp::forward_opaque;
 use super::tls_accept::ClientStream;
 use crate::route::RouteTable;
 

@@ -7,7 +7,7 @@ use crate::config::schema::{
     open_files_limit, AuthorityMatch, Backend, Direction, Fault, FaultAbort, FaultDelay,
     HeaderMatch, HeaderRule, Listener, ListenerLimits, ListenerProtocol, ListenerTimeouts,
     ListenerTls, Mirror, PathMatch, Retries, RetryOn, Route, RouteMatch, TlsMode,
-    UnknownDestination,
+    UnknownDestination, DEFAULT_UPGRADE,
 };
 use crate::config::suggest::{did_you_mean, one_of};
 use crate::config::tree::{quote, Value};
@@ -341,10 +341,6 @@ fn decode_route(
         upgrades: upgrades?,
     })
 }
-
-/// The protocol a route lets clients switch to when it says nothing (Linkerd carries
-/// WebSockets without configuration, and a sidecar that silently broke them would surprise).
-pub(crate) const DEFAULT_UPGRADE: &str = "websocket";
 
 /// `upgrades`: protocol names a client may switch to (`Upgrade` tokens, RFC 9110 §7.8).
 fn decode_upgrades(ctx: &mut Ctx, f: &Field<'_>) -> Option<Vec<String>> {

@@ -5,7 +5,6 @@
 //! are in the [`Ctx`]). Located facts for the cross-checks go into [`Facts`].
 
 mod listener;
-pub(crate) use listener::DEFAULT_UPGRADE;
 mod service;
 
 use std::path::PathBuf;
