@@ -113,6 +113,10 @@ impl Snapshot {
                     .map_err(|e| BuildError(format!("listener {}: {}", l.name, e.0)))?;
                 table.access_log = access_log.clone();
                 table.tracer = tracer.clone();
+                if let Some(unknown) = table.unknown.as_mut() {
+                    let listeners = config.listeners.iter().map(|l| l.address.port());
+                    unknown.reserve(listeners.chain([config.admin.address.port()]));
+                }
                 Ok(Arc::new(table))
             })
             .collect::<Result<_, _>>()?;

@@ -25,7 +25,7 @@ pub(crate) fn check(ctx: &mut Ctx, facts: &Facts) {
     for (i, (addr, service)) in facts.service_addresses.iter().enumerate() {
         let earlier = facts.service_addresses[..i]
             .iter()
-            .find(|(other, owner)| other.addr == addr.addr && owner != service);
+            .find(|(other, owner)| same_claim(other.addr, addr.addr) && owner != service);
         if let Some((other, owner)) = earlier {
             ctx.error(
                 addr.pos,
@@ -37,25 +37,61 @@ pub(crate) fn check(ctx: &mut Ctx, facts: &Facts) {
             );
         }
     }
-    let claiming: Vec<&str> = facts
-        .service_addresses
-        .iter()
-        .map(|(_, s)| s.as_str())
-        .collect();
     for listener in facts.listeners.iter().filter(|l| l.transparent) {
+        let direction = if listener.inbound {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        };
+        let added = added_routes(facts, direction);
         for route in &listener.routes {
-            if claiming.contains(&route.name.as_str()) {
+            if added.contains(&route.name.as_str()) {
                 ctx.error(
                     route.pos,
                     &route.path,
                     format!(
-                        "on a transparent listener weir names the route it makes for service `{0}`'s `addresses` `{0}`; give this route another name",
+                        "on this transparent listener weir adds a route named `{0}` for service `{0}` (its `addresses`, or the cluster IP its discovery finds); give this route another name",
                         route.name
                     ),
                 );
             }
         }
     }
+}
+
+/// The names of the routes [`expand`] adds to a transparent listener of `direction`, from
+/// what the decoder recorded (the same rule, on facts rather than the decoded file).
+fn added_routes(facts: &Facts, direction: Direction) -> Vec<&str> {
+    let claims = |service: &str, unspecified: bool| {
+        facts
+            .service_addresses
+            .iter()
+            .any(|(a, s)| s == service && a.addr.ip().is_unspecified() == unspecified)
+    };
+    let mut names: Vec<&str> = facts
+        .service_addresses
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .filter(|s| claims(s, direction == Direction::Inbound))
+        .collect();
+    if direction == Direction::Outbound {
+        names.extend(
+            facts
+                .kube_services
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !claims(s, false)),
+        );
+    }
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Whether two services' addresses claim the same destinations (`0.0.0.0:P` and `[::]:P`
+/// both claim port P).
+fn same_claim(a: SocketAddr, b: SocketAddr) -> bool {
+    a == b || a.ip().is_unspecified() && b.ip().is_unspecified() && a.port() == b.port()
 }
 
 /// Which of `addresses` a transparent listener of `direction` claims for its service.
@@ -193,12 +229,27 @@ mod tests {
         let errors = errors(text);
         assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(
-            errors[0].starts_with("t.yaml:7:15: listeners[0].routes[0].name: on a transparent listener weir names the route it makes for service `a`"),
+            errors[0].starts_with("t.yaml:7:15: listeners[0].routes[0].name: on this transparent listener weir adds a route named `a` for service `a`"),
             "{errors:#?}"
         );
         assert!(
             errors[1].starts_with("t.yaml:11:69: services[1].addresses[1]: 10.0.0.1:80 is already claimed by service `a` (line 10)"),
             "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn route_names_clash_only_with_the_routes_weir_adds_on_that_listener() {
+        let text = "version: 1\nlisteners:\n  - name: out\n    address: 127.0.0.1:15001\n    transparent: true\n    routes:\n      - name: db\n        backends: [{ service: app }]\n      - name: app\n        backends: [{ service: app }]\n  - name: in\n    address: 0.0.0.0:15006\n    transparent: true\n    direction: inbound\nservices:\n  - { name: app, endpoints: [\"127.0.0.1:8080\"], addresses: [\"0.0.0.0:8080\"] }\n  - name: db\n    discovery: { kubernetes: { service: db, namespace: shop, port: 5432 } }\n  - { name: other, endpoints: [\"127.0.0.1:9\"], addresses: [\"[::]:8080\"] }\n";
+        let errors = errors(text);
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("t.yaml:7:15: listeners[0].routes[0].name: on this transparent listener weir adds a route named `db`"),
+            "a discovered service gets a route on outbound listeners: {errors:#?}"
+        );
+        assert!(
+            errors[1].starts_with("t.yaml:19:60: services[2].addresses[0]: [::]:8080 is already claimed by service `app`"),
+            "`[::]:P` and `0.0.0.0:P` claim the same port: {errors:#?}"
         );
     }
 

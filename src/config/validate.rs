@@ -43,6 +43,8 @@ pub(crate) struct ListenerFacts {
     pub routes: Vec<Named>,
     /// Whether it is `transparent: true`.
     pub transparent: bool,
+    /// Whether its direction is inbound (given, or by default for a listener with `tls`).
+    pub inbound: bool,
     /// Where its `tls` is, when its mode is `strict` or `permissive` (which need the
     /// workload's identity).
     pub tls: Option<Named>,
@@ -67,6 +69,8 @@ pub(crate) struct Facts {
     pub service_tls: Vec<Named>,
     /// Every address a service claims (`addresses`), with the service's name.
     pub service_addresses: Vec<(Addr, String)>,
+    /// Services found by `discovery: kubernetes`.
+    pub kube_services: Vec<String>,
 }
 
 /// Runs every cross-check, reporting into `ctx`.
@@ -277,6 +281,7 @@ mod tests {
                 ],
                 tls: None,
                 transparent: false,
+                inbound: false,
             }],
             services: vec![named("reviews", 8, "services[0].name")],
             service_refs: vec![named(

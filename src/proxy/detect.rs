@@ -39,6 +39,8 @@ pub enum Detected {
     Http,
     /// Anything else: forwarded as bytes.
     Opaque,
+    /// The client closed before a byte: nothing to forward.
+    Closed,
 }
 
 /// Whether `bytes` (the start of a connection) is HTTP, is not, or cannot tell yet.
@@ -69,6 +71,7 @@ pub async fn detect<S: AsyncRead + Unpin>(
         match tokio::time::timeout(silent, stream.read(&mut chunk[..want])).await {
             Err(_) => return Ok((Detected::Opaque, read)),
             Ok(Err(e)) => return Err(e),
+            Ok(Ok(0)) if read.is_empty() => return Ok((Detected::Closed, read)),
             Ok(Ok(0)) => return Ok((Detected::Opaque, read)),
             Ok(Ok(n)) => read.extend_from_slice(&chunk[..n]),
         }

@@ -19,7 +19,7 @@ use tokio::task::AbortHandle;
 use super::accept::AcceptBackoff;
 use super::client_timeouts::{self, ClientClock, ClientTimeouts, Watched};
 use super::connection::{Connection, OpenConnection};
-use super::detect::Prefixed;
+use super::detect::{Prefixed, SILENT_CLIENT};
 use super::handler::handle;
 use super::original_dst::original_destination;
 use super::parse_error_answer::Tagged;
@@ -211,10 +211,10 @@ pub async fn serve(
             policy = current;
             builder = Arc::new(http_builder(&policy.limits));
         }
-        // A transparent listener routes by where the client was going.
-        let destination = slot
-            .routing
-            .load()
+        // A transparent listener routes by where the client was going; the connection is
+        // judged by the table in force at its accept.
+        let accepted_table = slot.routing.load_full();
+        let destination = accepted_table
             .unknown
             .as_ref()
             .and_then(|_| original_destination(&stream));
@@ -236,7 +236,10 @@ pub async fn serve(
                 // Stage one: TLS and the peer's identity, when the listener has TLS.
                 let (stream, peer) = match &policy.tls {
                     None => (ClientStream::Plain(stream), None),
-                    Some(tls) => match tls.accept(stream, None).await {
+                    // A permissive transparent listener takes a silent client for plaintext
+                    // (a server-first protocol), as its detection of HTTP does.
+                    Some(tls) => match tls.accept(stream, destination.map(|_| SILENT_CLIENT)).await
+                    {
                         Ok((stream, peer)) => (stream, Some(peer)),
                         Err(e) => {
                             tracing::debug!(%client, error = %e.0, "TLS handshake failed");
@@ -250,13 +253,12 @@ pub async fn serve(
                 let (stream, counted) = match destination {
                     None => (Prefixed::new(stream, Vec::new()), counted),
                     Some(destination) => {
-                        let table = routes.load_full();
                         let idle = policy.timeouts.idle;
                         match divert(
                             stream,
                             client,
                             destination,
-                            table,
+                            accepted_table,
                             peer.as_ref(),
                             idle,
                             counted,

@@ -14,6 +14,7 @@ use super::detect::{detect, Detected, Prefixed, SILENT_CLIENT};
 use super::opaque::forward_opaque;
 use super::passthrough::relay_unclaimed;
 use super::tls_accept::ClientStream;
+use crate::route::matcher::Origin;
 use crate::route::RouteTable;
 
 /// What became of a transparent connection.
@@ -36,23 +37,21 @@ pub async fn divert(
     idle: Duration,
     open: OpenConnection,
 ) -> Diverted {
-    let claimed = table.claiming(destination);
-    let detected = match claimed {
-        None => None,
-        Some(_) => match detect(&mut stream, SILENT_CLIENT).await {
-            Ok(detected) => Some(detected),
+    let claimed = table.claims(destination);
+    let prefix = if claimed {
+        match detect(&mut stream, SILENT_CLIENT).await {
+            Ok((Detected::Http, prefix)) => {
+                return Diverted::Http(Prefixed::new(stream, prefix), open)
+            }
+            Ok((Detected::Opaque, prefix)) => prefix,
+            Ok((Detected::Closed, _)) => return Diverted::Taken,
             Err(e) => {
                 tracing::debug!(%client, error = %e, "connection failed before its first bytes");
                 return Diverted::Taken;
             }
-        },
-    };
-    let prefix = match detected {
-        Some((Detected::Http, prefix)) => {
-            return Diverted::Http(Prefixed::new(stream, prefix), open)
         }
-        Some((Detected::Opaque, prefix)) => prefix,
-        None => Vec::new(),
+    } else {
+        Vec::new()
     };
     // Bytes: the listener's `allow` decides once, for the connection.
     if let Some(peer) = peer {
@@ -62,9 +61,30 @@ pub async fn divert(
             return Diverted::Taken;
         }
     }
+    // Bytes to a claimed destination take the first route whose connection-level
+    // conditions (destination, peer) hold and that needs no request to match: a route
+    // that asks for a peer, a path or a header is not bypassed by not speaking HTTP.
+    let route = if claimed {
+        let origin = Origin {
+            peer: peer.and_then(|p| p.peer.as_deref()),
+            destination: Some(destination),
+        };
+        match table.for_bytes(&origin) {
+            Some(route) => Some(route),
+            None => {
+                if let Some(unknown) = &table.unknown {
+                    unknown.not_http.inc();
+                }
+                tracing::debug!(%client, %destination, "bytes that are not HTTP, and no route takes them without a request; connection closed");
+                return Diverted::Taken;
+            }
+        }
+    } else {
+        None
+    };
     let stream = Prefixed::new(stream, prefix);
     tokio::spawn(async move {
-        match (claimed, &table.unknown) {
+        match (route, &table.unknown) {
             (Some(route), _) => {
                 forward_opaque(&table, route, stream, &client, idle).await;
                 drop(open);

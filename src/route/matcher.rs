@@ -176,6 +176,22 @@ impl RouteMatcher {
         self.destination.name(destination)
     }
 
+    /// Whether a connection from `origin` that does not speak HTTP may take this route: its
+    /// destination and peer conditions hold, and it has no condition only a request can
+    /// meet (path, headers, method, authority).
+    pub fn admits_bytes(&self, origin: &Origin<'_>) -> bool {
+        let needs_http = self.path.is_some()
+            || !self.headers.is_empty()
+            || self.method.is_some()
+            || self.authority.is_some();
+        !needs_http
+            && self.destination.admit(origin.destination)
+            && self
+                .peer
+                .as_ref()
+                .is_none_or(|p| origin.peer.is_some_and(|id| p.matches(id)))
+    }
+
     /// Whether every condition holds for the request arriving from `origin`.
     pub fn matches<B>(&self, req: &Request<B>, origin: &Origin<'_>) -> bool {
         if !self.destination.admit(origin.destination) {
@@ -413,6 +429,39 @@ mod tests {
         assert!(
             !m.matches(&r, &Origin::default()),
             "a connection that was not redirected has no original destination"
+        );
+    }
+
+    #[test]
+    fn bytes_take_only_routes_that_need_no_request() {
+        let to = "10.0.0.1:80".parse().unwrap();
+        let origin = |peer| Origin {
+            peer,
+            destination: Some(to),
+        };
+        let plain = with(RouteMatch {
+            destination: vec![to],
+            ..RouteMatch::default()
+        });
+        assert!(plain.admits_bytes(&origin(None)));
+        let for_a = with(RouteMatch {
+            destination: vec![to],
+            peer: Some("spiffe://td/ns/x/sa/a".into()),
+            ..RouteMatch::default()
+        });
+        assert!(for_a.admits_bytes(&origin(Some("spiffe://td/ns/x/sa/a"))));
+        assert!(
+            !for_a.admits_bytes(&origin(Some("spiffe://td/ns/x/sa/c"))),
+            "not speaking HTTP does not get another peer past `match.peer`"
+        );
+        let by_path = with(RouteMatch {
+            destination: vec![to],
+            path: Some(PathMatch::Prefix("/admin".into())),
+            ..RouteMatch::default()
+        });
+        assert!(
+            !by_path.admits_bytes(&origin(None)),
+            "a path needs a request"
         );
     }
 

@@ -284,6 +284,14 @@ impl RouteTable {
         self.claiming(destination).is_some()
     }
 
+    /// The first route a connection from `origin` that does not speak HTTP may take (see
+    /// [`RouteMatcher::admits_bytes`]).
+    pub fn for_bytes(&self, origin: &Origin<'_>) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|r| r.matcher.admits_bytes(origin))
+    }
+
     /// The first route that claims `destination` (see [`RouteTable::claims`]).
     pub fn claiming(&self, destination: SocketAddr) -> Option<usize> {
         self.routes

@@ -28,6 +28,13 @@ pub struct UnknownDestinations {
     /// `weir_downstream_errors_total{listener, kind="unknown_destination"}`: connections
     /// closed because nothing claims their destination (or relaying would loop).
     pub refused: Counter,
+    /// `weir_downstream_errors_total{listener, kind="not_http"}`: connections to a claimed
+    /// destination that do not speak HTTP, closed because every route claiming it needs a
+    /// request to match (a path, a header, a peer the client is not).
+    pub not_http: Counter,
+    /// weir's own ports (every listener's and the admin server's): traffic relayed to them
+    /// on 127.0.0.1 would reach weir's loopback listeners from outside the pod.
+    reserved: Vec<u16>,
 }
 
 impl UnknownDestinations {
@@ -56,7 +63,19 @@ impl UnknownDestinations {
                     listener: listener.name.clone(),
                     kind: "unknown_destination".to_string(),
                 }),
+            not_http: metrics
+                .downstream_errors
+                .get_or_create_owned(&DownstreamErrorLabels {
+                    listener: listener.name.clone(),
+                    kind: "not_http".to_string(),
+                }),
+            reserved: vec![listener.address.port()],
         }
+    }
+
+    /// Never relays to `ports` (weir's own: its listeners' and admin server's).
+    pub fn reserve(&mut self, ports: impl IntoIterator<Item = u16>) {
+        self.reserved.extend(ports);
     }
 
     /// Where a connection to `destination` is relayed, or `None` when it is to be closed:
@@ -71,11 +90,13 @@ impl UnknownDestinations {
             Direction::Outbound => destination,
             Direction::Inbound => SocketAddr::from((Ipv4Addr::LOCALHOST, destination.port())),
         };
-        let loops = target.port() == self.listener.port()
-            && (self.listener.ip().is_unspecified()
+        // Relaying to weir's own ports would loop (this listener), or, inbound, hand a
+        // caller from outside the pod weir's loopback-only listeners and admin server.
+        let to_weir = self.reserved.contains(&target.port())
+            && (target.ip().is_loopback()
                 || target.ip() == self.listener.ip()
-                || target.ip().is_loopback());
-        (!loops).then_some(target)
+                || self.listener.ip().is_unspecified() && destination == target);
+        (!to_weir).then_some(target)
     }
 }
 
@@ -107,6 +128,20 @@ mod tests {
         assert_eq!(
             u.target("198.51.100.9:9090".parse().unwrap()),
             Some("127.0.0.1:9090".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn inbound_never_relays_to_weirs_own_loopback_ports() {
+        let mut u = UnknownDestinations::new(&listener("inbound", "passthrough"), &Metrics::new());
+        u.reserve([15080, 9901]);
+        for port in [15080, 9901] {
+            let d = SocketAddr::from(([198, 51, 100, 9], port));
+            assert_eq!(u.target(d), None, "port {port} is weir's");
+        }
+        assert_eq!(
+            u.target("198.51.100.9:8080".parse().unwrap()),
+            Some("127.0.0.1:8080".parse().unwrap())
         );
     }
 

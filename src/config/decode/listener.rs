@@ -185,6 +185,11 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
             }
         }
     }
+    lf.inbound = match (&direction, &tls) {
+        (Some(Some(d)), _) => *d == Direction::Inbound,
+        (_, Some(Some(_))) => true,
+        _ => false,
+    };
     facts.listeners.push(lf);
     Some(Listener {
         name: name?.name,

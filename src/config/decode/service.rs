@@ -89,6 +89,9 @@ fn decode_service(
     let discovery = maybe(discovery_field.clone(), |f| {
         decode_discovery(ctx, f, namespace)
     });
+    if let (Some(Some(Discovery::Kubernetes { .. })), Some(name)) = (&discovery, &name) {
+        facts.kube_services.push(name.clone());
+    }
     let sources_ok = match (&endpoints_field, &discovery_field) {
         (Some(_), Some(d)) => {
             ctx.error(
