@@ -2,7 +2,7 @@
 //! of the application's connection to weir's listener and keeps the original for
 //! `getsockopt(SO_ORIGINAL_DST)`, which a transparent listener routes by.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use socket2::SockRef;
 use tokio::net::TcpStream;
@@ -13,17 +13,24 @@ use tokio::net::TcpStream;
 pub fn original_destination(stream: &TcpStream) -> Option<SocketAddr> {
     let local = stream.local_addr().ok()?;
     let socket = SockRef::from(stream);
-    let original = if local.is_ipv4() {
+    // An IPv4 client of a dual-stack (`[::]`) listener has an IPv4-mapped address, and its
+    // NAT record is IPv4's.
+    let ipv4 = match local.ip() {
+        IpAddr::V4(_) => true,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some(),
+    };
+    let original = if ipv4 {
         socket.original_dst_v4()
     } else {
         socket.original_dst_v6()
     };
-    Some(
-        original
-            .ok()
-            .and_then(|address| address.as_socket())
-            .unwrap_or(local),
-    )
+    match original.map(|address| address.as_socket()) {
+        Ok(Some(original)) => Some(original),
+        Ok(None) | Err(_) => {
+            tracing::trace!(%local, "no original destination recorded; taking the local address");
+            Some(local)
+        }
+    }
 }
 
 #[cfg(test)]

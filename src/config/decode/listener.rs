@@ -141,12 +141,20 @@ fn decode_listener(ctx: &mut Ctx, f: &Field<'_>, facts: &mut Facts) -> Option<Li
                 )
             })
             .and_then(|f| {
-                let items = f.non_empty_seq(
-                    ctx,
-                    "routes",
-                    "add at least one route with `name` and `backends`",
-                )?;
-                if protocol == Some(ListenerProtocol::Tcp) && transparent == Some(true) {
+                // A transparent listener may list none: its services' `addresses` route.
+                let items = if transparent == Some(true) {
+                    f.seq(ctx, "routes")?
+                } else {
+                    f.non_empty_seq(
+                        ctx,
+                        "routes",
+                        "add at least one route with `name` and `backends`",
+                    )?
+                };
+                if protocol == Some(ListenerProtocol::Tcp)
+                    && transparent == Some(true)
+                    && !items.is_empty()
+                {
                     f.error(
                         ctx,
                         "a transparent tcp listener forwards each connection to the service whose `addresses` hold its original destination; remove `routes` and give the services `addresses`",
