@@ -25,7 +25,7 @@ use super::original_dst::original_destination;
 use super::parse_error_answer::Tagged;
 use super::parse_error_report::ParseErrorReport;
 use super::tls_accept::{ClientStream, InboundTls};
-use super::transparent::{divert, Diverted};
+use super::transparent::{divert, Diverted, RelayLimits};
 use crate::config::{self, ListenerLimits};
 use crate::route::RouteTable;
 use crate::telemetry::metrics::{DownstreamErrorLabels, Metrics};
@@ -219,6 +219,7 @@ pub async fn serve(
             .as_ref()
             .and_then(|_| original_destination(&stream));
         let clock = ClientClock::new();
+        let tls_changes = destination.map(|_| slot.tls_changed.subscribe());
         let drain = drain.watcher();
         let builder = builder.clone();
         let routes = slot.routing.clone();
@@ -250,17 +251,20 @@ pub async fn serve(
                 // Stage two, on a transparent listener: a destination no route claims,
                 // or bytes that are not HTTP, are relayed (or refused) outside the
                 // watchdog's HTTP timeouts.
-                let (stream, counted) = match destination {
+                let (stream, counted) = match destination.zip(tls_changes) {
                     None => (Prefixed::new(stream, Vec::new()), counted),
-                    Some(destination) => {
-                        let idle = policy.timeouts.idle;
+                    Some((destination, tls_changes)) => {
+                        let limits = RelayLimits {
+                            idle: policy.timeouts.idle,
+                            tls_changes,
+                        };
                         match divert(
                             stream,
                             client,
                             destination,
                             accepted_table,
                             peer.as_ref(),
-                            idle,
+                            limits,
                             counted,
                         )
                         .await

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::authorize::PeerDecision;
 use super::connection::OpenConnection;
 use super::detect::{detect, Detected, Prefixed, SILENT_CLIENT};
@@ -25,18 +27,32 @@ pub enum Diverted {
     Taken,
 }
 
+/// What a relay needs besides the connection: how long it may idle, and the listener's TLS
+/// generation, whose change (a reload that edits `tls` or `allow`) ends it, as it drains
+/// the listener's HTTP connections, so a revoked peer keeps no raw tunnel.
+pub struct RelayLimits {
+    /// A relay that moves no byte this long ends.
+    pub idle: Duration,
+    /// Changes when the listener's TLS settings do.
+    pub tls_changes: watch::Receiver<u64>,
+}
+
 /// Decides how a connection to `destination`, past the listener's TLS (`peer` is what the
 /// handshake said), is served by `table`. Relays run in tasks of their own, outside the
-/// HTTP connection's timeouts; they end after `idle` without a byte.
+/// HTTP connection's timeouts (see [`RelayLimits`]).
 pub async fn divert(
     mut stream: ClientStream,
     client: SocketAddr,
     destination: SocketAddr,
     table: Arc<RouteTable>,
     peer: Option<&PeerDecision>,
-    idle: Duration,
+    limits: RelayLimits,
     open: OpenConnection,
 ) -> Diverted {
+    let RelayLimits {
+        idle,
+        mut tls_changes,
+    } = limits;
     let claimed = table.claims(destination);
     let prefix = if claimed {
         match detect(&mut stream, SILENT_CLIENT).await {
@@ -84,15 +100,23 @@ pub async fn divert(
     };
     let stream = Prefixed::new(stream, prefix);
     tokio::spawn(async move {
-        match (route, &table.unknown) {
-            (Some(route), _) => {
-                forward_opaque(&table, route, stream, &client, idle).await;
-                drop(open);
+        let relayed = async {
+            match (route, &table.unknown) {
+                (Some(route), _) => {
+                    forward_opaque(&table, route, stream, &client, idle).await;
+                    drop(open);
+                }
+                (None, Some(unknown)) => {
+                    relay_unclaimed(stream, client, destination, unknown, idle, open).await
+                }
+                (None, None) => {}
             }
-            (None, Some(unknown)) => {
-                relay_unclaimed(stream, client, destination, unknown, idle, open).await
+        };
+        tokio::select! {
+            () = relayed => {}
+            Ok(()) = tls_changes.changed() => {
+                tracing::debug!(%client, "the listener's TLS settings changed; relay closed");
             }
-            (None, None) => {}
         }
     });
     Diverted::Taken

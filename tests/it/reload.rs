@@ -39,7 +39,7 @@ fn config(
 
 /// Replaces the configuration file the way an editor or a ConfigMap update does: a new
 /// file renamed over the old one, so no reader ever sees half of it. Returns its hash.
-fn write(weir: &Weir, yaml: &str) -> String {
+pub(crate) fn write(weir: &Weir, yaml: &str) -> String {
     let text = yaml.replace("{admin}", &weir.admin.to_string());
     let next = weir.config.with_extension("next");
     std::fs::write(&next, &text).expect("write");
@@ -48,7 +48,7 @@ fn write(weir: &Weir, yaml: &str) -> String {
 }
 
 /// `POST /reload`: (status, body).
-async fn post_reload(weir: &Weir) -> (u16, String) {
+pub(crate) async fn post_reload(weir: &Weir) -> (u16, String) {
     let mut client = Client::connect(weir.admin).await.expect("admin");
     let (status, _, body) = client
         .request("POST", "/reload", &[], Bytes::new())

@@ -265,3 +265,66 @@ async fn a_permissive_tcp_listener_serves_a_protocol_whose_server_speaks_first()
     client.read_exact(&mut echo).await.expect("read");
     assert_eq!(&echo, b"EHLO x\r\n");
 }
+
+/// A transparent listener forwards bytes that are not HTTP to the service claiming their
+/// destination, over the mTLS it terminated; a reload that revokes the peer closes that
+/// tunnel, as it drains the listener's HTTP connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transparent_listener_tunnels_bytes_and_a_revoking_reload_closes_the_tunnel() {
+    let mesh = TestMesh::new();
+    let echo = echo_server().await;
+    let (server_port, client_port) = (free_port(), free_port());
+    // A connection dialled straight at the listener has the listener's own address as its
+    // destination, which `0.0.0.0:PORT` claims: no iptables needed.
+    let server_yaml = |allowed: &str| {
+        format!(
+            "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: in\n    address: 127.0.0.1:{server_port}\n    transparent: true\n    direction: inbound\n    tls: {{ mode: strict, allow: [\"{allowed}\"] }}\nservices:\n  - {{ name: app, endpoints: [\"{echo}\"], addresses: [\"0.0.0.0:{server_port}\"] }}\n",
+            mesh.server_identity()
+        )
+    };
+    let server = Weir::start(&server_yaml(mesh.client_id())).await;
+    let _client = Weir::start(&format!(
+        "version: 1\nadmin: {{ address: \"{{admin}}\" }}\n{}listeners:\n  - name: out\n    address: 127.0.0.1:{client_port}\n    protocol: tcp\n    routes:\n      - name: app\n        backends: [{{ service: app }}]\nservices:\n  - {{ name: app, endpoints: [\"127.0.0.1:{server_port}\"], tls: {{ identity: \"{}\" }} }}\n",
+        mesh.client_identity(),
+        mesh.server_id()
+    ))
+    .await;
+    let mut tunnel = tokio::net::TcpStream::connect(("127.0.0.1", client_port))
+        .await
+        .expect("connect");
+    let hello = b"\x00\x01 not http";
+    tunnel.write_all(hello).await.expect("write");
+    let mut back = vec![0u8; hello.len()];
+    tokio::time::timeout(Duration::from_secs(5), tunnel.read_exact(&mut back))
+        .await
+        .expect("echoed in time")
+        .expect("echoed");
+    assert_eq!(
+        &back, hello,
+        "the bytes went to the claiming service and back"
+    );
+
+    crate::reload::write(
+        &server,
+        &server_yaml("spiffe://cluster.local/ns/shop/sa/nobody"),
+    );
+    let (status, body) = crate::reload::post_reload(&server).await;
+    assert_eq!(status, 200, "{body}");
+    let mut rest = [0u8; 16];
+    let ended = tokio::time::timeout(Duration::from_secs(5), tunnel.read(&mut rest)).await;
+    assert!(
+        matches!(ended, Ok(Ok(0)) | Ok(Err(_))),
+        "the revoked peer's tunnel stays open: {ended:?}\nserver log:\n{}",
+        server.logs()
+    );
+    // A new tunnel from the revoked peer is refused: its bytes never reach the service.
+    let mut again = tokio::net::TcpStream::connect(("127.0.0.1", client_port))
+        .await
+        .expect("connect");
+    let _ = again.write_all(hello).await;
+    let refused = tokio::time::timeout(Duration::from_secs(5), again.read(&mut rest)).await;
+    assert!(
+        matches!(refused, Ok(Ok(0)) | Ok(Err(_))),
+        "a revoked peer's bytes were answered: {refused:?}"
+    );
+}
