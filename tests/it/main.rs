@@ -29,4 +29,5 @@ mod tcp;
 #[path = "../../src/test_support.rs"]
 mod test_support;
 mod tracing;
+mod transparent;
 mod websocket;
