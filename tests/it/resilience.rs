@@ -89,9 +89,13 @@ async fn one_of_three_endpoints_killed_mid_run_fails_under_one_in_a_thousand_and
     );
     let dead = c.addr;
     let port = free_port();
-    let routes = "      - name: all\n        retries: { attempts: 2, on: [connect-failure, reset, gateway-error] }\n        backends: [{ service: trio }]";
+    // The retry budget and `max_retries` are opened up: this test is about retries avoiding
+    // the dead endpoint and its ejection. With the defaults (20 %, at least 3 retries in
+    // flight; 3 retries at once), the eight clients' requests that all meet the dead
+    // endpoint at once on a loaded machine can find them spent, and fail as they must.
+    let routes = "      - name: all\n        retries: { attempts: 2, on: [connect-failure, reset, gateway-error], budget_percent: 100 }\n        backends: [{ service: trio }]";
     let services = format!(
-        "  - name: trio\n    endpoints: [\"{}\", \"{}\", \"{}\"]\n    outlier_detection: {{ consecutive_5xx: 5, consecutive_gateway_errors: 3, interval: 200ms, base_ejection_time: 5s, max_ejection_percent: 50 }}\n",
+        "  - name: trio\n    endpoints: [\"{}\", \"{}\", \"{}\"]\n    limits: {{ max_retries: 100 }}\n    outlier_detection: {{ consecutive_5xx: 5, consecutive_gateway_errors: 3, interval: 200ms, base_ejection_time: 5s, max_ejection_percent: 50 }}\n",
         a.addr, b.addr, c.addr
     );
     let weir = Weir::start(&config(port, routes, &services)).await;
