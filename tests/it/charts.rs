@@ -123,12 +123,16 @@ fn assert_valid(manifest: &str, name: &str) {
         b"",
         "the PyPI package kubernetes-validate",
     );
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(
         out.status.code(),
         Some(0),
-        "kubernetes-validate {name}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        "kubernetes-validate {name}: {said}"
+    );
+    // It passes a kind it has no schema for with only a warning: none may be left unchecked.
+    assert!(
+        !said.contains("Couldn't find schema"),
+        "kubernetes-validate {name} checked not every document: {said}"
     );
 }
 
@@ -632,11 +636,53 @@ fn alert_rules_are_a_config_map_by_default_and_a_prometheus_rule_when_asked() {
     );
     let alerts: Value = serde_saphyr::from_str(&read(ALERTS)).unwrap();
     assert_eq!(rule["spec"], alerts, "spec is the generated rule file");
-    // kubernetes-validate knows no CRD: everything but the PrometheusRule is validated.
+    // kubernetes-validate has no schema for a custom resource (it would pass it with a
+    // warning): everything but the PrometheusRule is validated, and its spec is checked above.
     let others: Vec<String> = docs
         .iter()
         .filter(|d| d["kind"] != "PrometheusRule")
         .map(|d| serde_saphyr::to_string(d).unwrap())
         .collect();
     assert_valid(&others.join("---\n"), "chart-rules");
+}
+
+#[test]
+fn the_charts_app_version_is_weirs_version_so_its_image_is_the_one_weir_inject_uses() {
+    let chart: Value = serde_saphyr::from_str(&read(&format!("{CHART}/Chart.yaml"))).unwrap();
+    assert_eq!(chart["apiVersion"], "v2", "a Helm 3 chart");
+    assert_eq!(chart["name"], "weir");
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(chart["kubeVersion"], ">=1.29.0-0", "native sidecars");
+    let image = format!("ghcr.io/weir-proxy/weir:{}", env!("CARGO_PKG_VERSION"));
+    let base = documents(&kustomize(BASE));
+    let pod = &find(&base, "Deployment", "example")["spec"]["template"]["spec"];
+    assert_eq!(container(pod, "initContainers", "weir")["image"], image);
+}
+
+#[test]
+fn the_renderer_refuses_what_it_does_not_know_and_values_the_chart_lacks() {
+    let dir = scratch_dir("charts-gotmpl");
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        "apiVersion: v2\nname: t\nversion: 0.1.0\nappVersion: \"1\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("values.yaml"), "a: { b: x }\n").unwrap();
+    let render = |template: &str| {
+        std::fs::write(dir.join("templates/t.yaml"), template).unwrap();
+        gotmpl::Chart::load(&dir)
+            .and_then(|c| c.render("r", "ns", ""))
+            .map(|r| r.manifest)
+    };
+    assert_eq!(
+        render("k: {{ .Values.a.b | quote }}").unwrap(),
+        "---\n# Source: t/templates/t.yaml\nk: \"x\"\n"
+    );
+    let missing = render("k: {{ .Values.a.c }}").unwrap_err();
+    assert!(missing.contains("Values.a.c is not defined"), "{missing}");
+    let unknown = render("k: {{ .Values.a.b | b64enc }}").unwrap_err();
+    assert!(unknown.contains("b64enc"), "{unknown}");
+    let unsupported = render("{{ template \"x\" . }}").unwrap_err();
+    assert!(unsupported.contains("not supported"), "{unsupported}");
 }

@@ -123,7 +123,10 @@ impl Chart {
             if name == "NOTES.txt" {
                 notes = out;
             } else if !out.trim().is_empty() {
-                manifest.push_str(&format!("---\n# Source: weir/templates/{name}\n{out}\n"));
+                manifest.push_str(&format!(
+                    "---\n# Source: {}/templates/{name}\n{out}\n",
+                    print(&self.chart["Name"])?
+                ));
             }
         }
         Ok(Rendered { manifest, notes })
