@@ -6,7 +6,8 @@
 //! root), the overlay's namespace, image tag and configuration apply, and the copied
 //! Prometheus files equal their sources.
 //!
-//! The kustomizations are rendered with `kubectl kustomize` (Debian's kubernetes-client). The
+//! The kustomizations are rendered with the `kubectl kustomize` on PATH (scripts/test installs
+//! Debian's kubernetes-client when there is none). The
 //! chart is rendered by `gotmpl`, a renderer of the part of Helm's template language the chart
 //! uses, because no `helm` binary could be installed from the package registries this project
 //! can reach (see its module documentation).
