@@ -5,6 +5,7 @@ mod admin;
 mod alerts;
 mod balancing;
 mod certs;
+mod charts;
 mod config_check;
 mod demo;
 mod grpc;
