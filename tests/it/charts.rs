@@ -259,18 +259,26 @@ fn assert_native_sidecar(pod: &Value, image: &str, config_map: &str, identity: &
     assert!(volumes.contains(&json!({"name": "weir-identity", "secret": {"secretName": identity}})));
 }
 
-/// Asserts the Role grants get, list and watch on EndpointSlices and nothing else, and that
-/// the RoleBinding gives it to `accounts` of `namespace`.
+/// Asserts the Role grants get, list and watch on EndpointSlices, get on Services (a
+/// transparent listener's cluster IPs), and nothing else, and that the RoleBinding gives it
+/// to `accounts` of `namespace`.
 fn assert_endpointslice_rbac(docs: &[Value], role: &str, namespace: &str, accounts: &[&str]) {
     let r = find(docs, "Role", role);
     assert_eq!(r["metadata"]["namespace"], namespace);
     assert_eq!(
         r["rules"],
-        json!([{
-            "apiGroups": ["discovery.k8s.io"],
-            "resources": ["endpointslices"],
-            "verbs": ["get", "list", "watch"],
-        }])
+        json!([
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {
+                "apiGroups": [""],
+                "resources": ["services"],
+                "verbs": ["get"],
+            }
+        ])
     );
     let binding = find(docs, "RoleBinding", role);
     assert_eq!(binding["metadata"]["namespace"], namespace);
