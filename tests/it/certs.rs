@@ -6,7 +6,7 @@
 //! Fails (never skips) when openssl or kubernetes-validate is missing: scripts/test installs
 //! both.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,30 +19,9 @@ use crate::support::{free_port, scratch_dir, weir_bounded};
 
 const SPIFFE_ID: &str = "spiffe://cluster.local/ns/shop/sa/reviews";
 
-/// Runs `program ARGS` with `input` on stdin, killed (and the test failed) after 10 s.
+/// Runs `program ARGS` with `input` on stdin, bounded to 10 s.
 fn run_bounded(program: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{program} is not runnable ({e}): run scripts/test, which installs it")
-        });
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{program} {}` still running after 10 s", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    crate::support::run_bounded(program, args, input, Duration::from_secs(10), program)
 }
 
 fn openssl(args: &[&str]) -> Output {

@@ -17,14 +17,13 @@
 
 mod gotmpl;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::scratch_dir;
+use crate::support::{run_bounded, scratch_dir};
 
 /// The Kubernetes version the output is validated against: the first with native sidecars on.
 const KUBERNETES: &str = "1.29.0";
@@ -42,32 +41,9 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Runs `program ARGS` with `input` on stdin, killed (and the test failed) after 60 s; a
-/// program that cannot be started fails the test naming the package that has it.
+/// Runs `program ARGS` with `input` on stdin, bounded to 60 s (see [`run_bounded`]).
 fn run(program: &str, args: &[&str], input: &[u8], package: &str) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{program} is not runnable ({e}): install {package} (scripts/test does)")
-        });
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input);
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{program} {}` still running after 60 s", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    run_bounded(program, args, input, Duration::from_secs(60), package)
 }
 
 fn text(bytes: &[u8]) -> String {

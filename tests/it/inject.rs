@@ -6,12 +6,11 @@
 //!
 //! Fails (never skips) when kubernetes-validate is missing: scripts/test installs it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-use crate::support::scratch_dir;
+use crate::support::{run_bounded, scratch_dir};
 
 /// The Kubernetes version the output is validated against.
 const KUBERNETES: &str = "1.29.0";
@@ -24,31 +23,9 @@ fn fixture(name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
-/// Runs `program ARGS` with `input` on stdin, killed (and the test failed) after 30 s.
+/// Runs `program ARGS` with `input` on stdin, bounded to 30 s (see [`run_bounded`]).
 fn run(program: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(program)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{program} is not runnable ({e}): run scripts/test, which installs it")
-        });
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`{program} {}` still running after 30 s", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
+    run_bounded(program, args, input, Duration::from_secs(30), program)
 }
 
 fn weir(args: &[&str], input: &[u8]) -> Output {

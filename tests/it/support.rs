@@ -696,24 +696,51 @@ pub async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> Str
 /// Runs `weir ARGS` from the crate root, killed (and the test failed) after 10 s: a hostile
 /// file must be refused promptly, never block the command.
 pub fn weir_bounded(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+    run_bounded(
+        env!("CARGO_BIN_EXE_weir"),
+        args,
+        b"",
+        Duration::from_secs(10),
+        "weir (cargo builds it)",
+    )
+}
+
+/// Runs `program ARGS` from the crate root with `input` on stdin, killed (and the test
+/// failed) after `limit`; a program that cannot be started fails the test saying to
+/// install `package` (scripts/test does).
+pub fn run_bounded(
+    program: &str,
+    args: &[&str],
+    input: &[u8],
+    limit: Duration,
+    package: &str,
+) -> std::process::Output {
+    let mut child = Command::new(program)
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run weir");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().expect("wait for weir").is_none() {
+        .unwrap_or_else(|e| {
+            panic!("{program} is not runnable ({e}): install {package} (scripts/test does)")
+        });
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = std::io::Write::write_all(&mut stdin, input);
+    }
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("`weir {}` still running after 10 s", args.join(" "));
+            panic!(
+                "`{program} {}` still running after {limit:?}",
+                args.join(" ")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.wait_with_output().expect("weir output")
+    child.wait_with_output().expect("output")
 }
 
 /// `weir check PATH` and `weir run -c PATH` both exit 2 with exactly `PATH: cannot read the
