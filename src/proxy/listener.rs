@@ -149,6 +149,16 @@ impl<T> ListenerSlot<T> {
     }
 }
 
+/// What a transparent listener knows of a connection at its accept.
+struct Transparent {
+    /// Where the client was going.
+    destination: SocketAddr,
+    /// The routes in force at the accept, which judge the connection.
+    table: Arc<RouteTable>,
+    /// The listener's TLS generation, which ends the connection's relays when it changes.
+    tls_changes: watch::Receiver<u64>,
+}
+
 /// The HTTP server settings of a listener with `limits`.
 fn http_builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -212,14 +222,20 @@ pub async fn serve(
             builder = Arc::new(http_builder(&policy.limits));
         }
         // A transparent listener routes by where the client was going; the connection is
-        // judged by the table in force at its accept.
-        let accepted_table = slot.routing.load_full();
-        let destination = accepted_table
-            .unknown
-            .as_ref()
-            .and_then(|_| original_destination(&stream));
+        // judged by the table in force at its accept. Other listeners pay one load here.
+        let transparent = {
+            let table = slot.routing.load();
+            match &table.unknown {
+                None => None,
+                Some(_) => original_destination(&stream).map(|destination| Transparent {
+                    destination,
+                    table: Arc::clone(&table),
+                    tls_changes: slot.tls_changed.subscribe(),
+                }),
+            }
+        };
+        let destination = transparent.as_ref().map(|t| t.destination);
         let clock = ClientClock::new();
-        let tls_changes = destination.map(|_| slot.tls_changed.subscribe());
         let drain = drain.watcher();
         let builder = builder.clone();
         let routes = slot.routing.clone();
@@ -251,9 +267,13 @@ pub async fn serve(
                 // Stage two, on a transparent listener: a destination no route claims,
                 // or bytes that are not HTTP, are relayed (or refused) outside the
                 // watchdog's HTTP timeouts.
-                let (stream, counted) = match destination.zip(tls_changes) {
+                let (stream, counted) = match transparent {
                     None => (Prefixed::new(stream, Vec::new()), counted),
-                    Some((destination, tls_changes)) => {
+                    Some(Transparent {
+                        destination,
+                        table,
+                        tls_changes,
+                    }) => {
                         let limits = RelayLimits {
                             idle: policy.timeouts.idle,
                             tls_changes,
@@ -262,7 +282,7 @@ pub async fn serve(
                             stream,
                             client,
                             destination,
-                            accepted_table,
+                            table,
                             peer.as_ref(),
                             limits,
                             counted,
