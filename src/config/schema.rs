@@ -304,6 +304,10 @@ pub enum PathMatch {
     Exact(String),
     /// Whole path matches this regex (validated to compile).
     Regex(String),
+    /// Path is this, or continues it with `/`: whole segments, as Gateway API's
+    /// `PathPrefix` and Envoy's `path_separated_prefix` match (`/api` matches `/api` and
+    /// `/api/v1`, never `/apiv1`; a trailing `/` in the prefix is ignored).
+    SegmentPrefix(String),
 }
 
 /// One header condition.

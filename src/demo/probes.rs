@@ -148,8 +148,12 @@ fn derive(route: &Route) -> Result<Probe, String> {
     let m = &route.matcher;
     let path = match &m.path {
         None => "/".to_string(),
-        Some(PathMatch::Exact(p)) | Some(PathMatch::Prefix(p)) if p.is_empty() => "/".into(),
-        Some(PathMatch::Exact(p)) | Some(PathMatch::Prefix(p)) => p.clone(),
+        Some(PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::SegmentPrefix(p))
+            if p.is_empty() =>
+        {
+            "/".into()
+        }
+        Some(PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::SegmentPrefix(p)) => p.clone(),
         Some(PathMatch::Regex(re)) => sample(re)
             .filter(|p| p.starts_with('/'))
             .ok_or_else(|| format!("found no path for its regex {re:?}"))?,

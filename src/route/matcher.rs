@@ -81,6 +81,8 @@ enum AuthorityMatcher {
 #[derive(Debug)]
 enum PathMatcher {
     Prefix(String),
+    /// Without its trailing `/` (`/` itself becomes empty and matches every path).
+    Segments(String),
     Exact(String),
     Regex(Regex),
 }
@@ -115,6 +117,9 @@ impl RouteMatcher {
             Some(PathMatch::Prefix(p)) => Some(PathMatcher::Prefix(p.clone())),
             Some(PathMatch::Exact(p)) => Some(PathMatcher::Exact(p.clone())),
             Some(PathMatch::Regex(r)) => Some(PathMatcher::Regex(full(r)?)),
+            Some(PathMatch::SegmentPrefix(p)) => {
+                Some(PathMatcher::Segments(p.trim_end_matches('/').to_string()))
+            }
         };
         let headers = m
             .headers
@@ -218,6 +223,9 @@ impl RouteMatcher {
                 PathMatcher::Prefix(prefix) => path.starts_with(prefix.as_str()),
                 PathMatcher::Exact(exact) => path == exact,
                 PathMatcher::Regex(re) => re.is_match(path),
+                PathMatcher::Segments(prefix) => path
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
             };
             if !ok {
                 return false;
@@ -430,6 +438,31 @@ mod tests {
             !m.matches(&r, &Origin::default()),
             "a connection that was not redirected has no original destination"
         );
+    }
+
+    #[test]
+    fn a_segment_prefix_matches_whole_segments_only() {
+        let api = matcher(Some(PathMatch::SegmentPrefix("/api".into())), vec![], None);
+        let none = Origin::default();
+        for (path, want) in [
+            ("/api", true),
+            ("/api/", true),
+            ("/api/v1?q=1", true),
+            ("/api?q=1", true),
+            ("/apiv1", false),
+            ("/ap", false),
+            ("/", false),
+        ] {
+            assert_eq!(api.matches(&req("GET", path, &[]), &none), want, "{path}");
+        }
+        let trailing = matcher(Some(PathMatch::SegmentPrefix("/api/".into())), vec![], None);
+        assert!(
+            trailing.matches(&req("GET", "/api", &[]), &none),
+            "a trailing / is ignored"
+        );
+        assert!(!trailing.matches(&req("GET", "/apix", &[]), &none));
+        let root = matcher(Some(PathMatch::SegmentPrefix("/".into())), vec![], None);
+        assert!(root.matches(&req("GET", "/anything/at/all", &[]), &none));
     }
 
     #[test]

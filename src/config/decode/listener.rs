@@ -469,12 +469,12 @@ fn decode_authority(ctx: &mut Ctx, f: &Field<'_>) -> Option<AuthorityMatch> {
 fn decode_path(ctx: &mut Ctx, f: &Field<'_>) -> Option<PathMatch> {
     let mut m = f.map(
         ctx,
-        "one of `prefix`, `exact` or `regex`, e.g. `{ prefix: /api }`",
+        "one of `prefix`, `segment_prefix`, `exact` or `regex`, e.g. `{ prefix: /api }`",
     )?;
     let chosen = exactly_one(
         ctx,
         &mut m,
-        &["prefix", "exact", "regex"],
+        &["prefix", "segment_prefix", "exact", "regex"],
         "a path match",
         "path: { prefix: /api }",
     );
@@ -494,6 +494,7 @@ fn decode_path(ctx: &mut Ctx, f: &Field<'_>) -> Option<PathMatch> {
             None
         }
         "prefix" => Some(PathMatch::Prefix(s.to_string())),
+        "segment_prefix" => Some(PathMatch::SegmentPrefix(s.to_string())),
         _ => Some(PathMatch::Exact(s.to_string())),
     }
 }
