@@ -93,6 +93,12 @@ impl ApiServer {
             .await
             .map_err(|e| fail(&format!("connect to {host}:{port}"), &e))?;
         let _ = tcp.set_nodelay(true);
+        // A watch can sit quiet for minutes: keepalive finds a peer that vanished (a node
+        // gone, a load balancer that dropped the flow) long before the idle timeout.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(30))
+            .with_interval(std::time::Duration::from_secs(10));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
         let prefix = self.uri.path().trim_end_matches('/');
         let mut request = Request::get(format!("{prefix}{path_and_query}"))
             .header(http::header::HOST, format!("{host}:{port}"))

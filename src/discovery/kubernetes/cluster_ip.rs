@@ -81,7 +81,8 @@ pub fn addresses(service: &ServiceDoc, port: &KubePort) -> Vec<SocketAddr> {
 }
 
 /// Reads `target`'s Service now and every [`REFRESH`], storing its addresses in `found`,
-/// until `stop` turns true.
+/// until `stop` turns true. A Service the API says is gone (404) claims nothing; a failed
+/// read keeps what was found.
 pub async fn run(
     target: Target,
     found: Arc<ArcSwap<Vec<SocketAddr>>>,
@@ -121,12 +122,20 @@ async fn read(path: &str, port: &KubePort) -> Result<Vec<SocketAddr>, String> {
     let api = kubeconfig::infer().map_err(|e| e.to_string())?;
     let response = api.get(path).await.map_err(|e| e.to_string())?;
     let status = response.status();
+    // The Service is gone: its cluster IP is no longer this service's (it may be given to
+    // another Service), so nothing is claimed.
+    if status == http::StatusCode::NOT_FOUND {
+        return Ok(Vec::new());
+    }
     if !status.is_success() {
         return Err(format!("the API server answered {status}"));
     }
     let body = read_capped(response.into_body())
         .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| match e {
+            super::watch::WatchError::Failed(why) => why,
+            super::watch::WatchError::Gone => "410 Gone".to_string(),
+        })?;
     let service: ServiceDoc =
         serde_json::from_slice(&body).map_err(|e| format!("unreadable Service: {e}"))?;
     Ok(addresses(&service, port))

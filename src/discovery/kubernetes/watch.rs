@@ -72,8 +72,9 @@ struct Status {
 struct SliceList {
     #[serde(default)]
     metadata: ObjectMeta,
+    /// Decoded one by one, so one slice weir cannot read does not stop discovery.
     #[serde(default)]
-    items: Vec<EndpointSlice>,
+    items: Vec<serde_json::Value>,
 }
 
 /// What one watch event does to the state (pure, so the protocol is tested without a
@@ -81,20 +82,41 @@ struct SliceList {
 pub fn apply(state: &mut SliceState, line: &[u8]) -> Result<(), WatchError> {
     let event: RawEvent = serde_json::from_slice(line)
         .map_err(|e| WatchError::Failed(format!("unreadable watch event: {e}")))?;
-    let slice = || {
-        serde_json::from_value::<EndpointSlice>(event.object.clone())
-            .map_err(|e| WatchError::Failed(format!("unreadable EndpointSlice: {e}")))
+    // A slice weir cannot read is skipped (and logged), but its version is taken, so the
+    // watch moves past it instead of meeting it again on every resume.
+    let slice = || match serde_json::from_value::<EndpointSlice>(event.object.clone()) {
+        Ok(slice) => Some(slice),
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping an EndpointSlice weir cannot read");
+            None
+        }
+    };
+    let version_of = |object: &serde_json::Value| {
+        object
+            .pointer("/metadata/resourceVersion")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
     };
     match event.kind.as_str() {
         "ADDED" | "MODIFIED" => {
-            let slice = slice()?;
-            state.resource_version = slice.metadata.resource_version.clone();
-            state.slices.insert(slice.metadata.name.clone(), slice);
+            if let Some(slice) = slice() {
+                state.slices.insert(slice.metadata.name.clone(), slice);
+            }
+            if let Some(version) = version_of(&event.object) {
+                state.resource_version = Some(version);
+            }
         }
         "DELETED" => {
-            let slice = slice()?;
-            state.resource_version = slice.metadata.resource_version.clone();
-            state.slices.remove(&slice.metadata.name);
+            if let Some(name) = event
+                .object
+                .pointer("/metadata/name")
+                .and_then(|n| n.as_str())
+            {
+                state.slices.remove(name);
+            }
+            if let Some(version) = version_of(&event.object) {
+                state.resource_version = Some(version);
+            }
         }
         "BOOKMARK" => {
             let meta = event
@@ -168,7 +190,13 @@ impl SliceWatch {
         state.slices = list
             .items
             .into_iter()
-            .map(|s| (s.metadata.name.clone(), s))
+            .filter_map(|item| match serde_json::from_value::<EndpointSlice>(item) {
+                Ok(slice) => Some((slice.metadata.name.clone(), slice)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping an EndpointSlice weir cannot read");
+                    None
+                }
+            })
             .collect();
         state.resource_version = list.metadata.resource_version;
         Ok(())
@@ -254,8 +282,23 @@ impl SliceWatch {
     }
 }
 
-/// A whole body, at most [`MAX_BODY`] bytes.
-pub(super) async fn read_capped(mut body: Incoming) -> Result<Vec<u8>, WatchError> {
+/// How long a whole answer (a list, a Service) may take to arrive once its head has: a
+/// connection that goes half-open mid-body must not stall discovery.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A whole body, at most [`MAX_BODY`] bytes, within [`BODY_TIMEOUT`].
+pub(super) async fn read_capped(body: Incoming) -> Result<Vec<u8>, WatchError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_all(body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(WatchError::Failed(format!(
+                "the answer did not arrive within {}s",
+                BODY_TIMEOUT.as_secs()
+            )))
+        })
+}
+
+async fn read_all(mut body: Incoming) -> Result<Vec<u8>, WatchError> {
     let mut out = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| WatchError::Failed(format!("reading the answer: {e}")))?;
@@ -290,6 +333,15 @@ mod tests {
         format!(
             r#"{{"type":"{kind}","object":{{"kind":"EndpointSlice","metadata":{{"name":"{name}","resourceVersion":"{rv}"}},"addressType":"IPv4","endpoints":[],"ports":[]}}}}"#
         )
+    }
+
+    #[test]
+    fn a_slice_weir_cannot_read_is_skipped_and_the_watch_moves_past_it() {
+        let mut state = SliceState::default();
+        let line = br#"{"type":"ADDED","object":{"metadata":{"name":"odd","resourceVersion":"7"},"endpoints":"not a list"}}"#;
+        assert!(apply(&mut state, line).is_ok());
+        assert!(state.slices.is_empty());
+        assert_eq!(state.resource_version.as_deref(), Some("7"));
     }
 
     #[test]
