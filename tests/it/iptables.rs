@@ -84,8 +84,8 @@ fn redirects_and_cleans_up(backend: &str) {
     assert_eq!(weir_lines(&ns.nat(backend)), weir_lines(&script));
     assert_eq!(
         weir_lines(&script).len(),
-        4 + 12,
-        "four chains and twelve rules: {script}"
+        4 + 13,
+        "four chains and thirteen rules: {script}"
     );
 
     // The test runs as root, not as the proxy uid: its call to a documentation address is

@@ -229,9 +229,12 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
     let b_config = config(
         &b_id,
         &format!(
-            "    unknown_destination: refuse\n  - name: inbound\n    address: 0.0.0.0:15006\n    transparent: true\n    direction: inbound\n    tls: {{ mode: permissive, allow: [\"{A_ID}\"] }}\n"
+            "    unknown_destination: refuse\n  - name: inbound\n    address: 0.0.0.0:15006\n    transparent: true\n    direction: inbound\n    tls: {{ mode: permissive, allow: [\"{A_ID}\", \"{B_ID}\"] }}\n"
         ),
-        "  - { name: local-app, addresses: [\"0.0.0.0:8080\"], endpoints: [\"127.0.0.1:8080\"] }\n",
+        // `b1-self`: a service whose endpoint is replica b1, so b1 calls its own pod.
+        &format!(
+            "  - {{ name: local-app, addresses: [\"0.0.0.0:8080\"], endpoints: [\"127.0.0.1:8080\"] }}\n  - {{ name: b1-self, addresses: [\"198.51.100.102:8080\"], endpoints: [\"198.51.100.20:8080\"], tls: {{ identity: \"{B_ID}\" }} }}\n"
+        ),
     );
     let _b1_apps = [
         app(&b1, &dir, "b1", 8080),
@@ -358,7 +361,17 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         2.0
     );
 
-    // 5. A client that dials A's outbound listener itself (not redirected) is closed, not
+    // 5. b1's sidecar calling its own pod over mTLS (its service's endpoint is b1 itself)
+    //    leaves through `lo` and is sent to its own inbound listener, not to the
+    //    application's plaintext port (the "outbound to self" rule).
+    let (code, body) = curl(&b1, "http://198.51.100.102:8080/").expect("an answer");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.starts_with("b1:8080 ") && body.contains(&format!("URI={B_ID}")),
+        "{body}"
+    );
+
+    // 6. A client that dials A's outbound listener itself (not redirected) is closed, not
     //    relayed back into weir.
     assert_eq!(curl(&a, "http://127.0.0.1:15001/"), None);
     let refused = [("listener", "outbound"), ("kind", "unknown_destination")];
@@ -367,7 +380,7 @@ fn an_application_calls_another_pod_in_plaintext_and_weir_carries_it_over_mtls()
         1.0
     );
 
-    // 6. B's outbound listener refuses destinations nothing claims.
+    // 7. B's outbound listener refuses destinations nothing claims.
     assert_eq!(curl(&b1, "http://198.51.100.10:8080/"), None);
     assert_eq!(
         metric_sum(&metrics(&b1), "weir_downstream_errors_total", &refused),

@@ -77,6 +77,14 @@ fn rules(r: &Redirect) -> Vec<String> {
         ));
     }
     lines.push("-A WEIR_INBOUND -p tcp -j WEIR_IN_REDIRECT".to_string());
+    // weir calling its own pod (a service whose endpoint is this pod, over mTLS) leaves
+    // through `lo`: it must reach the inbound listener, as another pod's call would, not the
+    // application's plaintext port (Istio's "outbound to self" rule). Its relays to
+    // 127.0.0.1 stay direct.
+    lines.push(format!(
+        "-A WEIR_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner {} -j WEIR_IN_REDIRECT",
+        r.proxy_uid
+    ));
     lines.push(format!(
         "-A WEIR_OUTPUT -m owner --uid-owner {} -j RETURN",
         r.proxy_uid

@@ -10,6 +10,7 @@ const DEFAULTS: &str = "\
 -A WEIR_REDIRECT -p tcp -j REDIRECT --to-ports 15001
 -A WEIR_INBOUND -p tcp -m tcp --dport 9901 -j RETURN
 -A WEIR_INBOUND -p tcp -j WEIR_IN_REDIRECT
+-A WEIR_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner 1337 -j WEIR_IN_REDIRECT
 -A WEIR_OUTPUT -m owner --uid-owner 1337 -j RETURN
 -A WEIR_OUTPUT -o lo -j RETURN
 -A WEIR_OUTPUT -d 127.0.0.0/8 -j RETURN
@@ -39,6 +40,7 @@ const SAVED: &str = "\
 -A WEIR_INBOUND -p tcp -m tcp --dport 9901 -j RETURN
 -A WEIR_INBOUND -p tcp -j WEIR_IN_REDIRECT
 -A WEIR_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
+-A WEIR_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner 1337 -j WEIR_IN_REDIRECT
 -A WEIR_OUTPUT -m owner --uid-owner 1337 -j RETURN
 -A WEIR_OUTPUT -p tcp -j WEIR_REDIRECT
 -A WEIR_REDIRECT -p tcp -j REDIRECT --to-ports 15001
@@ -93,6 +95,7 @@ fn every_option_lands_in_its_own_rule() {
 -A WEIR_INBOUND -p tcp -m tcp --dport 22 -j RETURN
 -A WEIR_INBOUND -p tcp -m tcp --dport 8080 -j RETURN
 -A WEIR_INBOUND -p tcp -j WEIR_IN_REDIRECT
+-A WEIR_OUTPUT ! -d 127.0.0.1/32 -o lo -m owner --uid-owner 2000 -j WEIR_IN_REDIRECT
 -A WEIR_OUTPUT -m owner --uid-owner 2000 -j RETURN
 -A WEIR_OUTPUT -o lo -j RETURN
 -A WEIR_OUTPUT -d 127.0.0.0/8 -j RETURN
