@@ -177,8 +177,9 @@ fn assert_native_sidecar(pod: &Value, image: &str, config_map: &str, identity: &
         .collect();
     assert_eq!(init, ["weir-init", "weir"], "weir-init runs first");
 
+    // weir-init runs the init image (weir with the iptables tools) of the same tag.
     let weir_init = container(pod, "initContainers", "weir-init");
-    assert_eq!(weir_init["image"], image);
+    assert_eq!(weir_init["image"], weir::kube::inject::init_image_of(image));
     assert_eq!(
         weir_init["args"],
         json!([

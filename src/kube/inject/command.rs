@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{default_image, inject, Options, Quantity, Resources, SidecarMode};
+use super::{default_image, init_image_of, inject, Options, Quantity, Resources, SidecarMode};
 
 /// `weir inject` flags.
 #[derive(Debug, Args)]
@@ -23,6 +23,11 @@ pub struct InjectArgs {
     /// The weir image (default: ghcr.io/weir-proxy/weir:VERSION of this build).
     #[arg(long)]
     pub image: Option<String>,
+    /// The image of the weir-init container, weir with the iptables tools (default: the
+    /// --image repository with `-init` added to its name, same tag:
+    /// ghcr.io/weir-proxy/weir-init:VERSION).
+    #[arg(long, value_name = "IMAGE")]
+    pub init_image: Option<String>,
     /// The ConfigMap holding weir.yaml, mounted at /etc/weir.
     #[arg(long, value_name = "NAME", default_value = "weir-config")]
     pub config_map: String,
@@ -66,8 +71,10 @@ pub fn run(args: InjectArgs) -> ExitCode {
         eprintln!("{name}: cannot read the manifest: {e}");
         return ExitCode::from(2);
     }
+    let image = args.image.unwrap_or_else(default_image);
     let options = Options {
-        image: args.image.unwrap_or_else(default_image),
+        init_image: args.init_image.unwrap_or_else(|| init_image_of(&image)),
+        image,
         config_map: args.config_map,
         identity_secret: args.identity_secret,
         sidecar: if args.legacy_sidecar {

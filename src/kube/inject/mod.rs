@@ -33,8 +33,11 @@ pub enum SidecarMode {
 /// What to inject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// The weir image, for the proxy and for `weir-init`.
+    /// The weir image, for the proxy.
     pub image: String,
+    /// The image of `weir-init`: weir with the iptables tools, which the proxy's distroless
+    /// image has not.
+    pub init_image: String,
     /// The ConfigMap holding `weir.yaml`, mounted at `/etc/weir`.
     pub config_map: String,
     /// The Secret holding the workload's certificate, mounted at `/etc/weir/identity`;
@@ -49,6 +52,18 @@ pub struct Options {
 /// The image of this build: `ghcr.io/weir-proxy/weir:` and the crate's version.
 pub fn default_image() -> String {
     format!("ghcr.io/weir-proxy/weir:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The init image that goes with `image`: the same repository path with `-init` after its
+/// last name, the same tag (`ghcr.io/weir-proxy/weir:0.1.0` gives
+/// `ghcr.io/weir-proxy/weir-init:0.1.0`), as `deploy/Dockerfile`'s `init` target is built.
+pub fn init_image_of(image: &str) -> String {
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    let (repository, rest) = match image[name_start..].find([':', '@']) {
+        Some(i) => image.split_at(name_start + i),
+        None => (image, ""),
+    };
+    format!("{repository}-init{rest}")
 }
 
 /// The rewritten manifest and what the user should be told about it.

@@ -47,7 +47,7 @@ pub fn inject(
         .entry_seq("initContainers")
         .ok_or("its initContainers is not a list")?;
     remove_named(init, &[SIDECAR, INIT]);
-    init.insert(0, init_container(&options.image));
+    init.insert(0, init_container(&options.init_image));
     if options.sidecar == SidecarMode::Native {
         init.insert(1, sidecar(options));
     }
@@ -262,6 +262,7 @@ mod tests {
     fn options(mode: SidecarMode) -> Options {
         Options {
             image: "weir:test".to_string(),
+            init_image: "weir-init:test".to_string(),
             config_map: "weir-config".to_string(),
             identity_secret: None,
             sidecar: mode,

@@ -5,6 +5,7 @@ use super::*;
 fn options(sidecar: SidecarMode) -> Options {
     Options {
         image: "ghcr.io/weir-proxy/weir:test".to_string(),
+        init_image: "ghcr.io/weir-proxy/weir-init:test".to_string(),
         config_map: "weir-config".to_string(),
         identity_secret: None,
         sidecar,
@@ -114,4 +115,20 @@ fn octal_file_modes_keep_the_value_kubernetes_reads() {
         volumes[0].at(&["secret", "defaultMode"]),
         Some(&Yaml::Int(0o400))
     );
+}
+
+#[test]
+fn the_init_image_is_the_proxy_image_with_init_after_its_name() {
+    use super::init_image_of;
+    for (image, init) in [
+        (
+            "ghcr.io/weir-proxy/weir:0.1.0",
+            "ghcr.io/weir-proxy/weir-init:0.1.0",
+        ),
+        ("registry:5000/weir:dev", "registry:5000/weir-init:dev"),
+        ("weir", "weir-init"),
+        ("weir@sha256:abc", "weir-init@sha256:abc"),
+    ] {
+        assert_eq!(init_image_of(image), init, "{image}");
+    }
 }

@@ -99,6 +99,7 @@ mod tests {
     fn options() -> Options {
         Options {
             image: "weir:test".to_string(),
+            init_image: "weir-init:test".to_string(),
             config_map: "weir-config".to_string(),
             identity_secret: None,
             sidecar: SidecarMode::Native,

@@ -52,3 +52,8 @@ inject` names it. */}}
 {{- define "weir.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* weir-init's image: weir with the iptables tools (deploy/Dockerfile, target init). */}}
+{{- define "weir.initImage" -}}
+{{- printf "%s:%s" .Values.image.initRepository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
