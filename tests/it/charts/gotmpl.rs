@@ -1,6 +1,7 @@
-//! A renderer for the part of Helm's template language that `deploy/helm/weir` uses, so its
-//! tests can render the chart where no `helm` binary could be installed (none is in Debian,
-//! and none was to be had from PyPI or npm when the chart was written).
+//! A renderer for the part of Helm's template language that `deploy/helm/weir` uses, written
+//! when no `helm` binary could be had here. A real helm now renders the chart in the tests
+//! too, and must produce the same documents; this renderer stays for its strictness: a value
+//! the templates read that `values.yaml` does not define is an error (below).
 //!
 //! It is not Helm: it knows `define`, `include`, `if`/`else`, `with`, `range`, `:=`
 //! variables, pipelines, parenthesised calls, the `{{-`/`-}}` trim markers, comments,
