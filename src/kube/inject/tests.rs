@@ -132,3 +132,27 @@ fn the_init_image_is_the_proxy_image_with_init_after_its_name() {
         assert_eq!(init_image_of(image), init, "{image}");
     }
 }
+
+#[test]
+fn inject_false_opts_out_like_disabled_and_only_injected_true_counts_as_done() {
+    let deployment = |annotations: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}, annotations: {{{annotations}}}}}\n    spec:\n      containers: [{{name: app, image: a}}]\n"
+        )
+    };
+    for opt_out in [
+        "\"weir.io/inject\": \"false\"",
+        "\"weir.io/inject\": disabled",
+    ] {
+        let text = deployment(opt_out);
+        let out = inject(&text, &options(SidecarMode::Native)).expect("inject");
+        assert_eq!(out.text, text, "{opt_out}");
+    }
+    let text = deployment("\"weir.io/injected\": \"false\"");
+    let out = inject(&text, &options(SidecarMode::Native)).expect("inject");
+    assert!(
+        out.text.contains("name: weir-init"),
+        "an injected marker that is not \"true\" does not stop injection:\n{}",
+        out.text
+    );
+}

@@ -35,6 +35,12 @@ fn template_path(api_version: &str, kind: &str) -> Option<&'static [&'static str
     }
 }
 
+/// Whether `object` opts out of injection: `weir.io/inject` is `disabled` or `false` (the
+/// value users write for Istio's and Linkerd's annotations).
+fn opted_out(object: &Yaml) -> bool {
+    matches!(annotation(object, INJECT), Some("disabled" | "false"))
+}
+
 fn annotation<'a>(object: &'a Yaml, key: &str) -> Option<&'a str> {
     object
         .at(&["metadata", "annotations", key])
@@ -69,7 +75,7 @@ pub fn inject(object: &mut Yaml, options: &Options) -> Result<Vec<Outcome>, Stri
         .and_then(Yaml::as_str)
         .map(String::from);
     let label = format!("{kind} {}", name.as_deref().unwrap_or("(unnamed)"));
-    if annotation(object, INJECT) == Some("disabled") {
+    if opted_out(object) {
         return Ok(vec![Outcome::Untouched]);
     }
     let Some(template) = object.at_mut(path) else {
@@ -78,8 +84,7 @@ pub fn inject(object: &mut Yaml, options: &Options) -> Result<Vec<Outcome>, Stri
             path.join(".")
         ));
     };
-    if annotation(template, INJECT) == Some("disabled") || annotation(template, INJECTED).is_some()
-    {
+    if opted_out(template) || annotation(template, INJECTED) == Some("true") {
         return Ok(vec![Outcome::Untouched]);
     }
     if template.at(&["spec", "hostNetwork"]) == Some(&Yaml::Bool(true)) {

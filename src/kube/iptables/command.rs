@@ -139,7 +139,7 @@ fn redirect(opts: &InitIptables) -> Result<Redirect, String> {
         None => None,
     };
     let from_config = from_config.as_ref();
-    Ok(Redirect {
+    let redirect = Redirect {
         inbound_port: opts
             .inbound_port
             .or(from_config.and_then(|c| c.inbound))
@@ -156,7 +156,29 @@ fn redirect(opts: &InitIptables) -> Result<Redirect, String> {
         exclude_inbound_ports: opts.exclude_inbound_ports.clone(),
         exclude_outbound_ports: opts.exclude_outbound_ports.clone(),
         exclude_outbound_cidrs: opts.exclude_outbound_cidrs.clone(),
-    })
+    };
+    refuse_clashes(&redirect)?;
+    Ok(redirect)
+}
+
+/// Ports that cannot be what they are asked to be: the admin port is never redirected, so a
+/// listener on it would receive nothing; a redirect target excluded from redirection
+/// contradicts itself.
+fn refuse_clashes(r: &Redirect) -> Result<(), String> {
+    for (what, port) in [("inbound", r.inbound_port), ("outbound", r.outbound_port)] {
+        if port == r.admin_port {
+            return Err(format!(
+                "the {what} port {port} is also the admin port, which is never redirected; give the {what} listener another port"
+            ));
+        }
+    }
+    if r.exclude_inbound_ports.contains(&r.inbound_port) {
+        return Err(format!(
+            "--exclude-inbound-ports lists {}, the inbound port itself; remove it",
+            r.inbound_port
+        ));
+    }
+    Ok(())
 }
 
 /// The ports a weir configuration implies for redirection.
@@ -223,6 +245,31 @@ services:
                 admin: 9911
             }
         );
+    }
+
+    #[test]
+    fn ports_that_clash_are_refused() {
+        let mut r = Redirect {
+            inbound_port: 9901,
+            ..Redirect::default()
+        };
+        let err = refuse_clashes(&r).expect_err("inbound on the admin port");
+        assert!(
+            err.contains("the inbound port 9901 is also the admin port"),
+            "{err}"
+        );
+        r.inbound_port = 15006;
+        r.outbound_port = 9901;
+        assert!(refuse_clashes(&r).is_err(), "outbound on the admin port");
+        r.outbound_port = 15001;
+        r.exclude_inbound_ports = vec![22, 15006];
+        let err = refuse_clashes(&r).expect_err("the inbound port excluded");
+        assert!(
+            err.contains("lists 15006, the inbound port itself"),
+            "{err}"
+        );
+        r.exclude_inbound_ports = vec![22];
+        assert_eq!(refuse_clashes(&r), Ok(()));
     }
 
     #[test]
