@@ -55,12 +55,22 @@ where
     }
 }
 
-/// A port that was free a moment ago (bind to :0 and release).
+/// A port that was free a moment ago (bind to :0 and release), and that this test process
+/// has not handed out before: the kernel may give a released port back at once, and two
+/// calls (a listener's and its admin server's) must not get the same one.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// What a test upstream does; every request is counted and its headers kept.
