@@ -26,14 +26,7 @@ fn start_sidecar(ns: &Netns, dir: &Path) -> Sidecar {
     )
     .expect("write config");
     let log = std::fs::File::create(dir.join("weir.log")).expect("log file");
-    let child = ns
-        .command(WEIR, &["run", "-c", &config.to_string_lossy()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn weir run");
-    let sidecar = Sidecar(child);
+    let sidecar = ns.spawn(WEIR, &["run", "-c", &config.to_string_lossy()], log.into());
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ns.ask_live("127.0.0.1", 15001).contains(" 200 ") {
         assert!(

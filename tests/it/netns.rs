@@ -68,6 +68,19 @@ impl Netns {
         c
     }
 
+    /// `PROGRAM ARGS` started in the namespace in the background, its standard error to
+    /// `stderr`, killed on drop.
+    pub fn spawn(&self, program: &str, args: &[&str], stderr: Stdio) -> Sidecar {
+        let child = self
+            .command(program, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("ip netns exec {program}: {e}"));
+        Sidecar(child)
+    }
+
     /// Runs `PROGRAM ARGS` inside the namespace to its end.
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {
         self.command(program, args)

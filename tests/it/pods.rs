@@ -143,14 +143,11 @@ fn spawn_app(pod: &Netns, dir: &Path, args: &[&str]) -> Sidecar {
         std::fs::write(&script, APP).expect("write app");
     }
     let script = script.to_string_lossy().into_owned();
-    let child = pod
-        .command("python3", &[&[script.as_str()], args].concat())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the application");
-    Sidecar(child)
+    pod.spawn(
+        "python3",
+        &[&[script.as_str()], args].concat(),
+        Stdio::null(),
+    )
 }
 
 /// Mints `sa`'s identity under `ca`, readable by the proxy uid.
@@ -181,17 +178,11 @@ fn sidecar(pod: &Netns, dir: &Path, name: &str, config: &str, rule_args: &[&str]
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
     let uid = format!("--reuid={PROXY_UID}");
     let gid = format!("--regid={PROXY_UID}");
-    let child = pod
-        .command(
-            "setpriv",
-            &[&uid, &gid, "--clear-groups", WEIR, "run", "-c", &path],
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn weir run");
-    let sidecar = Sidecar(child);
+    let sidecar = pod.spawn(
+        "setpriv",
+        &[&uid, &gid, "--clear-groups", WEIR, "run", "-c", &path],
+        log.into(),
+    );
     wait_for(
         pod,
         "http://127.0.0.1:9901/ready",
