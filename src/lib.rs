@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod error;
 pub mod file_watch;
 pub mod headers;
+pub mod import;
 pub mod kube;
 pub mod logging;
 pub mod proxy;

@@ -69,6 +69,9 @@ enum Command {
     /// Install the transparent-redirect rules in a pod's network namespace (run as root or
     /// with NET_ADMIN and NET_RAW, in an init container).
     InitIptables(weir::kube::iptables::command::InitIptables),
+    /// Translate Istio, Gateway API, Linkerd and SMI resources (and Hystrix properties)
+    /// into a weir configuration, reporting every field weir cannot express.
+    Import(weir::import::command::ImportArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Certs { command } => weir::tls::command::run(command),
         Command::Inject(args) => weir::kube::inject::command::run(args),
         Command::InitIptables(opts) => weir::kube::iptables::command::run(opts),
+        Command::Import(args) => weir::import::command::run(args),
         Command::Alerts {
             config,
             output,

@@ -4,6 +4,7 @@
 //! hold, or into every [`Diagnostic`] that explains why it cannot.
 
 mod decode;
+pub(crate) mod documents;
 mod diagnostic;
 mod duration;
 mod identifier;
@@ -14,7 +15,7 @@ mod source;
 mod suggest;
 mod tags;
 mod transparent;
-mod tree;
+pub(crate) mod tree;
 mod validate;
 mod yaml_error;
 

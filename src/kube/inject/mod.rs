@@ -8,13 +8,15 @@
 //! output changes nothing.
 
 pub mod command;
-mod documents;
+
 mod pod;
 mod resources;
 mod workload;
 mod yaml;
 
 use std::fmt;
+
+use crate::config::documents;
 
 pub use resources::{Quantity, QuantityError, Resources};
 use workload::Outcome;

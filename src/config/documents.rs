@@ -1,7 +1,8 @@
 //! A multi-document YAML file cut into its documents, each with its original text.
 //!
 //! `weir inject` hands back every document it does not change byte for byte (comments,
-//! quoting and all), so it needs each document's text, not only its parsed value. A line
+//! quoting and all), and `weir import` reports positions in the whole file, so both need
+//! each document's text and first line, not only its parsed value. A line
 //! that starts with `---` followed by a space, a tab or the end of the line starts a
 //! document: YAML forbids that marker inside any scalar, so the cut is exact.
 

@@ -1,0 +1,7 @@
+//! Placeholder.
+
+use super::source::Input;
+use super::Cx;
+
+/// Translates Hystrix properties.
+pub fn translate(_input: &Input, _cx: &mut Cx<'_>) {}

@@ -1,0 +1,167 @@
+//! `weir import`: translates Istio, Gateway API, Linkerd and SMI resources, and Hystrix
+//! command properties, into a weir configuration.
+//!
+//! A team should not have to rewrite its traffic rules by hand to try weir. The translation
+//! keeps each source's meaning rather than renaming fields (Istio's ORed match blocks become
+//! one route each, Gateway API rules are ordered by the spec's precedence, unset connection
+//! pools stay unlimited, mesh defaults are written out), and every field weir cannot express
+//! is reported at its line and column ([`report`]). The pieces:
+//!
+//! - [`source`] reads the files into resources and tracks which fields were read;
+//! - [`istio`], [`gateway`], [`smi`], [`linkerd`] and [`hystrix`] translate, into a
+//!   [`draft::Draft`];
+//! - [`emit`] writes the draft as YAML, a comment above every item naming its origin.
+
+pub mod command;
+pub mod draft;
+pub mod emit;
+pub mod gateway;
+pub mod hystrix;
+pub mod istio;
+pub mod linkerd;
+pub mod report;
+pub mod smi;
+pub mod source;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use draft::{Draft, Origin, Target};
+pub use report::{Report, Severity};
+use report::Reports;
+pub use source::Input;
+use source::{Obj, Resource};
+
+/// What the user asked for beyond the files.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespace of resources that name none (and `node.namespace`).
+    pub namespace: Option<String>,
+    /// The SPIFFE trust domain of identities (`cluster.local`).
+    pub trust_domain: String,
+    /// Static endpoints for generated services (`--endpoint NAME=IP:PORT`), in place of
+    /// discovery: for trying the result outside a cluster.
+    pub endpoints: Vec<(String, Vec<SocketAddr>)>,
+    /// Where the listeners and identity files are.
+    pub layout: emit::Layout,
+}
+
+/// The translation: the configuration text and everything worth telling the user.
+#[derive(Debug)]
+pub struct Imported {
+    /// The weir configuration.
+    pub config: String,
+    /// Notes, unsupported fields and errors, by file and position.
+    pub reports: Vec<Report>,
+    /// The names of the generated services (what `--endpoint` may name).
+    pub services: Vec<String>,
+}
+
+/// Everything a translator works with: the draft it adds to, the reports, the options, and
+/// the Kubernetes resources (Services, workloads) that answer questions such as a Service's
+/// port or a workload's service account.
+pub struct Cx<'a> {
+    /// The configuration being built.
+    pub draft: Draft,
+    /// Findings.
+    pub reports: Reports,
+    /// The user's options.
+    pub options: &'a Options,
+    /// Every resource read, for lookups across kinds.
+    pub resources: &'a [Resource],
+}
+
+impl Cx<'_> {
+    /// An origin for a generated item: the resource's title, `part`, and the file and line of
+    /// `at`.
+    pub fn origin(&self, at: &Obj<'_>, part: &str) -> Origin {
+        let res = at.resource();
+        Origin {
+            what: if part.is_empty() {
+                res.title()
+            } else {
+                format!("{}, {part}", res.title())
+            },
+            at: format!("{}:{}", res.file, at.line()),
+        }
+    }
+
+    /// The SPIFFE ID of a service account.
+    pub fn spiffe(&self, namespace: &str, service_account: &str) -> String {
+        format!(
+            "spiffe://{}/ns/{namespace}/sa/{service_account}",
+            self.options.trust_domain
+        )
+    }
+}
+
+/// Kinds read only to answer questions about others (ports, service accounts); never
+/// reported as skipped.
+const CONTEXT_KINDS: &[&str] = &[
+    "Service",
+    "ServiceAccount",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Pod",
+];
+
+/// Translates `inputs`.
+pub fn import(inputs: &[Input], options: &Options) -> Imported {
+    let mut reports = Reports::default();
+    let resources = source::read(inputs, options.namespace.as_deref(), &mut reports);
+    let mut cx = Cx {
+        draft: Draft::default(),
+        reports,
+        options,
+        resources: &resources,
+    };
+    let mut handled = BTreeSet::new();
+    // Routing first (it decides which services exist), then the policies of those services.
+    let phases: [&dyn Fn(&Resource, &mut Cx<'_>) -> bool; 6] = [
+        &istio::route,
+        &gateway::route,
+        &smi::route,
+        &istio::policy,
+        &linkerd::policy,
+        &istio::security,
+    ];
+    for phase in phases {
+        for (i, res) in resources.iter().enumerate() {
+            if phase(res, &mut cx) {
+                handled.insert(i);
+            }
+        }
+    }
+    for (i, res) in resources.iter().enumerate() {
+        if !handled.contains(&i) && !CONTEXT_KINDS.contains(&res.kind.as_str()) {
+            res.report(
+                &mut cx.reports,
+                Severity::Unsupported,
+                format!(
+                    "weir import does not translate {} ({}); skipped",
+                    res.kind, res.api_version
+                ),
+            );
+        }
+    }
+    for input in inputs {
+        hystrix::translate(input, &mut cx);
+    }
+    apply_endpoints(&mut cx);
+    let config = emit::emit(&cx.draft, &options.layout);
+    Imported {
+        config,
+        services: cx.draft.services.iter().map(|s| s.name.clone()).collect(),
+        reports: cx.reports.into_sorted(),
+    }
+}
+
+/// Replaces discovery with the `--endpoint` addresses the user gave.
+fn apply_endpoints(cx: &mut Cx<'_>) {
+    for (name, addrs) in &cx.options.endpoints {
+        if let Some(s) = cx.draft.services.iter_mut().find(|s| s.name == *name) {
+            s.target = Target::Static(addrs.clone());
+        }
+    }
+}
