@@ -195,6 +195,11 @@ pub struct RouteDraft {
 pub struct InboundDraft {
     /// The mode, and where it came from.
     pub mode: Option<(TlsMode, Origin)>,
+    /// How specific the policy that set `mode` was (mesh 1, namespace 2, workload 3): a
+    /// more specific one wins, as in Istio.
+    pub mode_scope: u8,
+    /// Some policy allows every caller (`allow` stays empty: any mesh peer).
+    pub allow_all: bool,
     /// Allowed peers (empty: any mesh peer), and where they came from.
     pub allow: Vec<String>,
     /// The resources `allow` came from.
@@ -210,6 +215,9 @@ pub struct Draft {
     pub services: Vec<ServiceDraft>,
     /// Inbound mTLS.
     pub inbound: InboundDraft,
+    /// The port of each single-port Kubernetes Service in the input (name, namespace,
+    /// port): the port of a destination that names none.
+    pub known_ports: Vec<(String, String, u16)>,
 }
 
 /// Settings a new service starts from: the source mesh's defaults.
@@ -249,15 +257,27 @@ impl Draft {
             return i;
         }
         let name = self.unique_service_name(key);
+        let mut comments = Vec::new();
         let target = match &key.host {
-            Host::Kubernetes { service, namespace } => Target::Kubernetes {
-                service: match &key.subset {
-                    Some(subset) => format!("{service}-{subset}"),
-                    None => service.clone(),
-                },
-                namespace: namespace.clone(),
-                port: KubePort::Number(key.port.unwrap_or(80)),
-            },
+            Host::Kubernetes { service, namespace } => {
+                let known = self
+                    .known_ports
+                    .iter()
+                    .find(|(n, ns, _)| n == service && ns == namespace)
+                    .map(|(_, _, p)| *p);
+                let port = key.port.or(known).unwrap_or_else(|| {
+                    comments.push("the source names no port and the input has no Service manifest: port 80, or the Service's only port when none is 80".to_string());
+                    80
+                });
+                Target::Kubernetes {
+                    service: match &key.subset {
+                        Some(subset) => format!("{service}-{subset}"),
+                        None => service.clone(),
+                    },
+                    namespace: namespace.clone(),
+                    port: KubePort::Number(port),
+                }
+            }
             Host::Dns(host) => Target::Dns {
                 host: host.clone(),
                 port: key.port.unwrap_or(80),
@@ -277,7 +297,7 @@ impl Draft {
             circuit_breaker: None,
             outlier_detection: None,
             tls_identity: None,
-            comments: Vec::new(),
+            comments,
         });
         self.services.len() - 1
     }

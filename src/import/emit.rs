@@ -85,7 +85,7 @@ pub fn emit(draft: &Draft, layout: &Layout) -> String {
             TlsMode::Disabled => "disabled",
         };
         let _ = writeln!(out, "      mode: {mode}");
-        if !draft.inbound.allow.is_empty() {
+        if !draft.inbound.allow.is_empty() && !draft.inbound.allow_all {
             for origin in &draft.inbound.allow_origins {
                 let _ = writeln!(out, "      # from {} ({})", origin.what, origin.at);
             }

@@ -1,7 +1,374 @@
-//! Placeholder.
+//! Hystrix command properties → `circuit_breaker` of the services they protect.
+//!
+//! Read from a `.properties` file (`hystrix.command.reviews.circuitBreaker.requestVolumeThreshold=10`)
+//! or a Spring-style YAML document with a top-level `hystrix:` key. A command key names a
+//! weir service (the one with that name, or a new one discovering the Kubernetes Service of
+//! that name); `default` applies to every service without a command of its own, as in
+//! Hystrix. Unset properties take Hystrix's defaults, and a rolling window that does not
+//! divide into its buckets is an error, as Hystrix refuses it.
 
+use std::time::Duration;
+
+use super::draft::{Host, RouteDraft, ServiceKey, LINKERD_DEFAULTS};
+use super::report::{Report, Severity};
 use super::source::Input;
 use super::Cx;
+use crate::config::{documents, tree, Backend, CircuitBreaker, RouteMatch};
 
-/// Translates Hystrix properties.
-pub fn translate(_input: &Input, _cx: &mut Cx<'_>) {}
+/// One `key=value` and where it was written.
+#[derive(Debug, Clone)]
+struct Property {
+    key: String,
+    value: String,
+    line: u32,
+    col: u32,
+}
+
+/// Whether `input` holds Hystrix properties (a `.properties` file, or YAML documents with a
+/// top-level `hystrix:` key), so the Kubernetes reader leaves it alone.
+pub fn is_properties_file(input: &Input) -> bool {
+    input.name.ends_with(".properties")
+}
+
+/// Whether a YAML document is Spring-style Hystrix configuration.
+pub(crate) fn is_hystrix_yaml(root: &tree::Node) -> bool {
+    matches!(&root.value, tree::Value::Map(entries) if entries.iter().any(|e| e.key == "hystrix"))
+}
+
+/// Translates the Hystrix properties in `input`, if it has any.
+pub fn translate(input: &Input, cx: &mut Cx<'_>) {
+    let properties = if is_properties_file(input) {
+        parse_properties(&input.text)
+    } else {
+        yaml_properties(&input.text)
+    };
+    if properties.is_empty() {
+        return;
+    }
+    let mut commands: Vec<(String, Vec<Property>)> = Vec::new();
+    for p in properties {
+        let report = |cx: &mut Cx<'_>, severity, message: String| {
+            cx.reports.push(Report {
+                file: input.name.clone(),
+                line: p.line,
+                col: p.col,
+                path: p.key.clone(),
+                severity,
+                message,
+            });
+        };
+        let Some(rest) = p.key.strip_prefix("hystrix.command.") else {
+            let instead = if p.key.starts_with("hystrix.threadpool.") {
+                "weir has no thread pools; a service's `limits.max_requests` bounds its concurrency"
+            } else {
+                "not a command property; not translated"
+            };
+            report(cx, Severity::Unsupported, instead.to_string());
+            continue;
+        };
+        let Some((command, property)) = split_command(rest) else {
+            report(cx, Severity::Error, "expected hystrix.command.KEY.PROPERTY".to_string());
+            continue;
+        };
+        let property = Property {
+            key: property.to_string(),
+            ..p.clone()
+        };
+        match commands.iter_mut().find(|(c, _)| c == command) {
+            Some((_, list)) => list.push(property),
+            None => commands.push((command.to_string(), vec![property])),
+        }
+    }
+    let defaults = commands
+        .iter()
+        .find(|(c, _)| c == "default")
+        .map(|(_, p)| p.clone())
+        .unwrap_or_default();
+    let mut named: Vec<String> = Vec::new();
+    for (command, props) in &commands {
+        if command == "default" {
+            continue;
+        }
+        let Some(breaker) = breaker(input, command, &defaults, props, cx) else {
+            continue;
+        };
+        let i = service_for(input, command, props, cx);
+        named.push(cx.draft.services[i].name.clone());
+        cx.draft.services[i].circuit_breaker = breaker;
+    }
+    if !defaults.is_empty() {
+        if let Some(breaker) = breaker(input, "default", &[], &defaults, cx) {
+            for s in cx.draft.services.iter_mut() {
+                if !named.contains(&s.name) {
+                    s.circuit_breaker = breaker.clone();
+                    s.comments.push(format!(
+                        "circuit_breaker from hystrix.command.default ({}:{})",
+                        input.name, defaults[0].line
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `reviews.circuitBreaker.enabled` → (`reviews`, `circuitBreaker.enabled`). Command keys
+/// may contain dots; the property is the known suffix.
+fn split_command(rest: &str) -> Option<(&str, &str)> {
+    const GROUPS: &[&str] = &[
+        ".circuitBreaker.",
+        ".metrics.",
+        ".execution.",
+        ".fallback.",
+        ".requestCache.",
+        ".requestLog.",
+    ];
+    GROUPS
+        .iter()
+        .filter_map(|g| rest.find(g).map(|i| (&rest[..i], &rest[i + 1..])))
+        .min_by_key(|(c, _)| c.len())
+}
+
+/// The breaker of one command (its properties over `defaults` over Hystrix's own);
+/// `Some(None)` when the breaker is disabled, `None` when the properties are invalid.
+fn breaker(
+    input: &Input,
+    command: &str,
+    defaults: &[Property],
+    props: &[Property],
+    cx: &mut Cx<'_>,
+) -> Option<Option<CircuitBreaker>> {
+    let mut bad = false;
+    let report = |cx: &mut Cx<'_>, p: &Property, severity, message: String| {
+        cx.reports.push(Report {
+            file: input.name.clone(),
+            line: p.line,
+            col: p.col,
+            path: format!("hystrix.command.{command}.{}", p.key),
+            severity,
+            message,
+        });
+    };
+    let mut get = |key: &str, default: u64, cx: &mut Cx<'_>| -> (u64, Option<Property>) {
+        let found = props
+            .iter()
+            .rev()
+            .find(|p| p.key == key)
+            .or_else(|| defaults.iter().rev().find(|p| p.key == key));
+        match found {
+            None => (default, None),
+            Some(p) => match p.value.trim().parse::<u64>() {
+                Ok(v) => (v, Some(p.clone())),
+                Err(_) => {
+                    report(cx, p, Severity::Error, format!("{:?} is not a whole number", p.value));
+                    bad = true;
+                    (default, None)
+                }
+            },
+        }
+    };
+    let (volume, _) = get("circuitBreaker.requestVolumeThreshold", 20, cx);
+    let (error_percent, error_at) = get("circuitBreaker.errorThresholdPercentage", 50, cx);
+    let (sleep_ms, _) = get("circuitBreaker.sleepWindowInMilliseconds", 5000, cx);
+    let (window_ms, window_at) = get("metrics.rollingStats.timeInMilliseconds", 10_000, cx);
+    let (buckets, buckets_at) = get("metrics.rollingStats.numBuckets", 10, cx);
+    let known = [
+        "circuitBreaker.enabled",
+        "circuitBreaker.requestVolumeThreshold",
+        "circuitBreaker.errorThresholdPercentage",
+        "circuitBreaker.sleepWindowInMilliseconds",
+        "metrics.rollingStats.timeInMilliseconds",
+        "metrics.rollingStats.numBuckets",
+    ];
+    let mut enabled = true;
+    for p in props {
+        let flag = p.value.trim() == "true";
+        match p.key.as_str() {
+            "circuitBreaker.enabled" => enabled = p.value.trim() != "false",
+            "circuitBreaker.forceOpen" | "circuitBreaker.forceClosed" if !flag => {}
+            "circuitBreaker.forceOpen" => report(cx, p, Severity::Unsupported, "weir cannot hold a breaker open; it opens on errors only".to_string()),
+            "circuitBreaker.forceClosed" => report(cx, p, Severity::Unsupported, "weir cannot hold a breaker closed; it still opens on errors".to_string()),
+            "execution.isolation.thread.timeoutInMilliseconds" => report(cx, p, Severity::Unsupported, "weir times out per route; set `timeout` on the routes to this service".to_string()),
+            key if known.contains(&key) => {}
+            key => report(cx, p, Severity::Unsupported, format!("`{key}` has no weir equivalent; not translated")),
+        }
+    }
+    if let Some(p) = &error_at {
+        if error_percent > 100 {
+            report(cx, p, Severity::Error, "a percentage from 0 to 100".to_string());
+            bad = true;
+        }
+    }
+    if buckets == 0 || window_ms == 0 || window_ms % buckets != 0 {
+        let at = buckets_at.or(window_at);
+        if let Some(p) = at {
+            report(
+                cx,
+                &p,
+                Severity::Error,
+                format!("a rolling window of {window_ms} ms does not divide into {buckets} buckets; Hystrix refuses it too (choose a window that is a multiple of the bucket count)"),
+            );
+        }
+        bad = true;
+    }
+    if bad {
+        return None;
+    }
+    if !enabled {
+        return Some(None);
+    }
+    Some(Some(CircuitBreaker {
+        window: Duration::from_millis(window_ms),
+        buckets: u32::try_from(buckets).unwrap_or(u32::MAX),
+        request_volume_threshold: u32::try_from(volume).unwrap_or(u32::MAX),
+        error_threshold_percent: error_percent as f64,
+        sleep_window: Duration::from_millis(sleep_ms.max(1)),
+        half_open_requests: 1,
+    }))
+}
+
+/// The service command `command` protects: the generated one of that name, or a new one
+/// discovering the Kubernetes Service of that name, with a route for requests to it.
+fn service_for(input: &Input, command: &str, props: &[Property], cx: &mut Cx<'_>) -> usize {
+    let name = super::draft::sanitize(&command.to_ascii_lowercase());
+    if let Some(i) = cx.draft.services.iter().position(|s| s.name == name) {
+        return i;
+    }
+    let line = props.first().map_or(1, |p| p.line);
+    let origin = super::draft::Origin {
+        what: format!("Hystrix command {command}"),
+        at: format!("{}:{line}", input.name),
+    };
+    let namespace = cx.options.layout.namespace.clone();
+    let host = Host::Kubernetes {
+        service: name.clone(),
+        namespace,
+    };
+    let key = ServiceKey {
+        host: host.clone(),
+        subset: None,
+        port: None,
+    };
+    let i = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+    cx.reports.push(Report {
+        file: input.name.clone(),
+        line,
+        col: 1,
+        path: format!("hystrix.command.{command}"),
+        severity: Severity::Note,
+        message: format!("no imported service is named {name}: a service discovering Kubernetes Service {name} is generated, with a route for requests addressed to it"),
+    });
+    let route = cx.draft.route_name(&name);
+    let service = cx.draft.services[i].name.clone();
+    cx.draft.routes.push(RouteDraft {
+        name: route,
+        origin,
+        matcher: RouteMatch {
+            authority: Some(host.authority()),
+            ..RouteMatch::default()
+        },
+        backends: vec![Backend { service, weight: 1 }],
+        timeout: None,
+        retries: None,
+        fault: None,
+        mirror: None,
+        comments: Vec::new(),
+    });
+    i
+}
+
+/// `key=value` or `key: value` lines; `#` and `!` start comments.
+fn parse_properties(text: &str) -> Vec<Property> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(n, line)| {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with(['#', '!']) {
+                return None;
+            }
+            let col = (line.len() - trimmed.len()) as u32 + 1;
+            let (key, value) = trimmed.split_once(['=', ':'])?;
+            Some(Property {
+                key: key.trim().to_string(),
+                value: value.trim().to_string(),
+                line: n as u32 + 1,
+                col,
+            })
+        })
+        .collect()
+}
+
+/// The leaves under a top-level `hystrix:` key of YAML documents, as dotted keys.
+fn yaml_properties(text: &str) -> Vec<Property> {
+    let mut out = Vec::new();
+    for doc in documents::split(text) {
+        let Ok(root) = tree::parse(doc.text) else {
+            continue;
+        };
+        if !is_hystrix_yaml(&root) {
+            continue;
+        }
+        let offset = u32::try_from(doc.first_line.saturating_sub(1)).unwrap_or(0);
+        flatten(&root, "", offset, &mut out);
+    }
+    out.retain(|p| p.key.starts_with("hystrix."));
+    out
+}
+
+fn flatten(node: &tree::Node, prefix: &str, offset: u32, out: &mut Vec<Property>) {
+    match &node.value {
+        tree::Value::Map(entries) => {
+            for e in entries {
+                let key = if prefix.is_empty() {
+                    e.key.clone()
+                } else {
+                    format!("{prefix}.{}", e.key)
+                };
+                match &e.value.value {
+                    tree::Value::Map(_) => flatten(&e.value, &key, offset, out),
+                    value => {
+                        let value = match value {
+                            tree::Value::Str(s) => s.clone(),
+                            tree::Value::Int(i) => i.to_string(),
+                            tree::Value::Float(f) => f.to_string(),
+                            tree::Value::Bool(b) => b.to_string(),
+                            _ => String::new(),
+                        };
+                        out.push(Property {
+                            key,
+                            value,
+                            line: e.key_pos.line + offset,
+                            col: e.key_pos.col,
+                        });
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_keys_may_contain_dots() {
+        assert_eq!(
+            split_command("shop.Reviews.circuitBreaker.enabled"),
+            Some(("shop.Reviews", "circuitBreaker.enabled"))
+        );
+        assert_eq!(
+            split_command("reviews.metrics.rollingStats.numBuckets"),
+            Some(("reviews", "metrics.rollingStats.numBuckets"))
+        );
+        assert_eq!(split_command("reviews"), None);
+    }
+
+    #[test]
+    fn properties_keep_their_positions() {
+        let p = parse_properties("# c\n\n  a.b = 1\nc:2\n");
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].key.as_str(), p[0].value.as_str(), p[0].line, p[0].col), ("a.b", "1", 3, 3));
+        assert_eq!((p[1].key.as_str(), p[1].line), ("c", 4));
+    }
+}

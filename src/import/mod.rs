@@ -109,13 +109,19 @@ const CONTEXT_KINDS: &[&str] = &[
 /// Translates `inputs`.
 pub fn import(inputs: &[Input], options: &Options) -> Imported {
     let mut reports = Reports::default();
-    let resources = source::read(inputs, options.namespace.as_deref(), &mut reports);
+    let manifests: Vec<Input> = inputs
+        .iter()
+        .filter(|i| !hystrix::is_properties_file(i))
+        .cloned()
+        .collect();
+    let resources = source::read(&manifests, options.namespace.as_deref(), &mut reports);
     let mut cx = Cx {
         draft: Draft::default(),
         reports,
         options,
         resources: &resources,
     };
+    cx.draft.known_ports = single_ports(&resources);
     let mut handled = BTreeSet::new();
     // Routing first (it decides which services exist), then the policies of those services.
     let phases: [&dyn Fn(&Resource, &mut Cx<'_>) -> bool; 6] = [
@@ -148,12 +154,42 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
     for input in inputs {
         hystrix::translate(input, &mut cx);
     }
+    default_inbound_mode(&mut cx.draft);
     apply_endpoints(&mut cx);
     let config = emit::emit(&cx.draft, &options.layout);
     Imported {
         config,
         services: cx.draft.services.iter().map(|s| s.name.clone()).collect(),
         reports: cx.reports.into_sorted(),
+    }
+}
+
+/// The port of every Kubernetes Service in the input that has exactly one.
+fn single_ports(resources: &[Resource]) -> Vec<(String, String, u16)> {
+    resources
+        .iter()
+        .filter(|r| r.kind == "Service" && r.group().is_empty())
+        .filter_map(|r| {
+            let ports = r.spec().list("ports");
+            let [only] = ports.as_slice() else {
+                return None;
+            };
+            let port = only.get("port")?.uint()?;
+            Some((r.name.clone(), r.namespace.clone(), u16::try_from(port).ok()?))
+        })
+        .collect()
+}
+
+/// An AuthorizationPolicy with no PeerAuthentication: Istio's default mode, permissive,
+/// so the allow list has a listener to act on.
+fn default_inbound_mode(draft: &mut Draft) {
+    let inbound = &mut draft.inbound;
+    if inbound.mode.is_none() && !inbound.allow_origins.is_empty() {
+        let origin = Origin {
+            what: "Istio's default mTLS mode (no PeerAuthentication applies)".to_string(),
+            at: "PERMISSIVE".to_string(),
+        };
+        inbound.mode = Some((crate::config::TlsMode::Permissive, origin));
     }
 }
 

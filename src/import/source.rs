@@ -60,6 +60,11 @@ impl Resource {
             .map_or(self.api_version.as_str(), |(_, v)| v)
     }
 
+    /// A reader over the whole document.
+    pub fn obj(&self) -> Obj<'_> {
+        Obj::root(self)
+    }
+
     /// A reader over the document's `spec` (an empty mapping when it has none).
     pub fn spec(&self) -> Obj<'_> {
         let root = Obj::root(self);
@@ -122,7 +127,7 @@ pub fn read(inputs: &[Input], namespace: Option<&str>, reports: &mut Reports) ->
                 }
             };
             shift(&mut node, offset);
-            if node.value == Value::Null {
+            if node.value == Value::Null || super::hystrix::is_hystrix_yaml(&node) {
                 continue;
             }
             if let Some(resource) = resource_of(&file, node, namespace, reports) {
