@@ -4,8 +4,8 @@
 //! hold, or into every [`Diagnostic`] that explains why it cannot.
 
 mod decode;
-pub(crate) mod documents;
 mod diagnostic;
+pub(crate) mod documents;
 mod duration;
 mod identifier;
 mod not_enforced;

@@ -56,9 +56,9 @@ pub struct ImportArgs {
 }
 
 fn parse_endpoint(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
-    let (name, addrs) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not SERVICE=IP:PORT; write e.g. reviews-v1=127.0.0.1:9081"))?;
+    let (name, addrs) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?} is not SERVICE=IP:PORT; write e.g. reviews-v1=127.0.0.1:9081")
+    })?;
     let addrs = addrs
         .split(',')
         .map(|a| {

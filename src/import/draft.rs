@@ -66,9 +66,10 @@ impl Host {
                 escape(namespace)
             )),
             Host::Dns(name) => match name.strip_prefix("*.") {
-                Some(suffix) => {
-                    AuthorityMatch::Regex(format!("[^.]+(\\.[^.]+)*\\.{}(:[0-9]+)?", escape(suffix)))
-                }
+                Some(suffix) => AuthorityMatch::Regex(format!(
+                    "[^.]+(\\.[^.]+)*\\.{}(:[0-9]+)?",
+                    escape(suffix)
+                )),
                 None => AuthorityMatch::Exact(name.clone()),
             },
         }
@@ -392,7 +393,10 @@ mod tests {
             Host::parse("reviews.prod.svc.cluster.local", "shop"),
             k("reviews", "prod")
         );
-        assert_eq!(Host::parse("Ratings.prod.svc", "shop"), k("ratings", "prod"));
+        assert_eq!(
+            Host::parse("Ratings.prod.svc", "shop"),
+            k("ratings", "prod")
+        );
         assert_eq!(
             Host::parse("api.example.com", "shop"),
             Host::Dns("api.example.com".into())

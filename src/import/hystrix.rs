@@ -67,7 +67,11 @@ pub fn translate(input: &Input, cx: &mut Cx<'_>) {
             continue;
         };
         let Some((command, property)) = split_command(rest) else {
-            report(cx, Severity::Error, "expected hystrix.command.KEY.PROPERTY".to_string());
+            report(
+                cx,
+                Severity::Error,
+                "expected hystrix.command.KEY.PROPERTY".to_string(),
+            );
             continue;
         };
         let property = Property {
@@ -159,7 +163,12 @@ fn breaker(
             Some(p) => match p.value.trim().parse::<u64>() {
                 Ok(v) => (v, Some(p.clone())),
                 Err(_) => {
-                    report(cx, p, Severity::Error, format!("{:?} is not a whole number", p.value));
+                    report(
+                        cx,
+                        p,
+                        Severity::Error,
+                        format!("{:?} is not a whole number", p.value),
+                    );
                     bad = true;
                     (default, None)
                 }
@@ -185,16 +194,41 @@ fn breaker(
         match p.key.as_str() {
             "circuitBreaker.enabled" => enabled = p.value.trim() != "false",
             "circuitBreaker.forceOpen" | "circuitBreaker.forceClosed" if !flag => {}
-            "circuitBreaker.forceOpen" => report(cx, p, Severity::Unsupported, "weir cannot hold a breaker open; it opens on errors only".to_string()),
-            "circuitBreaker.forceClosed" => report(cx, p, Severity::Unsupported, "weir cannot hold a breaker closed; it still opens on errors".to_string()),
-            "execution.isolation.thread.timeoutInMilliseconds" => report(cx, p, Severity::Unsupported, "weir times out per route; set `timeout` on the routes to this service".to_string()),
+            "circuitBreaker.forceOpen" => report(
+                cx,
+                p,
+                Severity::Unsupported,
+                "weir cannot hold a breaker open; it opens on errors only".to_string(),
+            ),
+            "circuitBreaker.forceClosed" => report(
+                cx,
+                p,
+                Severity::Unsupported,
+                "weir cannot hold a breaker closed; it still opens on errors".to_string(),
+            ),
+            "execution.isolation.thread.timeoutInMilliseconds" => report(
+                cx,
+                p,
+                Severity::Unsupported,
+                "weir times out per route; set `timeout` on the routes to this service".to_string(),
+            ),
             key if known.contains(&key) => {}
-            key => report(cx, p, Severity::Unsupported, format!("`{key}` has no weir equivalent; not translated")),
+            key => report(
+                cx,
+                p,
+                Severity::Unsupported,
+                format!("`{key}` has no weir equivalent; not translated"),
+            ),
         }
     }
     if let Some(p) = &error_at {
         if error_percent > 100 {
-            report(cx, p, Severity::Error, "a percentage from 0 to 100".to_string());
+            report(
+                cx,
+                p,
+                Severity::Error,
+                "a percentage from 0 to 100".to_string(),
+            );
             bad = true;
         }
     }
@@ -315,35 +349,32 @@ fn yaml_properties(text: &str) -> Vec<Property> {
 }
 
 fn flatten(node: &tree::Node, prefix: &str, offset: u32, out: &mut Vec<Property>) {
-    match &node.value {
-        tree::Value::Map(entries) => {
-            for e in entries {
-                let key = if prefix.is_empty() {
-                    e.key.clone()
-                } else {
-                    format!("{prefix}.{}", e.key)
-                };
-                match &e.value.value {
-                    tree::Value::Map(_) => flatten(&e.value, &key, offset, out),
-                    value => {
-                        let value = match value {
-                            tree::Value::Str(s) => s.clone(),
-                            tree::Value::Int(i) => i.to_string(),
-                            tree::Value::Float(f) => f.to_string(),
-                            tree::Value::Bool(b) => b.to_string(),
-                            _ => String::new(),
-                        };
-                        out.push(Property {
-                            key,
-                            value,
-                            line: e.key_pos.line + offset,
-                            col: e.key_pos.col,
-                        });
-                    }
-                }
+    let tree::Value::Map(entries) = &node.value else {
+        return;
+    };
+    for e in entries {
+        let key = if prefix.is_empty() {
+            e.key.clone()
+        } else {
+            format!("{prefix}.{}", e.key)
+        };
+        let value = match &e.value.value {
+            tree::Value::Map(_) => {
+                flatten(&e.value, &key, offset, out);
+                continue;
             }
-        }
-        _ => {}
+            tree::Value::Str(s) => s.clone(),
+            tree::Value::Int(i) => i.to_string(),
+            tree::Value::Float(f) => f.to_string(),
+            tree::Value::Bool(b) => b.to_string(),
+            _ => String::new(),
+        };
+        out.push(Property {
+            key,
+            value,
+            line: e.key_pos.line + offset,
+            col: e.key_pos.col,
+        });
     }
 }
 
@@ -368,7 +399,10 @@ mod tests {
     fn properties_keep_their_positions() {
         let p = parse_properties("# c\n\n  a.b = 1\nc:2\n");
         assert_eq!(p.len(), 2);
-        assert_eq!((p[0].key.as_str(), p[0].value.as_str(), p[0].line, p[0].col), ("a.b", "1", 3, 3));
+        assert_eq!(
+            (p[0].key.as_str(), p[0].value.as_str(), p[0].line, p[0].col),
+            ("a.b", "1", 3, 3)
+        );
         assert_eq!((p[1].key.as_str(), p[1].line), ("c", 4));
     }
 }

@@ -27,8 +27,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use draft::{Draft, Origin, Target};
-pub use report::{Report, Severity};
 use report::Reports;
+pub use report::{Report, Severity};
 pub use source::Input;
 use source::{Obj, Resource};
 
@@ -95,6 +95,9 @@ impl Cx<'_> {
     }
 }
 
+/// One translation phase: handles the resources of its kinds, says whether `res` was one.
+type Translator = fn(&Resource, &mut Cx<'_>) -> bool;
+
 /// Kinds read only to answer questions about others (ports, service accounts); never
 /// reported as skipped.
 const CONTEXT_KINDS: &[&str] = &[
@@ -124,13 +127,13 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
     cx.draft.known_ports = single_ports(&resources);
     let mut handled = BTreeSet::new();
     // Routing first (it decides which services exist), then the policies of those services.
-    let phases: [&dyn Fn(&Resource, &mut Cx<'_>) -> bool; 6] = [
-        &istio::route,
-        &gateway::route,
-        &smi::route,
-        &istio::policy,
-        &linkerd::policy,
-        &istio::security,
+    let phases: [Translator; 6] = [
+        istio::route,
+        gateway::route,
+        smi::route,
+        istio::policy,
+        linkerd::policy,
+        istio::security,
     ];
     for phase in phases {
         for (i, res) in resources.iter().enumerate() {
@@ -175,7 +178,11 @@ fn single_ports(resources: &[Resource]) -> Vec<(String, String, u16)> {
                 return None;
             };
             let port = only.get("port")?.uint()?;
-            Some((r.name.clone(), r.namespace.clone(), u16::try_from(port).ok()?))
+            Some((
+                r.name.clone(),
+                r.namespace.clone(),
+                u16::try_from(port).ok()?,
+            ))
         })
         .collect()
 }

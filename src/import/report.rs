@@ -64,7 +64,12 @@ impl Reports {
     /// Every finding, sorted by file and position (the order a reader goes through them).
     pub fn into_sorted(mut self) -> Vec<Report> {
         self.items.sort_by(|a, b| {
-            (a.file.as_str(), a.line, a.col, a.severity).cmp(&(b.file.as_str(), b.line, b.col, b.severity))
+            (a.file.as_str(), a.line, a.col, a.severity).cmp(&(
+                b.file.as_str(),
+                b.line,
+                b.col,
+                b.severity,
+            ))
         });
         self.items.dedup();
         self.items

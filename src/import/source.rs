@@ -95,7 +95,10 @@ impl Resource {
 
     /// Where annotation `key` is written (for reports about it).
     pub fn annotation_obj(&self, key: &str) -> Option<Obj<'_>> {
-        Obj::root(self).get("metadata")?.get("annotations")?.get(key)
+        Obj::root(self)
+            .get("metadata")?
+            .get("annotations")?
+            .get(key)
     }
 }
 
@@ -415,7 +418,7 @@ impl<'a> Obj<'a> {
         };
         let taken = self.taken.borrow();
         for entry in entries {
-            if taken.iter().any(|k| *k == entry.key) || entry.value.value == Value::Null {
+            if taken.contains(&entry.key) || entry.value.value == Value::Null {
                 continue;
             }
             let child = Obj {

@@ -11,6 +11,7 @@ mod demo;
 mod grpc;
 mod hostile;
 mod hystrix;
+mod import;
 mod inject;
 mod iptables;
 mod kube_discovery;

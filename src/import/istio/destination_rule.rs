@@ -267,7 +267,10 @@ fn connection_pool(pool: &Obj<'_>, i: usize, cx: &mut Cx<'_>) {
             match policy.text().as_deref() {
                 Some("UPGRADE") => service.http2 = true,
                 Some("DO_NOT_UPGRADE" | "DEFAULT") => {}
-                _ => policy.unsupported(reports, "not translated; weir speaks HTTP/1.1 to the service"),
+                _ => policy.unsupported(
+                    reports,
+                    "not translated; weir speaks HTTP/1.1 to the service",
+                ),
             }
         }
         http.finish(reports, &|key| {
@@ -359,7 +362,14 @@ fn client_tls(tls: &Obj<'_>, i: usize, cx: &mut Cx<'_>) {
             format!("weir originates only mesh mTLS; `{other}` TLS with your own certificates is not translated, and the service is called in plaintext"),
         ),
     }
-    tls.skip(&["sni", "credentialName", "clientCertificate", "privateKey", "caCertificates", "insecureSkipVerify"]);
+    tls.skip(&[
+        "sni",
+        "credentialName",
+        "clientCertificate",
+        "privateKey",
+        "caCertificates",
+        "insecureSkipVerify",
+    ]);
     tls.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
 }
 
@@ -368,7 +378,11 @@ fn client_tls(tls: &Obj<'_>, i: usize, cx: &mut Cx<'_>) {
 /// account of the namespace.
 fn identity_of(i: usize, at: &Obj<'_>, cx: &mut Cx<'_>) -> String {
     let service = &cx.draft.services[i];
-    let Host::Kubernetes { service: name, namespace } = &service.key.host else {
+    let Host::Kubernetes {
+        service: name,
+        namespace,
+    } = &service.key.host
+    else {
         return cx.spiffe(&at.resource().namespace, "*");
     };
     let found = super::security::service_accounts(cx.resources, name, namespace);

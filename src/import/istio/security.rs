@@ -39,7 +39,10 @@ pub fn peer_authentication(res: &Resource, cx: &mut Cx<'_>) {
         res.report(
             &mut cx.reports,
             crate::import::Severity::Note,
-            format!("in namespace {}, it does not apply to this proxy's namespace {}; skipped", res.namespace, cx.options.layout.namespace),
+            format!(
+                "in namespace {}, it does not apply to this proxy's namespace {}; skipped",
+                res.namespace, cx.options.layout.namespace
+            ),
         );
         spec.skip(&["mtls", "portLevelMtls"]);
         return;
@@ -88,7 +91,10 @@ pub fn authorization_policy(res: &Resource, cx: &mut Cx<'_>) {
         res.report(
             &mut cx.reports,
             crate::import::Severity::Note,
-            format!("in namespace {}, it does not apply to this proxy's namespace {}; skipped", res.namespace, cx.options.layout.namespace),
+            format!(
+                "in namespace {}, it does not apply to this proxy's namespace {}; skipped",
+                res.namespace, cx.options.layout.namespace
+            ),
         );
         spec.skip(&["rules"]);
         return;
@@ -178,7 +184,10 @@ fn source_ids(source: &Obj<'_>, cx: &mut Cx<'_>, ids: &mut Vec<String>) {
             if text == "*" {
                 cx.draft.inbound.allow_all = true;
             } else if text.contains('*') {
-                n.unsupported(&mut cx.reports, "weir cannot match part of a namespace; not allowed");
+                n.unsupported(
+                    &mut cx.reports,
+                    "weir cannot match part of a namespace; not allowed",
+                );
             } else {
                 add(cx.spiffe(&text, "*"));
             }
@@ -233,7 +242,10 @@ pub fn service_accounts(resources: &[Resource], service: &str, namespace: &str) 
         }
         let sa = pod
             .get("spec")
-            .and_then(|s| s.str("serviceAccountName").or_else(|| s.str("serviceAccount")))
+            .and_then(|s| {
+                s.str("serviceAccountName")
+                    .or_else(|| s.str("serviceAccount"))
+            })
             .unwrap_or_else(|| "default".to_string());
         if !found.contains(&sa) {
             found.push(sa);

@@ -157,7 +157,20 @@ fn http_rule(
                 &mut cx.reports,
                 format!("weir cannot answer with `{key}`; this rule is not translated, so its requests go to the next matching rule"),
             );
-            rule.skip(&["match", "route", "rewrite", "headers", "corsPolicy", "timeout", "retries", "fault", "mirror", "mirrorPercentage", "mirrorPercent", "mirrors"]);
+            rule.skip(&[
+                "match",
+                "route",
+                "rewrite",
+                "headers",
+                "corsPolicy",
+                "timeout",
+                "retries",
+                "fault",
+                "mirror",
+                "mirrorPercentage",
+                "mirrorPercent",
+                "mirrors",
+            ]);
             rule.finish(&mut cx.reports, &|_| String::new());
             return None;
         }
@@ -179,9 +192,18 @@ fn http_rule(
     let fault = fault(rule, &mut cx.reports);
     let mirror = mirror(rule, cx);
     for (key, instead) in [
-        ("rewrite", "requests are forwarded with their path and authority unchanged"),
-        ("headers", "requests and responses are forwarded with their headers unchanged"),
-        ("corsPolicy", "CORS preflight requests are forwarded to the service like any other"),
+        (
+            "rewrite",
+            "requests are forwarded with their path and authority unchanged",
+        ),
+        (
+            "headers",
+            "requests and responses are forwarded with their headers unchanged",
+        ),
+        (
+            "corsPolicy",
+            "CORS preflight requests are forwarded to the service like any other",
+        ),
     ] {
         if let Some(f) = rule.get(key) {
             f.unsupported(&mut cx.reports, instead);
@@ -359,7 +381,11 @@ fn retries(rule: &Obj<'_>, reports: &mut Reports) -> (Option<Retries>, Option<&'
         let policy = Retries {
             attempts: 2,
             per_try_timeout: None,
-            on: vec![RetryOn::ConnectFailure, RetryOn::Reset, RetryOn::Status(503)],
+            on: vec![
+                RetryOn::ConnectFailure,
+                RetryOn::Reset,
+                RetryOn::Status(503),
+            ],
             budget_percent: 100.0,
         };
         return (Some(policy), Some(DEFAULT_RETRY_NOTE));
@@ -371,19 +397,32 @@ fn retries(rule: &Obj<'_>, reports: &mut Reports) -> (Option<Retries>, Option<&'
         .filter(|d| *d > Duration::ZERO);
     if let Some(remote) = r.get("retryRemoteLocalities") {
         if remote.boolean() == Some(true) {
-            remote.unsupported(reports, "weir has no localities; retries may go to any endpoint");
+            remote.unsupported(
+                reports,
+                "weir has no localities; retries may go to any endpoint",
+            );
         }
     }
     let on = match r.get("retryOn") {
         Some(on) => retry_on(&on, reports),
-        None => vec![RetryOn::ConnectFailure, RetryOn::Reset, RetryOn::Status(503)],
+        None => vec![
+            RetryOn::ConnectFailure,
+            RetryOn::Reset,
+            RetryOn::Status(503),
+        ],
     };
     r.finish(reports, &|key| format!("`{key}` is not translated"));
     if attempts == 0 {
-        return (None, Some("`retries.attempts` is 0: no retries, as in Istio"));
+        return (
+            None,
+            Some("`retries.attempts` is 0: no retries, as in Istio"),
+        );
     }
     if on.is_empty() {
-        return (None, Some("no retry condition weir can express: no retries"));
+        return (
+            None,
+            Some("no retry condition weir can express: no retries"),
+        );
     }
     let policy = Retries {
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
@@ -457,15 +496,23 @@ fn percentage(parent: &Obj<'_>, reports: &mut Reports) -> Option<f64> {
 fn fault(rule: &Obj<'_>, reports: &mut Reports) -> Option<Fault> {
     let f = rule.get("fault")?;
     let delay = f.get("delay").and_then(|d| {
-        let fixed = d.get("fixedDelay").and_then(|t| duration::read(&t, reports));
+        let fixed = d
+            .get("fixedDelay")
+            .and_then(|t| duration::read(&t, reports));
         if let Some(e) = d.get("exponentialDelay") {
-            e.unsupported(reports, "weir injects fixed delays only; no delay is injected");
+            e.unsupported(
+                reports,
+                "weir injects fixed delays only; no delay is injected",
+            );
         }
         let percent = percentage(&d, reports);
         d.finish(reports, &|key| format!("`{key}` is not translated"));
         match percent {
             None => {
-                d.note(reports, "no `percentage`: Istio delays no request, so no delay is written");
+                d.note(
+                    reports,
+                    "no `percentage`: Istio delays no request, so no delay is written",
+                );
                 None
             }
             Some(percent) => fixed.map(|fixed| FaultDelay { fixed, percent }),
@@ -475,19 +522,28 @@ fn fault(rule: &Obj<'_>, reports: &mut Reports) -> Option<Fault> {
         let status = a.get("httpStatus").and_then(|s| s.uint());
         for key in ["grpcStatus", "http2Error"] {
             if let Some(g) = a.get(key) {
-                g.unsupported(reports, "weir aborts with an HTTP status only; no abort is injected");
+                g.unsupported(
+                    reports,
+                    "weir aborts with an HTTP status only; no abort is injected",
+                );
             }
         }
         let percent = percentage(&a, reports);
         a.finish(reports, &|key| format!("`{key}` is not translated"));
         let status = status.and_then(|s| u16::try_from(s).ok())?;
         if !(200..=599).contains(&status) {
-            a.error(reports, format!("{status} is not a status weir can answer with (200-599)"));
+            a.error(
+                reports,
+                format!("{status} is not a status weir can answer with (200-599)"),
+            );
             return None;
         }
         match percent {
             None => {
-                a.note(reports, "no `percentage`: Istio aborts no request, so no abort is written");
+                a.note(
+                    reports,
+                    "no `percentage`: Istio aborts no request, so no abort is written",
+                );
                 None
             }
             Some(percent) => Some(FaultAbort { status, percent }),
