@@ -50,6 +50,9 @@ pub struct ImportArgs {
     /// AuthorizationPolicy applies).
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:15006")]
     pub inbound: SocketAddr,
+    /// The application's address, for the inbound listener with --no-transparent.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8080")]
+    pub app: SocketAddr,
     /// Directory of the workload certificate (`tls.crt`, `tls.key`, `ca.crt`).
     #[arg(long, value_name = "DIR", default_value = "/etc/weir/identity")]
     pub identity_dir: String,
@@ -102,6 +105,7 @@ pub fn run(args: ImportArgs) -> ExitCode {
             inbound: args.inbound.to_string(),
             transparent: !args.no_transparent,
             identity_dir: args.identity_dir,
+            app: args.app.to_string(),
             namespace: namespace.unwrap_or_else(|| "default".to_string()),
             sources: inputs.iter().map(|i| i.name.clone()).collect(),
         },

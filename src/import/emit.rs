@@ -27,6 +27,9 @@ pub struct Layout {
     /// Directory of `tls.crt`, `tls.key` and `ca.crt` (where `weir inject` mounts the
     /// identity Secret).
     pub identity_dir: String,
+    /// The application's address, for the inbound listener's route when it is not
+    /// transparent (a transparent one relays to the port the caller dialled).
+    pub app: String,
     /// `node.namespace`.
     pub namespace: String,
     /// The input file names, for the header.
@@ -56,20 +59,18 @@ pub fn emit(draft: &Draft, layout: &Layout) -> String {
         let _ = writeln!(out, "  trust_bundle: {}", scalar(&format!("{dir}/ca.crt")));
     }
     out.push_str("listeners:\n");
-    out.push_str("  - name: outbound\n");
-    let _ = writeln!(out, "    address: {}", layout.outbound);
-    out.push_str("    direction: outbound\n");
-    if layout.transparent {
-        out.push_str("    transparent: true\n");
-    }
-    if draft.routes.is_empty() {
-        if !layout.transparent {
-            out.push_str("    routes: []\n");
+    if layout.transparent || !draft.routes.is_empty() {
+        out.push_str("  - name: outbound\n");
+        let _ = writeln!(out, "    address: {}", layout.outbound);
+        out.push_str("    direction: outbound\n");
+        if layout.transparent {
+            out.push_str("    transparent: true\n");
         }
-    } else {
-        out.push_str("    routes:\n");
-        for route in &draft.routes {
-            write_route(&mut out, route);
+        if !draft.routes.is_empty() {
+            out.push_str("    routes:\n");
+            for route in &draft.routes {
+                write_route(&mut out, route);
+            }
         }
     }
     if let Some((mode, origin)) = &draft.inbound.mode {
@@ -97,16 +98,24 @@ pub fn emit(draft: &Draft, layout: &Layout) -> String {
             }
         }
         if !layout.transparent {
-            out.push_str("    routes: []\n");
+            out.push_str("    routes:\n");
+            out.push_str("      - name: local-app\n");
+            out.push_str("        backends: [{ service: local-app }]\n");
         }
     }
-    if draft.services.is_empty() {
+    let local_app = draft.inbound.mode.is_some() && !layout.transparent;
+    if draft.services.is_empty() && !local_app {
         out.push_str("services: []\n");
     } else {
         out.push_str("services:\n");
         for service in &draft.services {
             write_service(&mut out, service);
         }
+    }
+    if local_app {
+        out.push_str("  # the application beside weir (--app)\n");
+        out.push_str("  - name: local-app\n");
+        let _ = writeln!(out, "    endpoints: [{}]", layout.app);
     }
     out
 }

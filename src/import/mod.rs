@@ -159,6 +159,17 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
     }
     default_inbound_mode(&mut cx.draft);
     apply_endpoints(&mut cx);
+    if !options.layout.transparent && cx.draft.routes.is_empty() && cx.draft.inbound.mode.is_none()
+    {
+        cx.reports.push(Report {
+            file: inputs.first().map_or("<stdin>".to_string(), |i| i.name.clone()),
+            line: 1,
+            col: 1,
+            path: "(input)".to_string(),
+            severity: Severity::Error,
+            message: "nothing to route: no VirtualService, HTTPRoute, GRPCRoute, TrafficSplit or Hystrix command makes a route, and --no-transparent leaves no listener".to_string(),
+        });
+    }
     let config = emit::emit(&cx.draft, &options.layout);
     Imported {
         config,

@@ -4,6 +4,8 @@
 mod destination_rule;
 mod duration;
 mod security;
+#[cfg(test)]
+mod tests;
 mod virtual_service;
 
 use super::source::Resource;

@@ -1,0 +1,333 @@
+//! Istio's meanings, one fixture each: what the generated configuration says and what is
+//! reported.
+
+use crate::config::{self, HeaderRule, LoadBalancer, PathMatch, RetryOn, TlsMode};
+use crate::import::emit::Layout;
+use crate::import::{import, Imported, Input, Options, Severity};
+
+fn options(transparent: bool) -> Options {
+    Options {
+        namespace: Some("shop".into()),
+        trust_domain: "cluster.local".into(),
+        endpoints: Vec::new(),
+        layout: Layout {
+            outbound: "127.0.0.1:15001".into(),
+            inbound: "0.0.0.0:15006".into(),
+            transparent,
+            identity_dir: "/etc/weir/identity".into(),
+            app: "127.0.0.1:8080".into(),
+            namespace: "shop".into(),
+            sources: vec!["t.yaml".into()],
+        },
+    }
+}
+
+/// Imports `yaml` (to try outside a pod) and loads the result as weir would (it must
+/// always load).
+fn translate(yaml: &str) -> (Imported, config::Config) {
+    translate_for(yaml, false)
+}
+
+fn translate_for(yaml: &str, transparent: bool) -> (Imported, config::Config) {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: yaml.into(),
+        }],
+        &options(transparent),
+    );
+    let loaded = config::load_str("out.yaml", &imported.config)
+        .unwrap_or_else(|e| panic!("{e}\n{}", imported.config));
+    (imported, loaded.config)
+}
+
+fn unsupported(imported: &Imported) -> Vec<String> {
+    imported
+        .reports
+        .iter()
+        .filter(|r| r.severity == Severity::Unsupported)
+        .map(|r| r.to_string())
+        .collect()
+}
+
+const VS: &str = "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: { name: reviews }\nspec:\n  hosts: [reviews]\n";
+
+#[test]
+fn match_blocks_are_ored_and_their_fields_anded() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - match:\n        - uri: {{ prefix: /a }}\n          headers: {{ x-a: {{ exact: \"1\" }}, x-b: {{}} }}\n        - method: {{ exact: post }}\n      route: [{{ destination: {{ host: reviews }} }}]\n"
+    ));
+    let routes = &cfg.listeners[0].routes;
+    assert_eq!(routes.len(), 3, "two blocks and the 404 for the rest");
+    let first = &routes[0].matcher;
+    assert_eq!(first.path, Some(PathMatch::Prefix("/a".into())));
+    assert_eq!(first.headers.len(), 2);
+    assert_eq!(first.headers[1].rule, HeaderRule::Present(true));
+    assert_eq!(routes[1].matcher.method.as_deref(), Some("POST"));
+    assert!(routes[1].matcher.path.is_none());
+    let fallback = &routes[2];
+    assert_eq!(
+        fallback
+            .fault
+            .as_ref()
+            .and_then(|f| f.abort.as_ref())
+            .map(|a| (a.status, a.percent)),
+        Some((404, 100.0))
+    );
+}
+
+#[test]
+fn retries_count_after_the_first_try_and_absent_retries_are_istios_default() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - match: [{{ uri: {{ exact: /x }} }}]\n      route: [{{ destination: {{ host: reviews }} }}]\n      retries: {{ attempts: 4, perTryTimeout: 250ms, retryOn: \"gateway-error,503,refused-stream\" }}\n    - route: [{{ destination: {{ host: reviews }} }}]\n"
+    ));
+    let routes = &cfg.listeners[0].routes;
+    let explicit = routes[0].retries.as_ref().expect("retries");
+    assert_eq!(explicit.attempts, 4);
+    assert_eq!(
+        explicit.per_try_timeout,
+        Some(std::time::Duration::from_millis(250))
+    );
+    assert_eq!(
+        explicit.on,
+        [RetryOn::GatewayError, RetryOn::Status(503), RetryOn::Reset]
+    );
+    assert_eq!(explicit.budget_percent, 100.0, "Istio has no retry budget");
+    let default = routes[1]
+        .retries
+        .as_ref()
+        .expect("the mesh default is written out");
+    assert_eq!(default.attempts, 2);
+    assert_eq!(
+        default.on,
+        [
+            RetryOn::ConnectFailure,
+            RetryOn::Reset,
+            RetryOn::Status(503)
+        ]
+    );
+    // `attempts: 0` turns retries off.
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n      retries: {{ attempts: 0 }}\n"
+    ));
+    assert!(cfg.listeners[0].routes[0].retries.is_none());
+}
+
+#[test]
+fn fault_percentages_are_fractions_and_absent_ones_inject_nothing() {
+    let (imported, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n      fault:\n        delay: {{ fixedDelay: 7s, percentage: {{ value: 0.1 }} }}\n        abort: {{ httpStatus: 500 }}\n"
+    ));
+    let fault = cfg.listeners[0].routes[0].fault.as_ref().expect("fault");
+    let delay = fault.delay.as_ref().expect("delay");
+    assert_eq!((delay.fixed.as_secs(), delay.percent), (7, 0.1));
+    assert!(fault.abort.is_none(), "no percentage: Istio aborts nothing");
+    assert!(imported
+        .reports
+        .iter()
+        .any(|r| r.severity == Severity::Note && r.path.ends_with("fault.abort")));
+}
+
+#[test]
+fn mirror_percentage_absent_is_everything() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews, subset: v1 }} }}]\n      mirror: {{ host: reviews, subset: v2 }}\n    - route: [{{ destination: {{ host: reviews, subset: v1 }} }}]\n      mirror: {{ host: reviews, subset: v2 }}\n      mirrorPercentage: {{ value: 12.5 }}\n"
+    ));
+    let routes = &cfg.listeners[0].routes;
+    let mirror = routes[0].mirror.as_ref().expect("mirror");
+    assert_eq!(
+        (mirror.service.as_str(), mirror.percent),
+        ("reviews-v2", 100.0)
+    );
+    assert_eq!(routes[1].mirror.as_ref().map(|m| m.percent), Some(12.5));
+}
+
+#[test]
+fn weights_split_and_an_unset_weight_among_several_is_zero() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route:\n        - {{ destination: {{ host: reviews, subset: v1 }}, weight: 90 }}\n        - {{ destination: {{ host: reviews, subset: v2 }}, weight: 10 }}\n        - {{ destination: {{ host: reviews, subset: v3 }} }}\n"
+    ));
+    let weights: Vec<(String, u32)> = cfg.listeners[0].routes[0]
+        .backends
+        .iter()
+        .map(|b| (b.service.clone(), b.weight))
+        .collect();
+    assert_eq!(
+        weights,
+        [
+            ("reviews-v1".to_string(), 90),
+            ("reviews-v2".to_string(), 10),
+            ("reviews-v3".to_string(), 0)
+        ]
+    );
+}
+
+const DR: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: { name: reviews }\nspec:\n  host: reviews\n";
+
+#[test]
+fn connection_pool_maps_to_limits_and_stays_unlimited_where_unset() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\n{DR}  trafficPolicy:\n    connectionPool:\n      tcp: {{ maxConnections: 7, connectTimeout: 300ms }}\n      http: {{ http2MaxRequests: 40, maxRetries: 2, idleTimeout: 30s }}\n"
+    ));
+    let s = &cfg.services[0];
+    assert_eq!(s.limits.max_connections, 7);
+    assert_eq!(s.limits.max_pending_requests, u32::MAX, "unset: unlimited");
+    assert_eq!(s.limits.max_requests, 40);
+    assert_eq!(s.limits.max_retries, 2);
+    assert_eq!(s.connect_timeout.as_millis(), 300);
+    assert_eq!(s.idle_timeout.as_secs(), 30);
+    assert_eq!(
+        s.load_balancer,
+        LoadBalancer::LeastRequest,
+        "Istio's default"
+    );
+    // No DestinationRule at all: Istio's connection pool defaults, not weir's.
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n"
+    ));
+    let s = &cfg.services[0];
+    assert_eq!(s.limits, crate::import::draft::unlimited());
+    assert_eq!(s.connect_timeout.as_secs(), 10);
+}
+
+#[test]
+fn outlier_detection_keeps_envoys_meanings_and_subsets_override_per_setting() {
+    let (imported, cfg) = translate(&format!(
+        "{VS}  http:\n    - route:\n        - {{ destination: {{ host: reviews, subset: v1 }}, weight: 50 }}\n        - {{ destination: {{ host: reviews, subset: v2 }}, weight: 50 }}\n---\n{DR}  trafficPolicy:\n    loadBalancer: {{ simple: RANDOM }}\n    outlierDetection: {{ consecutiveGatewayErrors: 2, interval: 5s, minHealthPercent: 50 }}\n  subsets:\n    - name: v1\n      labels: {{ version: v1 }}\n    - name: v2\n      labels: {{ version: v2 }}\n      trafficPolicy:\n        loadBalancer:\n          consistentHash: {{ httpHeaderName: X-User }}\n"
+    ));
+    let v1 = cfg
+        .services
+        .iter()
+        .find(|s| s.name == "reviews-v1")
+        .expect("v1");
+    let v2 = cfg
+        .services
+        .iter()
+        .find(|s| s.name == "reviews-v2")
+        .expect("v2");
+    let od = v1.outlier_detection.as_ref().expect("outlier detection");
+    assert_eq!(
+        (
+            od.consecutive_5xx,
+            od.consecutive_gateway_errors,
+            od.interval.as_secs()
+        ),
+        (5, 2, 5),
+        "consecutive5xxErrors unset is Envoy's 5"
+    );
+    assert_eq!(od.base_ejection_time.as_secs(), 30);
+    assert_eq!(v1.load_balancer, LoadBalancer::Random);
+    assert_eq!(v2.load_balancer, LoadBalancer::RingHash);
+    assert_eq!(
+        v2.ring_hash.as_ref().map(|r| r.header.as_str()),
+        Some("x-user")
+    );
+    assert!(
+        v2.outlier_detection.is_some(),
+        "the subset replaces loadBalancer only"
+    );
+    let lost = unsupported(&imported);
+    assert!(
+        lost.iter()
+            .any(|l| l.contains("outlierDetection.minHealthPercent")),
+        "{lost:?}"
+    );
+}
+
+#[test]
+fn cookie_hashing_and_simple_tls_are_reported() {
+    let (imported, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\n{DR}  trafficPolicy:\n    loadBalancer:\n      consistentHash: {{ httpCookie: {{ name: user, ttl: 0s }} }}\n    tls: {{ mode: SIMPLE }}\n"
+    ));
+    assert_eq!(cfg.services[0].load_balancer, LoadBalancer::LeastRequest);
+    assert!(cfg.services[0].tls.is_none());
+    let lost = unsupported(&imported);
+    assert!(
+        lost.iter().any(|l| l.contains(
+            "consistentHash: not supported by weir: weir hashes a request header only; httpCookie"
+        )),
+        "{lost:?}"
+    );
+    assert!(
+        lost.iter()
+            .any(|l| l.contains("tls: not supported by weir")),
+        "{lost:?}"
+    );
+}
+
+#[test]
+fn istio_mutual_without_the_workload_accepts_any_identity_of_the_namespace() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\n{DR}  trafficPolicy:\n    tls: {{ mode: ISTIO_MUTUAL }}\n"
+    ));
+    assert_eq!(
+        cfg.services[0].tls.as_ref().map(|t| t.identity.as_str()),
+        Some("spiffe://cluster.local/ns/shop/sa/*")
+    );
+}
+
+#[test]
+fn peer_authentication_scopes_and_authorization_principals() {
+    let (imported, cfg) = translate(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: ws, namespace: shop }\nspec:\n  selector: { matchLabels: { app: reviews } }\n  mtls: { mode: DISABLE }\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: ns, namespace: shop }\nspec:\n  mtls: { mode: STRICT }\n  portLevelMtls: { 8080: { mode: DISABLE } }\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: a, namespace: shop }\nspec:\n  rules:\n    - from:\n        - source: { principals: [\"cluster.local/ns/web/sa/front\", \"cluster.local/ns/ops/*\"] }\n        - source: { namespaces: [batch], ipBlocks: [10.0.0.0/8] }\n",
+    );
+    let tls = cfg
+        .listeners
+        .iter()
+        .find(|l| l.name == "inbound")
+        .and_then(|l| l.tls.as_ref())
+        .expect("inbound tls");
+    assert_eq!(
+        tls.mode,
+        TlsMode::Disabled,
+        "the workload policy beats the namespace's"
+    );
+    assert_eq!(
+        tls.allow,
+        [
+            "spiffe://cluster.local/ns/web/sa/front",
+            "spiffe://cluster.local/ns/ops/*",
+            "spiffe://cluster.local/ns/batch/sa/*"
+        ]
+    );
+    let lost = unsupported(&imported);
+    assert!(lost.iter().any(|l| l.contains("portLevelMtls")), "{lost:?}");
+    assert!(
+        lost.iter().any(|l| l.contains("source.ipBlocks")),
+        "{lost:?}"
+    );
+}
+
+#[test]
+fn gateway_only_virtual_services_and_unknown_kinds_are_skipped_and_said() {
+    let (imported, cfg) = translate_for(&format!(
+        "{VS}  gateways: [ingress]\n  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{ name: s }}\nspec: {{}}\n"
+    ), true);
+    assert!(cfg.listeners[0].routes.is_empty());
+    let lost = unsupported(&imported);
+    assert!(lost.iter().any(|l| l.contains("spec.gateways")), "{lost:?}");
+    assert!(
+        lost.iter()
+            .any(|l| l.contains("weir import does not translate Sidecar")),
+        "{lost:?}"
+    );
+}
+
+#[test]
+fn transparent_imports_give_each_host_its_own_service_to_claim_its_cluster_ip() {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: format!(
+                "{VS}  http:\n    - route: [{{ destination: {{ host: reviews, subset: v1 }} }}]\n"
+            ),
+        }],
+        &options(true),
+    );
+    let cfg = config::load_str("out.yaml", &imported.config)
+        .expect("loads")
+        .config;
+    let names: Vec<&str> = cfg.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["reviews-v1", "reviews"]);
+    assert!(cfg.listeners[0].transparent);
+}
