@@ -159,6 +159,7 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
     }
     default_inbound_mode(&mut cx.draft);
     apply_endpoints(&mut cx);
+    rename_routes_named_like_services(&mut cx.draft);
     if !options.layout.transparent && cx.draft.routes.is_empty() && cx.draft.inbound.mode.is_none()
     {
         cx.reports.push(Report {
@@ -208,6 +209,18 @@ fn default_inbound_mode(draft: &mut Draft) {
             at: "PERMISSIVE".to_string(),
         };
         inbound.mode = Some((crate::config::TlsMode::Permissive, origin));
+    }
+}
+
+/// On a transparent listener weir adds a route named after each service that claims
+/// destinations, so a written route may not have a service's name: such routes get
+/// `-route` added.
+fn rename_routes_named_like_services(draft: &mut Draft) {
+    for i in 0..draft.routes.len() {
+        if draft.services.iter().any(|s| s.name == draft.routes[i].name) {
+            let name = draft.route_name(&format!("{}-route", draft.routes[i].name));
+            draft.routes[i].name = name;
+        }
     }
 }
 

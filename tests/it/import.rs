@@ -360,3 +360,50 @@ async fn hystrix_properties_open_the_breaker_with_hystrix_defaults_for_the_rest(
         "{stderr}"
     );
 }
+
+/// The fenced blocks of `docs/migrating.md` in language `lang`.
+fn doc_blocks(lang: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/migrating.md"))
+        .expect("docs/migrating.md");
+    let fence = format!("```{lang}\n");
+    text.split(&fence)
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_worked_examples_of_the_migration_guide_import_as_it_says() {
+    let dir = crate::support::scratch_dir("import-docs");
+    for (lang, file, wants) in [
+        (
+            "yaml",
+            "reviews.yaml",
+            vec![
+                "      - name: reviews-jason\n",
+                "      - name: reviews-1\n",
+                "          - { service: reviews-v1, weight: 90 }\n",
+                "        retries: { attempts: 3, on: [5xx, connect-failure], budget_percent: 100 }\n",
+                "max_pending_requests: 50, max_requests: 4294967295",
+                "      consecutive_5xx: 3\n",
+            ],
+        ),
+        (
+            "properties",
+            "hystrix.properties",
+            vec!["      window: 5s\n", "      sleep_window: 1m\n", "      half_open_requests: 1\n"],
+        ),
+    ] {
+        let example = doc_blocks(lang)
+            .into_iter()
+            .find(|b| b.contains("apiVersion:") || lang == "properties")
+            .expect("the guide has the example");
+        let path = dir.join(file);
+        std::fs::write(&path, example).expect("write");
+        let (code, config, stderr) = import(&["-f", path.to_str().expect("utf-8"), "-n", "shop"]);
+        assert_eq!(code, 0, "{stderr}");
+        for want in wants {
+            assert!(config.contains(want), "{want:?} missing:\n{config}");
+        }
+    }
+}
