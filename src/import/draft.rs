@@ -44,6 +44,7 @@ impl Host {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let labels: Vec<&str> = host.split('.').collect();
         match labels.as_slice() {
+            ["*"] => Host::Dns(host),
             [service] => Host::Kubernetes {
                 service: service.to_string(),
                 namespace: namespace.to_string(),
@@ -65,6 +66,7 @@ impl Host {
                 escape(service),
                 escape(namespace)
             )),
+            Host::Dns(name) if name == "*" => AuthorityMatch::Regex(".*".to_string()),
             Host::Dns(name) => match name.strip_prefix("*.") {
                 Some(suffix) => AuthorityMatch::Regex(format!(
                     "[^.]+(\\.[^.]+)*\\.{}(:[0-9]+)?",

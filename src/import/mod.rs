@@ -172,6 +172,7 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
         });
     }
     let config = emit::emit(&cx.draft, &options.layout);
+    trace_refusals(&config, &mut cx.reports);
     Imported {
         config,
         services: cx.draft.services.iter().map(|s| s.name.clone()).collect(),
@@ -217,10 +218,52 @@ fn default_inbound_mode(draft: &mut Draft) {
 /// `-route` added.
 fn rename_routes_named_like_services(draft: &mut Draft) {
     for i in 0..draft.routes.len() {
-        if draft.services.iter().any(|s| s.name == draft.routes[i].name) {
+        if draft
+            .services
+            .iter()
+            .any(|s| s.name == draft.routes[i].name)
+        {
             let name = draft.route_name(&format!("{}-route", draft.routes[i].name));
             draft.routes[i].name = name;
         }
+    }
+}
+
+/// Checks the output as `weir check` would; each thing weir refuses (a regex RE2 accepts
+/// and Rust's does not, a header name that is not a token, …) is reported as an error at
+/// the source item it came from: the nearest `# from … (FILE:LINE)` comment above it.
+fn trace_refusals(config: &str, reports: &mut Reports) {
+    let Err(crate::config::LoadError::Invalid(diagnostics)) =
+        crate::config::load_str("weir.yaml", config)
+    else {
+        return;
+    };
+    let lines: Vec<&str> = config.lines().collect();
+    for d in diagnostics {
+        let upto = (d.line as usize).min(lines.len());
+        let origin = lines[..upto]
+            .iter()
+            .rev()
+            .find_map(|l| l.trim_start().strip_prefix("# from "))
+            .and_then(|rest| {
+                let (what, at) = rest.rsplit_once(" (")?;
+                let (file, line) = at.trim_end_matches(')').rsplit_once(':')?;
+                Some((
+                    what.to_string(),
+                    file.to_string(),
+                    line.parse::<u32>().ok()?,
+                ))
+            });
+        let (what, file, line) =
+            origin.unwrap_or_else(|| ("(output)".to_string(), "weir.yaml".to_string(), d.line));
+        reports.push(Report {
+            file,
+            line,
+            col: 1,
+            path: what,
+            severity: Severity::Error,
+            message: format!("weir refuses its translation: {}: {}", d.path, d.message),
+        });
     }
 }
 

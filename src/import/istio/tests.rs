@@ -331,3 +331,27 @@ fn transparent_imports_give_each_host_its_own_service_to_claim_its_cluster_ip() 
     assert_eq!(names, ["reviews-v1", "reviews"]);
     assert!(cfg.listeners[0].transparent);
 }
+
+#[test]
+fn what_weir_refuses_in_a_translation_is_an_error_at_the_source_item() {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: format!(
+                "{VS}  http:\n    - match: [{{ uri: {{ regex: \"/a(?=b)\" }} }}]\n      route: [{{ destination: {{ host: reviews }} }}]\n"
+            ),
+        }],
+        &options(false),
+    );
+    let errors: Vec<String> = imported
+        .reports
+        .iter()
+        .filter(|r| r.severity == Severity::Error)
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("t.yaml:7:1: VirtualService shop/reviews, http[0].match[0]: error: weir refuses its translation: listeners[0].routes[0].match.path.regex:"),
+        "{errors:?}"
+    );
+}

@@ -81,7 +81,7 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
     }
     if cx.options.layout.transparent {
         // The Service itself claims its cluster IP, so the connection reaches these routes.
-        for host in &hosts {
+        for host in hosts.iter().filter(|h| h.namespace().is_some()) {
             let origin = cx.origin(&spec, "hosts");
             let key = ServiceKey {
                 host: host.clone(),
