@@ -407,3 +407,95 @@ async fn the_worked_examples_of_the_migration_guide_import_as_it_says() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_linkerd_canary_splits_by_relative_weight_and_retries_as_annotated() {
+    let v1 = Upstream::start("reviews-v1").await;
+    let v2 = Upstream::start("reviews-v2").await;
+    let port = free_port();
+    let config = import_to_run(
+        &["linkerd-canary.yaml"],
+        port,
+        &[("reviews-v1", vec![v1.addr]), ("reviews-v2", vec![v2.addr])],
+    );
+    assert!(config.contains("        timeout: 5s\n"), "{config}");
+    let weir = run(&config).await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let split = tally(addr, "reviews:9080", "/", &[], 400).await;
+    assert_eq!(
+        count(&split, "reviews-v1") + count(&split, "reviews-v2"),
+        400,
+        "{split:?}"
+    );
+    let canary = count(&split, "reviews-v2") as f64 / 400.0;
+    assert!((0.05..=0.16).contains(&canary), "{split:?}");
+    // retry.linkerd.io/http: 5xx with a limit of 2 hides a v1 failing every other request.
+    v1.fail(50, 500);
+    let retried = tally(addr, "reviews", "/", &[], 40).await;
+    assert_eq!(count(&retried, "500"), 0, "{retried:?}");
+    drop(weir);
+}
+
+#[tokio::test]
+async fn gateway_api_rules_follow_the_specs_precedence_and_prefixes_match_whole_segments() {
+    let v1 = Upstream::start("checkout-v1").await;
+    let v2 = Upstream::start("checkout-v2").await;
+    let api = Upstream::start("checkout-api").await;
+    let health = Upstream::start("checkout-health").await;
+    let port = free_port();
+    let file = format!("{FIXTURES}/gateway-headers.yaml");
+    let (_, _, stderr) = import(&["-f", &file, "-n", "shop"]);
+    assert!(
+        stderr.contains("filters[0]") && stderr.contains("not supported by weir"),
+        "{stderr}"
+    );
+    let config = import_to_run(
+        &["gateway-headers.yaml"],
+        port,
+        &[
+            ("checkout-v1", vec![v1.addr]),
+            ("checkout-v2", vec![v2.addr]),
+            ("checkout-api", vec![api.addr]),
+            ("checkout-health", vec![health.addr]),
+        ],
+    );
+    let weir = run(&config).await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    for (path, headers, want) in [
+        // The header rule is written second but has more header matches: it goes first.
+        ("/", vec![("x-canary", "true")], "checkout-v2"),
+        ("/cart", vec![], "checkout-v1"),
+        // Longest prefix first, and PathPrefix /api is whole segments: not /apix.
+        ("/api/orders", vec![("x-canary", "true")], "checkout-api"),
+        ("/apix", vec![], "checkout-v1"),
+        // Exact beats every prefix.
+        ("/api/health", vec![], "checkout-health"),
+    ] {
+        let got = call(addr, "checkout.shop", path, &headers).await;
+        assert_eq!(got, (200, want.to_string()), "{path} {headers:?}\n{config}");
+    }
+    drop(weir);
+}
+
+#[tokio::test]
+async fn an_smi_split_normalises_quantity_weights() {
+    let v1 = Upstream::start("web-v1").await;
+    let v2 = Upstream::start("web-v2").await;
+    let port = free_port();
+    let config = import_to_run(
+        &["smi-split.yaml"],
+        port,
+        &[("web-v1", vec![v1.addr]), ("web-v2", vec![v2.addr])],
+    );
+    let weir = run(&config).await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let split = tally(addr, "web", "/", &[], 400).await;
+    assert_eq!(
+        count(&split, "web-v1") + count(&split, "web-v2"),
+        400,
+        "{split:?}"
+    );
+    let share = count(&split, "web-v2") as f64 / 400.0;
+    assert!((0.4..=0.6).contains(&share), "{split:?}");
+    drop(weir);
+}
