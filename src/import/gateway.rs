@@ -1,9 +1,823 @@
-//! Placeholder.
+//! Gateway API `HTTPRoute` and `GRPCRoute`, and Linkerd's `HTTPRoute` (the same shape),
+//! attached to Services (GAMMA, the mesh pattern Linkerd and Istio read).
+//!
+//! Every match block of every rule becomes one weir route whose authority condition is the
+//! parent Service; the routes of all the resources attached to one Service are written in
+//! the spec's precedence order ([`precedence`]), because weir takes the first route that
+//! matches while the Gateway API picks the most specific match. So all route resources are
+//! translated together, when the phase reaches the first of them.
 
-use super::source::Resource;
+mod precedence;
+
+use std::time::Duration;
+
+use self::precedence::{PathRank, Rank, Ranked, Specificity};
+use super::draft::{Host, Origin, RouteDraft, ServiceKey, LINKERD_DEFAULTS};
+use super::source::{Obj, Resource};
 use super::Cx;
+use crate::config::tree::Value;
+use crate::config::{
+    parse_duration, Backend, Fault, FaultAbort, HeaderMatch, HeaderRule, Mirror, PathMatch,
+    Retries, RetryOn, RouteMatch,
+};
 
-/// Translates a resource of this source; whether it was one.
-pub fn route(_res: &Resource, _cx: &mut Cx<'_>) -> bool {
+/// The two route shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    Grpc,
+}
+
+fn kind_of(res: &Resource) -> Option<Kind> {
+    match (res.group(), res.kind.as_str()) {
+        ("gateway.networking.k8s.io" | "policy.linkerd.io", "HTTPRoute") => Some(Kind::Http),
+        ("gateway.networking.k8s.io", "GRPCRoute") => Some(Kind::Grpc),
+        _ => None,
+    }
+}
+
+/// Whether `res` is a route this module translates (for the Linkerd annotations, which
+/// apply to the routes made from it).
+pub(super) fn is_route(res: &Resource) -> bool {
+    kind_of(res).is_some()
+}
+
+/// Translates every HTTPRoute and GRPCRoute when called with the first of them (precedence
+/// is across resources); whether `res` is one.
+pub fn route(res: &Resource, cx: &mut Cx<'_>) -> bool {
+    if kind_of(res).is_none() {
+        return false;
+    }
+    let resources = cx.resources;
+    let first = resources.iter().find(|r| kind_of(r).is_some());
+    if first.is_some_and(|f| std::ptr::eq(f, res)) {
+        translate_all(resources, cx);
+    }
+    true
+}
+
+/// One weir route before its name is given and its place decided.
+struct Pending {
+    base_name: String,
+    route: RouteDraft,
+}
+
+fn translate_all(resources: &[Resource], cx: &mut Cx<'_>) {
+    let mut pending = Vec::new();
+    for res in resources {
+        if let Some(kind) = kind_of(res) {
+            read_route(res, kind, cx, &mut pending);
+        }
+    }
+    precedence::sort(&mut pending);
+    for p in pending {
+        let mut route = p.item.route;
+        route.name = cx.draft.route_name(&p.item.base_name);
+        cx.draft.routes.push(route);
+    }
+}
+
+/// A parent Service of a route.
+struct Parent {
+    host: Host,
+    /// Its weir service (the placeholder backend of a rule that answers 500).
+    service: String,
+}
+
+fn read_route(res: &Resource, kind: Kind, cx: &mut Cx<'_>, out: &mut Vec<Ranked<Pending>>) {
+    let spec = res.spec();
+    let parents = read_parents(&spec, cx);
+    if let Some(hostnames) = spec.get("hostnames") {
+        hostnames.note(
+            &mut cx.reports,
+            "ignored: a route attached to a Service applies to requests addressed to that Service (GAMMA), whatever their host name",
+        );
+    }
+    if parents.is_empty() {
+        spec.skip(&["rules"]);
+        res.report(
+            &mut cx.reports,
+            super::Severity::Unsupported,
+            "the route has no Service parent, so no sidecar route comes of it; skipped",
+        );
+    } else {
+        let created = creation_timestamp(res);
+        for (i, rule) in spec.list("rules").iter().enumerate() {
+            read_rule(res, kind, rule, i, &parents, &created, cx, out);
+        }
+    }
+    spec.finish(&mut cx.reports, &|key| {
+        format!("`{key}` is not translated; the routes are written without it")
+    });
+}
+
+fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
+    let res = spec.resource();
+    let mut parents = Vec::new();
+    for (i, p) in spec.list("parentRefs").iter().enumerate() {
+        let group = p
+            .str("group")
+            .unwrap_or_else(|| "gateway.networking.k8s.io".into());
+        let kind = p.str("kind").unwrap_or_else(|| "Gateway".into());
+        let namespace = p.str("namespace").unwrap_or_else(|| res.namespace.clone());
+        let name = p.str("name").unwrap_or_default();
+        if kind != "Service" || !matches!(group.as_str(), "" | "core") {
+            p.skip(&["sectionName", "port"]);
+            p.unsupported(
+                &mut cx.reports,
+                format!("weir is a sidecar; routes attached to a {kind} are not translated (this parent is skipped)"),
+            );
+            continue;
+        }
+        if name.is_empty() {
+            p.error(
+                &mut cx.reports,
+                "a parentRef needs a `name`; this parent is skipped",
+            );
+            continue;
+        }
+        if let Some(section) = p.get("sectionName") {
+            section.unsupported(
+                &mut cx.reports,
+                "the routes apply to every port of the Service, not only this named port",
+            );
+        }
+        let port = match p.get("port") {
+            Some(port) => {
+                port.unsupported(
+                    &mut cx.reports,
+                    "the routes apply to requests to every port of the Service, not only this one",
+                );
+                port.uint().and_then(|n| u16::try_from(n).ok())
+            }
+            None => service_port(cx.resources, &name, &namespace),
+        };
+        p.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a parentRef is not translated")
+        });
+        let host = Host::Kubernetes {
+            service: name,
+            namespace,
+        };
+        let origin = cx.origin(p, &format!("parentRefs[{i}]"));
+        let key = ServiceKey {
+            host: host.clone(),
+            subset: None,
+            port,
+        };
+        let index = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+        let service = cx.draft.services[index].name.clone();
+        if !parents.iter().any(|q: &Parent| q.host == host) {
+            parents.push(Parent { host, service });
+        }
+    }
+    parents
+}
+
+/// The port of Service `name` when the input defines it with exactly one port.
+pub(super) fn service_port(resources: &[Resource], name: &str, namespace: &str) -> Option<u16> {
+    let service = resources
+        .iter()
+        .find(|r| r.kind == "Service" && r.name == name && r.namespace == namespace)?;
+    let spec = service.spec();
+    let ports = spec.list("ports");
+    match ports.as_slice() {
+        [only] => only.get("port")?.uint().and_then(|n| u16::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+fn creation_timestamp(res: &Resource) -> Option<String> {
+    let field = |node: &crate::config::tree::Node, key: &str| match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.clone()),
+        _ => None,
+    };
+    let metadata = field(&res.root, "metadata")?;
+    match field(&metadata, "creationTimestamp")?.value {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// What a rule says apart from its matches, shared by the routes of its match blocks.
+struct RuleAction {
+    backends: Vec<Backend>,
+    /// Percentage of requests answered 500 (backends the spec answers 500 for).
+    abort_percent: f64,
+    mirror: Option<Mirror>,
+    timeout: Option<Duration>,
+    retries: Option<Retries>,
+    comments: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_rule(
+    res: &Resource,
+    kind: Kind,
+    rule: &Obj<'_>,
+    index: usize,
+    parents: &[Parent],
+    created: &Option<String>,
+    cx: &mut Cx<'_>,
+    out: &mut Vec<Ranked<Pending>>,
+) {
+    rule.skip(&["name"]);
+    let action = read_action(kind, rule, cx);
+    let matches = rule.list("matches");
+    let blocks: Vec<Option<(RouteMatch, Specificity)>> = if matches.is_empty() {
+        vec![Some(default_match(kind))]
+    } else {
+        matches
+            .iter()
+            .map(|m| match kind {
+                Kind::Http => read_http_match(m, cx),
+                Kind::Grpc => read_grpc_match(m, cx),
+            })
+            .collect()
+    };
+    let several = blocks.len() > 1;
+    for (j, block) in blocks.into_iter().enumerate() {
+        let Some((matcher, specificity)) = block else {
+            continue;
+        };
+        let (origin, base_name) = if several {
+            (
+                cx.origin(&matches[j], &format!("rules[{index}].matches[{j}]")),
+                format!("{}-{index}-{j}", res.name),
+            )
+        } else {
+            (
+                cx.origin(rule, &format!("rules[{index}]")),
+                format!("{}-{index}", res.name),
+            )
+        };
+        for parent in parents {
+            out.push(Ranked {
+                parent: parent.host.clone(),
+                rank: Rank {
+                    specificity,
+                    created: created.clone(),
+                    route: format!("{}/{}", res.namespace, res.name),
+                    rule: index,
+                    matched: j,
+                },
+                item: Pending {
+                    base_name: base_name.clone(),
+                    route: make_route(&origin, matcher.clone(), &action, parent),
+                },
+            });
+        }
+    }
+    rule.finish(&mut cx.reports, &|key| match key {
+        "sessionPersistence" => "requests are balanced without session affinity".to_string(),
+        _ => format!("`{key}` is not translated; the rule's routes are written without it"),
+    });
+}
+
+fn make_route(
+    origin: &Origin,
+    mut matcher: RouteMatch,
+    action: &RuleAction,
+    parent: &Parent,
+) -> RouteDraft {
+    matcher.authority = Some(parent.host.authority());
+    let mut comments = action.comments.clone();
+    let backends = if action.backends.is_empty() {
+        comments.push(format!(
+            "every request is answered 500, as the Gateway API answers a rule without usable backends ({} is a placeholder, never called)",
+            parent.service
+        ));
+        vec![Backend {
+            service: parent.service.clone(),
+            weight: 1,
+        }]
+    } else {
+        action.backends.clone()
+    };
+    let fault = (action.abort_percent > 0.0).then_some(Fault {
+        delay: None,
+        abort: Some(FaultAbort {
+            status: 500,
+            percent: action.abort_percent,
+        }),
+    });
+    RouteDraft {
+        name: String::new(),
+        origin: origin.clone(),
+        matcher,
+        backends,
+        timeout: action.timeout,
+        retries: action.retries.clone(),
+        fault,
+        mirror: action.mirror.clone(),
+        comments,
+    }
+}
+
+/// A rule without `matches`: `PathPrefix /` (HTTPRoute), every gRPC request (GRPCRoute).
+fn default_match(kind: Kind) -> (RouteMatch, Specificity) {
+    match kind {
+        Kind::Http => (
+            RouteMatch {
+                path: Some(PathMatch::SegmentPrefix("/".into())),
+                ..RouteMatch::default()
+            },
+            Specificity::Http {
+                path: PathRank::Prefix(1),
+                method: false,
+                headers: 0,
+                query: 0,
+            },
+        ),
+        Kind::Grpc => (
+            RouteMatch {
+                headers: vec![grpc_content_type()],
+                ..RouteMatch::default()
+            },
+            Specificity::Grpc {
+                exact: false,
+                service: 0,
+                method: 0,
+                headers: 0,
+            },
+        ),
+    }
+}
+
+/// A GRPCRoute takes gRPC requests only: those with a gRPC content type.
+fn grpc_content_type() -> HeaderMatch {
+    HeaderMatch {
+        name: "content-type".into(),
+        rule: HeaderRule::Regex("application/grpc([+;].*)?".into()),
+    }
+}
+
+/// Whether weir can compile `pattern`; reports it otherwise.
+fn compiles(at: &Obj<'_>, pattern: &str, cx: &mut Cx<'_>) -> bool {
+    if regex::Regex::new(pattern).is_ok() {
+        return true;
+    }
+    at.unsupported(
+        &mut cx.reports,
+        "weir cannot compile this regular expression; this match block is not translated, so its requests fall to later routes",
+    );
     false
+}
+
+fn read_http_match(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<(RouteMatch, Specificity)> {
+    let mut matcher = RouteMatch::default();
+    let (path, rank) = match m.get("path") {
+        Some(p) => {
+            let kind = p.str("type").unwrap_or_else(|| "PathPrefix".into());
+            let value = p.str("value").unwrap_or_else(|| "/".into());
+            p.finish(&mut cx.reports, &|key| {
+                format!("`{key}` of a path match is not translated")
+            });
+            match kind.as_str() {
+                "Exact" => (PathMatch::Exact(value), PathRank::Exact),
+                "PathPrefix" => {
+                    let n = value.chars().count();
+                    (PathMatch::SegmentPrefix(value), PathRank::Prefix(n))
+                }
+                "RegularExpression" => {
+                    if !compiles(&p, &value, cx) {
+                        return None;
+                    }
+                    let n = value.chars().count();
+                    (PathMatch::Regex(value), PathRank::Regex(n))
+                }
+                other => {
+                    p.error(
+                        &mut cx.reports,
+                        format!("unknown path match type `{other}`; this match block is skipped"),
+                    );
+                    return None;
+                }
+            }
+        }
+        None => (PathMatch::SegmentPrefix("/".into()), PathRank::Prefix(1)),
+    };
+    matcher.path = Some(path);
+    matcher.headers = read_headers(m, cx)?;
+    matcher.method = m.str("method").map(|s| s.to_ascii_uppercase());
+    let query = m.list("queryParams").len();
+    if let Some(q) = m.get("queryParams") {
+        q.unsupported(
+            &mut cx.reports,
+            "requests match regardless of the query string: the weir route is wider than the source's and takes requests the source would leave to other rules",
+        );
+    }
+    m.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a match is not translated; the match is wider")
+    });
+    let specificity = Specificity::Http {
+        path: rank,
+        method: matcher.method.is_some(),
+        headers: matcher.headers.len(),
+        query,
+    };
+    Some((matcher, specificity))
+}
+
+fn read_headers(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<HeaderMatch>> {
+    let mut headers = Vec::new();
+    for h in m.list("headers") {
+        let kind = h.str("type").unwrap_or_else(|| "Exact".into());
+        let name = h.str("name").unwrap_or_default().to_ascii_lowercase();
+        let value = h.str("value").unwrap_or_default();
+        h.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a header match is not translated")
+        });
+        if name.is_empty() {
+            h.error(
+                &mut cx.reports,
+                "a header match needs a `name`; this match block is skipped",
+            );
+            return None;
+        }
+        let rule = match kind.as_str() {
+            "Exact" => HeaderRule::Exact(value),
+            "RegularExpression" => {
+                if !compiles(&h, &value, cx) {
+                    return None;
+                }
+                HeaderRule::Regex(value)
+            }
+            other => {
+                h.error(
+                    &mut cx.reports,
+                    format!("unknown header match type `{other}`; this match block is skipped"),
+                );
+                return None;
+            }
+        };
+        headers.push(HeaderMatch { name, rule });
+    }
+    Some(headers)
+}
+
+/// A GRPCRoute method match as a path: gRPC calls are `POST /SERVICE/METHOD`.
+fn read_grpc_match(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<(RouteMatch, Specificity)> {
+    let mut matcher = RouteMatch::default();
+    let mut specificity = Specificity::Grpc {
+        exact: false,
+        service: 0,
+        method: 0,
+        headers: 0,
+    };
+    if let Some(method) = m.get("method") {
+        let kind = method.str("type").unwrap_or_else(|| "Exact".into());
+        let service = method.str("service");
+        let name = method.str("method");
+        method.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a method match is not translated")
+        });
+        let exact = kind == "Exact";
+        let path = match (kind.as_str(), &service, &name) {
+            (_, None, None) => {
+                method.error(
+                    &mut cx.reports,
+                    "a method match needs `service` or `method`; this match block is skipped",
+                );
+                return None;
+            }
+            ("Exact", Some(s), Some(n)) => PathMatch::Exact(format!("/{s}/{n}")),
+            ("Exact", Some(s), None) => PathMatch::SegmentPrefix(format!("/{s}")),
+            ("Exact", None, Some(n)) => PathMatch::Regex(format!("/[^/]+/{}", regex::escape(n))),
+            ("RegularExpression", s, n) => {
+                let s = s.clone().unwrap_or_else(|| "[^/]+".into());
+                let n = n.clone().unwrap_or_else(|| "[^/]+".into());
+                let pattern = format!("/(?:{s})/(?:{n})");
+                if !compiles(&method, &pattern, cx) {
+                    return None;
+                }
+                PathMatch::Regex(pattern)
+            }
+            (other, _, _) => {
+                method.error(
+                    &mut cx.reports,
+                    format!("unknown method match type `{other}`; this match block is skipped"),
+                );
+                return None;
+            }
+        };
+        matcher.path = Some(path);
+        specificity = Specificity::Grpc {
+            exact,
+            service: service.map_or(0, |s| s.chars().count()),
+            method: name.map_or(0, |n| n.chars().count()),
+            headers: 0,
+        };
+    }
+    let headers = read_headers(m, cx)?;
+    if let Specificity::Grpc { headers: count, .. } = &mut specificity {
+        *count = headers.len();
+    }
+    matcher.headers = headers;
+    matcher.headers.push(grpc_content_type());
+    m.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a match is not translated; the match is wider")
+    });
+    Some((matcher, specificity))
+}
+
+/// A rule's backends, filters, timeouts and retries.
+fn read_action(kind: Kind, rule: &Obj<'_>, cx: &mut Cx<'_>) -> RuleAction {
+    let mut action = RuleAction {
+        backends: Vec::new(),
+        abort_percent: 0.0,
+        mirror: None,
+        timeout: None,
+        retries: None,
+        comments: Vec::new(),
+    };
+    read_backends(kind, rule, &mut action, cx);
+    read_filters(rule, &mut action, cx);
+    action.retries = read_retry(rule, cx);
+    read_timeouts(rule, &mut action, cx);
+    action
+}
+
+/// The backends; the weight of backends weir cannot send to (the spec answers 500 for
+/// them) becomes an abort percentage.
+fn read_backends(kind: Kind, rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let res = rule.resource();
+    let mut unusable: u64 = 0;
+    let mut total: u64 = 0;
+    let refs = rule.list("backendRefs");
+    for (i, b) in refs.iter().enumerate() {
+        let weight = b.get("weight").map_or(Some(1), |w| w.uint()).unwrap_or(1);
+        let weight = weight.min(u64::from(u32::MAX));
+        total += weight;
+        if let Some(filters) = b.get("filters") {
+            filters.unsupported(
+                &mut cx.reports,
+                "the backend's filters are not applied: requests reach it unchanged",
+            );
+        }
+        let Some(key) = backend_key(b, res, cx) else {
+            unusable += weight;
+            continue;
+        };
+        b.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a backendRef is not translated")
+        });
+        let origin = cx.origin(
+            b,
+            &format!(
+                "{}.backendRefs[{i}]",
+                rule.path().trim_start_matches("spec.")
+            ),
+        );
+        let index = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+        if kind == Kind::Grpc {
+            cx.draft.services[index].http2 = true;
+        }
+        action.backends.push(Backend {
+            service: cx.draft.services[index].name.clone(),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        });
+    }
+    if refs.is_empty() {
+        rule.note(&mut cx.reports, "the rule has no backendRefs: as the Gateway API does, its requests are answered 500 (a fault abort of 100%)");
+        action.abort_percent = 100.0;
+        return;
+    }
+    if total == 0 {
+        rule.get("backendRefs").into_iter().for_each(|b| {
+            b.note(&mut cx.reports, "every backend has weight 0: as the Gateway API does, the rule's requests are answered 500 (a fault abort of 100%)")
+        });
+        action.backends.clear();
+        action.abort_percent = 100.0;
+        return;
+    }
+    if unusable > 0 {
+        action.abort_percent = unusable as f64 * 100.0 / total as f64;
+        action.comments.push(format!(
+            "{}% of requests are answered 500: the share of backends weir cannot send to, as the Gateway API does",
+            action.abort_percent
+        ));
+        if action.backends.iter().all(|b| b.weight == 0) {
+            action.backends.clear();
+            action.abort_percent = 100.0;
+        }
+    }
+}
+
+/// The weir service a backendRef (or a mirror's) names; reports and `None` for one weir
+/// cannot send to.
+fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKey> {
+    let group = b.str("group").unwrap_or_default();
+    let kind = b.str("kind").unwrap_or_else(|| "Service".into());
+    if kind != "Service" || !matches!(group.as_str(), "" | "core") {
+        b.skip(&["name", "namespace", "port", "weight", "filters"]);
+        b.unsupported(
+            &mut cx.reports,
+            format!("a backend of kind {kind} is not translated: its share of requests is answered 500, as the Gateway API answers for a backend it cannot resolve"),
+        );
+        return None;
+    }
+    let Some(name) = b.str("name") else {
+        b.error(
+            &mut cx.reports,
+            "a backendRef needs a `name`; this backend is skipped",
+        );
+        return None;
+    };
+    let namespace = b.str("namespace").unwrap_or_else(|| res.namespace.clone());
+    let port = match b.get("port") {
+        Some(p) => p.uint().and_then(|n| u16::try_from(n).ok()),
+        None => service_port(cx.resources, &name, &namespace),
+    };
+    Some(ServiceKey {
+        host: Host::Kubernetes {
+            service: name,
+            namespace,
+        },
+        subset: None,
+        port,
+    })
+}
+
+fn read_filters(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let res = rule.resource();
+    for (i, f) in rule.list("filters").iter().enumerate() {
+        let kind = f.str("type").unwrap_or_default();
+        let instead = match kind.as_str() {
+            "RequestMirror" => {
+                read_mirror(f, i, res, action, cx);
+                continue;
+            }
+            "RequestHeaderModifier" => "requests are forwarded with their headers unchanged",
+            "ResponseHeaderModifier" => "responses are returned with their headers unchanged",
+            "RequestRedirect" => "requests are forwarded to the backends instead of redirected",
+            "URLRewrite" => "requests are forwarded with their host and path unchanged",
+            "ExtensionRef" => "the extension is not applied",
+            "CORS" => "no CORS headers are added and preflight requests are forwarded",
+            _ => "this filter is not applied",
+        };
+        f.skip(&[
+            "requestHeaderModifier",
+            "responseHeaderModifier",
+            "requestRedirect",
+            "urlRewrite",
+            "extensionRef",
+            "cors",
+        ]);
+        f.unsupported(&mut cx.reports, format!("{kind} filter: {instead}"));
+    }
+}
+
+fn read_mirror(f: &Obj<'_>, i: usize, res: &Resource, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let Some(m) = f.get("requestMirror") else {
+        f.error(
+            &mut cx.reports,
+            "a RequestMirror filter needs `requestMirror`; skipped",
+        );
+        return;
+    };
+    f.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a filter is not translated")
+    });
+    if action.mirror.is_some() {
+        m.skip(&["backendRef", "percent", "fraction"]);
+        m.unsupported(
+            &mut cx.reports,
+            "weir mirrors to one service per route; this mirror is not translated",
+        );
+        return;
+    }
+    let percent = match (m.get("percent"), m.get("fraction")) {
+        (Some(p), _) => p.number().unwrap_or(100.0),
+        (None, Some(fr)) => {
+            let numerator = fr.get("numerator").and_then(|n| n.number()).unwrap_or(0.0);
+            let denominator = fr
+                .get("denominator")
+                .and_then(|n| n.number())
+                .unwrap_or(100.0);
+            fr.finish(&mut cx.reports, &|key| {
+                format!("`{key}` of a fraction is not translated")
+            });
+            if denominator <= 0.0 {
+                fr.error(
+                    &mut cx.reports,
+                    "the denominator must be above 0; the mirror is skipped",
+                );
+                return;
+            }
+            numerator * 100.0 / denominator
+        }
+        (None, None) => 100.0,
+    };
+    let Some(b) = m.get("backendRef") else {
+        m.error(&mut cx.reports, "a mirror needs a `backendRef`; skipped");
+        return;
+    };
+    let Some(key) = backend_key(&b, res, cx) else {
+        return;
+    };
+    b.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a mirror's backendRef is not translated")
+    });
+    m.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a mirror is not translated")
+    });
+    let origin = cx.origin(f, &format!("filters[{i}]"));
+    let index = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+    action.mirror = Some(Mirror {
+        service: cx.draft.services[index].name.clone(),
+        percent: percent.clamp(0.0, 100.0),
+    });
+}
+
+/// A duration field: `Some(None)` for `0s` (no timeout), `None` when absent or invalid.
+fn timeout_field(obj: &Obj<'_>, key: &str, cx: &mut Cx<'_>) -> Option<Option<Duration>> {
+    let field = obj.get(key)?;
+    let text = field.text().unwrap_or_default();
+    match parse_duration(&text) {
+        Ok(d) if d.is_zero() => Some(None),
+        Ok(d) => Some(Some(d)),
+        Err(e) => {
+            field.error(&mut cx.reports, format!("not a duration: {e}; ignored"));
+            None
+        }
+    }
+}
+
+fn read_timeouts(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let Some(t) = rule.get("timeouts") else {
+        return;
+    };
+    let request = timeout_field(&t, "request", cx);
+    let backend = timeout_field(&t, "backendRequest", cx);
+    action.timeout = request.flatten();
+    if let Some(backend) = backend {
+        let at = t.get("backendRequest");
+        if let Some(retries) = &mut action.retries {
+            retries.per_try_timeout = backend;
+        } else if let Some(at) = at {
+            let bound = match (request.flatten(), backend) {
+                (Some(r), Some(b)) => Some(r.min(b)),
+                (r, b) => r.or(b),
+            };
+            action.timeout = bound;
+            at.note(
+                &mut cx.reports,
+                "without retries a request makes one backend request, so the route timeout is the shorter of `request` and `backendRequest`",
+            );
+        }
+    }
+    t.finish(&mut cx.reports, &|key| {
+        format!("`{key}` timeout is not translated")
+    });
+}
+
+/// GEP-1731 `retry`: retries after the first attempt, on the listed status codes.
+fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
+    let r = rule.get("retry")?;
+    let attempts = match r.get("attempts") {
+        Some(a) => a.uint().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        None => {
+            r.note(
+                &mut cx.reports,
+                "`attempts` is unset: 1 retry, as weir's default",
+            );
+            1
+        }
+    };
+    let mut on = Vec::new();
+    for code in r.list("codes") {
+        match code.uint().and_then(|c| u16::try_from(c).ok()) {
+            Some(c) if (100..=599).contains(&c) => on.push(RetryOn::Status(c)),
+            _ => code.error(&mut cx.reports, "not an HTTP status code; ignored"),
+        }
+    }
+    if on.is_empty() {
+        r.note(
+            &mut cx.reports,
+            "no `codes`: retried only when the connection to the backend fails",
+        );
+        on.push(RetryOn::ConnectFailure);
+    }
+    if let Some(backoff) = r.get("backoff") {
+        backoff.unsupported(
+            &mut cx.reports,
+            "retries are spaced by weir's own backoff, not this one",
+        );
+    }
+    r.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of retry is not translated")
+    });
+    if attempts == 0 {
+        return None;
+    }
+    Some(Retries {
+        attempts,
+        per_try_timeout: None,
+        on,
+        budget_percent: 100.0,
+    })
 }
