@@ -87,20 +87,20 @@ struct Parent {
 fn read_route(res: &Resource, kind: Kind, cx: &mut Cx<'_>, out: &mut Vec<Ranked<Pending>>) {
     let spec = res.spec();
     let parents = read_parents(&spec, cx);
-    if let Some(hostnames) = spec.get("hostnames") {
-        hostnames.note(
-            &mut cx.reports,
-            "ignored: a route attached to a Service applies to requests addressed to that Service (GAMMA), whatever their host name",
-        );
-    }
     if parents.is_empty() {
-        spec.skip(&["rules"]);
+        spec.skip(&["rules", "hostnames"]);
         res.report(
             &mut cx.reports,
             super::Severity::Unsupported,
             "the route has no Service parent, so no sidecar route comes of it; skipped",
         );
     } else {
+        if let Some(hostnames) = spec.get("hostnames") {
+            hostnames.note(
+                &mut cx.reports,
+                "ignored: a route attached to a Service applies to requests addressed to that Service (GAMMA), whatever their host name",
+            );
+        }
         let created = creation_timestamp(res);
         for (i, rule) in spec.list("rules").iter().enumerate() {
             read_rule(res, kind, rule, i, &parents, &created, cx, out);
@@ -820,4 +820,228 @@ fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
         on,
         budget_percent: 100.0,
     })
+}
+
+/// Running an import over YAML in tests, checking the result is a valid weir configuration.
+#[cfg(test)]
+pub(super) mod testing {
+    use crate::import::emit::Layout;
+    use crate::import::{import, Imported, Input, Options};
+
+    /// Imports `text` (as `routes.yaml`, namespace `shop`) and checks weir loads the result.
+    pub fn run(text: &str) -> Imported {
+        let options = Options {
+            namespace: Some("shop".into()),
+            trust_domain: "cluster.local".into(),
+            endpoints: vec![],
+            layout: Layout {
+                outbound: "127.0.0.1:15001".into(),
+                inbound: "0.0.0.0:15006".into(),
+                transparent: false,
+                identity_dir: "/etc/weir/identity".into(),
+                namespace: "shop".into(),
+                sources: vec![],
+            },
+        };
+        let imported = import(
+            &[Input {
+                name: "routes.yaml".into(),
+                text: text.into(),
+            }],
+            &options,
+        );
+        if let Err(e) = crate::config::load_str("x", &imported.config) {
+            panic!("not a valid weir config: {e:?}\n{}", imported.config);
+        }
+        imported
+    }
+
+    /// The reports as text, one a line.
+    pub fn reports(imported: &Imported) -> String {
+        imported.reports.iter().map(|r| format!("{r}\n")).collect()
+    }
+
+    /// The route names in the order written.
+    pub fn route_names(imported: &Imported) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut in_routes = false;
+        for line in imported.config.lines() {
+            if line.starts_with("    routes:") {
+                in_routes = true;
+            } else if !line.starts_with("      ") {
+                in_routes = false;
+            } else if let Some(name) = line.strip_prefix("      - name: ") {
+                if in_routes {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{reports, route_names, run};
+
+    const PARENT: &str =
+        "  parentRefs:\n    - { group: \"\", kind: Service, name: reviews, port: 9080 }\n";
+
+    fn http_route(name: &str, created: &str, rules: &str) -> String {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: shop\n  creationTimestamp: \"{created}\"\nspec:\n{PARENT}  rules:\n{rules}"
+        )
+    }
+
+    #[test]
+    fn matches_are_written_in_the_spec_precedence() {
+        let newer = http_route(
+            "newer",
+            "2024-05-01T00:00:00Z",
+            "    - matches:\n        - path: { type: PathPrefix, value: /api }\n        - path: { type: PathPrefix, value: /abc }\n        - path: { type: PathPrefix, value: /abc }\n          headers: [{ name: X-A, value: \"1\" }, { name: x-b, value: \"2\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches:\n        - path: { type: Exact, value: /abc }\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches:\n        - path: { type: PathPrefix, value: /api/v1 }\n        - path: { type: PathPrefix, value: /api }\n          method: GET\n        - path: { type: PathPrefix, value: /abc }\n          headers: [{ name: x-a, value: \"1\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        );
+        let older = http_route(
+            "older",
+            "2023-05-01T00:00:00Z",
+            "    - matches:\n        - path: { type: PathPrefix, value: /api }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        );
+        let imported = run(&format!("{newer}---\n{older}"));
+        assert_eq!(
+            route_names(&imported),
+            [
+                "newer-1",   // Exact /abc
+                "newer-2-0", // /api/v1
+                "newer-2-1", // /api with a method (4 characters, as /abc)
+                "newer-0-2", // /abc, 2 headers
+                "newer-2-2", // /abc, 1 header
+                "older-0",   // /api, the older route
+                "newer-0-0", // /api, rule 0 match 0
+                "newer-0-1", // /abc, rule 0 match 1
+            ],
+            "{}",
+            imported.config
+        );
+        assert!(imported
+            .config
+            .contains("path: { segment_prefix: /api/v1 }"));
+        assert!(imported.config.contains("- { name: x-a, exact: \"1\" }"));
+        assert!(imported
+            .config
+            .contains("# from HTTPRoute shop/newer, rules[1] (routes.yaml:"));
+    }
+
+    #[test]
+    fn every_route_matches_its_parent_and_the_parent_has_a_service() {
+        let imported = run(&http_route(
+            "r",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs: [{ name: ratings, port: 8080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("authority: { regex: \"reviews(\\\\.shop"), "{c}");
+        assert!(c.contains("path: { segment_prefix: / }"), "{c}");
+        assert!(
+            c.contains("service: reviews, namespace: shop, port: 9080"),
+            "{c}"
+        );
+        assert!(
+            c.contains("service: ratings, namespace: shop, port: 8080"),
+            "{c}"
+        );
+        let text = reports(&imported);
+        assert!(
+            text.contains("routes.yaml:9:50: HTTPRoute(shop/r).spec.parentRefs[0].port: not supported by weir: the routes apply to requests to every port"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn weights_are_carried_over_and_unusable_backends_answer_500() {
+        let imported = run(&http_route(
+            "split",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs:\n        - { name: v1, port: 80, weight: 90 }\n        - { name: v2, port: 80, weight: 10 }\n    - matches: [{ path: { type: Exact, value: /x } }]\n      backendRefs:\n        - { name: v1, port: 80, weight: 3 }\n        - { group: example.com, kind: Bucket, name: b, weight: 1 }\n    - matches: [{ path: { type: Exact, value: /none } }]\n",
+        ));
+        let c = &imported.config;
+        assert!(
+            c.contains("- { service: v1, weight: 90 }\n          - { service: v2, weight: 10 }"),
+            "{c}"
+        );
+        assert!(c.contains("abort: { status: 500, percent: 25 }"), "{c}");
+        assert!(c.contains("abort: { status: 500, percent: 100 }"), "{c}");
+        let text = reports(&imported);
+        assert!(
+            text.contains("backendRefs[1]: not supported by weir: a backend of kind Bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules[2]: note: the rule has no backendRefs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unsupported_filters_and_query_params_are_reported_where_they_are() {
+        let imported = run(&http_route(
+            "f",
+            "2024-05-01T00:00:00Z",
+            "    - matches:\n        - queryParams: [{ name: a, value: b }]\n      filters:\n        - type: RequestHeaderModifier\n          requestHeaderModifier: { add: [{ name: a, value: b }] }\n        - type: RequestMirror\n          requestMirror: { backendRef: { name: shadow, port: 80 }, fraction: { numerator: 1, denominator: 4 } }\n      backendRefs: [{ name: reviews, port: 9080 }]\n      sessionPersistence: { type: Cookie }\n",
+        ));
+        let text = reports(&imported);
+        assert!(
+            text.contains("routes.yaml:14:11: HTTPRoute(shop/f).spec.rules[0].filters[0]: not supported by weir: RequestHeaderModifier filter: requests are forwarded with their headers unchanged"),
+            "{text}"
+        );
+        assert!(text.contains("matches[0].queryParams: not supported by weir: requests match regardless of the query string"), "{text}");
+        assert!(
+            text.contains("rules[0].sessionPersistence: not supported by weir"),
+            "{text}"
+        );
+        assert!(
+            imported
+                .config
+                .contains("mirror: { service: shadow, percent: 25 }"),
+            "{}",
+            imported.config
+        );
+    }
+
+    #[test]
+    fn routes_attached_to_a_gateway_are_skipped() {
+        let imported = run(&format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: edge, namespace: shop }}\nspec:\n  parentRefs: [{{ name: public-gw }}]\n  hostnames: [shop.example.com]\n  rules:\n    - backendRefs: [{{ name: web, port: 80 }}]\n---\n{}", http_route("mesh", "2024-05-01T00:00:00Z", "    - backendRefs: [{ name: web, port: 80 }]\n")));
+        let text = reports(&imported);
+        assert!(text.contains("routes.yaml:5:16: HTTPRoute(shop/edge).spec.parentRefs[0]: not supported by weir: weir is a sidecar; routes attached to a Gateway are not translated"), "{text}");
+        assert!(text.contains("the route has no Service parent"), "{text}");
+        assert_eq!(route_names(&imported), ["mesh-0"], "{}", imported.config);
+    }
+
+    #[test]
+    fn timeouts_and_retries() {
+        let imported = run(&http_route(
+            "t",
+            "2024-05-01T00:00:00Z",
+            "    - timeouts: { request: 10s, backendRequest: 2s }\n      retry: { attempts: 3, codes: [503, 504], backoff: 100ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches: [{ path: { value: /slow } }]\n      timeouts: { backendRequest: 500ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("timeout: 10s\n        retries: { attempts: 3, on: [503, 504], per_try_timeout: 2s, budget_percent: 100 }"), "{c}");
+        assert!(c.contains("timeout: 500ms"), "{c}");
+        assert!(reports(&imported).contains("retry.backoff: not supported by weir"));
+    }
+
+    #[test]
+    fn grpc_methods_become_paths_and_backends_speak_http2() {
+        let imported = run("apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g, namespace: shop }\nspec:\n  parentRefs: [{ kind: Service, group: \"\", name: echo }]\n  rules:\n    - matches:\n        - method: { service: echo.Echo, method: Say }\n        - method: { service: echo.Echo }\n        - method: { method: Say }\n        - method: { type: RegularExpression, service: \"echo\\\\..*\", method: \"S.*\" }\n      backendRefs: [{ name: echo-v2, port: 50051 }]\n");
+        let c = &imported.config;
+        for want in [
+            "path: { exact: /echo.Echo/Say }",
+            "path: { segment_prefix: /echo.Echo }",
+            "path: { regex: \"/[^/]+/Say\" }",
+            "path: { regex: \"/(?:echo\\\\..*)/(?:S.*)\" }",
+            "- { name: content-type, regex: \"application/grpc([+;].*)?\" }",
+            "protocol: http2",
+        ] {
+            assert!(c.contains(want), "{want}\n{c}");
+        }
+        assert_eq!(route_names(&imported), ["g-0-0", "g-0-1", "g-0-2", "g-0-3"]);
+    }
 }
