@@ -152,7 +152,7 @@ fn read_weights(res: &Resource, spec: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<(
     if raw.iter().all(|w| *w == 0) {
         spec.unsupported(
             &mut cx.reports,
-            "every backend has weight 0, which weir refuses (a route must send somewhere); the split is not translated, so requests to the apex go to the apex Service itself",
+            "every backend has weight 0, so the split sends nowhere, which weir refuses in a route; the split is not translated",
         );
         return None;
     }
@@ -172,7 +172,7 @@ fn milli_units(text: &str) -> Result<u128, String> {
     let bad = || format!("`{text}` is not a Kubernetes quantity (such as `500m`, `1` or `2k`)");
     let s = text.trim();
     if s.starts_with('-') {
-        return Err(format!("`{text}` is negative; a weight cannot be"));
+        return Err(format!("`{text}` is negative; a weight cannot be negative"));
     }
     let s = s.strip_prefix('+').unwrap_or(s);
     let number_end = s
@@ -269,6 +269,7 @@ fn scale_to_u32(weights: &[u128]) -> (Vec<u32>, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::gateway::testing::{reports, route_names, run};
 
     fn weights(texts: &[&str]) -> Vec<u32> {
         let milli: Vec<u128> = texts
@@ -294,6 +295,53 @@ mod tests {
         for bad in ["-1", "abc", "1x", "", "."] {
             assert!(milli_units(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_split_is_one_route_for_the_apex() {
+        let imported = run("apiVersion: v1\nkind: Service\nmetadata: { name: web, namespace: shop }\nspec:\n  ports: [{ port: 8080 }]\n---\napiVersion: split.smi-spec.io/v1alpha1\nkind: TrafficSplit\nmetadata: { name: canary, namespace: shop }\nspec:\n  service: web\n  backends:\n    - { service: web, weight: 1 }\n    - { service: web-v2, weight: 500m }\n");
+        let c = &imported.config;
+        assert!(
+            c.contains("# from TrafficSplit shop/canary (routes.yaml:"),
+            "{c}"
+        );
+        assert!(c.contains("authority: { regex: \"web(\\\\.shop"), "{c}");
+        assert!(
+            c.contains("- { service: web, weight: 2 }\n          - { service: web-v2, weight: 1 }"),
+            "{c}"
+        );
+        assert!(
+            c.contains("service: web, namespace: shop, port: 8080"),
+            "{c}"
+        );
+        assert_eq!(route_names(&imported), ["canary"]);
+    }
+
+    #[test]
+    fn later_versions_carry_integer_weights_and_report_matches() {
+        let imported = run("apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: { name: canary, namespace: shop }\nspec:\n  service: web\n  matches: [{ kind: HTTPRouteGroup, name: api }]\n  backends:\n    - { service: web-v1, weight: 100 }\n    - { service: web-v2, weight: 900 }\n");
+        assert!(imported
+            .config
+            .contains("- { service: web-v1, weight: 100 }"));
+        let text = reports(&imported);
+        assert!(
+            text.contains("routes.yaml:6:3: TrafficSplit(shop/canary).spec.matches: not supported by weir: the split applies to every request"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn negative_and_all_zero_weights_are_refused() {
+        let imported = run("apiVersion: split.smi-spec.io/v1alpha1\nkind: TrafficSplit\nmetadata: { name: bad, namespace: shop }\nspec:\n  service: web\n  backends:\n    - { service: a, weight: -1 }\n---\napiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: { name: zero, namespace: shop }\nspec:\n  service: web\n  backends:\n    - { service: a, weight: 0 }\n---\napiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: { name: ok, namespace: shop }\nspec:\n  service: web\n  backends:\n    - { service: a, weight: 1 }\n");
+        let text = reports(&imported);
+        assert!(text.contains("routes.yaml:7:21: TrafficSplit(shop/bad).spec.backends[0].weight: error: `-1` is negative"), "{text}");
+        assert!(
+            text.contains(
+                "TrafficSplit(shop/zero).spec: not supported by weir: every backend has weight 0"
+            ),
+            "{text}"
+        );
+        assert_eq!(route_names(&imported), ["ok"]);
     }
 
     #[test]
