@@ -251,6 +251,41 @@ fn describe(on: &[RetryOn]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::gateway::testing::{reports, run};
+
+    const ROUTES: &str = "apiVersion: policy.linkerd.io/v1beta3\nkind: HTTPRoute\nmetadata:\n  name: api\n  namespace: shop\n  annotations:\n    retry.linkerd.io/http: gateway-error\n    timeout.linkerd.io/response: 1s\nspec:\n  parentRefs: [{ group: core, kind: Service, name: web, port: 80 }]\n  rules:\n    - matches: [{ path: { value: /api } }]\n      backendRefs: [{ name: web, port: 80 }]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: plain, namespace: shop }\nspec:\n  parentRefs: [{ group: \"\", kind: Service, name: web, port: 80 }]\n  rules:\n    - backendRefs: [{ name: web, port: 80 }]\n";
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n  annotations:\n    retry.linkerd.io/http: 5xx,429\n    retry.linkerd.io/limit: \"2\"\n    retry.linkerd.io/timeout: 300ms\n    retry.linkerd.io/grpc: unavailable\n    timeout.linkerd.io/request: 10s\nspec:\n  ports: [{ port: 80 }]\n";
+
+    #[test]
+    fn annotations_of_the_service_and_the_route_become_retries_and_timeouts() {
+        for text in [
+            format!("{SERVICE}---\n{ROUTES}"),
+            format!("{ROUTES}---\n{SERVICE}"),
+        ] {
+            let imported = run(&text);
+            let c = &imported.config;
+            assert!(
+                c.contains("timeout: 10s\n        retries: { attempts: 2, on: [gateway-error], per_try_timeout: 300ms, budget_percent: 100 }"),
+                "the route's conditions override the Service's:\n{c}"
+            );
+            assert!(
+                c.contains("timeout: 10s\n        retries: { attempts: 2, on: [5xx, 429], per_try_timeout: 300ms, budget_percent: 100 }"),
+                "the Service's apply to the other route:\n{c}"
+            );
+            let text = reports(&imported);
+            assert!(text.contains("retry.linkerd.io/grpc: not supported by weir: weir retries on HTTP conditions only"), "{text}");
+            assert!(
+                text.contains("timeout.linkerd.io/response: not supported by weir"),
+                "{text}"
+            );
+            assert!(
+                text.contains("retry.linkerd.io/http: note: retried on 5xx, 429"),
+                "{text}"
+            );
+            assert_eq!(text.matches("retried on 5xx, 429").count(), 1, "{text}");
+        }
+    }
 
     #[test]
     fn retry_conditions_take_classes_codes_and_ranges() {
