@@ -376,6 +376,15 @@ fn read_http_match(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<(RouteMatch, Specific
             p.finish(&mut cx.reports, &|key| {
                 format!("`{key}` of a path match is not translated")
             });
+            if kind != "RegularExpression" && !value.starts_with('/') {
+                p.error(
+                    &mut cx.reports,
+                    format!(
+                        "the path `{value}` does not start with `/`; this match block is skipped"
+                    ),
+                );
+                return None;
+            }
             match kind.as_str() {
                 "Exact" => (PathMatch::Exact(value), PathRank::Exact),
                 "PathPrefix" => {
@@ -549,8 +558,23 @@ fn read_backends(kind: Kind, rule: &Obj<'_>, action: &mut RuleAction, cx: &mut C
     let mut total: u64 = 0;
     let refs = rule.list("backendRefs");
     for (i, b) in refs.iter().enumerate() {
-        let weight = b.get("weight").map_or(Some(1), |w| w.uint()).unwrap_or(1);
-        let weight = weight.min(u64::from(u32::MAX));
+        let weight = match b.get("weight") {
+            None => 1,
+            Some(w) => match w.uint() {
+                Some(n) => n.min(u64::from(u32::MAX)),
+                None => {
+                    w.error(
+                        &mut cx.reports,
+                        "a weight is a non-negative integer; this backend is skipped",
+                    );
+                    b.skip(&["group", "kind", "name", "namespace", "port"]);
+                    b.finish(&mut cx.reports, &|key| {
+                        format!("`{key}` of a backendRef is not translated")
+                    });
+                    continue;
+                }
+            },
+        };
         total += weight;
         if let Some(filters) = b.get("filters") {
             filters.unsupported(
