@@ -32,16 +32,21 @@ pub fn policy(res: &Resource, cx: &mut Cx<'_>) -> bool {
     let resources = cx.resources;
     if res.kind == "Service" && res.group().is_empty() {
         let authority = Some(service_host(res).authority());
+        let mut applied = 0;
         for route in cx.draft.routes.iter_mut() {
             if route.matcher.authority != authority {
                 continue;
             }
+            applied += 1;
             let from_route = resources
                 .iter()
                 .find(|r| is_route(r) && made_from(route, r))
                 .map(|r| read_settings(r, &mut Reports::default()))
                 .unwrap_or_default();
             apply(&own.overridden_by(&from_route), route);
+        }
+        if applied == 0 {
+            report_no_route(res, cx);
         }
     } else if is_route(res) {
         for route in cx.draft.routes.iter_mut() {
@@ -61,6 +66,28 @@ pub fn policy(res: &Resource, cx: &mut Cx<'_>) -> bool {
         }
     }
     false
+}
+
+/// A Service's annotations with no route to apply to (Linkerd applies them to every
+/// request to the Service; weir has a route only where a source made one).
+fn report_no_route(res: &Resource, cx: &mut Cx<'_>) {
+    for (key, _) in &res.annotations {
+        if !matches!(
+            key.as_str(),
+            "retry.linkerd.io/http"
+                | "retry.linkerd.io/limit"
+                | "retry.linkerd.io/timeout"
+                | "timeout.linkerd.io/request"
+        ) {
+            continue;
+        }
+        if let Some(at) = res.annotation_obj(key) {
+            at.unsupported(
+                &mut cx.reports,
+                "no translated route addresses this Service, so there is no route to apply it to: requests to the Service are neither retried nor bounded by it (an HTTPRoute, TrafficSplit or VirtualService for the Service gives it one)",
+            );
+        }
+    }
 }
 
 fn service_host(res: &Resource) -> Host {
@@ -285,6 +312,22 @@ mod tests {
             );
             assert_eq!(text.matches("retried on 5xx, 429").count(), 1, "{text}");
         }
+    }
+
+    #[test]
+    fn annotations_of_a_service_without_routes_are_reported() {
+        let imported = run(&format!(
+            "{SERVICE}---\n{}",
+            ROUTES.replace(
+                "name: web, port: 80 }]\n  rules",
+                "name: other, port: 80 }]\n  rules"
+            )
+        ));
+        let text = reports(&imported);
+        assert!(
+            text.contains("routes.yaml:7:5: Service(shop/web).metadata.annotations.retry.linkerd.io/http: not supported by weir: no translated route addresses this Service"),
+            "{text}"
+        );
     }
 
     #[test]
