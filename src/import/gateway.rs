@@ -101,9 +101,14 @@ fn read_route(res: &Resource, kind: Kind, cx: &mut Cx<'_>, out: &mut Vec<Ranked<
                 "ignored: a route attached to a Service applies to requests addressed to that Service (GAMMA), whatever their host name",
             );
         }
-        let created = creation_timestamp(res);
+        let route = RouteResource {
+            res,
+            kind,
+            parents,
+            created: creation_timestamp(res),
+        };
         for (i, rule) in spec.list("rules").iter().enumerate() {
-            read_rule(res, kind, rule, i, &parents, &created, cx, out);
+            read_rule(&route, rule, i, cx, out);
         }
     }
     spec.finish(&mut cx.reports, &|key| {
@@ -213,17 +218,23 @@ struct RuleAction {
     comments: Vec<String>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_rule(
-    res: &Resource,
+/// What the rules of one route resource share.
+struct RouteResource<'a> {
+    res: &'a Resource,
     kind: Kind,
+    parents: Vec<Parent>,
+    /// `metadata.creationTimestamp`, for precedence ties.
+    created: Option<String>,
+}
+
+fn read_rule(
+    route: &RouteResource<'_>,
     rule: &Obj<'_>,
     index: usize,
-    parents: &[Parent],
-    created: &Option<String>,
     cx: &mut Cx<'_>,
     out: &mut Vec<Ranked<Pending>>,
 ) {
+    let (res, kind) = (route.res, route.kind);
     rule.skip(&["name"]);
     let action = read_action(kind, rule, cx);
     let matches = rule.list("matches");
@@ -254,12 +265,12 @@ fn read_rule(
                 format!("{}-{index}", res.name),
             )
         };
-        for parent in parents {
+        for parent in &route.parents {
             out.push(Ranked {
                 parent: parent.host.clone(),
                 rank: Rank {
                     specificity,
-                    created: created.clone(),
+                    created: route.created.clone(),
                     route: format!("{}/{}", res.namespace, res.name),
                     rule: index,
                     matched: j,
