@@ -92,7 +92,7 @@ fn read_route(res: &Resource, kind: Kind, cx: &mut Cx<'_>, out: &mut Vec<Ranked<
         res.report(
             &mut cx.reports,
             super::Severity::Unsupported,
-            "the route has no Service parent, so no sidecar route comes of it; skipped",
+            "no parent of the route is a Service whose clients include this proxy, so no sidecar route comes of it; skipped",
         );
     } else {
         if let Some(hostnames) = spec.get("hostnames") {
@@ -141,6 +141,10 @@ fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
             );
             continue;
         }
+        if namespace != res.namespace && !consumer_route_applies(p, &namespace, cx) {
+            p.skip(&["sectionName", "port"]);
+            continue;
+        }
         if let Some(section) = p.get("sectionName") {
             section.unsupported(
                 &mut cx.reports,
@@ -177,6 +181,27 @@ fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
         }
     }
     parents
+}
+
+/// A route in another namespace than its parent Service is a GAMMA consumer route: it
+/// applies only to clients in the route's namespace. Whether this proxy (`node.namespace`)
+/// is one; reports either way.
+fn consumer_route_applies(p: &Obj<'_>, parent_namespace: &str, cx: &mut Cx<'_>) -> bool {
+    let route_namespace = p.resource().namespace.as_str();
+    let proxy_namespace = cx.options.layout.namespace.as_str();
+    if route_namespace == proxy_namespace {
+        p.note(
+            &mut cx.reports,
+            format!("a consumer route (the Service is in {parent_namespace}): it applies to clients in {route_namespace}, as this proxy is"),
+        );
+        true
+    } else {
+        p.note(
+            &mut cx.reports,
+            format!("a consumer route: it applies to clients in {route_namespace} only, and this proxy is in {proxy_namespace}; this parent is skipped"),
+        );
+        false
+    }
 }
 
 /// The port of Service `name` when the input defines it with exactly one port.
@@ -1046,8 +1071,37 @@ mod tests {
         let imported = run(&format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: edge, namespace: shop }}\nspec:\n  parentRefs: [{{ name: public-gw }}]\n  hostnames: [shop.example.com]\n  rules:\n    - backendRefs: [{{ name: web, port: 80 }}]\n---\n{}", http_route("mesh", "2024-05-01T00:00:00Z", "    - backendRefs: [{ name: web, port: 80 }]\n")));
         let text = reports(&imported);
         assert!(text.contains("routes.yaml:5:16: HTTPRoute(shop/edge).spec.parentRefs[0]: not supported by weir: weir is a sidecar; routes attached to a Gateway are not translated"), "{text}");
-        assert!(text.contains("the route has no Service parent"), "{text}");
+        assert!(
+            text.contains("no parent of the route is a Service"),
+            "{text}"
+        );
         assert_eq!(route_names(&imported), ["mesh-0"], "{}", imported.config);
+    }
+
+    #[test]
+    fn consumer_routes_apply_only_to_clients_in_their_namespace() {
+        let route = |ns: &str| {
+            format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: c, namespace: {ns} }}\nspec:\n  parentRefs: [{{ kind: Service, group: \"\", name: pay, namespace: billing }}]\n  rules:\n    - backendRefs: [{{ name: pay, namespace: billing, port: 80 }}]\n")
+        };
+        let mine = run(&route("shop"));
+        assert_eq!(route_names(&mine), ["c-0"]);
+        assert!(
+            mine.config
+                .contains("authority: { regex: \"pay(\\\\.billing"),
+            "{}",
+            mine.config
+        );
+        let theirs = run(&format!(
+            "{}---\n{}",
+            route("web"),
+            http_route(
+                "r",
+                "2024-05-01T00:00:00Z",
+                "    - backendRefs: [{ name: reviews, port: 9080 }]\n"
+            )
+        ));
+        assert_eq!(route_names(&theirs), ["r-0"]);
+        assert!(reports(&theirs).contains("clients in web only, and this proxy is in shop"));
     }
 
     #[test]
