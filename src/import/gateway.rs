@@ -174,13 +174,32 @@ fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
             subset: None,
             port,
         };
-        let index = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+        let index = parent_service(&key, &origin, cx);
         let service = cx.draft.services[index].name.clone();
         if !parents.iter().any(|q: &Parent| q.host == host) {
             parents.push(Parent { host, service });
         }
     }
     parents
+}
+
+/// The weir service of a parent Service: with no port known, any service of the Service
+/// already made (a parent names no port when any will do), else a new one.
+fn parent_service(key: &ServiceKey, origin: &Origin, cx: &mut Cx<'_>) -> usize {
+    if key.port.is_none() {
+        let existing = cx
+            .draft
+            .services_of(&key.host)
+            .into_iter()
+            .find(|&i| cx.draft.services[i].key.subset.is_none());
+        if let Some(i) = existing {
+            if !cx.draft.services[i].origins.contains(origin) {
+                cx.draft.services[i].origins.push(origin.clone());
+            }
+            return i;
+        }
+    }
+    cx.draft.service(key, LINKERD_DEFAULTS, origin)
 }
 
 /// A route in another namespace than its parent Service is a GAMMA consumer route: it
@@ -1102,6 +1121,33 @@ mod tests {
         ));
         assert_eq!(route_names(&theirs), ["r-0"]);
         assert!(reports(&theirs).contains("clients in web only, and this proxy is in shop"));
+    }
+
+    #[test]
+    fn one_mirror_per_route_and_grpc_routes_first() {
+        let http = http_route(
+            "m",
+            "2020-01-01T00:00:00Z",
+            "    - filters:\n        - { type: RequestMirror, requestMirror: { backendRef: { name: shadow, port: 80 }, percent: 10 } }\n        - { type: RequestMirror, requestMirror: { backendRef: { name: shadow2, port: 80 } } }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        );
+        let grpc = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g, namespace: shop }\nspec:\n  parentRefs: [{ kind: Service, group: \"\", name: reviews }]\n  rules:\n    - backendRefs: [{ name: reviews-grpc, port: 9090 }]\n";
+        let imported = run(&format!("{http}---\n{grpc}"));
+        assert_eq!(route_names(&imported), ["g-0", "m-0"]);
+        assert_eq!(
+            imported
+                .services
+                .iter()
+                .filter(|s| s.starts_with("reviews"))
+                .count(),
+            2,
+            "the parent once, and reviews-grpc"
+        );
+        assert!(imported
+            .config
+            .contains("mirror: { service: shadow, percent: 10 }"));
+        assert!(reports(&imported).contains(
+            "filters[1].requestMirror: not supported by weir: weir mirrors to one service per route"
+        ));
     }
 
     #[test]
