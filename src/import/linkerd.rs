@@ -38,12 +38,18 @@ pub fn policy(res: &Resource, cx: &mut Cx<'_>) -> bool {
                 continue;
             }
             applied += 1;
-            let from_route = resources
+            let route_res = resources
                 .iter()
-                .find(|r| is_route(r) && made_from(route, r))
+                .find(|r| is_route(r) && made_from(route, r));
+            let from_route = route_res
                 .map(|r| read_settings(r, &mut Reports::default()))
                 .unwrap_or_default();
             apply(&own.overridden_by(&from_route), route);
+            note_sources(
+                route,
+                Some(res),
+                route_res.filter(|_| !from_route.is_empty()),
+            );
         }
         if applied == 0 {
             report_no_route(res, cx);
@@ -53,16 +59,20 @@ pub fn policy(res: &Resource, cx: &mut Cx<'_>) -> bool {
             if !made_from(route, res) {
                 continue;
             }
-            let from_service = resources
-                .iter()
-                .find(|s| {
-                    s.kind == "Service"
-                        && s.group().is_empty()
-                        && Some(service_host(s).authority()) == route.matcher.authority
-                })
+            let service_res = resources.iter().find(|s| {
+                s.kind == "Service"
+                    && s.group().is_empty()
+                    && Some(service_host(s).authority()) == route.matcher.authority
+            });
+            let from_service = service_res
                 .map(|s| read_settings(s, &mut Reports::default()))
                 .unwrap_or_default();
             apply(&from_service.overridden_by(&own), route);
+            note_sources(
+                route,
+                service_res.filter(|_| !from_service.is_empty()),
+                Some(res),
+            );
         }
     }
     false
@@ -87,6 +97,23 @@ fn report_no_route(res: &Resource, cx: &mut Cx<'_>) {
                 "no translated route addresses this Service, so there is no route to apply it to: requests to the Service are neither retried nor bounded by it (an HTTPRoute, TrafficSplit or VirtualService for the Service gives it one)",
             );
         }
+    }
+}
+
+/// A comment on `route` naming the resources whose annotations set its retries and timeout
+/// (the same text whichever resource is processed first, so it is written once).
+fn note_sources(route: &mut RouteDraft, service: Option<&Resource>, route_res: Option<&Resource>) {
+    let titles: Vec<String> = [service, route_res]
+        .into_iter()
+        .flatten()
+        .map(Resource::title)
+        .collect();
+    let line = format!(
+        "retries and timeout from the Linkerd annotations of {}",
+        titles.join(" and ")
+    );
+    if !route.comments.contains(&line) {
+        route.comments.push(line);
     }
 }
 
@@ -299,6 +326,11 @@ mod tests {
             assert!(
                 c.contains("timeout: 10s\n        retries: { attempts: 2, on: [5xx, 429], per_try_timeout: 300ms, budget_percent: 100 }"),
                 "the Service's apply to the other route:\n{c}"
+            );
+            assert_eq!(
+                c.matches("# retries and timeout from the Linkerd annotations of Service shop/web and HTTPRoute shop/api\n").count(),
+                1,
+                "{c}"
             );
             let text = reports(&imported);
             assert!(text.contains("retry.linkerd.io/grpc: not supported by weir: weir retries on HTTP conditions only"), "{text}");
