@@ -6,6 +6,21 @@
 //! the spec's precedence order ([`precedence`]), because weir takes the first route that
 //! matches while the Gateway API picks the most specific match. So all route resources are
 //! translated together, when the phase reaches the first of them.
+//!
+//! Where the spec leaves a choice, or weir differs:
+//! - a rule with no `backendRefs`, with every weight 0, or whose backends weir cannot send
+//!   to (a kind other than Service) is answered 500 as the spec says: a fault abort of 100%
+//!   (or of the unusable backends' share of the weight) with the parent Service as a
+//!   placeholder backend that is never called;
+//! - `timeouts.backendRequest` bounds each try when the rule has `retry`; without one the
+//!   route timeout is the shorter of `request` and `backendRequest`; `0s` is no timeout;
+//! - `retry` without `codes` retries only failed connections; without `attempts`, once;
+//! - a GRPCRoute match also requires a gRPC `content-type`, so it takes only gRPC requests
+//!   (and goes before the HTTPRoute matches of the same Service);
+//! - a consumer route (a parent Service in another namespace) is written only when this
+//!   proxy (`node.namespace`) is in the route's namespace;
+//! - a parent or backend without a port takes the port of the Service when the input
+//!   defines that Service with one port.
 
 mod precedence;
 
