@@ -3,7 +3,7 @@
 //!
 //! Every match block of every rule becomes one weir route whose authority condition is the
 //! parent Service; the routes of all the resources attached to one Service are written in
-//! the spec's precedence order ([`precedence`]), because weir takes the first route that
+//! the spec's precedence order (module `precedence`), because weir takes the first route that
 //! matches while the Gateway API picks the most specific match. So all route resources are
 //! translated together, when the phase reaches the first of them.
 //!
