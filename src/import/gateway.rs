@@ -1,9 +1,1197 @@
-//! Placeholder.
+//! Gateway API `HTTPRoute` and `GRPCRoute`, and Linkerd's `HTTPRoute` (the same shape),
+//! attached to Services (GAMMA, the mesh pattern Linkerd and Istio read).
+//!
+//! Every match block of every rule becomes one weir route whose authority condition is the
+//! parent Service; the routes of all the resources attached to one Service are written in
+//! the spec's precedence order (module `precedence`), because weir takes the first route that
+//! matches while the Gateway API picks the most specific match. So all route resources are
+//! translated together, when the phase reaches the first of them.
+//!
+//! Where the spec leaves a choice, or weir differs:
+//! - a rule with no `backendRefs`, with every weight 0, or whose backends weir cannot send
+//!   to (a kind other than Service) is answered 500 as the spec says: a fault abort of 100%
+//!   (or of the unusable backends' share of the weight) with the parent Service as a
+//!   placeholder backend that is never called;
+//! - `timeouts.backendRequest` bounds each try when the rule has `retry`; without one the
+//!   route timeout is the shorter of `request` and `backendRequest`; `0s` is no timeout;
+//! - `retry` without `codes` retries only failed connections; without `attempts`, once;
+//! - a GRPCRoute match also requires a gRPC `content-type`, so it takes only gRPC requests
+//!   (and goes before the HTTPRoute matches of the same Service);
+//! - a consumer route (a parent Service in another namespace) is written only when this
+//!   proxy (`node.namespace`) is in the route's namespace;
+//! - a parent or backend without a port takes the port of the Service when the input
+//!   defines that Service with one port.
 
-use super::source::Resource;
+mod precedence;
+
+use std::time::Duration;
+
+use self::precedence::{PathRank, Rank, Ranked, Specificity};
+use super::draft::{Host, Origin, RouteDraft, ServiceKey, LINKERD_DEFAULTS};
+use super::source::{Obj, Resource};
 use super::Cx;
+use crate::config::tree::Value;
+use crate::config::{
+    parse_duration, Backend, Fault, FaultAbort, HeaderMatch, HeaderRule, Mirror, PathMatch,
+    Retries, RetryOn, RouteMatch,
+};
 
-/// Translates a resource of this source; whether it was one.
-pub fn route(_res: &Resource, _cx: &mut Cx<'_>) -> bool {
+/// The two route shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Http,
+    Grpc,
+}
+
+fn kind_of(res: &Resource) -> Option<Kind> {
+    match (res.group(), res.kind.as_str()) {
+        ("gateway.networking.k8s.io" | "policy.linkerd.io", "HTTPRoute") => Some(Kind::Http),
+        ("gateway.networking.k8s.io", "GRPCRoute") => Some(Kind::Grpc),
+        _ => None,
+    }
+}
+
+/// Whether `res` is a route this module translates (for the Linkerd annotations, which
+/// apply to the routes made from it).
+pub(super) fn is_route(res: &Resource) -> bool {
+    kind_of(res).is_some()
+}
+
+/// Translates every HTTPRoute and GRPCRoute when called with the first of them (precedence
+/// is across resources); whether `res` is one.
+pub fn route(res: &Resource, cx: &mut Cx<'_>) -> bool {
+    if kind_of(res).is_none() {
+        return false;
+    }
+    let resources = cx.resources;
+    let first = resources.iter().find(|r| kind_of(r).is_some());
+    if first.is_some_and(|f| std::ptr::eq(f, res)) {
+        translate_all(resources, cx);
+    }
+    true
+}
+
+/// One weir route before its name is given and its place decided.
+struct Pending {
+    base_name: String,
+    route: RouteDraft,
+}
+
+fn translate_all(resources: &[Resource], cx: &mut Cx<'_>) {
+    let mut pending = Vec::new();
+    for res in resources {
+        if let Some(kind) = kind_of(res) {
+            read_route(res, kind, cx, &mut pending);
+        }
+    }
+    precedence::sort(&mut pending);
+    for p in pending {
+        let mut route = p.item.route;
+        route.name = cx.draft.route_name(&p.item.base_name);
+        cx.draft.routes.push(route);
+    }
+}
+
+/// A parent Service of a route.
+struct Parent {
+    host: Host,
+    /// Its weir service (the placeholder backend of a rule that answers 500).
+    service: String,
+}
+
+fn read_route(res: &Resource, kind: Kind, cx: &mut Cx<'_>, out: &mut Vec<Ranked<Pending>>) {
+    let spec = res.spec();
+    let parents = read_parents(&spec, cx);
+    if parents.is_empty() {
+        spec.skip(&["rules", "hostnames"]);
+        res.report(
+            &mut cx.reports,
+            super::Severity::Unsupported,
+            "no parent of the route is a Service whose clients include this proxy, so no sidecar route comes of it; skipped",
+        );
+    } else {
+        if let Some(hostnames) = spec.get("hostnames") {
+            hostnames.note(
+                &mut cx.reports,
+                "ignored: a route attached to a Service applies to requests addressed to that Service (GAMMA), whatever their host name",
+            );
+        }
+        let route = RouteResource {
+            res,
+            kind,
+            parents,
+            created: creation_timestamp(res),
+        };
+        for (i, rule) in spec.list("rules").iter().enumerate() {
+            read_rule(&route, rule, i, cx, out);
+        }
+    }
+    spec.finish(&mut cx.reports, &|key| {
+        format!("`{key}` is not translated; the routes are written without it")
+    });
+}
+
+fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
+    let res = spec.resource();
+    let mut parents = Vec::new();
+    for (i, p) in spec.list("parentRefs").iter().enumerate() {
+        let group = p
+            .str("group")
+            .unwrap_or_else(|| "gateway.networking.k8s.io".into());
+        let kind = p.str("kind").unwrap_or_else(|| "Gateway".into());
+        let namespace = p.str("namespace").unwrap_or_else(|| res.namespace.clone());
+        let name = p.str("name").unwrap_or_default();
+        if kind != "Service" || !matches!(group.as_str(), "" | "core") {
+            p.skip(&["sectionName", "port"]);
+            p.unsupported(
+                &mut cx.reports,
+                format!("weir is a sidecar; routes attached to a {kind} are not translated (this parent is skipped)"),
+            );
+            continue;
+        }
+        if name.is_empty() {
+            p.error(
+                &mut cx.reports,
+                "a parentRef needs a `name`; this parent is skipped",
+            );
+            continue;
+        }
+        if namespace != res.namespace && !consumer_route_applies(p, &namespace, cx) {
+            p.skip(&["sectionName", "port"]);
+            continue;
+        }
+        if let Some(section) = p.get("sectionName") {
+            section.unsupported(
+                &mut cx.reports,
+                "the routes apply to every port of the Service, not only this named port",
+            );
+        }
+        let port = match p.get("port") {
+            Some(port) => {
+                port.unsupported(
+                    &mut cx.reports,
+                    "the routes apply to requests to every port of the Service, not only this one",
+                );
+                port.uint().and_then(|n| u16::try_from(n).ok())
+            }
+            None => service_port(cx.resources, &name, &namespace),
+        };
+        p.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a parentRef is not translated")
+        });
+        let host = Host::Kubernetes {
+            service: name,
+            namespace,
+        };
+        let origin = cx.origin(p, &format!("parentRefs[{i}]"));
+        let key = ServiceKey {
+            host: host.clone(),
+            subset: None,
+            port,
+        };
+        let index = parent_service(&key, &origin, cx);
+        let service = cx.draft.services[index].name.clone();
+        if !parents.iter().any(|q: &Parent| q.host == host) {
+            parents.push(Parent { host, service });
+        }
+    }
+    parents
+}
+
+/// The weir service of a parent Service: with no port known, any service of the Service
+/// already made (a parent names no port when any will do), else a new one.
+fn parent_service(key: &ServiceKey, origin: &Origin, cx: &mut Cx<'_>) -> usize {
+    if key.port.is_none() {
+        let existing = cx
+            .draft
+            .services_of(&key.host)
+            .into_iter()
+            .find(|&i| cx.draft.services[i].key.subset.is_none());
+        if let Some(i) = existing {
+            if !cx.draft.services[i].origins.contains(origin) {
+                cx.draft.services[i].origins.push(origin.clone());
+            }
+            return i;
+        }
+    }
+    cx.draft.service(key, LINKERD_DEFAULTS, origin)
+}
+
+/// A route in another namespace than its parent Service is a GAMMA consumer route: it
+/// applies only to clients in the route's namespace. Whether this proxy (`node.namespace`)
+/// is one; reports either way.
+fn consumer_route_applies(p: &Obj<'_>, parent_namespace: &str, cx: &mut Cx<'_>) -> bool {
+    let route_namespace = p.resource().namespace.as_str();
+    let proxy_namespace = cx.options.layout.namespace.as_str();
+    if route_namespace == proxy_namespace {
+        p.note(
+            &mut cx.reports,
+            format!("a consumer route (the Service is in {parent_namespace}): it applies to clients in {route_namespace}, as this proxy is"),
+        );
+        true
+    } else {
+        p.note(
+            &mut cx.reports,
+            format!("a consumer route: it applies to clients in {route_namespace} only, and this proxy is in {proxy_namespace}; this parent is skipped"),
+        );
+        false
+    }
+}
+
+/// The port of Service `name` when the input defines it with exactly one port.
+pub(super) fn service_port(resources: &[Resource], name: &str, namespace: &str) -> Option<u16> {
+    let service = resources
+        .iter()
+        .find(|r| r.kind == "Service" && r.name == name && r.namespace == namespace)?;
+    let spec = service.spec();
+    let ports = spec.list("ports");
+    match ports.as_slice() {
+        [only] => only.get("port")?.uint().and_then(|n| u16::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+fn creation_timestamp(res: &Resource) -> Option<String> {
+    let field = |node: &crate::config::tree::Node, key: &str| match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.clone()),
+        _ => None,
+    };
+    let metadata = field(&res.root, "metadata")?;
+    match field(&metadata, "creationTimestamp")?.value {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// What a rule says apart from its matches, shared by the routes of its match blocks.
+struct RuleAction {
+    backends: Vec<Backend>,
+    /// Percentage of requests answered 500 (backends the spec answers 500 for).
+    abort_percent: f64,
+    mirror: Option<Mirror>,
+    timeout: Option<Duration>,
+    retries: Option<Retries>,
+    comments: Vec<String>,
+}
+
+/// What the rules of one route resource share.
+struct RouteResource<'a> {
+    res: &'a Resource,
+    kind: Kind,
+    parents: Vec<Parent>,
+    /// `metadata.creationTimestamp`, for precedence ties.
+    created: Option<String>,
+}
+
+fn read_rule(
+    route: &RouteResource<'_>,
+    rule: &Obj<'_>,
+    index: usize,
+    cx: &mut Cx<'_>,
+    out: &mut Vec<Ranked<Pending>>,
+) {
+    let (res, kind) = (route.res, route.kind);
+    rule.skip(&["name"]);
+    let action = read_action(kind, rule, cx);
+    let matches = rule.list("matches");
+    let blocks: Vec<Option<(RouteMatch, Specificity)>> = if matches.is_empty() {
+        vec![Some(default_match(kind))]
+    } else {
+        matches
+            .iter()
+            .map(|m| match kind {
+                Kind::Http => read_http_match(m, cx),
+                Kind::Grpc => read_grpc_match(m, cx),
+            })
+            .collect()
+    };
+    let several = blocks.len() > 1;
+    for (j, block) in blocks.into_iter().enumerate() {
+        let Some((matcher, specificity)) = block else {
+            continue;
+        };
+        let (origin, base_name) = if several {
+            (
+                cx.origin(&matches[j], &format!("rules[{index}].matches[{j}]")),
+                format!("{}-{index}-{j}", res.name),
+            )
+        } else {
+            (
+                cx.origin(rule, &format!("rules[{index}]")),
+                format!("{}-{index}", res.name),
+            )
+        };
+        for parent in &route.parents {
+            out.push(Ranked {
+                parent: parent.host.clone(),
+                rank: Rank {
+                    specificity,
+                    created: route.created.clone(),
+                    route: format!("{}/{}", res.namespace, res.name),
+                    rule: index,
+                    matched: j,
+                },
+                item: Pending {
+                    base_name: base_name.clone(),
+                    route: make_route(&origin, matcher.clone(), &action, parent),
+                },
+            });
+        }
+    }
+    rule.finish(&mut cx.reports, &|key| match key {
+        "sessionPersistence" => "requests are balanced without session affinity".to_string(),
+        _ => format!("`{key}` is not translated; the rule's routes are written without it"),
+    });
+}
+
+fn make_route(
+    origin: &Origin,
+    mut matcher: RouteMatch,
+    action: &RuleAction,
+    parent: &Parent,
+) -> RouteDraft {
+    matcher.authority = Some(parent.host.authority());
+    let mut comments = action.comments.clone();
+    let backends = if action.backends.is_empty() {
+        comments.push(format!(
+            "every request is answered 500, as the Gateway API answers a rule without usable backends ({} is a placeholder, never called)",
+            parent.service
+        ));
+        vec![Backend {
+            service: parent.service.clone(),
+            weight: 1,
+        }]
+    } else {
+        action.backends.clone()
+    };
+    let fault = (action.abort_percent > 0.0).then_some(Fault {
+        delay: None,
+        abort: Some(FaultAbort {
+            status: 500,
+            percent: action.abort_percent,
+        }),
+    });
+    RouteDraft {
+        name: String::new(),
+        origin: origin.clone(),
+        matcher,
+        backends,
+        timeout: action.timeout,
+        retries: action.retries.clone(),
+        fault,
+        mirror: action.mirror.clone(),
+        comments,
+    }
+}
+
+/// A rule without `matches`: `PathPrefix /` (HTTPRoute), every gRPC request (GRPCRoute).
+fn default_match(kind: Kind) -> (RouteMatch, Specificity) {
+    match kind {
+        Kind::Http => (
+            RouteMatch {
+                path: Some(PathMatch::SegmentPrefix("/".into())),
+                ..RouteMatch::default()
+            },
+            Specificity::Http {
+                path: PathRank::Prefix(1),
+                method: false,
+                headers: 0,
+                query: 0,
+            },
+        ),
+        Kind::Grpc => (
+            RouteMatch {
+                headers: vec![grpc_content_type()],
+                ..RouteMatch::default()
+            },
+            Specificity::Grpc {
+                exact: false,
+                service: 0,
+                method: 0,
+                headers: 0,
+            },
+        ),
+    }
+}
+
+/// A GRPCRoute takes gRPC requests only: those with a gRPC content type.
+fn grpc_content_type() -> HeaderMatch {
+    HeaderMatch {
+        name: "content-type".into(),
+        rule: HeaderRule::Regex("application/grpc([+;].*)?".into()),
+    }
+}
+
+/// Whether weir can compile `pattern`; reports it otherwise.
+fn compiles(at: &Obj<'_>, pattern: &str, cx: &mut Cx<'_>) -> bool {
+    if regex::Regex::new(pattern).is_ok() {
+        return true;
+    }
+    at.unsupported(
+        &mut cx.reports,
+        "weir cannot compile this regular expression; this match block is not translated, so its requests fall to later routes",
+    );
     false
+}
+
+fn read_http_match(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<(RouteMatch, Specificity)> {
+    let mut matcher = RouteMatch::default();
+    let (path, rank) = match m.get("path") {
+        Some(p) => {
+            let kind = p.str("type").unwrap_or_else(|| "PathPrefix".into());
+            let value = p.str("value").unwrap_or_else(|| "/".into());
+            p.finish(&mut cx.reports, &|key| {
+                format!("`{key}` of a path match is not translated")
+            });
+            if kind != "RegularExpression" && !value.starts_with('/') {
+                p.error(
+                    &mut cx.reports,
+                    format!(
+                        "the path `{value}` does not start with `/`; this match block is skipped"
+                    ),
+                );
+                return None;
+            }
+            match kind.as_str() {
+                "Exact" => (PathMatch::Exact(value), PathRank::Exact),
+                "PathPrefix" => {
+                    let n = value.chars().count();
+                    (PathMatch::SegmentPrefix(value), PathRank::Prefix(n))
+                }
+                "RegularExpression" => {
+                    if !compiles(&p, &value, cx) {
+                        return None;
+                    }
+                    let n = value.chars().count();
+                    (PathMatch::Regex(value), PathRank::Regex(n))
+                }
+                other => {
+                    p.error(
+                        &mut cx.reports,
+                        format!("unknown path match type `{other}`; this match block is skipped"),
+                    );
+                    return None;
+                }
+            }
+        }
+        None => (PathMatch::SegmentPrefix("/".into()), PathRank::Prefix(1)),
+    };
+    matcher.path = Some(path);
+    matcher.headers = read_headers(m, cx)?;
+    matcher.method = m.str("method").map(|s| s.to_ascii_uppercase());
+    let query = m.list("queryParams").len();
+    if let Some(q) = m.get("queryParams") {
+        q.unsupported(
+            &mut cx.reports,
+            "requests match regardless of the query string: the weir route is wider than the source's and takes requests the source would leave to other rules",
+        );
+    }
+    m.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a match is not translated; the match is wider")
+    });
+    let specificity = Specificity::Http {
+        path: rank,
+        method: matcher.method.is_some(),
+        headers: matcher.headers.len(),
+        query,
+    };
+    Some((matcher, specificity))
+}
+
+fn read_headers(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<HeaderMatch>> {
+    let mut headers = Vec::new();
+    for h in m.list("headers") {
+        let kind = h.str("type").unwrap_or_else(|| "Exact".into());
+        let name = h.str("name").unwrap_or_default().to_ascii_lowercase();
+        let value = h.str("value").unwrap_or_default();
+        h.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a header match is not translated")
+        });
+        if name.is_empty() {
+            h.error(
+                &mut cx.reports,
+                "a header match needs a `name`; this match block is skipped",
+            );
+            return None;
+        }
+        let rule = match kind.as_str() {
+            "Exact" => HeaderRule::Exact(value),
+            "RegularExpression" => {
+                if !compiles(&h, &value, cx) {
+                    return None;
+                }
+                HeaderRule::Regex(value)
+            }
+            other => {
+                h.error(
+                    &mut cx.reports,
+                    format!("unknown header match type `{other}`; this match block is skipped"),
+                );
+                return None;
+            }
+        };
+        headers.push(HeaderMatch { name, rule });
+    }
+    Some(headers)
+}
+
+/// A GRPCRoute method match as a path: gRPC calls are `POST /SERVICE/METHOD`.
+fn read_grpc_match(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<(RouteMatch, Specificity)> {
+    let mut matcher = RouteMatch::default();
+    let mut specificity = Specificity::Grpc {
+        exact: false,
+        service: 0,
+        method: 0,
+        headers: 0,
+    };
+    if let Some(method) = m.get("method") {
+        let kind = method.str("type").unwrap_or_else(|| "Exact".into());
+        let service = method.str("service");
+        let name = method.str("method");
+        method.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a method match is not translated")
+        });
+        let exact = kind == "Exact";
+        let path = match (kind.as_str(), &service, &name) {
+            (_, None, None) => {
+                method.error(
+                    &mut cx.reports,
+                    "a method match needs `service` or `method`; this match block is skipped",
+                );
+                return None;
+            }
+            ("Exact", Some(s), Some(n)) => PathMatch::Exact(format!("/{s}/{n}")),
+            ("Exact", Some(s), None) => PathMatch::SegmentPrefix(format!("/{s}")),
+            ("Exact", None, Some(n)) => PathMatch::Regex(format!("/[^/]+/{}", regex::escape(n))),
+            ("RegularExpression", s, n) => {
+                let s = s.clone().unwrap_or_else(|| "[^/]+".into());
+                let n = n.clone().unwrap_or_else(|| "[^/]+".into());
+                let pattern = format!("/(?:{s})/(?:{n})");
+                if !compiles(&method, &pattern, cx) {
+                    return None;
+                }
+                PathMatch::Regex(pattern)
+            }
+            (other, _, _) => {
+                method.error(
+                    &mut cx.reports,
+                    format!("unknown method match type `{other}`; this match block is skipped"),
+                );
+                return None;
+            }
+        };
+        matcher.path = Some(path);
+        specificity = Specificity::Grpc {
+            exact,
+            service: service.map_or(0, |s| s.chars().count()),
+            method: name.map_or(0, |n| n.chars().count()),
+            headers: 0,
+        };
+    }
+    let headers = read_headers(m, cx)?;
+    if let Specificity::Grpc { headers: count, .. } = &mut specificity {
+        *count = headers.len();
+    }
+    matcher.headers = headers;
+    matcher.headers.push(grpc_content_type());
+    m.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a match is not translated; the match is wider")
+    });
+    Some((matcher, specificity))
+}
+
+/// A rule's backends, filters, timeouts and retries.
+fn read_action(kind: Kind, rule: &Obj<'_>, cx: &mut Cx<'_>) -> RuleAction {
+    let mut action = RuleAction {
+        backends: Vec::new(),
+        abort_percent: 0.0,
+        mirror: None,
+        timeout: None,
+        retries: None,
+        comments: Vec::new(),
+    };
+    read_backends(kind, rule, &mut action, cx);
+    read_filters(rule, &mut action, cx);
+    action.retries = read_retry(rule, cx);
+    read_timeouts(rule, &mut action, cx);
+    action
+}
+
+/// The backends; the weight of backends weir cannot send to (the spec answers 500 for
+/// them) becomes an abort percentage.
+fn read_backends(kind: Kind, rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let res = rule.resource();
+    let mut unusable: u64 = 0;
+    let mut total: u64 = 0;
+    let refs = rule.list("backendRefs");
+    for (i, b) in refs.iter().enumerate() {
+        let weight = match b.get("weight") {
+            None => 1,
+            Some(w) => match w.uint() {
+                Some(n) => n.min(u64::from(u32::MAX)),
+                None => {
+                    w.error(
+                        &mut cx.reports,
+                        "a weight is a non-negative integer; this backend is skipped",
+                    );
+                    b.skip(&["group", "kind", "name", "namespace", "port"]);
+                    b.finish(&mut cx.reports, &|key| {
+                        format!("`{key}` of a backendRef is not translated")
+                    });
+                    continue;
+                }
+            },
+        };
+        total += weight;
+        if let Some(filters) = b.get("filters") {
+            filters.unsupported(
+                &mut cx.reports,
+                "the backend's filters are not applied: requests reach it unchanged",
+            );
+        }
+        let Some(key) = backend_key(b, res, cx) else {
+            unusable += weight;
+            continue;
+        };
+        b.finish(&mut cx.reports, &|key| {
+            format!("`{key}` of a backendRef is not translated")
+        });
+        let origin = cx.origin(
+            b,
+            &format!(
+                "{}.backendRefs[{i}]",
+                rule.path().trim_start_matches("spec.")
+            ),
+        );
+        let index = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+        if kind == Kind::Grpc {
+            cx.draft.services[index].http2 = true;
+        }
+        action.backends.push(Backend {
+            service: cx.draft.services[index].name.clone(),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        });
+    }
+    if refs.is_empty() {
+        rule.note(&mut cx.reports, "the rule has no backendRefs: as the Gateway API does, its requests are answered 500 (a fault abort of 100%)");
+        action.abort_percent = 100.0;
+        return;
+    }
+    if total == 0 {
+        rule.get("backendRefs").into_iter().for_each(|b| {
+            b.note(&mut cx.reports, "every backend has weight 0: as the Gateway API does, the rule's requests are answered 500 (a fault abort of 100%)")
+        });
+        action.backends.clear();
+        action.abort_percent = 100.0;
+        return;
+    }
+    if unusable > 0 {
+        action.abort_percent = unusable as f64 * 100.0 / total as f64;
+        action.comments.push(format!(
+            "{}% of requests are answered 500: the share of backends weir cannot send to, as the Gateway API does",
+            action.abort_percent
+        ));
+        if action.backends.iter().all(|b| b.weight == 0) {
+            action.backends.clear();
+            action.abort_percent = 100.0;
+        }
+    }
+}
+
+/// The weir service a backendRef (or a mirror's) names; reports and `None` for one weir
+/// cannot send to.
+fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKey> {
+    let group = b.str("group").unwrap_or_default();
+    let kind = b.str("kind").unwrap_or_else(|| "Service".into());
+    if kind != "Service" || !matches!(group.as_str(), "" | "core") {
+        b.skip(&["name", "namespace", "port", "weight", "filters"]);
+        b.unsupported(
+            &mut cx.reports,
+            format!("a backend of kind {kind} is not translated: its share of requests is answered 500, as the Gateway API answers for a backend it cannot resolve"),
+        );
+        return None;
+    }
+    let Some(name) = b.str("name") else {
+        b.error(
+            &mut cx.reports,
+            "a backendRef needs a `name`; this backend is skipped",
+        );
+        return None;
+    };
+    let namespace = b.str("namespace").unwrap_or_else(|| res.namespace.clone());
+    let port = match b.get("port") {
+        Some(p) => p.uint().and_then(|n| u16::try_from(n).ok()),
+        None => service_port(cx.resources, &name, &namespace),
+    };
+    Some(ServiceKey {
+        host: Host::Kubernetes {
+            service: name,
+            namespace,
+        },
+        subset: None,
+        port,
+    })
+}
+
+fn read_filters(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let res = rule.resource();
+    for (i, f) in rule.list("filters").iter().enumerate() {
+        let kind = f.str("type").unwrap_or_default();
+        let instead = match kind.as_str() {
+            "RequestMirror" => {
+                read_mirror(f, i, res, action, cx);
+                continue;
+            }
+            "RequestHeaderModifier" => "requests are forwarded with their headers unchanged",
+            "ResponseHeaderModifier" => "responses are returned with their headers unchanged",
+            "RequestRedirect" => "requests are forwarded to the backends instead of redirected",
+            "URLRewrite" => "requests are forwarded with their host and path unchanged",
+            "ExtensionRef" => "the extension is not applied",
+            "CORS" => "no CORS headers are added and preflight requests are forwarded",
+            _ => "this filter is not applied",
+        };
+        f.skip(&[
+            "requestHeaderModifier",
+            "responseHeaderModifier",
+            "requestRedirect",
+            "urlRewrite",
+            "extensionRef",
+            "cors",
+        ]);
+        f.unsupported(&mut cx.reports, format!("{kind} filter: {instead}"));
+    }
+}
+
+fn read_mirror(f: &Obj<'_>, i: usize, res: &Resource, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let Some(m) = f.get("requestMirror") else {
+        f.error(
+            &mut cx.reports,
+            "a RequestMirror filter needs `requestMirror`; skipped",
+        );
+        return;
+    };
+    f.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a filter is not translated")
+    });
+    if action.mirror.is_some() {
+        m.skip(&["backendRef", "percent", "fraction"]);
+        m.unsupported(
+            &mut cx.reports,
+            "weir mirrors to one service per route; this mirror is not translated",
+        );
+        return;
+    }
+    let percent = match (m.get("percent"), m.get("fraction")) {
+        (Some(p), _) => p.number().unwrap_or(100.0),
+        (None, Some(fr)) => {
+            let numerator = fr.get("numerator").and_then(|n| n.number()).unwrap_or(0.0);
+            let denominator = fr
+                .get("denominator")
+                .and_then(|n| n.number())
+                .unwrap_or(100.0);
+            fr.finish(&mut cx.reports, &|key| {
+                format!("`{key}` of a fraction is not translated")
+            });
+            if denominator <= 0.0 {
+                fr.error(
+                    &mut cx.reports,
+                    "the denominator must be above 0; the mirror is skipped",
+                );
+                return;
+            }
+            numerator * 100.0 / denominator
+        }
+        (None, None) => 100.0,
+    };
+    let Some(b) = m.get("backendRef") else {
+        m.error(&mut cx.reports, "a mirror needs a `backendRef`; skipped");
+        return;
+    };
+    let Some(key) = backend_key(&b, res, cx) else {
+        return;
+    };
+    b.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a mirror's backendRef is not translated")
+    });
+    m.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of a mirror is not translated")
+    });
+    let origin = cx.origin(f, &format!("filters[{i}]"));
+    let index = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+    action.mirror = Some(Mirror {
+        service: cx.draft.services[index].name.clone(),
+        percent: percent.clamp(0.0, 100.0),
+    });
+}
+
+/// A duration field: `Some(None)` for `0s` (no timeout), `None` when absent or invalid.
+fn timeout_field(obj: &Obj<'_>, key: &str, cx: &mut Cx<'_>) -> Option<Option<Duration>> {
+    let field = obj.get(key)?;
+    let text = field.text().unwrap_or_default();
+    match parse_duration(&text) {
+        Ok(d) if d.is_zero() => Some(None),
+        Ok(d) => Some(Some(d)),
+        Err(e) => {
+            field.error(&mut cx.reports, format!("not a duration: {e}; ignored"));
+            None
+        }
+    }
+}
+
+fn read_timeouts(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
+    let Some(t) = rule.get("timeouts") else {
+        return;
+    };
+    let request = timeout_field(&t, "request", cx);
+    let backend = timeout_field(&t, "backendRequest", cx);
+    action.timeout = request.flatten();
+    if let Some(backend) = backend {
+        let at = t.get("backendRequest");
+        if let Some(retries) = &mut action.retries {
+            retries.per_try_timeout = backend;
+        } else if let Some(at) = at {
+            let bound = match (request.flatten(), backend) {
+                (Some(r), Some(b)) => Some(r.min(b)),
+                (r, b) => r.or(b),
+            };
+            action.timeout = bound;
+            at.note(
+                &mut cx.reports,
+                "without retries a request makes one backend request, so the route timeout is the shorter of `request` and `backendRequest`",
+            );
+        }
+    }
+    t.finish(&mut cx.reports, &|key| {
+        format!("`{key}` timeout is not translated")
+    });
+}
+
+/// GEP-1731 `retry`: retries after the first attempt, on the listed status codes.
+fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
+    let r = rule.get("retry")?;
+    let attempts = match r.get("attempts") {
+        Some(a) => a.uint().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        None => {
+            r.note(
+                &mut cx.reports,
+                "`attempts` is unset: 1 retry, as weir's default",
+            );
+            1
+        }
+    };
+    let mut on = Vec::new();
+    for code in r.list("codes") {
+        match code.uint().and_then(|c| u16::try_from(c).ok()) {
+            Some(c) if (100..=599).contains(&c) => on.push(RetryOn::Status(c)),
+            _ => code.error(&mut cx.reports, "not an HTTP status code; ignored"),
+        }
+    }
+    if on.is_empty() {
+        r.note(
+            &mut cx.reports,
+            "no `codes`: retried only when the connection to the backend fails",
+        );
+        on.push(RetryOn::ConnectFailure);
+    }
+    if let Some(backoff) = r.get("backoff") {
+        backoff.unsupported(
+            &mut cx.reports,
+            "retries are spaced by weir's own backoff, not this one",
+        );
+    }
+    r.finish(&mut cx.reports, &|key| {
+        format!("`{key}` of retry is not translated")
+    });
+    if attempts == 0 {
+        return None;
+    }
+    Some(Retries {
+        attempts,
+        per_try_timeout: None,
+        on,
+        budget_percent: 100.0,
+    })
+}
+
+/// Running an import over YAML in tests, checking the result is a valid weir configuration.
+#[cfg(test)]
+pub(super) mod testing {
+    use crate::import::emit::Layout;
+    use crate::import::{import, Imported, Input, Options};
+
+    /// Imports `text` (as `routes.yaml`, namespace `shop`) and checks weir loads the result.
+    pub fn run(text: &str) -> Imported {
+        let options = Options {
+            namespace: Some("shop".into()),
+            trust_domain: "cluster.local".into(),
+            endpoints: vec![],
+            layout: Layout {
+                outbound: "127.0.0.1:15001".into(),
+                inbound: "0.0.0.0:15006".into(),
+                transparent: false,
+                identity_dir: "/etc/weir/identity".into(),
+                namespace: "shop".into(),
+                sources: vec![],
+            },
+        };
+        let imported = import(
+            &[Input {
+                name: "routes.yaml".into(),
+                text: text.into(),
+            }],
+            &options,
+        );
+        if let Err(e) = crate::config::load_str("x", &imported.config) {
+            panic!("not a valid weir config: {e:?}\n{}", imported.config);
+        }
+        imported
+    }
+
+    /// The reports as text, one a line.
+    pub fn reports(imported: &Imported) -> String {
+        imported.reports.iter().map(|r| format!("{r}\n")).collect()
+    }
+
+    /// The route names in the order written.
+    pub fn route_names(imported: &Imported) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut in_routes = false;
+        for line in imported.config.lines() {
+            if line.starts_with("    routes:") {
+                in_routes = true;
+            } else if !line.starts_with("      ") {
+                in_routes = false;
+            } else if let Some(name) = line.strip_prefix("      - name: ") {
+                if in_routes {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{reports, route_names, run};
+
+    const PARENT: &str =
+        "  parentRefs:\n    - { group: \"\", kind: Service, name: reviews, port: 9080 }\n";
+
+    fn http_route(name: &str, created: &str, rules: &str) -> String {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\n  namespace: shop\n  creationTimestamp: \"{created}\"\nspec:\n{PARENT}  rules:\n{rules}"
+        )
+    }
+
+    #[test]
+    fn matches_are_written_in_the_spec_precedence() {
+        let newer = http_route(
+            "newer",
+            "2024-05-01T00:00:00Z",
+            "    - matches:\n        - path: { type: PathPrefix, value: /api }\n        - path: { type: PathPrefix, value: /abc }\n        - path: { type: PathPrefix, value: /abc }\n          headers: [{ name: X-A, value: \"1\" }, { name: x-b, value: \"2\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches:\n        - path: { type: Exact, value: /abc }\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches:\n        - path: { type: PathPrefix, value: /api/v1 }\n        - path: { type: PathPrefix, value: /api }\n          method: GET\n        - path: { type: PathPrefix, value: /abc }\n          headers: [{ name: x-a, value: \"1\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        );
+        let older = http_route(
+            "older",
+            "2023-05-01T00:00:00Z",
+            "    - matches:\n        - path: { type: PathPrefix, value: /api }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        );
+        let imported = run(&format!("{newer}---\n{older}"));
+        assert_eq!(
+            route_names(&imported),
+            [
+                "newer-1",   // Exact /abc
+                "newer-2-0", // /api/v1
+                "newer-2-1", // /api with a method (4 characters, as /abc)
+                "newer-0-2", // /abc, 2 headers
+                "newer-2-2", // /abc, 1 header
+                "older-0",   // /api, the older route
+                "newer-0-0", // /api, rule 0 match 0
+                "newer-0-1", // /abc, rule 0 match 1
+            ],
+            "{}",
+            imported.config
+        );
+        assert!(imported
+            .config
+            .contains("path: { segment_prefix: /api/v1 }"));
+        assert!(imported.config.contains("- { name: x-a, exact: \"1\" }"));
+        assert!(imported
+            .config
+            .contains("# from HTTPRoute shop/newer, rules[1] (routes.yaml:"));
+    }
+
+    #[test]
+    fn every_route_matches_its_parent_and_the_parent_has_a_service() {
+        let imported = run(&http_route(
+            "r",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs: [{ name: ratings, port: 8080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("authority: { regex: \"reviews(\\\\.shop"), "{c}");
+        assert!(c.contains("path: { segment_prefix: / }"), "{c}");
+        assert!(
+            c.contains("service: reviews, namespace: shop, port: 9080"),
+            "{c}"
+        );
+        assert!(
+            c.contains("service: ratings, namespace: shop, port: 8080"),
+            "{c}"
+        );
+        let text = reports(&imported);
+        assert!(
+            text.contains("routes.yaml:9:50: HTTPRoute(shop/r).spec.parentRefs[0].port: not supported by weir: the routes apply to requests to every port"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn weights_are_carried_over_and_unusable_backends_answer_500() {
+        let imported = run(&http_route(
+            "split",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs:\n        - { name: v1, port: 80, weight: 90 }\n        - { name: v2, port: 80, weight: 10 }\n    - matches: [{ path: { type: Exact, value: /x } }]\n      backendRefs:\n        - { name: v1, port: 80, weight: 3 }\n        - { group: example.com, kind: Bucket, name: b, weight: 1 }\n    - matches: [{ path: { type: Exact, value: /none } }]\n",
+        ));
+        let c = &imported.config;
+        assert!(
+            c.contains("- { service: v1, weight: 90 }\n          - { service: v2, weight: 10 }"),
+            "{c}"
+        );
+        assert!(c.contains("abort: { status: 500, percent: 25 }"), "{c}");
+        assert!(c.contains("abort: { status: 500, percent: 100 }"), "{c}");
+        let text = reports(&imported);
+        assert!(
+            text.contains("backendRefs[1]: not supported by weir: a backend of kind Bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules[2]: note: the rule has no backendRefs"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unsupported_filters_and_query_params_are_reported_where_they_are() {
+        let imported = run(&http_route(
+            "f",
+            "2024-05-01T00:00:00Z",
+            "    - matches:\n        - queryParams: [{ name: a, value: b }]\n      filters:\n        - type: RequestHeaderModifier\n          requestHeaderModifier: { add: [{ name: a, value: b }] }\n        - type: RequestMirror\n          requestMirror: { backendRef: { name: shadow, port: 80 }, fraction: { numerator: 1, denominator: 4 } }\n      backendRefs: [{ name: reviews, port: 9080 }]\n      sessionPersistence: { type: Cookie }\n",
+        ));
+        let text = reports(&imported);
+        assert!(
+            text.contains("routes.yaml:14:11: HTTPRoute(shop/f).spec.rules[0].filters[0]: not supported by weir: RequestHeaderModifier filter: requests are forwarded with their headers unchanged"),
+            "{text}"
+        );
+        assert!(text.contains("matches[0].queryParams: not supported by weir: requests match regardless of the query string"), "{text}");
+        assert!(
+            text.contains("rules[0].sessionPersistence: not supported by weir"),
+            "{text}"
+        );
+        assert!(
+            imported
+                .config
+                .contains("mirror: { service: shadow, percent: 25 }"),
+            "{}",
+            imported.config
+        );
+    }
+
+    #[test]
+    fn routes_attached_to_a_gateway_are_skipped() {
+        let imported = run(&format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: edge, namespace: shop }}\nspec:\n  parentRefs: [{{ name: public-gw }}]\n  hostnames: [shop.example.com]\n  rules:\n    - backendRefs: [{{ name: web, port: 80 }}]\n---\n{}", http_route("mesh", "2024-05-01T00:00:00Z", "    - backendRefs: [{ name: web, port: 80 }]\n")));
+        let text = reports(&imported);
+        assert!(text.contains("routes.yaml:5:16: HTTPRoute(shop/edge).spec.parentRefs[0]: not supported by weir: weir is a sidecar; routes attached to a Gateway are not translated"), "{text}");
+        assert!(
+            text.contains("no parent of the route is a Service"),
+            "{text}"
+        );
+        assert_eq!(route_names(&imported), ["mesh-0"], "{}", imported.config);
+    }
+
+    #[test]
+    fn consumer_routes_apply_only_to_clients_in_their_namespace() {
+        let route = |ns: &str| {
+            format!("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: c, namespace: {ns} }}\nspec:\n  parentRefs: [{{ kind: Service, group: \"\", name: pay, namespace: billing }}]\n  rules:\n    - backendRefs: [{{ name: pay, namespace: billing, port: 80 }}]\n")
+        };
+        let mine = run(&route("shop"));
+        assert_eq!(route_names(&mine), ["c-0"]);
+        assert!(
+            mine.config
+                .contains("authority: { regex: \"pay(\\\\.billing"),
+            "{}",
+            mine.config
+        );
+        let theirs = run(&format!(
+            "{}---\n{}",
+            route("web"),
+            http_route(
+                "r",
+                "2024-05-01T00:00:00Z",
+                "    - backendRefs: [{ name: reviews, port: 9080 }]\n"
+            )
+        ));
+        assert_eq!(route_names(&theirs), ["r-0"]);
+        assert!(reports(&theirs).contains("clients in web only, and this proxy is in shop"));
+    }
+
+    #[test]
+    fn one_mirror_per_route_and_grpc_routes_first() {
+        let http = http_route(
+            "m",
+            "2020-01-01T00:00:00Z",
+            "    - filters:\n        - { type: RequestMirror, requestMirror: { backendRef: { name: shadow, port: 80 }, percent: 10 } }\n        - { type: RequestMirror, requestMirror: { backendRef: { name: shadow2, port: 80 } } }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        );
+        let grpc = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g, namespace: shop }\nspec:\n  parentRefs: [{ kind: Service, group: \"\", name: reviews }]\n  rules:\n    - backendRefs: [{ name: reviews-grpc, port: 9090 }]\n";
+        let imported = run(&format!("{http}---\n{grpc}"));
+        assert_eq!(route_names(&imported), ["g-0", "m-0"]);
+        assert_eq!(
+            imported
+                .services
+                .iter()
+                .filter(|s| s.starts_with("reviews"))
+                .count(),
+            2,
+            "the parent once, and reviews-grpc"
+        );
+        assert!(imported
+            .config
+            .contains("mirror: { service: shadow, percent: 10 }"));
+        assert!(reports(&imported).contains(
+            "filters[1].requestMirror: not supported by weir: weir mirrors to one service per route"
+        ));
+    }
+
+    #[test]
+    fn timeouts_and_retries() {
+        let imported = run(&http_route(
+            "t",
+            "2024-05-01T00:00:00Z",
+            "    - timeouts: { request: 10s, backendRequest: 2s }\n      retry: { attempts: 3, codes: [503, 504], backoff: 100ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches: [{ path: { value: /slow } }]\n      timeouts: { backendRequest: 500ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("timeout: 10s\n        retries: { attempts: 3, on: [503, 504], per_try_timeout: 2s, budget_percent: 100 }"), "{c}");
+        assert!(c.contains("timeout: 500ms"), "{c}");
+        assert!(reports(&imported).contains("retry.backoff: not supported by weir"));
+    }
+
+    #[test]
+    fn grpc_methods_become_paths_and_backends_speak_http2() {
+        let imported = run("apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g, namespace: shop }\nspec:\n  parentRefs: [{ kind: Service, group: \"\", name: echo }]\n  rules:\n    - matches:\n        - method: { service: echo.Echo, method: Say }\n        - method: { service: echo.Echo }\n        - method: { method: Say }\n        - method: { type: RegularExpression, service: \"echo\\\\..*\", method: \"S.*\" }\n      backendRefs: [{ name: echo-v2, port: 50051 }]\n");
+        let c = &imported.config;
+        for want in [
+            "path: { exact: /echo.Echo/Say }",
+            "path: { segment_prefix: /echo.Echo }",
+            "path: { regex: \"/[^/]+/Say\" }",
+            "path: { regex: \"/(?:echo\\\\..*)/(?:S.*)\" }",
+            "- { name: content-type, regex: \"application/grpc([+;].*)?\" }",
+            "protocol: http2",
+        ] {
+            assert!(c.contains(want), "{want}\n{c}");
+        }
+        assert_eq!(route_names(&imported), ["g-0-0", "g-0-1", "g-0-2", "g-0-3"]);
+    }
 }
