@@ -933,6 +933,7 @@ pub(super) mod testing {
                 inbound: "0.0.0.0:15006".into(),
                 transparent: false,
                 identity_dir: "/etc/weir/identity".into(),
+                app: "127.0.0.1:8080".into(),
                 namespace: "shop".into(),
                 sources: vec![],
             },
