@@ -218,6 +218,9 @@ pub struct Draft {
     pub services: Vec<ServiceDraft>,
     /// Inbound mTLS.
     pub inbound: InboundDraft,
+    /// The subsets DestinationRules define (host, name): a route to another subset is one
+    /// Istio answers 503.
+    pub defined_subsets: Vec<(Host, String)>,
     /// The port of each single-port Kubernetes Service in the input (name, namespace,
     /// port): the port of a destination that names none.
     pub known_ports: Vec<(String, String, u16)>,
@@ -283,7 +286,10 @@ impl Draft {
             }
             Host::Dns(host) => Target::Dns {
                 host: host.clone(),
-                port: key.port.unwrap_or(80),
+                port: key.port.unwrap_or_else(|| {
+                    comments.push("the source names no port: port 80".to_string());
+                    80
+                }),
             },
         };
         self.services.push(ServiceDraft {
@@ -339,7 +345,9 @@ impl Draft {
             }
         }
         let name = sanitize(&name);
-        self.unique(name, |n| self.services.iter().any(|s| s.name == n))
+        self.unique(name, |n| {
+            RESERVED.contains(&n) || self.services.iter().any(|s| s.name == n)
+        })
     }
 
     /// A route name based on `base` that no route has yet.
@@ -352,11 +360,23 @@ impl Draft {
             return base;
         }
         (2..)
-            .map(|i| format!("{base}-{i}"))
+            .map(|i: u32| {
+                let suffix = format!("-{i}");
+                let room = MAX_NAME.saturating_sub(suffix.len());
+                let stem: String = base.chars().take(room).collect();
+                format!("{}{suffix}", stem.trim_end_matches(['-', '_', '.']))
+            })
             .find(|n| !taken(n))
             .unwrap_or(base)
     }
 }
+
+/// The longest weir name (a DNS label's length).
+const MAX_NAME: usize = 63;
+
+/// Service names weir import writes itself (the application beside the proxy), which no
+/// generated service may take.
+const RESERVED: &[&str] = &["local-app"];
 
 /// A weir name made from mesh names: letters, digits, `-`, `_`, `.`; at most 63
 /// characters.
@@ -377,7 +397,7 @@ pub fn sanitize(name: &str) -> String {
     if out.is_empty() {
         out.push_str("route");
     }
-    out.chars().take(63).collect()
+    out.chars().take(MAX_NAME).collect()
 }
 
 #[cfg(test)]

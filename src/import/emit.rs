@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::draft::{Draft, Origin, RouteDraft, ServiceDraft, Target, UNLIMITED};
+use super::source::printable;
 use crate::config::{
     format_duration, AuthorityMatch, HeaderRule, KubePort, LoadBalancer, PathMatch, RetryOn,
     TlsMode,
@@ -81,7 +82,7 @@ pub fn emit(draft: &Draft, layout: &Layout) -> String {
             out.push_str("    transparent: true             # calls to this pod's ports reach the application\n");
         }
         out.push_str("    tls:\n");
-        let _ = writeln!(out, "      # from {} ({})", origin.what, origin.at);
+        write_origin(&mut out, "      ", origin);
         let mode = match mode {
             TlsMode::Strict => "strict",
             TlsMode::Permissive => "permissive",
@@ -90,7 +91,7 @@ pub fn emit(draft: &Draft, layout: &Layout) -> String {
         let _ = writeln!(out, "      mode: {mode}");
         if !draft.inbound.allow.is_empty() && !draft.inbound.allow_all {
             for origin in &draft.inbound.allow_origins {
-                let _ = writeln!(out, "      # from {} ({})", origin.what, origin.at);
+                write_origin(&mut out, "      ", origin);
             }
             out.push_str("      allow:\n");
             for id in &draft.inbound.allow {
@@ -121,13 +122,18 @@ pub fn emit(draft: &Draft, layout: &Layout) -> String {
 }
 
 fn write_origin(out: &mut String, indent: &str, origin: &Origin) {
-    let _ = writeln!(out, "{indent}# from {} ({})", origin.what, origin.at);
+    let _ = writeln!(
+        out,
+        "{indent}# from {} ({})",
+        printable(&origin.what),
+        printable(&origin.at)
+    );
 }
 
 fn write_route(out: &mut String, r: &RouteDraft) {
     write_origin(out, "      ", &r.origin);
     for line in &r.comments {
-        let _ = writeln!(out, "      # {line}");
+        let _ = writeln!(out, "      # {}", printable(line));
     }
     let _ = writeln!(out, "      - name: {}", scalar(&r.name));
     let m = &r.matcher;
@@ -248,7 +254,7 @@ fn write_service(out: &mut String, s: &ServiceDraft) {
         write_origin(out, "  ", origin);
     }
     for line in &s.comments {
-        let _ = writeln!(out, "  # {line}");
+        let _ = writeln!(out, "  # {}", printable(line));
     }
     let _ = writeln!(out, "  - name: {}", scalar(&s.name));
     match &s.target {
@@ -337,6 +343,12 @@ fn write_service(out: &mut String, s: &ServiceDraft) {
         );
         let _ = writeln!(out, "      half_open_requests: {}", cb.half_open_requests);
     }
+    if s.outlier_detection.is_none() {
+        out.push_str("    # the source ejects no endpoint (weir's default would eject after 5 connect failures)\n");
+        out.push_str(
+            "    outlier_detection: { consecutive_5xx: 0, consecutive_gateway_errors: 0 }\n",
+        );
+    }
     if let Some(od) = &s.outlier_detection {
         out.push_str("    outlier_detection:\n");
         let _ = writeln!(out, "      consecutive_5xx: {}", od.consecutive_5xx);
@@ -382,18 +394,21 @@ pub fn scalar(s: &str) -> String {
     let plain_chars = s
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
-    let starts_ok = s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '/');
-    let typed = matches!(
-        s.to_ascii_lowercase().as_str(),
-        "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
-    ) || s.parse::<f64>().is_ok()
-        || s.contains(": ")
-        || s.ends_with(':');
-    if !s.is_empty() && plain_chars && starts_ok && !typed {
+    let starts_ok = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/');
+    if !s.is_empty() && plain_chars && starts_ok && reads_back(s) {
         s.to_string()
     } else {
         serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
     }
+}
+
+/// Whether `s`, written plain as a value, is read back by weir as the string `s`.
+fn reads_back(s: &str) -> bool {
+    let Ok(node) = crate::config::tree::parse(&format!("v: {s}\n")) else {
+        return false;
+    };
+    matches!(&node.value, crate::config::tree::Value::Map(entries)
+        if matches!(entries.as_slice(), [e] if e.value.value == crate::config::tree::Value::Str(s.to_string())))
 }
 
 #[cfg(test)]
@@ -412,6 +427,13 @@ mod tests {
             "spiffe://cluster.local/ns/a/sa/*",
             "^a.*$",
             "#x",
+            "0x1F",
+            "0o17",
+            "1e3",
+            ".5",
+            "-",
+            "True",
+            "NULL",
         ] {
             let text = format!("v: {}\n", scalar(s));
             let node = crate::config::tree::parse(&text).expect("parses");

@@ -116,7 +116,8 @@ pub fn translate(input: &Input, cx: &mut Cx<'_>) {
 }
 
 /// `reviews.circuitBreaker.enabled` → (`reviews`, `circuitBreaker.enabled`). Command keys
-/// may contain dots; the property is the known suffix.
+/// may contain dots (even `.metrics.`): the split that leaves a property weir knows wins,
+/// else the first.
 fn split_command(rest: &str) -> Option<(&str, &str)> {
     const GROUPS: &[&str] = &[
         ".circuitBreaker.",
@@ -126,11 +127,32 @@ fn split_command(rest: &str) -> Option<(&str, &str)> {
         ".requestCache.",
         ".requestLog.",
     ];
-    GROUPS
+    let mut splits: Vec<(&str, &str)> = GROUPS
         .iter()
-        .filter_map(|g| rest.find(g).map(|i| (&rest[..i], &rest[i + 1..])))
-        .min_by_key(|(c, _)| c.len())
+        .flat_map(|g| {
+            rest.match_indices(g)
+                .map(|(i, _)| (&rest[..i], &rest[i + 1..]))
+        })
+        .collect();
+    splits.sort_by_key(|(command, _)| command.len());
+    splits
+        .iter()
+        .find(|(_, property)| KNOWN.contains(property))
+        .or(splits.first())
+        .copied()
 }
+
+/// The properties weir translates (the rest are reported).
+const KNOWN: &[&str] = &[
+    "circuitBreaker.enabled",
+    "circuitBreaker.forceOpen",
+    "circuitBreaker.forceClosed",
+    "circuitBreaker.requestVolumeThreshold",
+    "circuitBreaker.errorThresholdPercentage",
+    "circuitBreaker.sleepWindowInMilliseconds",
+    "metrics.rollingStats.timeInMilliseconds",
+    "metrics.rollingStats.numBuckets",
+];
 
 /// The breaker of one command (its properties over `defaults` over Hystrix's own);
 /// `Some(None)` when the breaker is disabled, `None` when the properties are invalid.
@@ -177,42 +199,40 @@ fn breaker(
     };
     let (volume, _) = get("circuitBreaker.requestVolumeThreshold", 20, cx);
     let (error_percent, error_at) = get("circuitBreaker.errorThresholdPercentage", 50, cx);
-    let (sleep_ms, _) = get("circuitBreaker.sleepWindowInMilliseconds", 5000, cx);
+    let (sleep_ms, sleep_at) = get("circuitBreaker.sleepWindowInMilliseconds", 5000, cx);
     let (window_ms, window_at) = get("metrics.rollingStats.timeInMilliseconds", 10_000, cx);
     let (buckets, buckets_at) = get("metrics.rollingStats.numBuckets", 10, cx);
-    let known = [
-        "circuitBreaker.enabled",
-        "circuitBreaker.requestVolumeThreshold",
-        "circuitBreaker.errorThresholdPercentage",
-        "circuitBreaker.sleepWindowInMilliseconds",
-        "metrics.rollingStats.timeInMilliseconds",
-        "metrics.rollingStats.numBuckets",
-    ];
-    let mut enabled = true;
+    // The flags, like the numbers, come from the command or else from `default`.
+    let flag = |key: &str| {
+        props
+            .iter()
+            .rev()
+            .find(|p| p.key == key)
+            .or_else(|| defaults.iter().rev().find(|p| p.key == key))
+            .map(|p| (p.value.trim().eq_ignore_ascii_case("true"), p.clone()))
+    };
+    let enabled = flag("circuitBreaker.enabled").is_none_or(|(on, _)| on);
+    let force_closed = flag("circuitBreaker.forceClosed").is_some_and(|(on, _)| on);
+    if let Some((true, p)) = flag("circuitBreaker.forceOpen") {
+        report(
+            cx,
+            &p,
+            Severity::Unsupported,
+            "weir cannot hold a breaker open; it opens on errors only".to_string(),
+        );
+    }
     for p in props {
-        let flag = p.value.trim() == "true";
         match p.key.as_str() {
-            "circuitBreaker.enabled" => enabled = p.value.trim() != "false",
-            "circuitBreaker.forceOpen" | "circuitBreaker.forceClosed" if !flag => {}
-            "circuitBreaker.forceOpen" => report(
-                cx,
-                p,
-                Severity::Unsupported,
-                "weir cannot hold a breaker open; it opens on errors only".to_string(),
-            ),
-            "circuitBreaker.forceClosed" => report(
-                cx,
-                p,
-                Severity::Unsupported,
-                "weir cannot hold a breaker closed; it still opens on errors".to_string(),
-            ),
+            "circuitBreaker.enabled"
+            | "circuitBreaker.forceOpen"
+            | "circuitBreaker.forceClosed" => {}
             "execution.isolation.thread.timeoutInMilliseconds" => report(
                 cx,
                 p,
                 Severity::Unsupported,
                 "weir times out per route; set `timeout` on the routes to this service".to_string(),
             ),
-            key if known.contains(&key) => {}
+            key if KNOWN.contains(&key) => {}
             key => report(
                 cx,
                 p,
@@ -247,8 +267,19 @@ fn breaker(
     if bad {
         return None;
     }
-    if !enabled {
+    // A breaker forced closed never opens: no breaker at all.
+    if !enabled || force_closed {
         return Some(None);
+    }
+    if sleep_ms == 0 {
+        if let Some(p) = sleep_at {
+            report(
+                cx,
+                &p,
+                Severity::Note,
+                "a sleep window of 0 ms is written as 1ms, the shortest weir takes".to_string(),
+            );
+        }
     }
     Some(Some(CircuitBreaker {
         window: Duration::from_millis(window_ms),
@@ -310,25 +341,79 @@ fn service_for(input: &Input, command: &str, props: &[Property], cx: &mut Cx<'_>
     i
 }
 
-/// `key=value` or `key: value` lines; `#` and `!` start comments.
+/// The properties of a `.properties` file, as `java.util.Properties` reads them: `#` and
+/// `!` start comments; the key ends at the first unescaped `=`, `:` or whitespace; a line
+/// ending in an odd number of `\` continues on the next; `\` escapes the next character.
 fn parse_properties(text: &str) -> Vec<Property> {
-    text.lines()
-        .enumerate()
-        .filter_map(|(n, line)| {
-            let trimmed = line.trim_start();
-            if trimmed.is_empty() || trimmed.starts_with(['#', '!']) {
-                return None;
+    let mut out = Vec::new();
+    let mut lines = text.lines().enumerate();
+    while let Some((n, line)) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with(['#', '!']) {
+            continue;
+        }
+        let col = (line.len() - trimmed.len()) as u32 + 1;
+        let mut logical = trimmed.to_string();
+        while ends_in_continuation(&logical) {
+            logical.pop();
+            match lines.next() {
+                Some((_, next)) => logical.push_str(next.trim_start()),
+                None => break,
             }
-            let col = (line.len() - trimmed.len()) as u32 + 1;
-            let (key, value) = trimmed.split_once(['=', ':'])?;
-            Some(Property {
-                key: key.trim().to_string(),
-                value: value.trim().to_string(),
-                line: n as u32 + 1,
-                col,
-            })
-        })
-        .collect()
+        }
+        let (key, value) = split_property(&logical);
+        out.push(Property {
+            key,
+            value,
+            line: n as u32 + 1,
+            col,
+        });
+    }
+    out
+}
+
+fn ends_in_continuation(line: &str) -> bool {
+    line.chars().rev().take_while(|c| *c == '\\').count() % 2 == 1
+}
+
+/// Splits one logical line into its unescaped key and value.
+fn split_property(line: &str) -> (String, String) {
+    let mut key = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    key.push(next);
+                }
+            }
+            '=' | ':' => break,
+            c if c.is_whitespace() => {
+                // Whitespace ends the key; one `=` or `:` may follow it.
+                while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                    chars.next();
+                }
+                if chars.peek().is_some_and(|c| *c == '=' || *c == ':') {
+                    chars.next();
+                }
+                break;
+            }
+            c => key.push(c),
+        }
+    }
+    let rest: String = chars.collect();
+    let mut value = String::new();
+    let mut rest = rest.trim_start().chars();
+    while let Some(c) = rest.next() {
+        if c == '\\' {
+            if let Some(next) = rest.next() {
+                value.push(next);
+            }
+        } else {
+            value.push(c);
+        }
+    }
+    (key, value)
 }
 
 /// The leaves under a top-level `hystrix:` key of YAML documents, as dotted keys.
@@ -393,16 +478,73 @@ mod tests {
             Some(("reviews", "metrics.rollingStats.numBuckets"))
         );
         assert_eq!(split_command("reviews"), None);
+        assert_eq!(
+            split_command("svc.metrics.client.circuitBreaker.enabled"),
+            Some(("svc.metrics.client", "circuitBreaker.enabled"))
+        );
     }
 
     #[test]
     fn properties_keep_their_positions() {
-        let p = parse_properties("# c\n\n  a.b = 1\nc:2\n");
-        assert_eq!(p.len(), 2);
+        let p = parse_properties("# c\n\n  a.b = 1\nc:2\nd  3\ne = 4\\\n   0\n");
+        assert_eq!(p.len(), 4);
+        assert_eq!((p[2].key.as_str(), p[2].value.as_str()), ("d", "3"));
+        assert_eq!(
+            (p[3].key.as_str(), p[3].value.as_str(), p[3].line),
+            ("e", "40", 6)
+        );
         assert_eq!(
             (p[0].key.as_str(), p[0].value.as_str(), p[0].line, p[0].col),
             ("a.b", "1", 3, 3)
         );
         assert_eq!((p[1].key.as_str(), p[1].line), ("c", 4));
+    }
+}
+
+#[cfg(test)]
+mod translation_tests {
+    use crate::import::emit::Layout;
+    use crate::import::{import, Input, Options};
+
+    fn translate(text: &str) -> crate::import::Imported {
+        let options = Options {
+            namespace: Some("shop".into()),
+            trust_domain: "cluster.local".into(),
+            endpoints: Vec::new(),
+            layout: Layout {
+                outbound: "127.0.0.1:15001".into(),
+                inbound: "0.0.0.0:15006".into(),
+                transparent: false,
+                identity_dir: "/etc/weir/identity".into(),
+                app: "127.0.0.1:8080".into(),
+                namespace: "shop".into(),
+                sources: vec![],
+            },
+        };
+        import(
+            &[Input {
+                name: "h.properties".into(),
+                text: text.into(),
+            }],
+            &options,
+        )
+    }
+
+    #[test]
+    fn default_flags_apply_to_named_commands_and_forced_closed_is_no_breaker() {
+        let off = translate("hystrix.command.default.circuitBreaker.enabled=FALSE\nhystrix.command.reviews.circuitBreaker.requestVolumeThreshold=10\n");
+        assert!(!off.config.contains("circuit_breaker"), "{}", off.config);
+        let closed = translate("hystrix.command.reviews.circuitBreaker.forceClosed=true\n");
+        assert!(
+            !closed.config.contains("circuit_breaker"),
+            "{}",
+            closed.config
+        );
+        let on = translate("hystrix.command.reviews.circuitBreaker.errorThresholdPercentage 30\n");
+        assert!(
+            on.config.contains("      error_threshold_percent: 30\n"),
+            "{}",
+            on.config
+        );
     }
 }

@@ -154,10 +154,18 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
             );
         }
     }
+    for res in &resources {
+        for problem in res.take_problems() {
+            cx.reports.push(problem);
+        }
+    }
     for input in inputs {
         hystrix::translate(input, &mut cx);
     }
     default_inbound_mode(&mut cx.draft);
+    report_plaintext_callers(&mut cx);
+    report_undefined_subsets(&mut cx);
+    report_plaintext_services(&mut cx, inputs);
     apply_endpoints(&mut cx);
     rename_routes_named_like_services(&mut cx.draft);
     if !options.layout.transparent && cx.draft.routes.is_empty() && cx.draft.inbound.mode.is_none()
@@ -172,11 +180,17 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
         });
     }
     let config = emit::emit(&cx.draft, &options.layout);
-    trace_refusals(&config, &mut cx.reports);
+    let mut reports = cx.reports.into_sorted();
+    if !reports.iter().any(|r| r.severity == Severity::Error) {
+        // Only a translation of valid sources should pass weir check; trace what it refuses.
+        let mut refusals = Reports::default();
+        trace_refusals(&config, &mut refusals);
+        reports.extend(refusals.into_sorted());
+    }
     Imported {
         config,
         services: cx.draft.services.iter().map(|s| s.name.clone()).collect(),
-        reports: cx.reports.into_sorted(),
+        reports,
     }
 }
 
@@ -265,6 +279,93 @@ fn trace_refusals(config: &str, reports: &mut Reports) {
             message: format!("weir refuses its translation: {}: {}", d.path, d.message),
         });
     }
+}
+
+/// An origin's `FILE:LINE`, split (for reports about a generated item).
+fn place(origin: &Origin) -> (String, u32) {
+    match origin.at.rsplit_once(':') {
+        Some((file, line)) => (file.to_string(), line.parse().unwrap_or(1)),
+        None => (origin.at.clone(), 1),
+    }
+}
+
+/// weir's `allow` limits mTLS peers; a listener that is not strict still lets plaintext
+/// callers in, where Istio denies them (they have no principal).
+fn report_plaintext_callers(cx: &mut Cx<'_>) {
+    let inbound = &cx.draft.inbound;
+    let Some((mode, _)) = &inbound.mode else {
+        return;
+    };
+    if inbound.allow.is_empty() || inbound.allow_all || *mode == crate::config::TlsMode::Strict {
+        return;
+    }
+    for origin in inbound.allow_origins.clone() {
+        let (file, line) = place(&origin);
+        cx.reports.push(Report {
+            file,
+            line,
+            col: 1,
+            path: origin.what.clone(),
+            severity: Severity::Unsupported,
+            message: "weir's `allow` limits mTLS peers only; the inbound listener is not strict, so a plaintext caller is let in where Istio would deny it (it has no principal)".to_string(),
+        });
+    }
+}
+
+/// A route to a subset no DestinationRule defines: Istio answers 503; weir sends it to the
+/// Service of that name.
+fn report_undefined_subsets(cx: &mut Cx<'_>) {
+    for s in &cx.draft.services {
+        let Some(subset) = &s.key.subset else {
+            continue;
+        };
+        if cx
+            .draft
+            .defined_subsets
+            .iter()
+            .any(|(h, n)| *h == s.key.host && n == subset)
+        {
+            continue;
+        }
+        let Some(origin) = s.origins.first() else {
+            continue;
+        };
+        let (file, line) = place(origin);
+        cx.reports.push(Report {
+            file,
+            line,
+            col: 1,
+            path: origin.what.clone(),
+            severity: Severity::Note,
+            message: format!("no DestinationRule in the input defines subset {subset}: Istio would answer 503; weir sends the requests to service {}", s.name),
+        });
+    }
+}
+
+/// Istio and Linkerd call meshed pods over mTLS without being told (auto mTLS); weir
+/// originates mTLS only to services with `tls.identity`. Said once, naming the services.
+fn report_plaintext_services(cx: &mut Cx<'_>, inputs: &[Input]) {
+    let plain: Vec<&str> = cx
+        .draft
+        .services
+        .iter()
+        .filter(|s| s.tls_identity.is_none() && s.key.host.namespace().is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    if plain.is_empty() {
+        return;
+    }
+    cx.reports.push(Report {
+        file: inputs.first().map_or("<stdin>".to_string(), |i| i.name.clone()),
+        line: 1,
+        col: 1,
+        path: "(mesh)".to_string(),
+        severity: Severity::Note,
+        message: format!(
+            "Istio and Linkerd call meshed pods over mTLS automatically; weir calls {} in plaintext until you add `tls: {{ identity: … }}` to them (once their pods run weir)",
+            plain.join(", ")
+        ),
+    });
 }
 
 /// Replaces discovery with the `--endpoint` addresses the user gave.

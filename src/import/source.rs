@@ -38,6 +38,10 @@ pub struct Resource {
     pub annotations: Vec<(String, String)>,
     /// The whole document.
     pub(crate) root: Node,
+    /// Fields of the wrong shape found while reading (a scalar where a list belongs, a
+    /// negative weight): the readers return nothing for them and record why here, so no
+    /// translator can drop one silently. [`Resource::take_problems`] collects them.
+    problems: RefCell<Vec<Report>>,
 }
 
 impl Resource {
@@ -83,6 +87,11 @@ impl Resource {
     /// Reports `message` about the resource as a whole (at its `kind`).
     pub fn report(&self, reports: &mut Reports, severity: Severity, message: impl Into<String>) {
         Obj::root(self).report(reports, severity, message);
+    }
+
+    /// The problems the readers recorded (see [`Resource::problems`]).
+    pub fn take_problems(&self) -> Vec<Report> {
+        std::mem::take(&mut *self.problems.borrow_mut())
     }
 
     /// The value of annotation `key`.
@@ -188,10 +197,14 @@ fn resource_of(
         Some(Value::Map(entries)) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
         _ => None,
     };
-    let name = text(meta("name")).unwrap_or_default();
-    let namespace = text(meta("namespace"))
-        .or_else(|| namespace.map(str::to_string))
-        .unwrap_or_else(|| "default".to_string());
+    let name = printable(&text(meta("name")).unwrap_or_default());
+    let namespace = printable(
+        &text(meta("namespace"))
+            .or_else(|| namespace.map(str::to_string))
+            .unwrap_or_else(|| "default".to_string()),
+    );
+    let kind = printable(&kind);
+    let api_version = printable(&api_version);
     let annotations = match meta("annotations").map(|n| &n.value) {
         Some(Value::Map(entries)) => entries
             .iter()
@@ -207,7 +220,22 @@ fn resource_of(
         namespace,
         annotations,
         root,
+        problems: RefCell::default(),
     })
+}
+
+/// `s` with control characters escaped: names end up in comments of the output and in
+/// report lines, where a line break would forge a line.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// A scalar as text (`500m`, `1`, `0.5`, `true`), as Kubernetes quantities and annotation
@@ -286,8 +314,12 @@ impl<'a> Obj<'a> {
             .extend(keys.iter().map(|k| k.to_string()));
     }
 
-    /// The items of this sequence (none when it is not one).
+    /// The items of this sequence (none, and a recorded problem, when it is not one).
     pub fn items(&self) -> Vec<Obj<'a>> {
+        match &self.node.value {
+            Value::Seq(_) | Value::Null => {}
+            other => self.problem(format!("expected a list, found {}", other.describe())),
+        }
         match &self.node.value {
             Value::Seq(items) => items
                 .iter()
@@ -332,9 +364,16 @@ impl<'a> Obj<'a> {
             .collect()
     }
 
-    /// The field as text, when it is a scalar.
+    /// The field as text, when it is a scalar (otherwise a recorded problem).
     pub fn text(&self) -> Option<String> {
-        scalar_text(&self.node.value)
+        let text = scalar_text(&self.node.value);
+        if text.is_none() && self.node.value != Value::Null {
+            self.problem(format!(
+                "expected a single value, found {}",
+                self.node.value.describe()
+            ));
+        }
+        text
     }
 
     /// The field `key` as text.
@@ -342,32 +381,71 @@ impl<'a> Obj<'a> {
         self.get(key).and_then(|o| o.text())
     }
 
-    /// The field as a number.
+    /// The field as a finite number (otherwise a recorded problem).
     pub fn number(&self) -> Option<f64> {
-        match &self.node.value {
+        let n = match &self.node.value {
             Value::Int(i) => Some(*i as f64),
             Value::Float(f) => Some(*f),
             Value::Str(s) => s.trim().parse().ok(),
             _ => None,
         }
+        .filter(|f: &f64| f.is_finite());
+        if n.is_none() {
+            self.problem(format!(
+                "expected a number, found {}",
+                self.node.value.describe()
+            ));
+        }
+        n
     }
 
-    /// The field as a non-negative integer.
+    /// The field as a whole number from 0 to 2^64-1 (otherwise a recorded problem).
     pub fn uint(&self) -> Option<u64> {
-        match &self.node.value {
+        let n = match &self.node.value {
             Value::Int(i) => u64::try_from(*i).ok(),
             Value::Str(s) => s.trim().parse().ok(),
             _ => None,
+        };
+        if n.is_none() {
+            self.problem(format!(
+                "expected a whole number of at least 0, found {}",
+                self.node.value.describe()
+            ));
         }
+        n
     }
 
-    /// The field as a boolean.
+    /// The field as a boolean (otherwise a recorded problem).
     pub fn boolean(&self) -> Option<bool> {
-        match &self.node.value {
+        let b = match &self.node.value {
             Value::Bool(b) => Some(*b),
             Value::Str(s) => s.parse().ok(),
             _ => None,
+        };
+        if b.is_none() {
+            self.problem(format!(
+                "expected true or false, found {}",
+                self.node.value.describe()
+            ));
         }
+        b
+    }
+
+    /// Records that this field has the wrong shape (an error: the source's own system
+    /// would refuse it too).
+    fn problem(&self, message: String) {
+        let path = format!(
+            "{}({}/{}).{}",
+            self.res.kind, self.res.namespace, self.res.name, self.path
+        );
+        self.res.problems.borrow_mut().push(Report {
+            file: self.res.file.to_string(),
+            line: self.pos.line,
+            col: self.pos.col,
+            path,
+            severity: Severity::Error,
+            message,
+        });
     }
 
     /// Whether the field is an empty mapping (`{}`), which some APIs give a meaning.
@@ -413,8 +491,13 @@ impl<'a> Obj<'a> {
     /// Reports every key of this mapping no translator took, as unsupported; `instead`
     /// says, for a key, what happens without it.
     pub fn finish(&self, reports: &mut Reports, instead: &dyn Fn(&str) -> String) {
-        let Value::Map(entries) = &self.node.value else {
-            return;
+        let entries = match &self.node.value {
+            Value::Map(entries) => entries,
+            Value::Null => return,
+            other => {
+                self.problem(format!("expected a mapping, found {}", other.describe()));
+                return;
+            }
         };
         let taken = self.taken.borrow();
         for entry in entries {

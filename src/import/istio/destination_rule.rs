@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::duration;
 use crate::config::{LoadBalancer, OutlierDetection};
-use crate::import::draft::{Host, ServiceKey, ISTIO_DEFAULTS};
+use crate::import::draft::{Host, ServiceKey, Target, ISTIO_DEFAULTS};
 use crate::import::report::Reports;
 use crate::import::source::{Obj, Resource};
 use crate::import::Cx;
@@ -59,6 +59,7 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
     } else {
         plain
     };
+    let mut top_applied = !plain.is_empty();
     for &i in &plain {
         let origin = cx.origin(&spec, "trafficPolicy");
         let service = &mut cx.draft.services[i];
@@ -69,20 +70,33 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
             apply(top, &[], i, cx);
         }
     }
-    let mut named = Vec::new();
     for (k, subset) in subsets.iter().enumerate() {
         let Some(name) = subset.str("name") else {
             subset.error(&mut cx.reports, "a subset needs a `name`; skipped");
             continue;
         };
-        named.push(name.clone());
+        cx.draft.defined_subsets.push((host.clone(), name.clone()));
         let users: Vec<usize> = cx
             .draft
             .services_of(&host)
             .into_iter()
             .filter(|&i| cx.draft.services[i].key.subset.as_deref() == Some(name.as_str()))
             .collect();
-        if let Some(labels) = subset.get("labels") {
+        let labels = subset.get("labels");
+        if labels.is_none() {
+            // No labels: the subset is all of the host's endpoints.
+            if let Host::Kubernetes { service, .. } = &host {
+                for &i in &users {
+                    if let Target::Kubernetes {
+                        service: target, ..
+                    } = &mut cx.draft.services[i].target
+                    {
+                        target.clone_from(service);
+                    }
+                }
+            }
+        }
+        if let Some(labels) = labels {
             let pairs: Vec<String> = labels
                 .entries()
                 .iter()
@@ -93,18 +107,23 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
                     &mut cx.reports,
                     format!("no route sends traffic to subset {name}; no weir service is generated for it"),
                 );
-            } else {
-                let service = match &host {
-                    Host::Kubernetes { service, .. } => format!("{service}-{name}"),
-                    Host::Dns(h) => h.clone(),
-                };
+            } else if let Host::Kubernetes { service, .. } = &host {
                 labels.note(
                     &mut cx.reports,
-                    format!("weir finds a subset's endpoints through a Kubernetes Service: create Service {service} selecting the host's pods with {{{}}}", pairs.join(", ")),
+                    format!("weir finds a subset's endpoints through a Kubernetes Service: create Service {service}-{name} selecting the host's pods with {{{}}}", pairs.join(", ")),
+                );
+            } else {
+                labels.unsupported(
+                    &mut cx.reports,
+                    "weir cannot select part of a DNS host's addresses; the subset is every address",
                 );
             }
         }
         let own = subset.get("trafficPolicy");
+        top_applied |= !users.is_empty();
+        if let (true, Some(own)) = (users.is_empty(), &own) {
+            check_only(own, &host, cx);
+        }
         for &i in &users {
             let origin = cx.origin(subset, &format!("subsets[{k}]"));
             let service = &mut cx.draft.services[i];
@@ -128,18 +147,28 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
         }
         subset.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
     }
-    // Routes to subsets the rule does not define: Istio answers 503 (no healthy upstream).
-    for i in cx.draft.services_of(&host) {
-        if let Some(subset) = cx.draft.services[i].key.subset.clone() {
-            if !named.contains(&subset) {
-                spec.note(
-                    &mut cx.reports,
-                    format!("subset {subset} is routed to but not defined here; Istio would answer 503, weir sends it to Service {}", cx.draft.services[i].name),
-                );
-            }
-        }
+    if let (false, Some(top)) = (top_applied, &top) {
+        top.note(
+            &mut cx.reports,
+            format!("no route sends traffic to {host_text} here (and without transparent listeners nothing claims it); the policy generates nothing"),
+        );
+        check_only(top, &host, cx);
     }
     spec.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
+}
+
+/// Reads `policy` for its reports only (it applies to no generated service): a throwaway
+/// service takes it.
+fn check_only(policy: &Obj<'_>, host: &Host, cx: &mut Cx<'_>) {
+    let key = ServiceKey {
+        host: host.clone(),
+        subset: Some("\u{0}unused".to_string()),
+        port: None,
+    };
+    let origin = cx.origin(policy, "");
+    let i = cx.draft.service(&key, ISTIO_DEFAULTS, &origin);
+    apply(policy, &[], i, cx);
+    cx.draft.services.remove(i);
 }
 
 /// Applies the settings of `policy` (except those in `skip`) to service `i`.
@@ -225,10 +254,12 @@ fn load_balancer(lb: &Obj<'_>, i: usize, cx: &mut Cx<'_>) {
 fn connection_pool(pool: &Obj<'_>, i: usize, cx: &mut Cx<'_>) {
     let reports = &mut cx.reports;
     let service = &mut cx.draft.services[i];
+    // Istio applies a pool setting only above 0: 0 is unset, and unset is unlimited.
     let count = |o: &Obj<'_>, key: &str| {
         o.get(key)
             .and_then(|v| v.uint())
-            .map(|v| u32::try_from(v).unwrap_or(u32::MAX).max(1))
+            .filter(|v| *v > 0)
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
     };
     if let Some(tcp) = pool.get("tcp") {
         if let Some(n) = count(&tcp, "maxConnections") {
@@ -255,8 +286,8 @@ fn connection_pool(pool: &Obj<'_>, i: usize, cx: &mut Cx<'_>) {
         if let Some(n) = count(&http, "http2MaxRequests") {
             service.limits.max_requests = n;
         }
-        if let Some(n) = http.get("maxRetries").and_then(|v| v.uint()) {
-            service.limits.max_retries = u32::try_from(n).unwrap_or(u32::MAX);
+        if let Some(n) = count(&http, "maxRetries") {
+            service.limits.max_retries = n;
         }
         if let Some(t) = http.get("idleTimeout") {
             if let Some(d) = duration::read(&t, reports).filter(|d| *d > Duration::ZERO) {
@@ -288,14 +319,18 @@ fn outlier_detection(od: &Obj<'_>, reports: &mut Reports) -> Option<OutlierDetec
             .and_then(|v| v.uint())
             .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
     };
-    let mut consecutive_5xx = count("consecutive5xxErrors").unwrap_or(5);
-    let mut consecutive_gateway_errors = count("consecutiveGatewayErrors").unwrap_or(0);
-    if let Some(old) = count("consecutiveErrors") {
-        // The deprecated field counted 502, 503 and 504: gateway errors.
+    // As Istio applies them: the deprecated `consecutiveErrors` (502, 503 and 504: gateway
+    // errors) only above 0, and first, so that the current fields override it.
+    let (mut consecutive_5xx, mut consecutive_gateway_errors) = (5, 0);
+    if let Some(old) = count("consecutiveErrors").filter(|n| *n > 0) {
         consecutive_gateway_errors = old;
-        if od.get("consecutive5xxErrors").is_none() {
-            consecutive_5xx = 0;
-        }
+        consecutive_5xx = 0;
+    }
+    if let Some(n) = count("consecutive5xxErrors") {
+        consecutive_5xx = n;
+    }
+    if let Some(n) = count("consecutiveGatewayErrors") {
+        consecutive_gateway_errors = n;
     }
     let time = |key: &str, default: u64, reports: &mut Reports| {
         od.get(key)
@@ -305,9 +340,11 @@ fn outlier_detection(od: &Obj<'_>, reports: &mut Reports) -> Option<OutlierDetec
     };
     let interval = time("interval", 10, reports);
     let base_ejection_time = time("baseEjectionTime", 30, reports);
+    // Istio applies it only above 0: 0 keeps Envoy's 10%.
     let max_ejection_percent = od
         .get("maxEjectionPercent")
         .and_then(|v| v.number())
+        .filter(|p| *p > 0.0)
         .unwrap_or(10.0)
         .clamp(0.0, 100.0);
     if let Some(min) = od.get("minHealthPercent") {
@@ -362,14 +399,17 @@ fn client_tls(tls: &Obj<'_>, i: usize, cx: &mut Cx<'_>) {
             format!("weir originates only mesh mTLS; `{other}` TLS with your own certificates is not translated, and the service is called in plaintext"),
         ),
     }
-    tls.skip(&[
-        "sni",
-        "credentialName",
-        "clientCertificate",
-        "privateKey",
-        "caCertificates",
-        "insecureSkipVerify",
-    ]);
+    if mode != "ISTIO_MUTUAL" {
+        // Settings of the modes already reported as not translated.
+        tls.skip(&[
+            "sni",
+            "credentialName",
+            "clientCertificate",
+            "privateKey",
+            "caCertificates",
+            "insecureSkipVerify",
+        ]);
+    }
     tls.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
 }
 
@@ -383,7 +423,12 @@ fn identity_of(i: usize, at: &Obj<'_>, cx: &mut Cx<'_>) -> String {
         namespace,
     } = &service.key.host
     else {
-        return cx.spiffe(&at.resource().namespace, "*");
+        let id = cx.spiffe(&at.resource().namespace, "*");
+        at.note(
+            &mut cx.reports,
+            format!("a DNS host has no service account weir can know; it accepts any identity of namespace {}: {id} (set subjectAltNames to pin it)", at.resource().namespace),
+        );
+        return id;
     };
     let found = super::security::service_accounts(cx.resources, name, namespace);
     match found.as_slice() {

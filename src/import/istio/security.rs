@@ -23,10 +23,11 @@ fn scope(res: &Resource, spec: &Obj<'_>, cx: &mut Cx<'_>) -> u8 {
             "weir's configuration is for one workload; it is taken to be one this selector picks",
         );
     }
+    // A root-namespace policy with a selector is for workloads of the root namespace only.
     match (res.namespace.as_str(), selector.is_some()) {
         (ns, true) if ns == node_ns => 3,
         (ns, false) if ns == node_ns => 2,
-        (ROOT_NAMESPACE, _) => 1,
+        (ROOT_NAMESPACE, false) => 1,
         _ => 0,
     }
 }
@@ -132,12 +133,6 @@ pub fn authorization_policy(res: &Resource, cx: &mut Cx<'_>) {
         rule.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
     }
     spec.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
-    if !ids.is_empty() {
-        spec.note(
-            &mut cx.reports,
-            "weir's `allow` applies to mTLS peers; on a permissive listener a plaintext caller is still let in (Istio denies it: it has no principal)",
-        );
-    }
     let inbound = &mut cx.draft.inbound;
     for id in ids {
         if !inbound.allow.contains(&id) {
@@ -153,20 +148,37 @@ pub fn authorization_policy(res: &Resource, cx: &mut Cx<'_>) {
 fn source_ids(source: &Obj<'_>, cx: &mut Cx<'_>, ids: &mut Vec<String>) {
     let principals: Vec<Obj<'_>> = source.list("principals");
     let namespaces: Vec<Obj<'_>> = source.list("namespaces");
+    if principals.is_empty() && namespaces.is_empty() {
+        // Only conditions weir cannot check (reported by `finish` below): the source
+        // allows every caller as far as weir can tell.
+        cx.draft.inbound.allow_all = true;
+    }
+    let allowed_namespaces: Vec<String> = namespaces.iter().filter_map(|n| n.text()).collect();
     let mut add = |id: String| {
         if !ids.contains(&id) {
             ids.push(id);
         }
     };
     if !principals.is_empty() {
-        if let (false, Some(ns)) = (namespaces.is_empty(), source.get("namespaces")) {
-            ns.unsupported(
-                &mut cx.reports,
-                "weir cannot require a principal and a namespace together; the principals alone decide",
-            );
-        }
         for p in &principals {
             let text = p.text().unwrap_or_default();
+            // Both lists: a principal must also be in one of the namespaces.
+            let in_namespaces = allowed_namespaces.is_empty()
+                || allowed_namespaces.iter().any(|ns| {
+                    ns == "*"
+                        || text
+                            .split('/')
+                            .collect::<Vec<_>>()
+                            .windows(2)
+                            .any(|w| w[0] == "ns" && w[1] == ns)
+                });
+            if !in_namespaces {
+                p.note(
+                    &mut cx.reports,
+                    "not in the source's `namespaces`, so it is not allowed",
+                );
+                continue;
+            }
             if text == "*" {
                 cx.draft.inbound.allow_all = true;
             } else if text.strip_suffix('*').unwrap_or(&text).contains('*') {

@@ -333,7 +333,7 @@ fn transparent_imports_give_each_host_its_own_service_to_claim_its_cluster_ip() 
 }
 
 #[test]
-fn what_weir_refuses_in_a_translation_is_an_error_at_the_source_item() {
+fn a_regex_weir_cannot_compile_is_an_error_where_it_is_written() {
     let imported = import(
         &[Input {
             name: "t.yaml".into(),
@@ -349,9 +349,233 @@ fn what_weir_refuses_in_a_translation_is_an_error_at_the_source_item() {
         .filter(|r| r.severity == Severity::Error)
         .map(|r| r.to_string())
         .collect();
+    assert_eq!(
+        errors,
+        ["t.yaml:7:17: VirtualService(shop/reviews).spec.http[0].match[0].uri: error: weir cannot compile this regex: look-around, including look-ahead and look-behind, is not supported; the match block is skipped"]
+    );
+}
+
+#[test]
+fn whatever_else_weir_refuses_is_an_error_at_the_source_item() {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: format!(
+                "{VS}  http:\n    - match: [{{ method: {{ exact: \"GE T\" }} }}]\n      route: [{{ destination: {{ host: reviews }} }}]\n"
+            ),
+        }],
+        &options(false),
+    );
+    let errors: Vec<String> = imported
+        .reports
+        .iter()
+        .filter(|r| r.severity == Severity::Error)
+        .map(|r| r.to_string())
+        .collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].starts_with("t.yaml:7:1: VirtualService shop/reviews, http[0].match[0]: error: weir refuses its translation: listeners[0].routes[0].match.path.regex:"),
+        errors[0].starts_with("t.yaml:7:1: VirtualService shop/reviews, http[0].match[0]: error: weir refuses its translation: listeners[0].routes[0].match.method:"),
         "{errors:?}"
+    );
+}
+
+/// Every report line of `imported` with its severity label.
+fn lines(imported: &Imported) -> Vec<String> {
+    imported.reports.iter().map(|r| r.to_string()).collect()
+}
+
+#[test]
+fn a_name_with_a_line_break_cannot_forge_output_lines() {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: format!(
+                "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: \"x\\n  - name: evil\\n    endpoints: [6.6.6.6:80]\\n  #\" }}\nspec: {{ host: reviews, trafficPolicy: {{ loadBalancer: {{ simple: RANDOM }} }} }}\n"
+            ),
+        }],
+        &options(false),
+    );
+    let cfg = config::load_str("out.yaml", &imported.config)
+        .expect("loads")
+        .config;
+    assert_eq!(cfg.services.len(), 1, "{}", imported.config);
+    assert!(
+        imported.config.contains("x\\n  - name: evil"),
+        "{}",
+        imported.config
+    );
+}
+
+#[test]
+fn fields_of_the_wrong_shape_are_errors_not_silence() {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: format!(
+                "{VS}  http:\n    - route:\n        - {{ destination: {{ host: reviews, subset: a }}, weight: -5 }}\n        - {{ destination: {{ host: reviews, subset: b }}, weight: 50.5 }}\n    - route: [{{ destination: {{ host: reviews }} }}]\n      retries: 3\n      fault: yes\n"
+            ),
+        }],
+        &options(false),
+    );
+    let errors: Vec<String> = imported
+        .reports
+        .iter()
+        .filter(|r| r.severity == Severity::Error)
+        .map(|r| r.to_string())
+        .collect();
+    for want in [
+        "route[0].weight: error: expected a whole number of at least 0, found the number -5",
+        "route[1].weight: error: expected a whole number of at least 0, found the number 50.5",
+        "http[1].retries: error: expected a mapping, found the number 3",
+        "http[1].fault: error: expected a mapping, found the string \"yes\"",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "{want}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn generated_names_stay_within_63_characters() {
+    let long = "a".repeat(62);
+    let (_, cfg) = translate(&format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{ name: {long} }}\nspec:\n  hosts: [reviews]\n  http:\n    - match: [{{ uri: {{ prefix: /a }} }}, {{ uri: {{ prefix: /b }} }}]\n      route: [{{ destination: {{ host: reviews }} }}]\n"
+    ));
+    assert!(cfg.listeners[0].routes.iter().all(|r| r.name.len() <= 63));
+}
+
+#[test]
+fn retriable_status_codes_are_the_codes_listed_beside_it() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n      retries: {{ attempts: 1, retryOn: \"retriable-status-codes,502\" }}\n"
+    ));
+    let retries = cfg.listeners[0].routes[0]
+        .retries
+        .as_ref()
+        .expect("retries");
+    assert_eq!(retries.on, [RetryOn::Status(502)]);
+}
+
+#[test]
+fn zero_means_unset_where_istio_applies_only_values_above_zero() {
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\n{DR}  trafficPolicy:\n    connectionPool: {{ tcp: {{ maxConnections: 0 }}, http: {{ maxRetries: 0, http2MaxRequests: 0 }} }}\n    outlierDetection: {{ consecutiveErrors: 0, maxEjectionPercent: 0 }}\n"
+    ));
+    let s = &cfg.services[0];
+    assert_eq!(s.limits, crate::import::draft::unlimited());
+    let od = s.outlier_detection.as_ref().expect("outlier detection");
+    assert_eq!((od.consecutive_5xx, od.max_ejection_percent), (5, 10.0));
+    // The deprecated field counts gateway errors, and the current ones override it.
+    let (_, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\n{DR}  trafficPolicy:\n    outlierDetection: {{ consecutiveErrors: 4, consecutiveGatewayErrors: 2 }}\n"
+    ));
+    let od = cfg.services[0].outlier_detection.as_ref().expect("outlier");
+    assert_eq!((od.consecutive_5xx, od.consecutive_gateway_errors), (0, 2));
+}
+
+#[test]
+fn a_service_without_outlier_detection_ejects_nothing_as_in_istio() {
+    let (imported, cfg) = translate(&format!(
+        "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n"
+    ));
+    let od = cfg.services[0]
+        .outlier_detection
+        .as_ref()
+        .expect("written out");
+    assert_eq!((od.consecutive_5xx, od.consecutive_gateway_errors), (0, 0));
+    assert!(imported.config.contains("# the source ejects no endpoint"));
+}
+
+#[test]
+fn a_destination_rule_no_route_uses_is_still_read_and_said() {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: format!(
+                "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: ratings }}\nspec:\n  host: ratings\n  trafficPolicy:\n    loadBalancer: {{ simple: PASSTHROUGH }}\n"
+            ),
+        }],
+        &options(false),
+    );
+    let all = lines(&imported);
+    assert!(
+        all.iter()
+            .any(|l| l.contains("simple: not supported by weir")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|l| l.contains("no route sends traffic to ratings")),
+        "{all:?}"
+    );
+    assert!(!imported.config.contains("name: ratings"));
+}
+
+#[test]
+fn mesh_scope_policies_with_a_selector_and_sources_weir_cannot_check() {
+    let (imported, cfg) = translate(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: gw, namespace: istio-system }\nspec:\n  selector: { matchLabels: { app: istio-ingressgateway } }\n  mtls: { mode: DISABLE }\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: mesh, namespace: istio-system }\nspec:\n  mtls: { mode: STRICT }\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: a, namespace: shop }\nspec:\n  rules:\n    - from: [{ source: { principals: [\"cluster.local/ns/web/sa/front\", \"cluster.local/ns/ops/sa/x\"], namespaces: [web] } }]\n    - from: [{ source: { notPrincipals: [\"cluster.local/ns/evil/sa/x\"] } }]\n",
+    );
+    let tls = cfg.listeners[0].tls.as_ref().expect("inbound tls");
+    assert_eq!(
+        tls.mode,
+        TlsMode::Strict,
+        "the gateway's policy is not this proxy's"
+    );
+    assert!(
+        tls.allow.is_empty(),
+        "notPrincipals alone lets every other caller in"
+    );
+    let all = lines(&imported);
+    assert!(
+        all.iter()
+            .any(|l| l.contains("principals[1]: note: not in the source's `namespaces`")),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|l| l.contains("notPrincipals: not supported by weir")),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn an_allow_list_on_a_listener_that_is_not_strict_is_reported() {
+    let imported = import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: a, namespace: shop }\nspec:\n  rules:\n    - from: [{ source: { principals: [\"cluster.local/ns/web/sa/front\"] } }]\n".into(),
+        }],
+        &options(false),
+    );
+    let all = lines(&imported);
+    assert!(
+        all.iter().any(|l| l.starts_with("t.yaml:4:1: AuthorizationPolicy shop/a, rules: not supported by weir: weir's `allow` limits mTLS peers only")),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn gateways_empty_subsets_without_labels_and_undefined_subsets() {
+    let (imported, cfg) = translate(&format!(
+        "{VS}  gateways: []\n  http:\n    - route:\n        - {{ destination: {{ host: reviews, subset: all }}, weight: 50 }}\n        - {{ destination: {{ host: reviews, subset: ghost }}, weight: 50 }}\n---\n{DR}  subsets:\n    - name: all\n"
+    ));
+    let all_subset = cfg
+        .services
+        .iter()
+        .find(|s| s.name == "reviews-all")
+        .expect("subset");
+    assert!(
+        matches!(&all_subset.discovery, Some(config::Discovery::Kubernetes { service, .. }) if service == "reviews"),
+        "a subset without labels is the whole host: {:?}",
+        all_subset.discovery
+    );
+    let notes = lines(&imported);
+    assert!(
+        notes
+            .iter()
+            .any(|l| l.contains("no DestinationRule in the input defines subset ghost")),
+        "{notes:?}"
     );
 }

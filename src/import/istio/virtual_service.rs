@@ -27,7 +27,8 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
     let spec = res.spec();
     if let Some(gateways) = spec.get("gateways") {
         let names: Vec<String> = gateways.items().iter().filter_map(|g| g.text()).collect();
-        if !names.iter().any(|g| g == "mesh") {
+        // An empty list means `mesh`, as no list does.
+        if !names.is_empty() && !names.iter().any(|g| g == "mesh") {
             gateways.unsupported(
                 &mut cx.reports,
                 "weir is a sidecar; a VirtualService bound only to gateways is not translated",
@@ -171,17 +172,22 @@ fn http_rule(
                 "mirrorPercent",
                 "mirrors",
             ]);
-            rule.finish(&mut cx.reports, &|_| String::new());
+            rule.skip(&["name"]);
+            rule.finish(&mut cx.reports, &|key| {
+                format!("`{key}` is not translated (the rule is skipped)")
+            });
             return None;
         }
     }
     let origin_part = format!("http[{i}]");
     let backends = destinations(rule, cx);
     if backends.is_empty() {
-        rule.error(
-            &mut cx.reports,
-            "this rule has no `route` destination; skipped",
-        );
+        if rule.list("route").is_empty() {
+            rule.error(
+                &mut cx.reports,
+                "this rule has no `route` destination; skipped",
+            );
+        }
         return None;
     }
     let timeout = rule.get("timeout").and_then(|t| {
@@ -261,7 +267,16 @@ fn http_rule(
 fn match_block(block: &Obj<'_>, reports: &mut Reports) -> RouteMatch {
     let mut m = RouteMatch::default();
     if let Some(uri) = block.get("uri") {
-        m.path = string_match(&uri, reports).map(|(kind, v)| match kind {
+        let found = string_match(&uri, reports);
+        let found = found.filter(|(kind, v)| match *kind {
+            "regex" => regex_ok(&uri, v, reports),
+            _ if !v.starts_with('/') => {
+                uri.error(reports, format!("a path {kind} must start with `/`"));
+                false
+            }
+            _ => true,
+        });
+        m.path = found.map(|(kind, v)| match kind {
             "exact" => PathMatch::Exact(v),
             "prefix" => PathMatch::Prefix(v),
             _ => PathMatch::Regex(v),
@@ -280,6 +295,10 @@ fn match_block(block: &Obj<'_>, reports: &mut Reports) -> RouteMatch {
     if let Some(headers) = block.get("headers") {
         for (name, rule) in headers.entries() {
             let name = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                rule.error(reports, format!("{name:?} is not a header name"));
+                continue;
+            }
             if rule.is_empty_map() {
                 m.headers.push(HeaderMatch {
                     name,
@@ -288,6 +307,9 @@ fn match_block(block: &Obj<'_>, reports: &mut Reports) -> RouteMatch {
                 continue;
             }
             if let Some((kind, v)) = string_match(&rule, reports) {
+                if kind == "regex" && !regex_ok(&rule, &v, reports) {
+                    continue;
+                }
                 let rule = match kind {
                     "exact" => HeaderRule::Exact(v),
                     "prefix" => HeaderRule::Prefix(v),
@@ -297,11 +319,40 @@ fn match_block(block: &Obj<'_>, reports: &mut Reports) -> RouteMatch {
             }
         }
     }
+    if let Some(ignore) = block.get("ignoreUriCase") {
+        if ignore.boolean() == Some(true) {
+            ignore.unsupported(
+                reports,
+                "weir compares paths with their case; requests whose path differs only in case do not take the route",
+            );
+        }
+    }
     block.skip(&["name"]);
     block.finish(reports, &|key| {
         format!("weir cannot match on `{key}`; this block matches whatever it is, so more requests take the route than in Istio")
     });
     m
+}
+
+/// Whether `value` (of a `regex` match) compiles as weir compiles it; reported where it
+/// is written when it does not (RE2 and Rust's regex differ at the edges).
+fn regex_ok(f: &Obj<'_>, value: &str, reports: &mut Reports) -> bool {
+    match regex::Regex::new(&format!("^(?:{value})$")) {
+        Ok(_) => true,
+        Err(e) => {
+            let why = e.to_string();
+            let why = why
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            f.error(
+                reports,
+                format!("weir cannot compile this regex: {why}; the match block is skipped"),
+            );
+            false
+        }
+    }
 }
 
 /// An Istio `StringMatch` (`exact`, `prefix` or `regex`).
@@ -359,11 +410,18 @@ pub(super) fn service_of(d: &Obj<'_>, cx: &mut Cx<'_>, part: &str) -> Option<Str
         d.error(&mut cx.reports, "a destination needs a `host`; skipped");
         return None;
     };
-    let port = d
-        .get("port")
-        .and_then(|p| p.get("number"))
-        .and_then(|n| n.uint())
-        .and_then(|n| u16::try_from(n).ok());
+    let port = d.get("port").and_then(|p| {
+        let number = p.get("number").and_then(|n| n.uint());
+        p.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
+        match number.map(u16::try_from) {
+            Some(Ok(n)) if n > 0 => Some(n),
+            Some(_) => {
+                p.error(&mut cx.reports, "a port is a number from 1 to 65535");
+                None
+            }
+            None => None,
+        }
+    });
     let key = ServiceKey {
         host: Host::parse(&host, &res.namespace),
         subset: d.str("subset"),
@@ -447,7 +505,9 @@ fn retry_on(field: &Obj<'_>, reports: &mut Reports) -> Vec<RetryOn> {
             "gateway-error" => Some(RetryOn::GatewayError),
             "reset" | "refused-stream" => Some(RetryOn::Reset),
             "connect-failure" => Some(RetryOn::ConnectFailure),
-            "retriable-status-codes" => Some(RetryOn::Status(503)),
+            // The codes are the numbers listed beside it (Istio replaces its default 503
+            // with them); the keyword itself adds nothing.
+            "retriable-status-codes" => continue,
             "retriable-4xx" => Some(RetryOn::Status(409)),
             code => code
                 .parse::<u16>()
@@ -468,6 +528,17 @@ fn retry_on(field: &Obj<'_>, reports: &mut Reports) -> Vec<RetryOn> {
                 "weir cannot retry on {}; those failures are not retried",
                 lost.join(", ")
             ),
+        );
+    }
+    let codes = text.split(',').any(|c| c.trim().parse::<u16>().is_ok());
+    if text
+        .split(',')
+        .any(|c| c.trim() == "retriable-status-codes")
+        && !codes
+    {
+        field.note(
+            reports,
+            "retriable-status-codes without codes: Istio then retries no status, and neither does weir",
         );
     }
     if text.split(',').any(|c| c.trim() == "refused-stream") {
@@ -515,7 +586,12 @@ fn fault(rule: &Obj<'_>, reports: &mut Reports) -> Option<Fault> {
                 );
                 None
             }
-            Some(percent) => fixed.map(|fixed| FaultDelay { fixed, percent }),
+            Some(percent) => {
+                if fixed.is_none() && d.get("exponentialDelay").is_none() {
+                    d.error(reports, "a delay needs `fixedDelay`; no delay is injected");
+                }
+                fixed.map(|fixed| FaultDelay { fixed, percent })
+            }
         }
     });
     let abort = f.get("abort").and_then(|a| {
@@ -530,7 +606,13 @@ fn fault(rule: &Obj<'_>, reports: &mut Reports) -> Option<Fault> {
         }
         let percent = percentage(&a, reports);
         a.finish(reports, &|key| format!("`{key}` is not translated"));
-        let status = status.and_then(|s| u16::try_from(s).ok())?;
+        let Some(status) = status else {
+            if a.get("grpcStatus").is_none() && a.get("http2Error").is_none() {
+                a.error(reports, "an abort needs `httpStatus`; no abort is injected");
+            }
+            return None;
+        };
+        let status = u16::try_from(status).unwrap_or(0);
         if !(200..=599).contains(&status) {
             a.error(
                 reports,
@@ -558,7 +640,11 @@ fn mirror(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Mirror> {
     if let Some(m) = rule.get("mirror") {
         let service = service_of(&m, cx, "mirror")?;
         let percent = match rule.get("mirrorPercentage") {
-            Some(p) => p.get("value").and_then(|v| v.number()).unwrap_or(0.0),
+            Some(p) => {
+                let value = p.get("value").and_then(|v| v.number()).unwrap_or(0.0);
+                p.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
+                value
+            }
             None => rule
                 .get("mirrorPercent")
                 .and_then(|p| p.number())
@@ -577,14 +663,21 @@ fn mirror(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Mirror> {
             "weir mirrors to one service per route; this copy is not sent",
         );
     }
-    let dest = first.get("destination")?;
-    let service = service_of(&dest, cx, "mirrors[0]")?;
-    let percent = first
-        .get("percentage")
-        .and_then(|p| p.get("value"))
-        .and_then(|v| v.number())
-        .unwrap_or(100.0);
+    let percent = first.get("percentage").map_or(100.0, |p| {
+        let value = p.get("value").and_then(|v| v.number()).unwrap_or(0.0);
+        p.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
+        value
+    });
+    let dest = first.get("destination");
     first.finish(&mut cx.reports, &|key| format!("`{key}` is not translated"));
+    let Some(dest) = dest else {
+        first.error(
+            &mut cx.reports,
+            "a mirror needs a `destination`; no copies are sent",
+        );
+        return None;
+    };
+    let service = service_of(&dest, cx, "mirrors[0]")?;
     Some(Mirror {
         service,
         percent: percent.clamp(0.0, 100.0),
