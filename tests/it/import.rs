@@ -375,9 +375,10 @@ fn doc_blocks(lang: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_worked_examples_of_the_migration_guide_import_as_it_says() {
     let dir = crate::support::scratch_dir("import-docs");
-    for (lang, file, wants) in [
+    for (lang, marker, file, wants) in [
         (
             "yaml",
+            "networking.istio.io",
             "reviews.yaml",
             vec![
                 "      - name: reviews-jason\n",
@@ -389,14 +390,26 @@ async fn the_worked_examples_of_the_migration_guide_import_as_it_says() {
             ],
         ),
         (
+            "yaml",
+            "policy.linkerd.io",
+            "canary.yaml",
+            vec![
+                "          - { service: reviews-v1, weight: 90 }\n",
+                "          - { service: reviews-v2, weight: 10 }\n",
+                "        retries: { attempts: 2, on: [5xx], budget_percent: 100 }\n",
+                "  - name: reviews\n",
+            ],
+        ),
+        (
             "properties",
+            "hystrix.command",
             "hystrix.properties",
             vec!["      window: 5s\n", "      sleep_window: 1m\n", "      half_open_requests: 1\n"],
         ),
     ] {
         let example = doc_blocks(lang)
             .into_iter()
-            .find(|b| b.contains("apiVersion:") || lang == "properties")
+            .find(|b| b.contains(marker))
             .expect("the guide has the example");
         let path = dir.join(file);
         std::fs::write(&path, example).expect("write");
