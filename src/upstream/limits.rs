@@ -113,19 +113,24 @@ impl Limits {
     }
 
     /// Takes a connection slot without counting an overflow when none is free (a request
-    /// then waits as pending instead).
-    pub fn try_connection(self: &Arc<Self>) -> Option<LimitGuard> {
+    /// then waits as pending instead). An endpoint with no connection at all always gets
+    /// one, past the limit (counted as an overflow), as Envoy's pools do: otherwise idle
+    /// connections to other endpoints (one just ejected, say) would hold every slot, and
+    /// requests balanced to this endpoint could only wait and fail.
+    pub fn try_connection(self: &Arc<Self>, endpoint_has_none: bool) -> Option<LimitGuard> {
         let i = Limit::MaxConnections as usize;
         let max = self.max[i];
-        self.used[i]
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| LimitGuard {
-                limits: self.clone(),
-                limit: Limit::MaxConnections,
-            })
+        let taken = self.used[i].fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max || endpoint_has_none).then_some(n + 1)
+        });
+        let before = taken.ok()?;
+        if before >= max {
+            self.overflows[i].inc();
+        }
+        Some(LimitGuard {
+            limits: self.clone(),
+            limit: Limit::MaxConnections,
+        })
     }
 
     /// Counts a refusal by `limit` that was decided elsewhere (a pending request that no
@@ -214,25 +219,39 @@ mod tests {
     #[test]
     fn connection_slots_do_not_count_overflow() {
         let (l, metrics) = limits(3);
-        let a = l.try_connection();
-        let b = l.try_connection();
-        assert!(a.is_some() && b.is_some() && l.try_connection().is_none());
+        let a = l.try_connection(false);
+        let b = l.try_connection(false);
+        assert!(a.is_some() && b.is_some() && l.try_connection(false).is_none());
         assert!(metrics.render().contains(r#"limit="max_connections"} 0"#));
         drop(a);
-        assert!(l.try_connection().is_some());
+        assert!(l.try_connection(false).is_some());
+    }
+
+    #[test]
+    fn an_endpoint_without_a_connection_always_gets_one_counted_as_overflow() {
+        let (l, metrics) = limits(3);
+        let held = [l.try_connection(false), l.try_connection(false)];
+        assert!(l.try_connection(false).is_none(), "at the limit");
+        let first = l
+            .try_connection(true)
+            .expect("an endpoint's first connection");
+        assert_eq!(l.used(Limit::MaxConnections), 3);
+        assert!(metrics.render().contains(r#"limit="max_connections"} 1"#));
+        drop((held, first));
+        assert_eq!(l.used(Limit::MaxConnections), 0);
     }
 
     #[tokio::test]
     async fn releasing_a_connection_wakes_waiters() {
         let (l, _) = limits(3);
-        let held = l.try_connection().unwrap();
-        let _other = l.try_connection().unwrap();
+        let held = l.try_connection(false).unwrap();
+        let _other = l.try_connection(false).unwrap();
         let waiter = {
             let l = l.clone();
             tokio::spawn(async move {
                 loop {
                     let changed = l.changed();
-                    if let Some(g) = l.try_connection() {
+                    if let Some(g) = l.try_connection(false) {
                         return g;
                     }
                     changed.await;

@@ -179,6 +179,12 @@ impl Pool {
         });
     }
 
+    /// Whether this endpoint has no open connection (so one may be opened past the
+    /// service's `max_connections`, see [`Limits::try_connection`]).
+    fn has_no_connection(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
     fn take_idle(&self) -> Option<Checkout> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut c) = idle.pop_back() {
@@ -205,7 +211,7 @@ impl Pool {
             let changed = self.limits.changed();
             let connection = match self.take_idle() {
                 Some(connection) => Some(connection),
-                None => match self.limits.try_connection() {
+                None => match self.limits.try_connection(self.has_no_connection()) {
                     Some(slot) => {
                         pending = None;
                         // Boxed, like the wait below: cold paths, kept out of the
@@ -292,8 +298,10 @@ impl Pool {
         }
         let slot = self
             .limits
-            .acquire(Limit::MaxConnections)
-            .map_err(UpstreamError::Overflow)?;
+            .try_connection(self.has_no_connection())
+            .ok_or_else(|| {
+                UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
+            })?;
         let io = match self.connect().await {
             Ok(io) => io,
             Err(e) => {
@@ -316,9 +324,12 @@ impl Pool {
     /// A connection of its own for TCP forwarding: it holds one of the service's
     /// `max_connections` and counts among the endpoint's open connections while it lives.
     pub(super) async fn connect_stream(&self) -> Result<Stream, UpstreamError> {
-        let slot = self.limits.try_connection().ok_or_else(|| {
-            UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
-        })?;
+        let slot = self
+            .limits
+            .try_connection(self.has_no_connection())
+            .ok_or_else(|| {
+                UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
+            })?;
         let io = self.connect().await?;
         Ok(Stream {
             io,

@@ -512,3 +512,53 @@ async fn an_smi_split_normalises_quantity_weights() {
     assert!((0.4..=0.6).contains(&share), "{split:?}");
     drop(weir);
 }
+
+#[tokio::test]
+async fn istio_circuit_breaking_limits_concurrency_and_ejects_the_failing_endpoint() {
+    let good = Upstream::start("httpbin-good").await;
+    let bad = Upstream::start("httpbin-bad").await;
+    let slow = Upstream::start("slowbin").await;
+    bad.fail(100, 500);
+    let port = free_port();
+    let config = import_to_run(
+        &["istio-circuit-breaker.yaml"],
+        port,
+        &[
+            ("httpbin", vec![good.addr, bad.addr]),
+            ("slowbin", vec![slow.addr]),
+        ],
+    );
+    let weir = run(&config).await;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+
+    // consecutive5xxErrors: 1 — the bad endpoint's first 500 ejects it (no retries:
+    // attempts 0), and everything after goes to the good one, though the one connection
+    // maxConnections allows is the ejected endpoint's idle one: as in Envoy, an endpoint
+    // with no connection always gets one.
+    let first = tally(addr, "httpbin", "/", &[], 4).await;
+    assert!(count(&first, "500") <= 1, "{first:?}");
+    let after = tally(addr, "httpbin", "/", &[], 20).await;
+    assert_eq!(count(&after, "httpbin-good"), 20, "{after:?}");
+
+    // slowbin's maxConnections, http2MaxRequests and http1MaxPendingRequests of 1: of ten
+    // concurrent slow
+    // requests, weir turns some away with 503 at once, as Envoy's breaker does.
+    let calls: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(async move { call_full(addr, "slowbin", "/delay/300", &[]).await }))
+        .collect();
+    let mut overflow = 0;
+    let mut served = 0;
+    for c in calls {
+        let (status, _, error) = c.await.expect("task");
+        match (status, error.as_str()) {
+            (200, _) => served += 1,
+            (503, "overflow") => overflow += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        served >= 1 && overflow >= 1,
+        "served {served}, overflow {overflow}"
+    );
+    drop(weir);
+}
