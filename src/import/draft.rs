@@ -57,12 +57,21 @@ impl Host {
         }
     }
 
-    /// The authority condition of a route for requests to this host: every name a client
-    /// may use for it (short, namespaced, FQDN), with or without a port.
-    pub fn authority(&self) -> AuthorityMatch {
+    /// The authority condition of a route for requests to this host from a proxy in
+    /// namespace `local`: every name a client there may use for it (short, namespaced,
+    /// FQDN), with or without a port. The bare short name means a Service of `local`, so it
+    /// is accepted only for those.
+    pub fn authority(&self, local: &str) -> AuthorityMatch {
         match self {
+            Host::Kubernetes { service, namespace } if namespace == local => {
+                AuthorityMatch::Regex(format!(
+                    "{}(\\.{}(\\.svc(\\.cluster\\.local)?)?)?(:[0-9]+)?",
+                    escape(service),
+                    escape(namespace)
+                ))
+            }
             Host::Kubernetes { service, namespace } => AuthorityMatch::Regex(format!(
-                "{}(\\.{}(\\.svc(\\.cluster\\.local)?)?)?(:[0-9]+)?",
+                "{}\\.{}(\\.svc(\\.cluster\\.local)?)?(:[0-9]+)?",
                 escape(service),
                 escape(namespace)
             )),
@@ -427,7 +436,7 @@ mod tests {
 
     #[test]
     fn a_service_authority_takes_every_name_a_client_may_use() {
-        let AuthorityMatch::Regex(re) = Host::parse("reviews", "shop").authority() else {
+        let AuthorityMatch::Regex(re) = Host::parse("reviews", "shop").authority("shop") else {
             panic!("regex expected");
         };
         let re = regex::Regex::new(&format!("^(?:{re})$")).expect("compiles");
@@ -442,6 +451,13 @@ mod tests {
         for no in ["reviewsx", "reviews.other", "ratings", "reviews.shop.svc.x"] {
             assert!(!re.is_match(no), "{no}");
         }
+        // From another namespace, the bare name is a Service of that namespace.
+        let AuthorityMatch::Regex(re) = Host::parse("reviews", "shop").authority("web") else {
+            panic!("regex expected");
+        };
+        let re = regex::Regex::new(&format!("^(?:{re})$")).expect("compiles");
+        assert!(re.is_match("reviews.shop:9080"));
+        assert!(!re.is_match("reviews"));
     }
 
     #[test]

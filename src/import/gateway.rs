@@ -336,7 +336,13 @@ fn read_rule(
                 },
                 item: Pending {
                     base_name: base_name.clone(),
-                    route: make_route(&origin, matcher.clone(), &action, parent),
+                    route: make_route(
+                        &origin,
+                        matcher.clone(),
+                        &action,
+                        parent,
+                        &cx.options.layout.namespace,
+                    ),
                 },
             });
         }
@@ -352,8 +358,9 @@ fn make_route(
     mut matcher: RouteMatch,
     action: &RuleAction,
     parent: &Parent,
+    local: &str,
 ) -> RouteDraft {
-    matcher.authority = Some(parent.host.authority());
+    matcher.authority = Some(parent.host.authority(local));
     let mut comments = action.comments.clone();
     let backends = if action.backends.is_empty() {
         comments.push(format!(
@@ -427,7 +434,7 @@ fn grpc_content_type() -> HeaderMatch {
 
 /// Whether weir can compile `pattern`; reports it otherwise.
 fn compiles(at: &Obj<'_>, pattern: &str, cx: &mut Cx<'_>) -> bool {
-    if regex::Regex::new(pattern).is_ok() {
+    if regex::Regex::new(&format!("^(?:{pattern})$")).is_ok() {
         return true;
     }
     at.unsupported(
@@ -1122,7 +1129,7 @@ mod tests {
         assert_eq!(route_names(&mine), ["c-0"]);
         assert!(
             mine.config
-                .contains("authority: { regex: \"pay(\\\\.billing"),
+                .contains("authority: { regex: \"pay\\\\.billing(\\\\.svc"),
             "{}",
             mine.config
         );

@@ -328,7 +328,7 @@ fn service_for(input: &Input, command: &str, props: &[Property], cx: &mut Cx<'_>
         name: route,
         origin,
         matcher: RouteMatch {
-            authority: Some(host.authority()),
+            authority: Some(host.authority(&cx.options.layout.namespace)),
             ..RouteMatch::default()
         },
         backends: vec![Backend { service, weight: 1 }],

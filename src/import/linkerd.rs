@@ -30,8 +30,10 @@ pub fn policy(res: &Resource, cx: &mut Cx<'_>) -> bool {
         return false;
     }
     let resources = cx.resources;
+    let local = cx.options.layout.namespace.clone();
+    let local = local.as_str();
     if res.kind == "Service" && res.group().is_empty() {
-        let authority = Some(service_host(res).authority());
+        let authority = Some(service_host(res).authority(local));
         let mut applied = 0;
         for route in cx.draft.routes.iter_mut() {
             if route.matcher.authority != authority {
@@ -62,7 +64,7 @@ pub fn policy(res: &Resource, cx: &mut Cx<'_>) -> bool {
             let service_res = resources.iter().find(|s| {
                 s.kind == "Service"
                     && s.group().is_empty()
-                    && Some(service_host(s).authority()) == route.matcher.authority
+                    && Some(service_host(s).authority(local)) == route.matcher.authority
             });
             let from_service = service_res
                 .map(|s| read_settings(s, &mut Reports::default()))

@@ -71,7 +71,7 @@ fn translate(res: &Resource, spec: &Obj<'_>, cx: &mut Cx<'_>) {
         name,
         origin,
         matcher: RouteMatch {
-            authority: Some(apex.authority()),
+            authority: Some(apex.authority(&cx.options.layout.namespace)),
             ..RouteMatch::default()
         },
         backends,

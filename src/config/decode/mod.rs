@@ -138,7 +138,10 @@ pub(crate) fn exactly_one<'a>(
 
 /// Checks that `pattern` compiles, reporting the regex error's short message.
 pub(crate) fn check_regex(ctx: &mut Ctx, field: &Field<'_>, pattern: &str) -> Option<()> {
-    match regex::Regex::new(pattern) {
+    // Compiled as the router compiles it (anchored), so a pattern that only breaks once
+    // wrapped (`/a(?x) # comment`: the comment swallows the closing parenthesis) is
+    // refused here, not when the configuration is applied.
+    match regex::Regex::new(&format!("^(?:{pattern})$")) {
         Ok(_) => Some(()),
         Err(err) => {
             let text = err.to_string();

@@ -62,7 +62,7 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
         );
         return;
     }
-    let authority = authority_of(&hosts);
+    let authority = authority_of(&hosts, &cx.options.layout.namespace);
     let mut catch_all = false;
     let mut first_backend: Option<String> = None;
     for (i, rule) in spec.list("http").iter().enumerate() {
@@ -127,13 +127,13 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
 }
 
 /// One authority condition for every host of the VirtualService.
-fn authority_of(hosts: &[Host]) -> AuthorityMatch {
+fn authority_of(hosts: &[Host], local: &str) -> AuthorityMatch {
     if let [one] = hosts {
-        return one.authority();
+        return one.authority(local);
     }
     let parts: Vec<String> = hosts
         .iter()
-        .map(|h| match h.authority() {
+        .map(|h| match h.authority(local) {
             AuthorityMatch::Regex(re) => format!("(?:{re})"),
             AuthorityMatch::Exact(s) | AuthorityMatch::Prefix(s) => {
                 format!("(?:{}(:[0-9]+)?)", regex::escape(&s))
