@@ -1,7 +1,7 @@
 //! The weir configuration `weir import` is building: routes of the outbound listener, the
 //! inbound listener's mTLS, and services, each remembering the resource it came from.
 //!
-//! Translators add to a [`Draft`]; [`super::emit`] writes it out. Services are keyed by what
+//! Translators add to a [`Draft`]; `emit.rs` writes it out. Services are keyed by what
 //! they stand for (a Kubernetes Service, a subset of it, a DNS host), so a DestinationRule
 //! and the VirtualService that routes to its subsets meet at the same weir service.
 

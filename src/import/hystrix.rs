@@ -30,11 +30,6 @@ pub fn is_properties_file(input: &Input) -> bool {
     input.name.ends_with(".properties")
 }
 
-/// Whether a YAML document is Spring-style Hystrix configuration.
-pub(crate) fn is_hystrix_yaml(root: &tree::Node) -> bool {
-    matches!(&root.value, tree::Value::Map(entries) if entries.iter().any(|e| e.key == "hystrix"))
-}
-
 /// Translates the Hystrix properties in `input`, if it has any.
 pub fn translate(input: &Input, cx: &mut Cx<'_>) {
     let properties = if is_properties_file(input) {
@@ -314,6 +309,9 @@ fn service_for(input: &Input, command: &str, props: &[Property], cx: &mut Cx<'_>
         port: None,
     };
     let i = cx.draft.service(&key, LINKERD_DEFAULTS, &origin);
+    cx.draft.services[i].comments.push(
+        "Hystrix sets no connection timeouts: 1s to connect and 1m idle, weir's own".to_string(),
+    );
     cx.reports.push(Report {
         file: input.name.clone(),
         line,
@@ -423,7 +421,7 @@ fn yaml_properties(text: &str) -> Vec<Property> {
         let Ok(root) = tree::parse(doc.text) else {
             continue;
         };
-        if !is_hystrix_yaml(&root) {
+        if !super::source::has_top_level_key(&root, "hystrix") {
             continue;
         }
         let offset = u32::try_from(doc.first_line.saturating_sub(1)).unwrap_or(0);

@@ -139,7 +139,8 @@ pub fn read(inputs: &[Input], namespace: Option<&str>, reports: &mut Reports) ->
                 }
             };
             shift(&mut node, offset);
-            if node.value == Value::Null || super::hystrix::is_hystrix_yaml(&node) {
+            // Empty, or Spring-style Hystrix settings (read by the Hystrix translator).
+            if node.value == Value::Null || has_top_level_key(&node, "hystrix") {
                 continue;
             }
             if let Some(resource) = resource_of(&file, node, namespace, reports) {
@@ -148,6 +149,11 @@ pub fn read(inputs: &[Input], namespace: Option<&str>, reports: &mut Reports) ->
         }
     }
     resources
+}
+
+/// Whether a document is a mapping with `key` at its top level.
+pub(crate) fn has_top_level_key(root: &Node, key: &str) -> bool {
+    matches!(&root.value, Value::Map(entries) if entries.iter().any(|e| e.key == key))
 }
 
 /// Moves every position of `node` down by `lines` (a document's lines are counted from
