@@ -501,24 +501,10 @@ mod tests {
 
 #[cfg(test)]
 mod translation_tests {
-    use crate::import::emit::Layout;
-    use crate::import::{import, Input, Options};
+    use crate::import::{import, Input};
 
     fn translate(text: &str) -> crate::import::Imported {
-        let options = Options {
-            namespace: Some("shop".into()),
-            trust_domain: "cluster.local".into(),
-            endpoints: Vec::new(),
-            layout: Layout {
-                outbound: "127.0.0.1:15001".into(),
-                inbound: "0.0.0.0:15006".into(),
-                transparent: false,
-                identity_dir: "/etc/weir/identity".into(),
-                app: "127.0.0.1:8080".into(),
-                namespace: "shop".into(),
-                sources: vec![],
-            },
-        };
+        let options = crate::import::test_options(false);
         import(
             &[Input {
                 name: "h.properties".into(),

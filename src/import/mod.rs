@@ -98,6 +98,25 @@ impl Cx<'_> {
 /// One translation phase: handles the resources of its kinds, says whether `res` was one.
 type Translator = fn(&Resource, &mut Cx<'_>) -> bool;
 
+/// Options for tests: namespace `shop`, the default addresses, `transparent` as given.
+#[cfg(test)]
+pub(crate) fn test_options(transparent: bool) -> Options {
+    Options {
+        namespace: Some("shop".into()),
+        trust_domain: "cluster.local".into(),
+        endpoints: Vec::new(),
+        layout: emit::Layout {
+            outbound: "127.0.0.1:15001".into(),
+            inbound: "0.0.0.0:15006".into(),
+            transparent,
+            identity_dir: "/etc/weir/identity".into(),
+            app: "127.0.0.1:8080".into(),
+            namespace: "shop".into(),
+            sources: vec!["t.yaml".into()],
+        },
+    }
+}
+
 /// Kinds read only to answer questions about others (ports, service accounts); never
 /// reported as skipped.
 const CONTEXT_KINDS: &[&str] = &[

@@ -32,20 +32,25 @@ fn scope(res: &Resource, spec: &Obj<'_>, cx: &mut Cx<'_>) -> u8 {
     }
 }
 
+/// Says that a policy of another namespace does not apply here, and passes over `keys`.
+fn skip_elsewhere(res: &Resource, spec: &Obj<'_>, keys: &[&str], cx: &mut Cx<'_>) {
+    res.report(
+        &mut cx.reports,
+        crate::import::Severity::Note,
+        format!(
+            "in namespace {}, it does not apply to this proxy's namespace {}; skipped",
+            res.namespace, cx.options.layout.namespace
+        ),
+    );
+    spec.skip(keys);
+}
+
 /// Translates a PeerAuthentication.
 pub fn peer_authentication(res: &Resource, cx: &mut Cx<'_>) {
     let spec = res.spec();
     let scope = scope(res, &spec, cx);
     if scope == 0 {
-        res.report(
-            &mut cx.reports,
-            crate::import::Severity::Note,
-            format!(
-                "in namespace {}, it does not apply to this proxy's namespace {}; skipped",
-                res.namespace, cx.options.layout.namespace
-            ),
-        );
-        spec.skip(&["mtls", "portLevelMtls"]);
+        skip_elsewhere(res, &spec, &["mtls", "portLevelMtls"], cx);
         return;
     }
     let mode = spec.get("mtls").and_then(|m| {
@@ -89,15 +94,7 @@ pub fn authorization_policy(res: &Resource, cx: &mut Cx<'_>) {
         return;
     }
     if scope(res, &spec, cx) == 0 {
-        res.report(
-            &mut cx.reports,
-            crate::import::Severity::Note,
-            format!(
-                "in namespace {}, it does not apply to this proxy's namespace {}; skipped",
-                res.namespace, cx.options.layout.namespace
-            ),
-        );
-        spec.skip(&["rules"]);
+        skip_elsewhere(res, &spec, &["rules"], cx);
         return;
     }
     let rules = spec.list("rules");

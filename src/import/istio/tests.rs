@@ -2,24 +2,10 @@
 //! reported.
 
 use crate::config::{self, HeaderRule, LoadBalancer, PathMatch, RetryOn, TlsMode};
-use crate::import::emit::Layout;
 use crate::import::{import, Imported, Input, Options, Severity};
 
 fn options(transparent: bool) -> Options {
-    Options {
-        namespace: Some("shop".into()),
-        trust_domain: "cluster.local".into(),
-        endpoints: Vec::new(),
-        layout: Layout {
-            outbound: "127.0.0.1:15001".into(),
-            inbound: "0.0.0.0:15006".into(),
-            transparent,
-            identity_dir: "/etc/weir/identity".into(),
-            app: "127.0.0.1:8080".into(),
-            namespace: "shop".into(),
-            sources: vec!["t.yaml".into()],
-        },
-    }
+    crate::import::test_options(transparent)
 }
 
 /// Imports `yaml` (to try outside a pod) and loads the result as weir would (it must
@@ -227,11 +213,7 @@ fn outlier_detection_keeps_envoys_meanings_and_subsets_override_per_setting() {
         "the subset replaces loadBalancer only"
     );
     let lost = unsupported(&imported);
-    assert!(
-        lost.iter()
-            .any(|l| l.contains("outlierDetection.minHealthPercent")),
-        "{lost:?}"
-    );
+    has(&lost, "outlierDetection.minHealthPercent");
 }
 
 #[test]
@@ -242,17 +224,11 @@ fn cookie_hashing_and_simple_tls_are_reported() {
     assert_eq!(cfg.services[0].load_balancer, LoadBalancer::LeastRequest);
     assert!(cfg.services[0].tls.is_none());
     let lost = unsupported(&imported);
-    assert!(
-        lost.iter().any(|l| l.contains(
-            "consistentHash: not supported by weir: weir hashes a request header only; httpCookie"
-        )),
-        "{lost:?}"
+    has(
+        &lost,
+        "consistentHash: not supported by weir: weir hashes a request header only; httpCookie",
     );
-    assert!(
-        lost.iter()
-            .any(|l| l.contains("tls: not supported by weir")),
-        "{lost:?}"
-    );
+    has(&lost, "tls: not supported by weir");
 }
 
 #[test]
@@ -291,11 +267,8 @@ fn peer_authentication_scopes_and_authorization_principals() {
         ]
     );
     let lost = unsupported(&imported);
-    assert!(lost.iter().any(|l| l.contains("portLevelMtls")), "{lost:?}");
-    assert!(
-        lost.iter().any(|l| l.contains("source.ipBlocks")),
-        "{lost:?}"
-    );
+    has(&lost, "portLevelMtls");
+    has(&lost, "source.ipBlocks");
 }
 
 #[test]
@@ -305,12 +278,8 @@ fn gateway_only_virtual_services_and_unknown_kinds_are_skipped_and_said() {
     ), true);
     assert!(cfg.listeners[0].routes.is_empty());
     let lost = unsupported(&imported);
-    assert!(lost.iter().any(|l| l.contains("spec.gateways")), "{lost:?}");
-    assert!(
-        lost.iter()
-            .any(|l| l.contains("weir import does not translate Sidecar")),
-        "{lost:?}"
-    );
+    has(&lost, "spec.gateways");
+    has(&lost, "weir import does not translate Sidecar");
 }
 
 #[test]
@@ -376,6 +345,14 @@ fn whatever_else_weir_refuses_is_an_error_at_the_source_item() {
     assert!(
         errors[0].starts_with("t.yaml:7:1: VirtualService shop/reviews, http[0].match[0]: error: weir refuses its translation: listeners[0].routes[0].match.method:"),
         "{errors:?}"
+    );
+}
+
+/// Fails unless one of `lines` contains `needle`, showing them all.
+fn has(lines: &[String], needle: &str) {
+    assert!(
+        lines.iter().any(|l| l.contains(needle)),
+        "{needle:?} in {lines:#?}"
     );
 }
 
@@ -499,16 +476,8 @@ fn a_destination_rule_no_route_uses_is_still_read_and_said() {
         &options(false),
     );
     let all = lines(&imported);
-    assert!(
-        all.iter()
-            .any(|l| l.contains("simple: not supported by weir")),
-        "{all:?}"
-    );
-    assert!(
-        all.iter()
-            .any(|l| l.contains("no route sends traffic to ratings")),
-        "{all:?}"
-    );
+    has(&all, "simple: not supported by weir");
+    has(&all, "no route sends traffic to ratings");
     assert!(!imported.config.contains("name: ratings"));
 }
 
@@ -528,16 +497,11 @@ fn mesh_scope_policies_with_a_selector_and_sources_weir_cannot_check() {
         "notPrincipals alone lets every other caller in"
     );
     let all = lines(&imported);
-    assert!(
-        all.iter()
-            .any(|l| l.contains("principals[1]: note: not in the source's `namespaces`")),
-        "{all:?}"
+    has(
+        &all,
+        "principals[1]: note: not in the source's `namespaces`",
     );
-    assert!(
-        all.iter()
-            .any(|l| l.contains("notPrincipals: not supported by weir")),
-        "{all:?}"
-    );
+    has(&all, "notPrincipals: not supported by weir");
 }
 
 #[test]
@@ -572,10 +536,8 @@ fn gateways_empty_subsets_without_labels_and_undefined_subsets() {
         all_subset.discovery
     );
     let notes = lines(&imported);
-    assert!(
-        notes
-            .iter()
-            .any(|l| l.contains("no DestinationRule in the input defines subset ghost")),
-        "{notes:?}"
+    has(
+        &notes,
+        "no DestinationRule in the input defines subset ghost",
     );
 }
