@@ -179,6 +179,16 @@ impl Pool {
         });
     }
 
+    /// A `max_connections` slot for a connection that cannot wait for one (HTTP/2, TCP
+    /// forwarding), or 503 `overflow`.
+    fn connection_slot(&self) -> Result<LimitGuard, UpstreamError> {
+        self.limits
+            .try_connection(self.has_no_connection())
+            .ok_or_else(|| {
+                UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
+            })
+    }
+
     /// Whether this endpoint has no open connection (so one may be opened past the
     /// service's `max_connections`, see [`Limits::try_connection`]).
     fn has_no_connection(&self) -> bool {
@@ -296,12 +306,7 @@ impl Pool {
                 return Err(UpstreamError::Connect(why.clone()));
             }
         }
-        let slot = self
-            .limits
-            .try_connection(self.has_no_connection())
-            .ok_or_else(|| {
-                UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
-            })?;
+        let slot = self.connection_slot()?;
         let io = match self.connect().await {
             Ok(io) => io,
             Err(e) => {
@@ -324,12 +329,7 @@ impl Pool {
     /// A connection of its own for TCP forwarding: it holds one of the service's
     /// `max_connections` and counts among the endpoint's open connections while it lives.
     pub(super) async fn connect_stream(&self) -> Result<Stream, UpstreamError> {
-        let slot = self
-            .limits
-            .try_connection(self.has_no_connection())
-            .ok_or_else(|| {
-                UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
-            })?;
+        let slot = self.connection_slot()?;
         let io = self.connect().await?;
         Ok(Stream {
             io,

@@ -15,13 +15,7 @@ fn translate(yaml: &str) -> (Imported, config::Config) {
 }
 
 fn translate_for(yaml: &str, transparent: bool) -> (Imported, config::Config) {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: yaml.into(),
-        }],
-        &options(transparent),
-    );
+    let imported = import_one(yaml, transparent);
     let loaded = config::load_str("out.yaml", &imported.config)
         .unwrap_or_else(|e| panic!("{e}\n{}", imported.config));
     (imported, loaded.config)
@@ -284,14 +278,9 @@ fn gateway_only_virtual_services_and_unknown_kinds_are_skipped_and_said() {
 
 #[test]
 fn transparent_imports_give_each_host_its_own_service_to_claim_its_cluster_ip() {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: format!(
-                "{VS}  http:\n    - route: [{{ destination: {{ host: reviews, subset: v1 }} }}]\n"
-            ),
-        }],
-        &options(true),
+    let imported = import_one(
+        format!("{VS}  http:\n    - route: [{{ destination: {{ host: reviews, subset: v1 }} }}]\n"),
+        true,
     );
     let cfg = config::load_str("out.yaml", &imported.config)
         .expect("loads")
@@ -303,21 +292,10 @@ fn transparent_imports_give_each_host_its_own_service_to_claim_its_cluster_ip() 
 
 #[test]
 fn a_regex_weir_cannot_compile_is_an_error_where_it_is_written() {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: format!(
+    let imported = import_one(format!(
                 "{VS}  http:\n    - match: [{{ uri: {{ regex: \"/a(?=b)\" }} }}]\n      route: [{{ destination: {{ host: reviews }} }}]\n"
-            ),
-        }],
-        &options(false),
-    );
-    let errors: Vec<String> = imported
-        .reports
-        .iter()
-        .filter(|r| r.severity == Severity::Error)
-        .map(|r| r.to_string())
-        .collect();
+            ), false);
+    let errors = errors(&imported);
     assert_eq!(
         errors,
         ["t.yaml:7:17: VirtualService(shop/reviews).spec.http[0].match[0].uri: error: weir cannot compile this regex: look-around, including look-ahead and look-behind, is not supported; the match block is skipped"]
@@ -326,26 +304,36 @@ fn a_regex_weir_cannot_compile_is_an_error_where_it_is_written() {
 
 #[test]
 fn whatever_else_weir_refuses_is_an_error_at_the_source_item() {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: format!(
+    let imported = import_one(format!(
                 "{VS}  http:\n    - match: [{{ method: {{ exact: \"GE T\" }} }}]\n      route: [{{ destination: {{ host: reviews }} }}]\n"
-            ),
-        }],
-        &options(false),
-    );
-    let errors: Vec<String> = imported
-        .reports
-        .iter()
-        .filter(|r| r.severity == Severity::Error)
-        .map(|r| r.to_string())
-        .collect();
+            ), false);
+    let errors = errors(&imported);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
         errors[0].starts_with("t.yaml:7:1: VirtualService shop/reviews, http[0].match[0]: error: weir refuses its translation: listeners[0].routes[0].match.method:"),
         "{errors:?}"
     );
+}
+
+/// Imports one file, `t.yaml`, holding `text`.
+fn import_one(text: impl Into<String>, transparent: bool) -> Imported {
+    import(
+        &[Input {
+            name: "t.yaml".into(),
+            text: text.into(),
+        }],
+        &options(transparent),
+    )
+}
+
+/// The error lines of `imported`.
+fn errors(imported: &Imported) -> Vec<String> {
+    imported
+        .reports
+        .iter()
+        .filter(|r| r.severity == Severity::Error)
+        .map(|r| r.to_string())
+        .collect()
 }
 
 /// Fails unless one of `lines` contains `needle`, showing them all.
@@ -363,15 +351,9 @@ fn lines(imported: &Imported) -> Vec<String> {
 
 #[test]
 fn a_name_with_a_line_break_cannot_forge_output_lines() {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: format!(
+    let imported = import_one(format!(
                 "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: \"x\\n  - name: evil\\n    endpoints: [6.6.6.6:80]\\n  #\" }}\nspec: {{ host: reviews, trafficPolicy: {{ loadBalancer: {{ simple: RANDOM }} }} }}\n"
-            ),
-        }],
-        &options(false),
-    );
+            ), false);
     let cfg = config::load_str("out.yaml", &imported.config)
         .expect("loads")
         .config;
@@ -385,21 +367,10 @@ fn a_name_with_a_line_break_cannot_forge_output_lines() {
 
 #[test]
 fn fields_of_the_wrong_shape_are_errors_not_silence() {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: format!(
+    let imported = import_one(format!(
                 "{VS}  http:\n    - route:\n        - {{ destination: {{ host: reviews, subset: a }}, weight: -5 }}\n        - {{ destination: {{ host: reviews, subset: b }}, weight: 50.5 }}\n    - route: [{{ destination: {{ host: reviews }} }}]\n      retries: 3\n      fault: yes\n"
-            ),
-        }],
-        &options(false),
-    );
-    let errors: Vec<String> = imported
-        .reports
-        .iter()
-        .filter(|r| r.severity == Severity::Error)
-        .map(|r| r.to_string())
-        .collect();
+            ), false);
+    let errors = errors(&imported);
     for want in [
         "route[0].weight: error: expected a whole number of at least 0, found the number -5",
         "route[1].weight: error: expected a whole number of at least 0, found the number 50.5",
@@ -466,15 +437,9 @@ fn a_service_without_outlier_detection_ejects_nothing_as_in_istio() {
 
 #[test]
 fn a_destination_rule_no_route_uses_is_still_read_and_said() {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: format!(
+    let imported = import_one(format!(
                 "{VS}  http:\n    - route: [{{ destination: {{ host: reviews }} }}]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{ name: ratings }}\nspec:\n  host: ratings\n  trafficPolicy:\n    loadBalancer: {{ simple: PASSTHROUGH }}\n"
-            ),
-        }],
-        &options(false),
-    );
+            ), false);
     let all = lines(&imported);
     has(&all, "simple: not supported by weir");
     has(&all, "no route sends traffic to ratings");
@@ -506,13 +471,7 @@ fn mesh_scope_policies_with_a_selector_and_sources_weir_cannot_check() {
 
 #[test]
 fn an_allow_list_on_a_listener_that_is_not_strict_is_reported() {
-    let imported = import(
-        &[Input {
-            name: "t.yaml".into(),
-            text: "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: a, namespace: shop }\nspec:\n  rules:\n    - from: [{ source: { principals: [\"cluster.local/ns/web/sa/front\"] } }]\n".into(),
-        }],
-        &options(false),
-    );
+    let imported = import_one("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: a, namespace: shop }\nspec:\n  rules:\n    - from: [{ source: { principals: [\"cluster.local/ns/web/sa/front\"] } }]\n", false);
     let all = lines(&imported);
     assert!(
         all.iter().any(|l| l.starts_with("t.yaml:4:1: AuthorizationPolicy shop/a, rules: not supported by weir: weir's `allow` limits mTLS peers only")),
