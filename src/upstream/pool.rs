@@ -179,20 +179,24 @@ impl Pool {
         });
     }
 
-    /// A `max_connections` slot for a connection that cannot wait for one (HTTP/2, TCP
-    /// forwarding), or 503 `overflow`.
+    /// A `max_connections` slot for the HTTP/2 connection (opened one at a time, under
+    /// `h2_connecting`), or 503 `overflow`.
     fn connection_slot(&self) -> Result<LimitGuard, UpstreamError> {
-        self.limits
-            .try_connection(self.has_no_connection())
-            .ok_or_else(|| {
-                UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
-            })
+        let none_open = self.open.load(Relaxed) == 0;
+        self.limits.try_connection(none_open).ok_or_else(|| {
+            UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
+        })
     }
 
-    /// Whether this endpoint has no open connection (so one may be opened past the
-    /// service's `max_connections`, see [`Limits::try_connection`]).
-    fn has_no_connection(&self) -> bool {
-        self.open.load(std::sync::atomic::Ordering::Acquire) == 0
+    /// A `max_connections` slot for a new HTTP/1.1 or TCP connection, counted open from
+    /// now (while it connects). The endpoint's first connection always gets one (see
+    /// [`Limits::try_connection`]); which request opens it is decided atomically, so a
+    /// burst of requests to an idle endpoint cannot all pass the limit.
+    fn open_slot(&self) -> Option<(LimitGuard, OpenCount)> {
+        let first = OpenCount::first(&self.open);
+        let slot = self.limits.try_connection(first.is_some())?;
+        let open = first.unwrap_or_else(|| OpenCount::new(&self.open));
+        Some((slot, open))
     }
 
     fn take_idle(&self) -> Option<Checkout> {
@@ -221,13 +225,13 @@ impl Pool {
             let changed = self.limits.changed();
             let connection = match self.take_idle() {
                 Some(connection) => Some(connection),
-                None => match self.limits.try_connection(self.has_no_connection()) {
-                    Some(slot) => {
+                None => match self.open_slot() {
+                    Some((slot, open)) => {
                         pending = None;
                         // Boxed, like the wait below: cold paths, kept out of the
                         // future every request carries.
                         let io = Box::pin(self.connect()).await?;
-                        Some(h1::Connection::new(io, slot, OpenCount::new(&self.open)))
+                        Some(h1::Connection::new(io, slot, open))
                     }
                     None => None,
                 },
@@ -329,12 +333,14 @@ impl Pool {
     /// A connection of its own for TCP forwarding: it holds one of the service's
     /// `max_connections` and counts among the endpoint's open connections while it lives.
     pub(super) async fn connect_stream(&self) -> Result<Stream, UpstreamError> {
-        let slot = self.connection_slot()?;
+        let (slot, open) = self.open_slot().ok_or_else(|| {
+            UpstreamError::Overflow(self.limits.count_overflow(Limit::MaxConnections))
+        })?;
         let io = self.connect().await?;
         Ok(Stream {
             io,
             _slot: slot,
-            _open: OpenCount::new(&self.open),
+            _open: open,
         })
     }
 

@@ -92,6 +92,14 @@ impl OpenCount {
         open.fetch_add(1, Relaxed);
         OpenCount(open.clone())
     }
+
+    /// Counts the endpoint's first open connection: `None` unless `open` is 0, decided in
+    /// one atomic step so that only one of several racing requests gets it.
+    pub fn first(open: &Arc<AtomicUsize>) -> Option<Self> {
+        open.compare_exchange(0, 1, Relaxed, Relaxed)
+            .ok()
+            .map(|_| OpenCount(open.clone()))
+    }
 }
 
 impl Drop for OpenCount {
