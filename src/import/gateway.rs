@@ -75,6 +75,8 @@ pub fn route(res: &Resource, cx: &mut Cx<'_>) -> bool {
 struct Pending {
     base_name: String,
     route: RouteDraft,
+    /// The weir service of the parent (the backend of its 404 catch-all).
+    parent_service: String,
 }
 
 fn translate_all(resources: &[Resource], cx: &mut Cx<'_>) {
@@ -85,10 +87,63 @@ fn translate_all(resources: &[Resource], cx: &mut Cx<'_>) {
         }
     }
     precedence::sort(&mut pending);
-    for p in pending {
-        let mut route = p.item.route;
+    let mut done: Vec<Host> = Vec::new();
+    for (i, p) in pending.iter().enumerate() {
+        let mut route = p.item.route.clone();
         route.name = cx.draft.route_name(&p.item.base_name);
         cx.draft.routes.push(route);
+        let last_of_parent = pending.get(i + 1).is_none_or(|n| n.parent != p.parent);
+        if last_of_parent && !done.contains(&p.parent) {
+            done.push(p.parent.clone());
+            let parent_routes = pending.iter().filter(|q| q.parent == p.parent);
+            if !parent_routes
+                .clone()
+                .any(|q| catches_all(&q.item.route.matcher))
+            {
+                let route = not_found_route(p, cx);
+                cx.draft.routes.push(route);
+            }
+        }
+    }
+}
+
+/// Whether a route's conditions (beyond the authority) take every request.
+fn catches_all(m: &RouteMatch) -> bool {
+    let any_path = match &m.path {
+        None => true,
+        Some(PathMatch::SegmentPrefix(p)) => p == "/",
+        Some(_) => false,
+    };
+    any_path && m.headers.is_empty() && m.method.is_none()
+}
+
+/// The route after a parent's others: the Gateway API answers 404 to requests to a parent
+/// Service with routes when no rule matches (Linkerd does too), where weir would otherwise
+/// pass them on to the Service.
+fn not_found_route(p: &Ranked<Pending>, cx: &mut Cx<'_>) -> RouteDraft {
+    let service = p.item.parent_service.clone();
+    let local = cx.options.layout.namespace.clone();
+    RouteDraft {
+        name: cx.draft.route_name(&format!("{service}-not-found")),
+        origin: p.item.route.origin.clone(),
+        matcher: RouteMatch {
+            authority: Some(p.parent.authority(&local)),
+            ..RouteMatch::default()
+        },
+        backends: vec![Backend { service, weight: 1 }],
+        timeout: None,
+        retries: None,
+        fault: Some(Fault {
+            delay: None,
+            abort: Some(FaultAbort {
+                status: 404,
+                percent: 100.0,
+            }),
+        }),
+        mirror: None,
+        comments: vec![
+            "requests to this Service that no rule of its routes matches get 404, as the Gateway API and Linkerd answer them (the backend is a placeholder, never called)".to_string(),
+        ],
     }
 }
 
@@ -172,7 +227,7 @@ fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
                     &mut cx.reports,
                     "the routes apply to requests to every port of the Service, not only this one",
                 );
-                port.uint().and_then(|n| u16::try_from(n).ok())
+                port_number(&port, cx)
             }
             None => service_port(cx.resources, &name, &namespace),
         };
@@ -275,6 +330,8 @@ struct RuleAction {
     timeout: Option<Duration>,
     retries: Option<Retries>,
     comments: Vec<String>,
+    /// The rule has no `backendRefs`: its requests go to the parent Service.
+    to_parent: bool,
 }
 
 /// What the rules of one route resource share.
@@ -335,6 +392,7 @@ fn read_rule(
                     matched: j,
                 },
                 item: Pending {
+                    parent_service: parent.service.clone(),
                     base_name: base_name.clone(),
                     route: make_route(
                         &origin,
@@ -362,7 +420,16 @@ fn make_route(
 ) -> RouteDraft {
     matcher.authority = Some(parent.host.authority(local));
     let mut comments = action.comments.clone();
-    let backends = if action.backends.is_empty() {
+    let backends = if action.backends.is_empty() && action.to_parent {
+        comments.push(format!(
+            "the rule has no backendRefs: its requests go to the parent Service ({}), as Linkerd sends them",
+            parent.service
+        ));
+        vec![Backend {
+            service: parent.service.clone(),
+            weight: 1,
+        }]
+    } else if action.backends.is_empty() {
         comments.push(format!(
             "every request is answered 500, as the Gateway API answers a rule without usable backends ({} is a placeholder, never called)",
             parent.service
@@ -465,7 +532,9 @@ fn read_http_match(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<(RouteMatch, Specific
             match kind.as_str() {
                 "Exact" => (PathMatch::Exact(value), PathRank::Exact),
                 "PathPrefix" => {
-                    let n = value.chars().count();
+                    // `/api/` and `/api` match the same requests, so they rank the same.
+                    let trimmed = value.trim_end_matches('/');
+                    let n = trimmed.chars().count().max(1);
                     (PathMatch::SegmentPrefix(value), PathRank::Prefix(n))
                 }
                 "RegularExpression" => {
@@ -540,6 +609,13 @@ fn read_headers(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<HeaderMatch>> {
                 return None;
             }
         };
+        if headers.iter().any(|x: &HeaderMatch| x.name == name) {
+            h.note(
+                &mut cx.reports,
+                format!("a second match on header `{name}`: the Gateway API counts only the first match of a name, so this one is ignored"),
+            );
+            continue;
+        }
         headers.push(HeaderMatch { name, rule });
     }
     Some(headers)
@@ -619,6 +695,7 @@ fn read_action(kind: Kind, rule: &Obj<'_>, cx: &mut Cx<'_>) -> RuleAction {
         timeout: None,
         retries: None,
         comments: Vec::new(),
+        to_parent: false,
     };
     read_backends(kind, rule, &mut action, cx);
     read_filters(rule, &mut action, cx);
@@ -626,6 +703,9 @@ fn read_action(kind: Kind, rule: &Obj<'_>, cx: &mut Cx<'_>) -> RuleAction {
     read_timeouts(rule, &mut action, cx);
     action
 }
+
+/// The largest backendRef weight the Gateway API CRD accepts.
+const MAX_WEIGHT: u64 = 1_000_000;
 
 /// The backends; the weight of backends weir cannot send to (the spec answers 500 for
 /// them) becomes an abort percentage.
@@ -638,12 +718,14 @@ fn read_backends(kind: Kind, rule: &Obj<'_>, action: &mut RuleAction, cx: &mut C
         let weight = match b.get("weight") {
             None => 1,
             Some(w) => match w.uint() {
-                Some(n) => n.min(u64::from(u32::MAX)),
-                None => {
-                    w.error(
-                        &mut cx.reports,
-                        "a weight is a non-negative integer; this backend is skipped",
-                    );
+                Some(n) if n <= MAX_WEIGHT => n,
+                found => {
+                    if found.is_some() {
+                        w.error(
+                            &mut cx.reports,
+                            "a weight is at most 1000000 (the CRD's maximum); this backend is skipped",
+                        );
+                    }
                     b.skip(&["group", "kind", "name", "namespace", "port"]);
                     b.finish(&mut cx.reports, &|key| {
                         format!("`{key}` of a backendRef is not translated")
@@ -683,8 +765,8 @@ fn read_backends(kind: Kind, rule: &Obj<'_>, action: &mut RuleAction, cx: &mut C
         });
     }
     if refs.is_empty() {
-        rule.note(&mut cx.reports, "the rule has no backendRefs: as the Gateway API does, its requests are answered 500 (a fault abort of 100%)");
-        action.abort_percent = 100.0;
+        rule.note(&mut cx.reports, "the rule has no backendRefs: its requests go to the parent Service, as Linkerd (the GAMMA implementation) sends them to the Service's own endpoints");
+        action.to_parent = true;
         return;
     }
     if total == 0 {
@@ -730,8 +812,14 @@ fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKe
     };
     let namespace = b.str("namespace").unwrap_or_else(|| res.namespace.clone());
     let port = match b.get("port") {
-        Some(p) => p.uint().and_then(|n| u16::try_from(n).ok()),
-        None => service_port(cx.resources, &name, &namespace),
+        Some(p) => Some(port_number(&p, cx)?),
+        None => {
+            b.unsupported(
+                &mut cx.reports,
+                "a Service backendRef needs a `port` (the Gateway API and Linkerd treat it as invalid); weir sends to the Service's only port when the input defines one, else to port 80",
+            );
+            service_port(cx.resources, &name, &namespace)
+        }
     };
     Some(ServiceKey {
         host: Host::Kubernetes {
@@ -741,6 +829,21 @@ fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKe
         subset: None,
         port,
     })
+}
+
+/// A `port` field: a number from 1 to 65535; `None` (reported when out of range) otherwise.
+fn port_number(p: &Obj<'_>, cx: &mut Cx<'_>) -> Option<u16> {
+    let n = p.uint()?;
+    match u16::try_from(n) {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            p.error(
+                &mut cx.reports,
+                format!("{n} is not a port (1 to 65535); this reference is not usable"),
+            );
+            None
+        }
+    }
 }
 
 fn read_filters(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
@@ -880,7 +983,17 @@ fn read_timeouts(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
 fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
     let r = rule.get("retry")?;
     let attempts = match r.get("attempts") {
-        Some(a) => a.uint().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(a) => match a.uint().map(u32::try_from) {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                a.error(
+                    &mut cx.reports,
+                    "more attempts than weir can count (at most 4294967295); the rule is not retried",
+                );
+                0
+            }
+            None => 0,
+        },
         None => {
             r.note(
                 &mut cx.reports,
@@ -899,10 +1012,12 @@ fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
     if on.is_empty() {
         r.note(
             &mut cx.reports,
-            "no `codes`: retried only when the connection to the backend fails",
+            "no `codes`: retried only on connection errors (failed connections, resets, per-try timeouts)",
         );
-        on.push(RetryOn::ConnectFailure);
     }
+    // GEP-1731: a retry stanza always retries connection errors (disconnect, reset, timeout,
+    // TCP failure); weir's `reset` covers resets and per-try timeouts.
+    on.extend([RetryOn::ConnectFailure, RetryOn::Reset]);
     if let Some(backoff) = r.get("backoff") {
         backoff.unsupported(
             &mut cx.reports,
@@ -1019,6 +1134,7 @@ mod tests {
                 "older-0",   // /api, the older route
                 "newer-0-0", // /api, rule 0 match 0
                 "newer-0-1", // /abc, rule 0 match 1
+                "reviews-not-found",
             ],
             "{}",
             imported.config
@@ -1070,14 +1186,20 @@ mod tests {
             "{c}"
         );
         assert!(c.contains("abort: { status: 500, percent: 25 }"), "{c}");
-        assert!(c.contains("abort: { status: 500, percent: 100 }"), "{c}");
+        assert!(!c.contains("abort: { status: 500, percent: 100 }"), "{c}");
+        assert!(
+            c.contains(
+                "# the rule has no backendRefs: its requests go to the parent Service (reviews)"
+            ),
+            "{c}"
+        );
         let text = reports(&imported);
         assert!(
             text.contains("backendRefs[1]: not supported by weir: a backend of kind Bucket"),
             "{text}"
         );
         assert!(
-            text.contains("rules[2]: note: the rule has no backendRefs"),
+            text.contains("rules[2]: note: the rule has no backendRefs: its requests go to the parent Service"),
             "{text}"
         );
     }
@@ -1181,9 +1303,100 @@ mod tests {
             "    - timeouts: { request: 10s, backendRequest: 2s }\n      retry: { attempts: 3, codes: [503, 504], backoff: 100ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches: [{ path: { value: /slow } }]\n      timeouts: { backendRequest: 500ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
         ));
         let c = &imported.config;
-        assert!(c.contains("timeout: 10s\n        retries: { attempts: 3, on: [503, 504], per_try_timeout: 2s, budget_percent: 100 }"), "{c}");
+        assert!(c.contains("timeout: 10s\n        retries: { attempts: 3, on: [503, 504, connect-failure, reset], per_try_timeout: 2s, budget_percent: 100 }"), "{c}");
         assert!(c.contains("timeout: 500ms"), "{c}");
         assert!(reports(&imported).contains("retry.backoff: not supported by weir"));
+    }
+
+    #[test]
+    fn only_the_first_match_of_a_header_name_counts() {
+        let imported = run(&http_route(
+            "h",
+            "2024-05-01T00:00:00Z",
+            "    - matches:\n        - headers: [{ name: X-A, value: \"1\" }, { name: x-a, value: \"2\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches:\n        - headers: [{ name: x-b, value: \"1\" }, { name: x-c, value: \"1\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("- { name: x-a, exact: \"1\" }"), "{c}");
+        assert!(!c.contains("exact: \"2\""), "{c}");
+        assert_eq!(route_names(&imported), ["h-1", "h-0", "reviews-not-found"]);
+        assert!(reports(&imported).contains("headers[1]: note: a second match on header `x-a`"));
+    }
+
+    #[test]
+    fn retries_always_cover_connection_errors_and_attempts_fit() {
+        let imported = run(&http_route(
+            "r",
+            "2024-05-01T00:00:00Z",
+            "    - retry: {}\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches: [{ path: { value: /x } }]\n      retry: { attempts: 4294967296 }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(
+            c.contains("retries: { attempts: 1, on: [connect-failure, reset]"),
+            "{c}"
+        );
+        assert!(
+            reports(&imported).contains("retry.attempts: error: more attempts than weir can count")
+        );
+    }
+
+    #[test]
+    fn bad_ports_and_weights_are_errors_and_unusable() {
+        let imported = run(&http_route(
+            "p",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs:\n        - { name: v1, port: 70000, weight: 1 }\n        - { name: v2, port: 80, weight: 3 }\n        - { name: v3, port: 80, weight: 1000001 }\n        - { name: v4 }\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("abort: { status: 500, percent: 20 }"), "{c}");
+        assert!(
+            !c.contains("port: 80\n") || !c.contains("service: v1,"),
+            "{c}"
+        );
+        let text = reports(&imported);
+        assert!(
+            text.contains("backendRefs[0].port: error: 70000 is not a port"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backendRefs[2].weight: error: a weight is at most 1000000"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "backendRefs[3]: not supported by weir: a Service backendRef needs a `port`"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unmatched_requests_get_404_unless_a_route_catches_all() {
+        let imported = run(&format!(
+            "{}---\n{}",
+            http_route(
+                "a",
+                "2024-05-01T00:00:00Z",
+                "    - matches: [{ path: { value: /api/ } }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+            ),
+            http_route(
+                "b",
+                "2024-06-01T00:00:00Z",
+                "    - matches: [{ path: { value: /api } }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+            )
+        ));
+        assert_eq!(route_names(&imported), ["a-0", "b-0", "reviews-not-found"]);
+        let c = &imported.config;
+        assert_eq!(
+            c.matches("abort: { status: 404, percent: 100 }").count(),
+            1,
+            "{c}"
+        );
+        let all = run(&http_route(
+            "c",
+            "2024-05-01T00:00:00Z",
+            "    - matches: [{ path: { value: /api } }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        assert_eq!(route_names(&all), ["c-0", "c-1"]);
     }
 
     #[test]
@@ -1200,6 +1413,9 @@ mod tests {
         ] {
             assert!(c.contains(want), "{want}\n{c}");
         }
-        assert_eq!(route_names(&imported), ["g-0-0", "g-0-1", "g-0-2", "g-0-3"]);
+        assert_eq!(
+            route_names(&imported),
+            ["g-0-0", "g-0-1", "g-0-2", "g-0-3", "echo-not-found"]
+        );
     }
 }
