@@ -81,11 +81,16 @@ struct Pending {
 
 fn translate_all(resources: &[Resource], cx: &mut Cx<'_>) {
     let mut pending = Vec::new();
+    let mut made: Vec<(&Resource, Kind, Vec<Host>)> = Vec::new();
     for res in resources {
         if let Some(kind) = kind_of(res) {
+            let before = pending.len();
             read_route(res, kind, cx, &mut pending);
+            let parents = pending[before..].iter().map(|p| p.parent.clone()).collect();
+            made.push((res, kind, parents));
         }
     }
+    report_grpc_conflicts(&made, cx);
     precedence::sort(&mut pending);
     let mut done: Vec<Host> = Vec::new();
     for (i, p) in pending.iter().enumerate() {
@@ -103,6 +108,26 @@ fn translate_all(resources: &[Resource], cx: &mut Cx<'_>) {
                 let route = not_found_route(p, cx);
                 cx.draft.routes.push(route);
             }
+        }
+    }
+}
+
+/// An HTTPRoute sharing a parent with a GRPCRoute: Linkerd then uses only the GRPCRoutes.
+fn report_grpc_conflicts(made: &[(&Resource, Kind, Vec<Host>)], cx: &mut Cx<'_>) {
+    for (res, kind, parents) in made {
+        if *kind != Kind::Http {
+            continue;
+        }
+        let shared = parents.iter().find(|h| {
+            made.iter()
+                .any(|(_, k, ps)| *k == Kind::Grpc && ps.contains(h))
+        });
+        if let Some(Host::Kubernetes { service, namespace }) = shared {
+            res.report(
+                &mut cx.reports,
+                super::Severity::Unsupported,
+                format!("a GRPCRoute is attached to Service {namespace}/{service} too: Linkerd then uses only the GRPCRoutes and ignores this HTTPRoute; weir keeps its routes, tried after the gRPC ones"),
+            );
         }
     }
 }
@@ -166,9 +191,9 @@ fn read_route(res: &Resource, kind: Kind, cx: &mut Cx<'_>, out: &mut Vec<Ranked<
         );
     } else {
         if let Some(hostnames) = spec.get("hostnames") {
-            hostnames.note(
+            hostnames.unsupported(
                 &mut cx.reports,
-                "ignored: a route attached to a Service applies to requests addressed to that Service (GAMMA), whatever their host name",
+                "not translated: Linkerd matches these host names too, while weir's routes take every request addressed to the Service whatever its host name, so they are wider",
             );
         }
         let route = RouteResource {
@@ -196,6 +221,14 @@ fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
         let kind = p.str("kind").unwrap_or_else(|| "Gateway".into());
         let namespace = p.str("namespace").unwrap_or_else(|| res.namespace.clone());
         let name = p.str("name").unwrap_or_default();
+        if kind == "Service" && p.get("group").is_none() {
+            p.skip(&["sectionName", "port"]);
+            p.unsupported(
+                &mut cx.reports,
+                "without `group` a parentRef's group is gateway.networking.k8s.io, so this is not the core Service: write `group: \"\"` (or `core`) to attach the route to the Service (this parent is skipped)",
+            );
+            continue;
+        }
         if kind != "Service" || !matches!(group.as_str(), "" | "core") {
             p.skip(&["sectionName", "port"]);
             p.unsupported(
@@ -306,6 +339,10 @@ pub(super) fn service_port(resources: &[Resource], name: &str, namespace: &str) 
     }
 }
 
+/// `metadata.creationTimestamp` as written. Compared as text, not parsed as RFC 3339 (that
+/// takes the `time` crate's parsing feature, not enabled): Kubernetes writes it in UTC with
+/// `Z` and whole seconds, where text order is time order; hand-written offsets or fractions
+/// may order differently.
 fn creation_timestamp(res: &Resource) -> Option<String> {
     let field = |node: &crate::config::tree::Node, key: &str| match &node.value {
         Value::Map(entries) => entries
@@ -811,6 +848,12 @@ fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKe
         return None;
     };
     let namespace = b.str("namespace").unwrap_or_else(|| res.namespace.clone());
+    if namespace != res.namespace && !granted(cx.resources, res, &namespace, &name) {
+        b.note(
+            &mut cx.reports,
+            format!("no ReferenceGrant in {namespace} allows this reference: Istio answers 500 for its share, Linkerd routes it; weir routes it"),
+        );
+    }
     let port = match b.get("port") {
         Some(p) => Some(port_number(&p, cx)?),
         None => {
@@ -829,6 +872,31 @@ fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKe
         subset: None,
         port,
     })
+}
+
+/// Whether a ReferenceGrant in `namespace` lets routes like `from` refer to Service `name`.
+fn granted(resources: &[Resource], from: &Resource, namespace: &str, name: &str) -> bool {
+    resources
+        .iter()
+        .filter(|g| {
+            g.group() == "gateway.networking.k8s.io"
+                && g.kind == "ReferenceGrant"
+                && g.namespace == namespace
+        })
+        .any(|g| {
+            let spec = g.spec();
+            let from_ok = spec.list("from").iter().any(|f| {
+                f.str("group").as_deref() == Some(from.group())
+                    && f.str("kind").as_deref() == Some(from.kind.as_str())
+                    && f.str("namespace").as_deref() == Some(from.namespace.as_str())
+            });
+            let to_ok = spec.list("to").iter().any(|t| {
+                matches!(t.str("group").as_deref(), Some("" | "core"))
+                    && t.str("kind").as_deref() == Some("Service")
+                    && t.str("name").is_none_or(|n| n == name)
+            });
+            from_ok && to_ok
+        })
 }
 
 /// A `port` field: a number from 1 to 65535; `None` (reported when out of range) otherwise.
@@ -1397,6 +1465,46 @@ mod tests {
             "    - matches: [{ path: { value: /api } }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - backendRefs: [{ name: reviews, port: 9080 }]\n",
         ));
         assert_eq!(route_names(&all), ["c-0", "c-1"]);
+    }
+
+    #[test]
+    fn cross_namespace_backends_without_a_reference_grant_are_noted() {
+        let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: { name: g, namespace: pay }\nspec:\n  from: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop }]\n  to: [{ group: \"\", kind: Service, name: allowed }]\n";
+        let route = http_route(
+            "x",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs:\n        - { name: allowed, namespace: pay, port: 80 }\n        - { name: other, namespace: pay, port: 80 }\n",
+        );
+        let imported = run(&format!("{route}---\n{grant}"));
+        let text = reports(&imported);
+        assert!(
+            text.contains("backendRefs[1]: note: no ReferenceGrant in pay allows this reference: Istio answers 500 for its share, Linkerd routes it; weir routes it"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("backendRefs[0]: note: no ReferenceGrant"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("does not translate ReferenceGrant"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parent_groups_hostnames_and_grpc_conflicts_are_reported() {
+        let http = format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: h, namespace: shop }}\nspec:\n  hostnames: [reviews.example]\n  parentRefs:\n    - {{ kind: Service, name: nogroup }}\n    - {{ group: \"\", kind: Service, name: reviews }}\n  rules:\n    - backendRefs: [{{ name: reviews, port: 9080 }}]\n"
+        );
+        let grpc = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g, namespace: shop }\nspec:\n  parentRefs: [{ kind: Service, group: \"\", name: reviews }]\n  rules:\n    - backendRefs: [{ name: reviews-grpc, port: 9090 }]\n";
+        let imported = run(&format!("{http}---\n{grpc}"));
+        let text = reports(&imported);
+        assert!(text.contains("parentRefs[0]: not supported by weir: without `group` a parentRef's group is gateway.networking.k8s.io"), "{text}");
+        assert!(
+            text.contains("spec.hostnames: not supported by weir"),
+            "{text}"
+        );
+        assert!(text.contains("HTTPRoute(shop/h): not supported by weir: a GRPCRoute is attached to Service shop/reviews too"), "{text}");
     }
 
     #[test]

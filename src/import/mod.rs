@@ -107,6 +107,7 @@ const CONTEXT_KINDS: &[&str] = &[
     "StatefulSet",
     "DaemonSet",
     "Pod",
+    "ReferenceGrant",
 ];
 
 /// Translates `inputs`.
