@@ -8,13 +8,18 @@
 //! translated together, when the phase reaches the first of them.
 //!
 //! Where the spec leaves a choice, or weir differs:
-//! - a rule with no `backendRefs`, with every weight 0, or whose backends weir cannot send
-//!   to (a kind other than Service) is answered 500 as the spec says: a fault abort of 100%
+//! - a rule with no `backendRefs` sends to the parent Service, as Linkerd does;
+//! - a rule with every weight 0, or whose backends weir cannot send to (a kind other than
+//!   Service, a port out of range) is answered 500 as the spec says: a fault abort of 100%
 //!   (or of the unusable backends' share of the weight) with the parent Service as a
 //!   placeholder backend that is never called;
+//! - requests to a parent Service that match none of its routes get 404 (a last route per
+//!   parent), unless a match takes every request;
+//! - a cross-namespace backendRef without a ReferenceGrant is routed (as Linkerd), noted;
 //! - `timeouts.backendRequest` bounds each try when the rule has `retry`; without one the
 //!   route timeout is the shorter of `request` and `backendRequest`; `0s` is no timeout;
-//! - `retry` without `codes` retries only failed connections; without `attempts`, once;
+//! - `retry` always retries connection errors (GEP-1731), plus its `codes`; without
+//!   `attempts`, once;
 //! - a GRPCRoute match also requires a gRPC `content-type`, so it takes only gRPC requests
 //!   (and goes before the HTTPRoute matches of the same Service);
 //! - a consumer route (a parent Service in another namespace) is written only when this
