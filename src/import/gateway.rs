@@ -155,7 +155,16 @@ fn not_found_route(p: &Ranked<Pending>, cx: &mut Cx<'_>) -> RouteDraft {
     let local = cx.options.layout.namespace.clone();
     RouteDraft {
         name: cx.draft.route_name(&format!("{service}-not-found")),
-        origin: p.item.route.origin.clone(),
+        // Not the origin of one route resource: their Linkerd annotations must not apply.
+        origin: Origin {
+            what: match &p.parent {
+                Host::Kubernetes { service, namespace } => {
+                    format!("the routes attached to Service {namespace}/{service}")
+                }
+                Host::Dns(name) => format!("the routes attached to {name}"),
+            },
+            at: p.item.route.origin.at.clone(),
+        },
         matcher: RouteMatch {
             authority: Some(p.parent.authority(&local)),
             ..RouteMatch::default()
@@ -1498,9 +1507,7 @@ mod tests {
 
     #[test]
     fn parent_groups_hostnames_and_grpc_conflicts_are_reported() {
-        let http = format!(
-            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{ name: h, namespace: shop }}\nspec:\n  hostnames: [reviews.example]\n  parentRefs:\n    - {{ kind: Service, name: nogroup }}\n    - {{ group: \"\", kind: Service, name: reviews }}\n  rules:\n    - backendRefs: [{{ name: reviews, port: 9080 }}]\n"
-        );
+        let http = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: h, namespace: shop }\nspec:\n  hostnames: [reviews.example]\n  parentRefs:\n    - { kind: Service, name: nogroup }\n    - { group: \"\", kind: Service, name: reviews }\n  rules:\n    - backendRefs: [{ name: reviews, port: 9080 }]\n";
         let grpc = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g, namespace: shop }\nspec:\n  parentRefs: [{ kind: Service, group: \"\", name: reviews }]\n  rules:\n    - backendRefs: [{ name: reviews-grpc, port: 9090 }]\n";
         let imported = run(&format!("{http}---\n{grpc}"));
         let text = reports(&imported);
