@@ -353,10 +353,9 @@ pub(super) fn service_port(resources: &[Resource], name: &str, namespace: &str) 
     }
 }
 
-/// `metadata.creationTimestamp` as written. Compared as text, not parsed as RFC 3339 (that
-/// takes the `time` crate's parsing feature, not enabled): Kubernetes writes it in UTC with
-/// `Z` and whole seconds, where text order is time order; hand-written offsets or fractions
-/// may order differently.
+/// `metadata.creationTimestamp` as a key that sorts in time order (RFC 3339 read without
+/// a date crate, offsets and fractions included); the text as written when it is not RFC
+/// 3339 (Kubernetes refuses such a timestamp, so only hand-written input has one).
 fn creation_timestamp(res: &Resource) -> Option<String> {
     let field = |node: &crate::config::tree::Node, key: &str| match &node.value {
         Value::Map(entries) => entries
@@ -367,9 +366,75 @@ fn creation_timestamp(res: &Resource) -> Option<String> {
     };
     let metadata = field(&res.root, "metadata")?;
     match field(&metadata, "creationTimestamp")?.value {
-        Value::Str(s) => Some(s),
+        Value::Str(s) => Some(rfc3339_key(&s).unwrap_or(s)),
         _ => None,
     }
+}
+
+/// An RFC 3339 time as `SECONDS.NANOS` since year 0 (UTC), zero-padded so text order is
+/// time order.
+fn rfc3339_key(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = text.get(from..from + len)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[13] != b':'
+        || b[16] != b':'
+        || !matches!(b[10], b'T' | b't' | b' ')
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos: i64 = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded = format!("{:0<9}", &frac[..digits.min(9)]);
+        nanos = padded.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            sign * (num(text.len() - 5, 2)? * 3600 + num(text.len() - 2, 2)? * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    Some(format!("{:013}.{nanos:09}", seconds.max(0)))
+}
+
+/// Days from 0000-03-01 (proleptic Gregorian) to a date, shifted so every year from 0000
+/// is positive (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe + 366
 }
 
 /// What a rule says apart from its matches, shared by the routes of its match blocks.
@@ -1517,6 +1582,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("HTTPRoute(shop/h): not supported by weir: a GRPCRoute is attached to Service shop/reviews too"), "{text}");
+    }
+
+    #[test]
+    fn creation_timestamps_order_by_time() {
+        let key = |t: &str| super::rfc3339_key(t).expect(t);
+        assert!(key("2024-05-01T01:00:00+02:00") < key("2024-05-01T00:00:00Z"));
+        assert!(key("2024-05-01T00:00:00.5Z") > key("2024-05-01T00:00:00Z"));
+        assert!(key("2023-12-31T23:59:59Z") < key("2024-01-01T00:00:00Z"));
+        assert!(key("1999-12-31T23:59:59Z") < key("2000-01-01T00:00:00Z"));
+        for bad in [
+            "2024-05-01",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-05-01T00:00:00+0200",
+        ] {
+            assert!(super::rfc3339_key(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -68,8 +68,8 @@ pub enum Specificity {
 pub struct Rank {
     /// How specific the match is.
     pub specificity: Specificity,
-    /// The route's `metadata.creationTimestamp` (RFC 3339, which sorts as text); a route
-    /// without one ranks after those with one.
+    /// The route's `metadata.creationTimestamp`, as a key that sorts in time order (see
+    /// `gateway::creation_timestamp`); a route without one ranks after those with one.
     pub created: Option<String>,
     /// `namespace/name` of the route.
     pub route: String,
