@@ -1151,9 +1151,11 @@ fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
     };
     let mut on = Vec::new();
     for code in r.list("codes") {
-        match code.uint().and_then(|c| u16::try_from(c).ok()) {
-            Some(c) if (100..=599).contains(&c) => on.push(RetryOn::Status(c)),
-            _ => code.error(&mut cx.reports, "not an HTTP status code; ignored"),
+        // A code of the wrong shape is already reported by `uint`.
+        match code.uint().map(u16::try_from) {
+            Some(Ok(c)) if (100..=599).contains(&c) => on.push(RetryOn::Status(c)),
+            Some(_) => code.error(&mut cx.reports, "not an HTTP status code; ignored"),
+            None => {}
         }
     }
     if on.is_empty() {
@@ -1582,6 +1584,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("HTTPRoute(shop/h): not supported by weir: a GRPCRoute is attached to Service shop/reviews too"), "{text}");
+    }
+
+    #[test]
+    fn fields_of_the_wrong_shape_are_reported_once() {
+        let imported = run(&http_route(
+            "w",
+            "2024-05-01T00:00:00Z",
+            "    - retry: { codes: [[503]] }\n      backendRefs:\n        - { name: v1, port: 80, weight: [1] }\n        - { name: v2, port: 80 }\n",
+        ));
+        let text = reports(&imported);
+        assert_eq!(text.matches("backendRefs[0].weight").count(), 1, "{text}");
+        assert_eq!(text.matches("retry.codes[0]").count(), 1, "{text}");
     }
 
     #[test]

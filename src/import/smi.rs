@@ -98,21 +98,24 @@ fn read_weights(res: &Resource, spec: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<(
     for b in spec.list("backends") {
         let name = b.str("service");
         let weight = match b.get("weight") {
-            Some(w) => {
-                let text = w.text().unwrap_or_default();
-                let parsed = if quantities {
-                    milli_units(&text)
-                } else {
-                    integer_weight(&text)
-                };
-                match parsed {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        w.error(&mut cx.reports, format!("{e}; the split is skipped"));
-                        None
+            // A weight of the wrong shape is already reported by `text`.
+            Some(w) => match w.text() {
+                None => None,
+                Some(text) => {
+                    let parsed = if quantities {
+                        milli_units(&text)
+                    } else {
+                        integer_weight(&text)
+                    };
+                    match parsed {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            w.error(&mut cx.reports, format!("{e}; the split is skipped"));
+                            None
+                        }
                     }
                 }
-            }
+            },
             None => {
                 b.error(
                     &mut cx.reports,
