@@ -8,13 +8,18 @@
 //! translated together, when the phase reaches the first of them.
 //!
 //! Where the spec leaves a choice, or weir differs:
-//! - a rule with no `backendRefs`, with every weight 0, or whose backends weir cannot send
-//!   to (a kind other than Service) is answered 500 as the spec says: a fault abort of 100%
+//! - a rule with no `backendRefs` sends to the parent Service, as Linkerd does;
+//! - a rule with every weight 0, or whose backends weir cannot send to (a kind other than
+//!   Service, a port out of range) is answered 500 as the spec says: a fault abort of 100%
 //!   (or of the unusable backends' share of the weight) with the parent Service as a
 //!   placeholder backend that is never called;
+//! - requests to a parent Service that match none of its routes get 404 (a last route per
+//!   parent), unless a match takes every request;
+//! - a cross-namespace backendRef without a ReferenceGrant is routed (as Linkerd), noted;
 //! - `timeouts.backendRequest` bounds each try when the rule has `retry`; without one the
 //!   route timeout is the shorter of `request` and `backendRequest`; `0s` is no timeout;
-//! - `retry` without `codes` retries only failed connections; without `attempts`, once;
+//! - `retry` always retries connection errors (GEP-1731), plus its `codes`; without
+//!   `attempts`, once;
 //! - a GRPCRoute match also requires a gRPC `content-type`, so it takes only gRPC requests
 //!   (and goes before the HTTPRoute matches of the same Service);
 //! - a consumer route (a parent Service in another namespace) is written only when this
@@ -75,20 +80,109 @@ pub fn route(res: &Resource, cx: &mut Cx<'_>) -> bool {
 struct Pending {
     base_name: String,
     route: RouteDraft,
+    /// The weir service of the parent (the backend of its 404 catch-all).
+    parent_service: String,
 }
 
 fn translate_all(resources: &[Resource], cx: &mut Cx<'_>) {
     let mut pending = Vec::new();
+    let mut made: Vec<(&Resource, Kind, Vec<Host>)> = Vec::new();
     for res in resources {
         if let Some(kind) = kind_of(res) {
+            let before = pending.len();
             read_route(res, kind, cx, &mut pending);
+            let parents = pending[before..].iter().map(|p| p.parent.clone()).collect();
+            made.push((res, kind, parents));
         }
     }
+    report_grpc_conflicts(&made, cx);
     precedence::sort(&mut pending);
-    for p in pending {
-        let mut route = p.item.route;
+    let mut done: Vec<Host> = Vec::new();
+    for (i, p) in pending.iter().enumerate() {
+        let mut route = p.item.route.clone();
         route.name = cx.draft.route_name(&p.item.base_name);
         cx.draft.routes.push(route);
+        let last_of_parent = pending.get(i + 1).is_none_or(|n| n.parent != p.parent);
+        if last_of_parent && !done.contains(&p.parent) {
+            done.push(p.parent.clone());
+            let parent_routes = pending.iter().filter(|q| q.parent == p.parent);
+            if !parent_routes
+                .clone()
+                .any(|q| catches_all(&q.item.route.matcher))
+            {
+                let route = not_found_route(p, cx);
+                cx.draft.routes.push(route);
+            }
+        }
+    }
+}
+
+/// An HTTPRoute sharing a parent with a GRPCRoute: Linkerd then uses only the GRPCRoutes.
+fn report_grpc_conflicts(made: &[(&Resource, Kind, Vec<Host>)], cx: &mut Cx<'_>) {
+    for (res, kind, parents) in made {
+        if *kind != Kind::Http {
+            continue;
+        }
+        let shared = parents.iter().find(|h| {
+            made.iter()
+                .any(|(_, k, ps)| *k == Kind::Grpc && ps.contains(h))
+        });
+        if let Some(Host::Kubernetes { service, namespace }) = shared {
+            res.report(
+                &mut cx.reports,
+                super::Severity::Unsupported,
+                format!("a GRPCRoute is attached to Service {namespace}/{service} too: Linkerd then uses only the GRPCRoutes and ignores this HTTPRoute; weir keeps its routes, tried after the gRPC ones"),
+            );
+        }
+    }
+}
+
+/// Whether a route's conditions (beyond the authority) take every request.
+fn catches_all(m: &RouteMatch) -> bool {
+    let any_path = match &m.path {
+        None => true,
+        Some(PathMatch::SegmentPrefix(p)) => p == "/",
+        Some(_) => false,
+    };
+    any_path && m.headers.is_empty() && m.method.is_none()
+}
+
+/// The route after a parent's others: the Gateway API answers 404 to requests to a parent
+/// Service with routes when no rule matches (Linkerd does too), where weir would otherwise
+/// pass them on to the Service.
+fn not_found_route(p: &Ranked<Pending>, cx: &mut Cx<'_>) -> RouteDraft {
+    let service = p.item.parent_service.clone();
+    let local = cx.options.layout.namespace.clone();
+    RouteDraft {
+        name: cx.draft.route_name(&format!("{service}-not-found")),
+        // Not the origin of one route resource: their Linkerd annotations must not apply.
+        origin: Origin {
+            what: match &p.parent {
+                Host::Kubernetes { service, namespace } => {
+                    format!("the routes attached to Service {namespace}/{service}")
+                }
+                Host::Dns(name) => format!("the routes attached to {name}"),
+            },
+            at: p.item.route.origin.at.clone(),
+        },
+        matcher: RouteMatch {
+            authority: Some(p.parent.authority(&local)),
+            ..RouteMatch::default()
+        },
+        backends: vec![Backend { service, weight: 1 }],
+        timeout: None,
+        retries: None,
+        fault: Some(Fault {
+            delay: None,
+            abort: Some(FaultAbort {
+                status: 404,
+                percent: 100.0,
+            }),
+        }),
+        mirror: None,
+        comments: vec![
+            "requests to this Service that no rule of its routes matches get 404, as the Gateway API and Linkerd answer them (the backend is a placeholder, never called)".to_string(),
+        ],
     }
 }
 
@@ -111,9 +205,9 @@ fn read_route(res: &Resource, kind: Kind, cx: &mut Cx<'_>, out: &mut Vec<Ranked<
         );
     } else {
         if let Some(hostnames) = spec.get("hostnames") {
-            hostnames.note(
+            hostnames.unsupported(
                 &mut cx.reports,
-                "ignored: a route attached to a Service applies to requests addressed to that Service (GAMMA), whatever their host name",
+                "not translated: Linkerd matches these host names too, while weir's routes take every request addressed to the Service whatever its host name, so they are wider",
             );
         }
         let route = RouteResource {
@@ -141,6 +235,14 @@ fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
         let kind = p.str("kind").unwrap_or_else(|| "Gateway".into());
         let namespace = p.str("namespace").unwrap_or_else(|| res.namespace.clone());
         let name = p.str("name").unwrap_or_default();
+        if kind == "Service" && p.get("group").is_none() {
+            p.skip(&["sectionName", "port"]);
+            p.unsupported(
+                &mut cx.reports,
+                "without `group` a parentRef's group is gateway.networking.k8s.io, so this is not the core Service: write `group: \"\"` (or `core`) to attach the route to the Service (this parent is skipped)",
+            );
+            continue;
+        }
         if kind != "Service" || !matches!(group.as_str(), "" | "core") {
             p.skip(&["sectionName", "port"]);
             p.unsupported(
@@ -172,7 +274,7 @@ fn read_parents(spec: &Obj<'_>, cx: &mut Cx<'_>) -> Vec<Parent> {
                     &mut cx.reports,
                     "the routes apply to requests to every port of the Service, not only this one",
                 );
-                port.uint().and_then(|n| u16::try_from(n).ok())
+                port_number(&port, cx)
             }
             None => service_port(cx.resources, &name, &namespace),
         };
@@ -251,6 +353,9 @@ pub(super) fn service_port(resources: &[Resource], name: &str, namespace: &str) 
     }
 }
 
+/// `metadata.creationTimestamp` as a key that sorts in time order (RFC 3339 read without
+/// a date crate, offsets and fractions included); the text as written when it is not RFC
+/// 3339 (Kubernetes refuses such a timestamp, so only hand-written input has one).
 fn creation_timestamp(res: &Resource) -> Option<String> {
     let field = |node: &crate::config::tree::Node, key: &str| match &node.value {
         Value::Map(entries) => entries
@@ -261,9 +366,75 @@ fn creation_timestamp(res: &Resource) -> Option<String> {
     };
     let metadata = field(&res.root, "metadata")?;
     match field(&metadata, "creationTimestamp")?.value {
-        Value::Str(s) => Some(s),
+        Value::Str(s) => Some(rfc3339_key(&s).unwrap_or(s)),
         _ => None,
     }
+}
+
+/// An RFC 3339 time as `SECONDS.NANOS` since year 0 (UTC), zero-padded so text order is
+/// time order.
+fn rfc3339_key(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let num = |from: usize, len: usize| -> Option<i64> {
+        let part = text.get(from..from + len)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[13] != b':'
+        || b[16] != b':'
+        || !matches!(b[10], b'T' | b't' | b' ')
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos: i64 = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded = format!("{:0<9}", &frac[..digits.min(9)]);
+        nanos = padded.parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            sign * (num(text.len() - 5, 2)? * 3600 + num(text.len() - 2, 2)? * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    Some(format!("{:013}.{nanos:09}", seconds.max(0)))
+}
+
+/// Days from 0000-03-01 (proleptic Gregorian) to a date, shifted so every year from 0000
+/// is positive (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe + 366
 }
 
 /// What a rule says apart from its matches, shared by the routes of its match blocks.
@@ -275,6 +446,8 @@ struct RuleAction {
     timeout: Option<Duration>,
     retries: Option<Retries>,
     comments: Vec<String>,
+    /// The rule has no `backendRefs`: its requests go to the parent Service.
+    to_parent: bool,
 }
 
 /// What the rules of one route resource share.
@@ -335,6 +508,7 @@ fn read_rule(
                     matched: j,
                 },
                 item: Pending {
+                    parent_service: parent.service.clone(),
                     base_name: base_name.clone(),
                     route: make_route(
                         &origin,
@@ -362,7 +536,16 @@ fn make_route(
 ) -> RouteDraft {
     matcher.authority = Some(parent.host.authority(local));
     let mut comments = action.comments.clone();
-    let backends = if action.backends.is_empty() {
+    let backends = if action.backends.is_empty() && action.to_parent {
+        comments.push(format!(
+            "the rule has no backendRefs: its requests go to the parent Service ({}), as Linkerd sends them",
+            parent.service
+        ));
+        vec![Backend {
+            service: parent.service.clone(),
+            weight: 1,
+        }]
+    } else if action.backends.is_empty() {
         comments.push(format!(
             "every request is answered 500, as the Gateway API answers a rule without usable backends ({} is a placeholder, never called)",
             parent.service
@@ -465,7 +648,9 @@ fn read_http_match(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<(RouteMatch, Specific
             match kind.as_str() {
                 "Exact" => (PathMatch::Exact(value), PathRank::Exact),
                 "PathPrefix" => {
-                    let n = value.chars().count();
+                    // `/api/` and `/api` match the same requests, so they rank the same.
+                    let trimmed = value.trim_end_matches('/');
+                    let n = trimmed.chars().count().max(1);
                     (PathMatch::SegmentPrefix(value), PathRank::Prefix(n))
                 }
                 "RegularExpression" => {
@@ -540,6 +725,13 @@ fn read_headers(m: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<HeaderMatch>> {
                 return None;
             }
         };
+        if headers.iter().any(|x: &HeaderMatch| x.name == name) {
+            h.note(
+                &mut cx.reports,
+                format!("a second match on header `{name}`: the Gateway API counts only the first match of a name, so this one is ignored"),
+            );
+            continue;
+        }
         headers.push(HeaderMatch { name, rule });
     }
     Some(headers)
@@ -619,6 +811,7 @@ fn read_action(kind: Kind, rule: &Obj<'_>, cx: &mut Cx<'_>) -> RuleAction {
         timeout: None,
         retries: None,
         comments: Vec::new(),
+        to_parent: false,
     };
     read_backends(kind, rule, &mut action, cx);
     read_filters(rule, &mut action, cx);
@@ -626,6 +819,9 @@ fn read_action(kind: Kind, rule: &Obj<'_>, cx: &mut Cx<'_>) -> RuleAction {
     read_timeouts(rule, &mut action, cx);
     action
 }
+
+/// The largest backendRef weight the Gateway API CRD accepts.
+const MAX_WEIGHT: u64 = 1_000_000;
 
 /// The backends; the weight of backends weir cannot send to (the spec answers 500 for
 /// them) becomes an abort percentage.
@@ -638,12 +834,14 @@ fn read_backends(kind: Kind, rule: &Obj<'_>, action: &mut RuleAction, cx: &mut C
         let weight = match b.get("weight") {
             None => 1,
             Some(w) => match w.uint() {
-                Some(n) => n.min(u64::from(u32::MAX)),
-                None => {
-                    w.error(
-                        &mut cx.reports,
-                        "a weight is a non-negative integer; this backend is skipped",
-                    );
+                Some(n) if n <= MAX_WEIGHT => n,
+                found => {
+                    if found.is_some() {
+                        w.error(
+                            &mut cx.reports,
+                            "a weight is at most 1000000 (the CRD's maximum); this backend is skipped",
+                        );
+                    }
                     b.skip(&["group", "kind", "name", "namespace", "port"]);
                     b.finish(&mut cx.reports, &|key| {
                         format!("`{key}` of a backendRef is not translated")
@@ -683,8 +881,8 @@ fn read_backends(kind: Kind, rule: &Obj<'_>, action: &mut RuleAction, cx: &mut C
         });
     }
     if refs.is_empty() {
-        rule.note(&mut cx.reports, "the rule has no backendRefs: as the Gateway API does, its requests are answered 500 (a fault abort of 100%)");
-        action.abort_percent = 100.0;
+        rule.note(&mut cx.reports, "the rule has no backendRefs: its requests go to the parent Service, as Linkerd (the GAMMA implementation) sends them to the Service's own endpoints");
+        action.to_parent = true;
         return;
     }
     if total == 0 {
@@ -729,9 +927,21 @@ fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKe
         return None;
     };
     let namespace = b.str("namespace").unwrap_or_else(|| res.namespace.clone());
+    if namespace != res.namespace && !granted(cx.resources, res, &namespace, &name) {
+        b.note(
+            &mut cx.reports,
+            format!("no ReferenceGrant in {namespace} allows this reference: Istio answers 500 for its share, Linkerd routes it; weir routes it"),
+        );
+    }
     let port = match b.get("port") {
-        Some(p) => p.uint().and_then(|n| u16::try_from(n).ok()),
-        None => service_port(cx.resources, &name, &namespace),
+        Some(p) => Some(port_number(&p, cx)?),
+        None => {
+            b.unsupported(
+                &mut cx.reports,
+                "a Service backendRef needs a `port` (the Gateway API and Linkerd treat it as invalid); weir sends to the Service's only port when the input defines one, else to port 80",
+            );
+            service_port(cx.resources, &name, &namespace)
+        }
     };
     Some(ServiceKey {
         host: Host::Kubernetes {
@@ -741,6 +951,46 @@ fn backend_key(b: &Obj<'_>, res: &Resource, cx: &mut Cx<'_>) -> Option<ServiceKe
         subset: None,
         port,
     })
+}
+
+/// Whether a ReferenceGrant in `namespace` lets routes like `from` refer to Service `name`.
+fn granted(resources: &[Resource], from: &Resource, namespace: &str, name: &str) -> bool {
+    resources
+        .iter()
+        .filter(|g| {
+            g.group() == "gateway.networking.k8s.io"
+                && g.kind == "ReferenceGrant"
+                && g.namespace == namespace
+        })
+        .any(|g| {
+            let spec = g.spec();
+            let from_ok = spec.list("from").iter().any(|f| {
+                f.str("group").as_deref() == Some(from.group())
+                    && f.str("kind").as_deref() == Some(from.kind.as_str())
+                    && f.str("namespace").as_deref() == Some(from.namespace.as_str())
+            });
+            let to_ok = spec.list("to").iter().any(|t| {
+                matches!(t.str("group").as_deref(), Some("" | "core"))
+                    && t.str("kind").as_deref() == Some("Service")
+                    && t.str("name").is_none_or(|n| n == name)
+            });
+            from_ok && to_ok
+        })
+}
+
+/// A `port` field: a number from 1 to 65535; `None` (reported when out of range) otherwise.
+fn port_number(p: &Obj<'_>, cx: &mut Cx<'_>) -> Option<u16> {
+    let n = p.uint()?;
+    match u16::try_from(n) {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            p.error(
+                &mut cx.reports,
+                format!("{n} is not a port (1 to 65535); this reference is not usable"),
+            );
+            None
+        }
+    }
 }
 
 fn read_filters(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
@@ -880,7 +1130,17 @@ fn read_timeouts(rule: &Obj<'_>, action: &mut RuleAction, cx: &mut Cx<'_>) {
 fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
     let r = rule.get("retry")?;
     let attempts = match r.get("attempts") {
-        Some(a) => a.uint().map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(a) => match a.uint().map(u32::try_from) {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                a.error(
+                    &mut cx.reports,
+                    "more attempts than weir can count (at most 4294967295); the rule is not retried",
+                );
+                0
+            }
+            None => 0,
+        },
         None => {
             r.note(
                 &mut cx.reports,
@@ -891,18 +1151,22 @@ fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
     };
     let mut on = Vec::new();
     for code in r.list("codes") {
-        match code.uint().and_then(|c| u16::try_from(c).ok()) {
-            Some(c) if (100..=599).contains(&c) => on.push(RetryOn::Status(c)),
-            _ => code.error(&mut cx.reports, "not an HTTP status code; ignored"),
+        // A code of the wrong shape is already reported by `uint`.
+        match code.uint().map(u16::try_from) {
+            Some(Ok(c)) if (100..=599).contains(&c) => on.push(RetryOn::Status(c)),
+            Some(_) => code.error(&mut cx.reports, "not an HTTP status code; ignored"),
+            None => {}
         }
     }
     if on.is_empty() {
         r.note(
             &mut cx.reports,
-            "no `codes`: retried only when the connection to the backend fails",
+            "no `codes`: retried only on connection errors (failed connections, resets, per-try timeouts)",
         );
-        on.push(RetryOn::ConnectFailure);
     }
+    // GEP-1731: a retry stanza always retries connection errors (disconnect, reset, timeout,
+    // TCP failure); weir's `reset` covers resets and per-try timeouts.
+    on.extend([RetryOn::ConnectFailure, RetryOn::Reset]);
     if let Some(backoff) = r.get("backoff") {
         backoff.unsupported(
             &mut cx.reports,
@@ -1019,6 +1283,7 @@ mod tests {
                 "older-0",   // /api, the older route
                 "newer-0-0", // /api, rule 0 match 0
                 "newer-0-1", // /abc, rule 0 match 1
+                "reviews-not-found",
             ],
             "{}",
             imported.config
@@ -1070,14 +1335,20 @@ mod tests {
             "{c}"
         );
         assert!(c.contains("abort: { status: 500, percent: 25 }"), "{c}");
-        assert!(c.contains("abort: { status: 500, percent: 100 }"), "{c}");
+        assert!(!c.contains("abort: { status: 500, percent: 100 }"), "{c}");
+        assert!(
+            c.contains(
+                "# the rule has no backendRefs: its requests go to the parent Service (reviews)"
+            ),
+            "{c}"
+        );
         let text = reports(&imported);
         assert!(
             text.contains("backendRefs[1]: not supported by weir: a backend of kind Bucket"),
             "{text}"
         );
         assert!(
-            text.contains("rules[2]: note: the rule has no backendRefs"),
+            text.contains("rules[2]: note: the rule has no backendRefs: its requests go to the parent Service"),
             "{text}"
         );
     }
@@ -1181,9 +1452,167 @@ mod tests {
             "    - timeouts: { request: 10s, backendRequest: 2s }\n      retry: { attempts: 3, codes: [503, 504], backoff: 100ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches: [{ path: { value: /slow } }]\n      timeouts: { backendRequest: 500ms }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
         ));
         let c = &imported.config;
-        assert!(c.contains("timeout: 10s\n        retries: { attempts: 3, on: [503, 504], per_try_timeout: 2s, budget_percent: 100 }"), "{c}");
+        assert!(c.contains("timeout: 10s\n        retries: { attempts: 3, on: [503, 504, connect-failure, reset], per_try_timeout: 2s, budget_percent: 100 }"), "{c}");
         assert!(c.contains("timeout: 500ms"), "{c}");
         assert!(reports(&imported).contains("retry.backoff: not supported by weir"));
+    }
+
+    #[test]
+    fn only_the_first_match_of_a_header_name_counts() {
+        let imported = run(&http_route(
+            "h",
+            "2024-05-01T00:00:00Z",
+            "    - matches:\n        - headers: [{ name: X-A, value: \"1\" }, { name: x-a, value: \"2\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches:\n        - headers: [{ name: x-b, value: \"1\" }, { name: x-c, value: \"1\" }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("- { name: x-a, exact: \"1\" }"), "{c}");
+        assert!(!c.contains("exact: \"2\""), "{c}");
+        assert_eq!(route_names(&imported), ["h-1", "h-0", "reviews-not-found"]);
+        assert!(reports(&imported).contains("headers[1]: note: a second match on header `x-a`"));
+    }
+
+    #[test]
+    fn retries_always_cover_connection_errors_and_attempts_fit() {
+        let imported = run(&http_route(
+            "r",
+            "2024-05-01T00:00:00Z",
+            "    - retry: {}\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - matches: [{ path: { value: /x } }]\n      retry: { attempts: 4294967296 }\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        let c = &imported.config;
+        assert!(
+            c.contains("retries: { attempts: 1, on: [connect-failure, reset]"),
+            "{c}"
+        );
+        assert!(
+            reports(&imported).contains("retry.attempts: error: more attempts than weir can count")
+        );
+    }
+
+    #[test]
+    fn bad_ports_and_weights_are_errors_and_unusable() {
+        let imported = run(&http_route(
+            "p",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs:\n        - { name: v1, port: 70000, weight: 1 }\n        - { name: v2, port: 80, weight: 3 }\n        - { name: v3, port: 80, weight: 1000001 }\n        - { name: v4 }\n",
+        ));
+        let c = &imported.config;
+        assert!(c.contains("abort: { status: 500, percent: 20 }"), "{c}");
+        assert!(
+            !c.contains("port: 80\n") || !c.contains("service: v1,"),
+            "{c}"
+        );
+        let text = reports(&imported);
+        assert!(
+            text.contains("backendRefs[0].port: error: 70000 is not a port"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backendRefs[2].weight: error: a weight is at most 1000000"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "backendRefs[3]: not supported by weir: a Service backendRef needs a `port`"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unmatched_requests_get_404_unless_a_route_catches_all() {
+        let imported = run(&format!(
+            "{}---\n{}",
+            http_route(
+                "a",
+                "2024-05-01T00:00:00Z",
+                "    - matches: [{ path: { value: /api/ } }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+            ),
+            http_route(
+                "b",
+                "2024-06-01T00:00:00Z",
+                "    - matches: [{ path: { value: /api } }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n",
+            )
+        ));
+        assert_eq!(route_names(&imported), ["a-0", "b-0", "reviews-not-found"]);
+        let c = &imported.config;
+        assert_eq!(
+            c.matches("abort: { status: 404, percent: 100 }").count(),
+            1,
+            "{c}"
+        );
+        let all = run(&http_route(
+            "c",
+            "2024-05-01T00:00:00Z",
+            "    - matches: [{ path: { value: /api } }]\n      backendRefs: [{ name: reviews, port: 9080 }]\n    - backendRefs: [{ name: reviews, port: 9080 }]\n",
+        ));
+        assert_eq!(route_names(&all), ["c-0", "c-1"]);
+    }
+
+    #[test]
+    fn cross_namespace_backends_without_a_reference_grant_are_noted() {
+        let grant = "apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: { name: g, namespace: pay }\nspec:\n  from: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: shop }]\n  to: [{ group: \"\", kind: Service, name: allowed }]\n";
+        let route = http_route(
+            "x",
+            "2024-05-01T00:00:00Z",
+            "    - backendRefs:\n        - { name: allowed, namespace: pay, port: 80 }\n        - { name: other, namespace: pay, port: 80 }\n",
+        );
+        let imported = run(&format!("{route}---\n{grant}"));
+        let text = reports(&imported);
+        assert!(
+            text.contains("backendRefs[1]: note: no ReferenceGrant in pay allows this reference: Istio answers 500 for its share, Linkerd routes it; weir routes it"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("backendRefs[0]: note: no ReferenceGrant"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("does not translate ReferenceGrant"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parent_groups_hostnames_and_grpc_conflicts_are_reported() {
+        let http = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: { name: h, namespace: shop }\nspec:\n  hostnames: [reviews.example]\n  parentRefs:\n    - { kind: Service, name: nogroup }\n    - { group: \"\", kind: Service, name: reviews }\n  rules:\n    - backendRefs: [{ name: reviews, port: 9080 }]\n";
+        let grpc = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: { name: g, namespace: shop }\nspec:\n  parentRefs: [{ kind: Service, group: \"\", name: reviews }]\n  rules:\n    - backendRefs: [{ name: reviews-grpc, port: 9090 }]\n";
+        let imported = run(&format!("{http}---\n{grpc}"));
+        let text = reports(&imported);
+        assert!(text.contains("parentRefs[0]: not supported by weir: without `group` a parentRef's group is gateway.networking.k8s.io"), "{text}");
+        assert!(
+            text.contains("spec.hostnames: not supported by weir"),
+            "{text}"
+        );
+        assert!(text.contains("HTTPRoute(shop/h): not supported by weir: a GRPCRoute is attached to Service shop/reviews too"), "{text}");
+    }
+
+    #[test]
+    fn fields_of_the_wrong_shape_are_reported_once() {
+        let imported = run(&http_route(
+            "w",
+            "2024-05-01T00:00:00Z",
+            "    - retry: { codes: [[503]] }\n      backendRefs:\n        - { name: v1, port: 80, weight: [1] }\n        - { name: v2, port: 80 }\n",
+        ));
+        let text = reports(&imported);
+        assert_eq!(text.matches("backendRefs[0].weight").count(), 1, "{text}");
+        assert_eq!(text.matches("retry.codes[0]").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn creation_timestamps_order_by_time() {
+        let key = |t: &str| super::rfc3339_key(t).expect(t);
+        assert!(key("2024-05-01T01:00:00+02:00") < key("2024-05-01T00:00:00Z"));
+        assert!(key("2024-05-01T00:00:00.5Z") > key("2024-05-01T00:00:00Z"));
+        assert!(key("2023-12-31T23:59:59Z") < key("2024-01-01T00:00:00Z"));
+        assert!(key("1999-12-31T23:59:59Z") < key("2000-01-01T00:00:00Z"));
+        for bad in [
+            "2024-05-01",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-05-01T00:00:00+0200",
+        ] {
+            assert!(super::rfc3339_key(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]
@@ -1200,6 +1629,9 @@ mod tests {
         ] {
             assert!(c.contains(want), "{want}\n{c}");
         }
-        assert_eq!(route_names(&imported), ["g-0-0", "g-0-1", "g-0-2", "g-0-3"]);
+        assert_eq!(
+            route_names(&imported),
+            ["g-0-0", "g-0-1", "g-0-2", "g-0-3", "echo-not-found"]
+        );
     }
 }

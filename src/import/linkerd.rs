@@ -2,12 +2,16 @@
 //! on Services, HTTPRoutes and GRPCRoutes, applied to the routes already translated.
 //!
 //! A Service's annotations apply to every route addressed to it (whichever source made the
-//! route); a route resource's annotations apply to the routes made from it and override the
-//! Service's, setting by setting. Both sides are read each time a route is touched, so the
+//! route); a route resource's annotations apply to the routes made from it: any retry
+//! annotation on the route replaces ALL the Service's retry annotations (as Linkerd does),
+//! while the timeout annotations override setting by setting. Both sides are read each time a route is touched, so the
 //! result does not depend on the order of the files.
 //!
-//! The mapping: `retry.linkerd.io/http` (`5xx`, `gateway-error`, codes and ranges of at most
-//! 100 codes) → `retries.on`; `retry.linkerd.io/limit` → `retries.attempts` (default 1);
+//! Retries are on when any of `retry.linkerd.io/http`, `/limit` or `/timeout` is present.
+//! The mapping: `retry.linkerd.io/http` (`5xx`, `gateway-error`, codes and ranges; a range
+//! covering 500-599 becomes `5xx` plus its other codes; at most 200 single codes; default
+//! `5xx`) → `retries.on`; `retry.linkerd.io/limit` (0 to 65535, 0 meaning unset) →
+//! `retries.attempts` (default 1);
 //! `retry.linkerd.io/timeout` → `retries.per_try_timeout`; `timeout.linkerd.io/request` →
 //! the route `timeout`. Linkerd retries have no budget, so `budget_percent` is 100.
 //! `retry.linkerd.io/grpc` (gRPC status names), `timeout.linkerd.io/response` and
@@ -135,6 +139,9 @@ fn made_from(route: &RouteDraft, res: &Resource) -> bool {
 /// The settings of one resource's annotations; `None` where it has none.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Settings {
+    /// Some `retry.linkerd.io/http`, `/limit` or `/timeout` annotation is present: retries
+    /// are on (Linkerd enables them with any of the three).
+    retry: bool,
     retry_on: Option<Vec<RetryOn>>,
     limit: Option<u32>,
     per_try_timeout: Option<Option<Duration>>,
@@ -146,12 +153,16 @@ impl Settings {
         *self == Settings::default()
     }
 
-    /// These settings, with those `other` sets replacing them.
+    /// These settings overridden by `other` (a route's): its retry annotations replace ALL
+    /// of these retry settings when it has any (as Linkerd does); timeouts merge setting by
+    /// setting.
     fn overridden_by(&self, other: &Settings) -> Settings {
+        let retry = if other.retry { other } else { self };
         Settings {
-            retry_on: other.retry_on.clone().or_else(|| self.retry_on.clone()),
-            limit: other.limit.or(self.limit),
-            per_try_timeout: other.per_try_timeout.or(self.per_try_timeout),
+            retry: retry.retry,
+            retry_on: retry.retry_on.clone(),
+            limit: retry.limit,
+            per_try_timeout: retry.per_try_timeout,
             timeout: other.timeout.or(self.timeout),
         }
     }
@@ -161,16 +172,30 @@ fn apply(settings: &Settings, route: &mut RouteDraft) {
     if let Some(timeout) = settings.timeout {
         route.timeout = timeout;
     }
-    if let Some(on) = &settings.retry_on {
-        let attempts = settings.limit.unwrap_or(1);
-        route.retries = (attempts > 0 && !on.is_empty()).then(|| Retries {
-            attempts,
+    if settings.retry {
+        // Linkerd: no `http` retries 5xx; a limit of 0 is unset (1).
+        let on = settings
+            .retry_on
+            .clone()
+            .unwrap_or_else(|| vec![RetryOn::Status5xx]);
+        route.retries = Some(Retries {
+            attempts: settings.limit.filter(|n| *n > 0).unwrap_or(1),
             per_try_timeout: settings.per_try_timeout.flatten(),
-            on: on.clone(),
+            on,
             budget_percent: 100.0,
         });
     }
 }
+
+/// The annotations any of which turns Linkerd's retries on.
+const RETRY_KEYS: [&str; 3] = [
+    "retry.linkerd.io/http",
+    "retry.linkerd.io/limit",
+    "retry.linkerd.io/timeout",
+];
+
+/// How many single status codes `retry.linkerd.io/http` may list (weir writes each).
+const MAX_CODES: usize = 200;
 
 /// Reads the Linkerd annotations of `res`, reporting into `reports`.
 fn read_settings(res: &Resource, reports: &mut Reports) -> Settings {
@@ -190,9 +215,9 @@ fn read_settings(res: &Resource, reports: &mut Reports) -> Settings {
                 }
                 Err(e) => at.error(reports, format!("{e}; ignored")),
             },
-            "retry.linkerd.io/limit" => match value.trim().parse::<u32>() {
-                Ok(n) => settings.limit = Some(n),
-                Err(_) => at.error(reports, format!("`{value}` is not a number of retries; ignored")),
+            "retry.linkerd.io/limit" => match value.trim().parse::<u16>() {
+                Ok(n) => settings.limit = Some(u32::from(n)),
+                Err(_) => at.error(reports, format!("`{value}` is not a number of retries (0 to 65535, as Linkerd reads it); ignored")),
             },
             "retry.linkerd.io/timeout" => {
                 if let Some(d) = duration(value, &at, reports) {
@@ -222,16 +247,12 @@ fn read_settings(res: &Resource, reports: &mut Reports) -> Settings {
             _ => {}
         }
     }
-    if settings.retry_on.is_none()
-        && (settings.limit.is_some() || settings.per_try_timeout.is_some())
-    {
-        if let Some(at) = res
-            .annotation_obj("retry.linkerd.io/limit")
-            .or_else(|| res.annotation_obj("retry.linkerd.io/timeout"))
-        {
+    settings.retry = RETRY_KEYS.iter().any(|k| res.annotation(k).is_some());
+    if settings.retry && res.annotation("retry.linkerd.io/http").is_none() {
+        if let Some(at) = RETRY_KEYS.iter().find_map(|k| res.annotation_obj(k)) {
             at.note(
                 reports,
-                "applies only with `retry.linkerd.io/http` (here or on the Service), as in Linkerd",
+                "retries are on without `retry.linkerd.io/http`: retried on 5xx, Linkerd's default",
             );
         }
     }
@@ -254,40 +275,61 @@ fn duration(
     }
 }
 
-/// The conditions of `retry.linkerd.io/http`: `5xx`, `gateway-error`, `503`, `500-504`.
+/// The conditions of `retry.linkerd.io/http`: `5xx`, `gateway-error`, `503`, `400-599`. A
+/// range covering 500-599 is `5xx` plus its other codes one by one; at most [`MAX_CODES`]
+/// single codes.
 fn retry_conditions(value: &str) -> Result<Vec<RetryOn>, String> {
     let mut on = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let code = |s: &str| match s.trim().parse::<u16>() {
-            Ok(c) if (100..=599).contains(&c) => Ok(c),
-            _ => Err(format!("`{s}` is not an HTTP status code")),
-        };
         match item {
             "5xx" => on.push(RetryOn::Status5xx),
             "gateway-error" => on.push(RetryOn::GatewayError),
             _ => match item.split_once('-') {
-                Some((low, high)) => {
-                    let (low, high) = (code(low)?, code(high)?);
-                    if low > high || high - low >= 100 {
-                        return Err(format!(
-                            "`{item}` is not a range of at most 100 status codes"
-                        ));
-                    }
-                    if (low, high) == (500, 599) {
-                        on.push(RetryOn::Status5xx);
-                    } else {
-                        on.extend((low..=high).map(RetryOn::Status));
-                    }
-                }
-                None => on.push(RetryOn::Status(code(item)?)),
+                Some((low, high)) => on.extend(range(item, status(low)?, status(high)?)?),
+                None => on.push(RetryOn::Status(status(item)?)),
             },
         }
     }
     if on.is_empty() {
         return Err("no retry condition".to_string());
     }
-    on.dedup();
+    let mut seen = Vec::new();
+    on.retain(|c| {
+        let new = !seen.contains(c);
+        seen.push(*c);
+        new
+    });
+    let codes = on
+        .iter()
+        .filter(|c| matches!(c, RetryOn::Status(_)))
+        .count();
+    if codes > MAX_CODES {
+        return Err(format!(
+            "{codes} single status codes; weir takes at most {MAX_CODES} (besides whole 5xx)"
+        ));
+    }
     Ok(on)
+}
+
+/// A status code of `retry.linkerd.io/http`.
+fn status(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(c) if (100..=599).contains(&c) => Ok(c),
+        _ => Err(format!("`{s}` is not an HTTP status code")),
+    }
+}
+
+/// A range of codes: `5xx` for the part covering 500-599 whole, the other codes singly.
+fn range(item: &str, low: u16, high: u16) -> Result<Vec<RetryOn>, String> {
+    if low > high {
+        return Err(format!("`{item}` is not a range of status codes"));
+    }
+    if low <= 500 && high == 599 {
+        let mut on: Vec<RetryOn> = (low..500).map(RetryOn::Status).collect();
+        on.push(RetryOn::Status5xx);
+        return Ok(on);
+    }
+    Ok((low..=high).map(RetryOn::Status).collect())
 }
 
 fn describe(on: &[RetryOn]) -> String {
@@ -322,8 +364,8 @@ mod tests {
             let imported = run(&text);
             let c = &imported.config;
             assert!(
-                c.contains("timeout: 10s\n        retries: { attempts: 2, on: [gateway-error], per_try_timeout: 300ms, budget_percent: 100 }"),
-                "the route's conditions override the Service's:\n{c}"
+                c.contains("timeout: 10s\n        retries: { attempts: 1, on: [gateway-error], budget_percent: 100 }"),
+                "the route's retry annotations override all the Service's:\n{c}"
             );
             assert!(
                 c.contains("timeout: 10s\n        retries: { attempts: 2, on: [5xx, 429], per_try_timeout: 300ms, budget_percent: 100 }"),
@@ -346,6 +388,32 @@ mod tests {
             );
             assert_eq!(text.matches("retried on 5xx, 429").count(), 1, "{text}");
         }
+    }
+
+    #[test]
+    fn any_retry_annotation_turns_retries_on_with_5xx_by_default() {
+        let service = |annotations: &str| {
+            format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: shop\n  annotations:\n{annotations}spec:\n  ports: [{{ port: 80 }}]\n---\n{ROUTES}")
+        };
+        let limit = run(&service("    retry.linkerd.io/limit: \"0\"\n"));
+        assert!(
+            limit
+                .config
+                .contains("retries: { attempts: 1, on: [5xx], budget_percent: 100 }"),
+            "{}",
+            limit.config
+        );
+        assert!(reports(&limit).contains("retried on 5xx, Linkerd's default"));
+        let timeout = run(&service("    retry.linkerd.io/timeout: 2s\n"));
+        assert!(
+            timeout.config.contains(
+                "retries: { attempts: 1, on: [5xx], per_try_timeout: 2s, budget_percent: 100 }"
+            ),
+            "{}",
+            timeout.config
+        );
+        let big = run(&service("    retry.linkerd.io/limit: \"65536\"\n"));
+        assert!(reports(&big).contains("`65536` is not a number of retries (0 to 65535"));
     }
 
     #[test]
@@ -381,7 +449,16 @@ mod tests {
             retry_conditions("500-599").expect("valid"),
             [RetryOn::Status5xx]
         );
-        for bad in ["", "400-600", "abc", "504-500", "99"] {
+        let wide = retry_conditions("400-599").expect("valid");
+        assert_eq!(wide.len(), 101);
+        assert_eq!(wide[0], RetryOn::Status(400));
+        assert_eq!(wide[100], RetryOn::Status5xx);
+        assert_eq!(
+            retry_conditions("100-299").expect("valid").len(),
+            200,
+            "200 single codes are allowed"
+        );
+        for bad in ["", "400-600", "abc", "504-500", "99", "100-300"] {
             assert!(retry_conditions(bad).is_err(), "{bad}");
         }
     }

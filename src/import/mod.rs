@@ -126,6 +126,7 @@ const CONTEXT_KINDS: &[&str] = &[
     "StatefulSet",
     "DaemonSet",
     "Pod",
+    "ReferenceGrant",
 ];
 
 /// Translates `inputs`.

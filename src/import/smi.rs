@@ -98,23 +98,24 @@ fn read_weights(res: &Resource, spec: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<(
     for b in spec.list("backends") {
         let name = b.str("service");
         let weight = match b.get("weight") {
-            Some(w) => {
-                let text = w.text().unwrap_or_default();
-                let parsed = if quantities {
-                    milli_units(&text)
-                } else {
-                    text.trim()
-                        .parse::<u128>()
-                        .map_err(|_| format!("`{text}` is not a non-negative integer"))
-                };
-                match parsed {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        w.error(&mut cx.reports, format!("{e}; the split is skipped"));
-                        None
+            // A weight of the wrong shape is already reported by `text`.
+            Some(w) => match w.text() {
+                None => None,
+                Some(text) => {
+                    let parsed = if quantities {
+                        milli_units(&text)
+                    } else {
+                        integer_weight(&text)
+                    };
+                    match parsed {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            w.error(&mut cx.reports, format!("{e}; the split is skipped"));
+                            None
+                        }
                     }
                 }
-            }
+            },
             None => {
                 b.error(
                     &mut cx.reports,
@@ -167,6 +168,18 @@ fn read_weights(res: &Resource, spec: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Vec<(
     Some(read.into_iter().map(|(n, _)| n).zip(weights).collect())
 }
 
+/// A v1alpha2+ integer weight.
+fn integer_weight(text: &str) -> Result<u128, String> {
+    let t = text.trim();
+    t.parse::<u128>().map_err(|_| {
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            format!("`{text}` is too large a weight")
+        } else {
+            format!("`{text}` is not a non-negative integer")
+        }
+    })
+}
+
 /// A Kubernetes quantity (`500m`, `1`, `1.5`, `2k`, `1Ki`, `1e3`) in thousandths.
 fn milli_units(text: &str) -> Result<u128, String> {
     let bad = || format!("`{text}` is not a Kubernetes quantity (such as `500m`, `1` or `2k`)");
@@ -183,9 +196,17 @@ fn milli_units(text: &str) -> Result<u128, String> {
     if whole.is_empty() && fraction.is_empty() {
         return Err(bad());
     }
+    let too_large = || format!("`{text}` is too large a weight");
+    let too_small = || format!("`{text}` is too small a weight");
     // The value is digits × 10^exp10 × 2^exp2 thousandths.
-    let digits: u128 = format!("{whole}{fraction}").parse().map_err(|_| bad())?;
-    let mut exp10: i64 = 3 - i64::try_from(fraction.len()).map_err(|_| bad())?;
+    let all = format!("{whole}{fraction}");
+    let digits: u128 = match all.parse() {
+        Ok(d) => d,
+        // Only digits, yet no u128: a YAML float such as 1e300 reads back as its digits.
+        Err(_) if all.bytes().all(|b| b.is_ascii_digit()) => return Err(too_large()),
+        Err(_) => return Err(bad()),
+    };
+    let mut exp10: i64 = 3 - i64::try_from(fraction.len()).map_err(|_| too_small())?;
     let mut exp2: u32 = 0;
     match suffix {
         "" => {}
@@ -205,27 +226,54 @@ fn milli_units(text: &str) -> Result<u128, String> {
         "Pi" => exp2 = 50,
         "Ei" => exp2 = 60,
         _ => {
-            let exponent = suffix
-                .strip_prefix(['e', 'E'])
-                .and_then(|e| e.parse::<i64>().ok())
-                .ok_or_else(bad)?;
-            exp10 += exponent;
+            let written = suffix.strip_prefix(['e', 'E']).ok_or_else(bad)?;
+            let exponent = parse_exponent(written).ok_or_else(bad)?;
+            exp10 = exp10.checked_add(exponent).ok_or_else(|| {
+                if exponent > 0 {
+                    too_large()
+                } else {
+                    too_small()
+                }
+            })?;
         }
     }
-    let too_large = || format!("`{text}` is too large a weight");
+    if digits == 0 {
+        return Ok(0);
+    }
     let mut value = digits.checked_mul(1u128 << exp2).ok_or_else(too_large)?;
     if exp10 >= 0 {
-        let factor = 10u128.checked_pow(u32::try_from(exp10).map_err(|_| too_large())?);
+        let factor = u32::try_from(exp10)
+            .ok()
+            .and_then(|e| 10u128.checked_pow(e));
         value = factor
             .and_then(|f| value.checked_mul(f))
             .ok_or_else(too_large)?;
     } else {
-        let divisor = 10u128.checked_pow(u32::try_from(-exp10).map_err(|_| bad())?);
-        let divisor = divisor.unwrap_or(u128::MAX);
+        let divisor = exp10
+            .checked_neg()
+            .and_then(|e| u32::try_from(e).ok())
+            .and_then(|e| 10u128.checked_pow(e))
+            .ok_or_else(too_small)?;
         // Kubernetes rounds a quantity finer than its scale up.
         value = value.div_ceil(divisor);
     }
     Ok(value)
+}
+
+/// A decimal exponent, clamped to ±10^6 (far beyond any weight either way), so no sum
+/// with it overflows; `None` when it is not an integer.
+fn parse_exponent(text: &str) -> Option<i64> {
+    const LIMIT: i64 = 1_000_000;
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let magnitude = digits.parse::<i64>().unwrap_or(LIMIT).min(LIMIT);
+    Some(if text.starts_with('-') {
+        -magnitude
+    } else {
+        magnitude
+    })
 }
 
 fn gcd(a: u128, b: u128) -> u128 {
@@ -295,6 +343,36 @@ mod tests {
         for bad in ["-1", "abc", "1x", "", "."] {
             assert!(milli_units(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn extreme_exponents_are_errors_not_panics() {
+        for (text, want) in [
+            ("1e9223372036854775805", "too large"),
+            ("1e9223372036854775807", "too large"),
+            ("0.001e-9223372036854775808", "too small"),
+            ("1e-99999999999999999999", "too small"),
+            ("1e40", "too large"),
+        ] {
+            let err = milli_units(text).expect_err(text);
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        assert_eq!(milli_units("0e9223372036854775807"), Ok(0));
+        let imported = run("apiVersion: split.smi-spec.io/v1alpha1\nkind: TrafficSplit\nmetadata: { name: big, namespace: shop }\nspec:\n  service: web\n  backends:\n    - { service: a, weight: 1e300 }\n    - { service: b, weight: \"1e9223372036854775805\" }\n    - { service: c, weight: \"0.001e-9223372036854775808\" }\n---\napiVersion: split.smi-spec.io/v1alpha2\nkind: TrafficSplit\nmetadata: { name: ok, namespace: shop }\nspec:\n  service: web\n  backends:\n    - { service: a, weight: 1 }\n");
+        let text = reports(&imported);
+        assert!(
+            text.contains("backends[0].weight: error: `1e300` is too large a weight")
+                || text.contains("is too large a weight; the split is skipped"),
+            "{text}"
+        );
+        assert!(!text.contains("not a Kubernetes quantity"), "{text}");
+        assert!(
+            text.contains(
+                "backends[2].weight: error: `0.001e-9223372036854775808` is too small a weight"
+            ),
+            "{text}"
+        );
+        assert_eq!(route_names(&imported), ["ok"]);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! is the spec's precedence.
 //!
 //! HTTPRoute (the spec): an `Exact` path before any other; then `PathPrefix` by the number
-//! of characters, longest first; then a match with a method before one without; then more
+//! of characters, longest first (a trailing `/` not counted: `/api/` matches as `/api`); then a match with a method before one without; then more
 //! header matches first; then more query parameter matches first. Ties go to the route with
 //! the older `metadata.creationTimestamp`, then to `namespace/name` alphabetically, then to
 //! rule order and match order within the rule.
@@ -29,7 +29,8 @@ use crate::import::draft::Host;
 pub enum PathRank {
     /// `Exact`: before every other kind.
     Exact,
-    /// `PathPrefix` with this many characters (an absent path is `PathPrefix /`).
+    /// `PathPrefix` with this many characters, trailing `/` trimmed (an absent path is
+    /// `PathPrefix /`, 1).
     Prefix(usize),
     /// `RegularExpression` with this many characters.
     Regex(usize),
@@ -67,8 +68,8 @@ pub enum Specificity {
 pub struct Rank {
     /// How specific the match is.
     pub specificity: Specificity,
-    /// The route's `metadata.creationTimestamp` (RFC 3339, which sorts as text); a route
-    /// without one ranks after those with one.
+    /// The route's `metadata.creationTimestamp`, as a key that sorts in time order (see
+    /// `gateway::creation_timestamp`); a route without one ranks after those with one.
     pub created: Option<String>,
     /// `namespace/name` of the route.
     pub route: String,
