@@ -1190,25 +1190,11 @@ fn read_retry(rule: &Obj<'_>, cx: &mut Cx<'_>) -> Option<Retries> {
 /// Running an import over YAML in tests, checking the result is a valid weir configuration.
 #[cfg(test)]
 pub(super) mod testing {
-    use crate::import::emit::Layout;
-    use crate::import::{import, Imported, Input, Options};
+    use crate::import::{import, Imported, Input};
 
     /// Imports `text` (as `routes.yaml`, namespace `shop`) and checks weir loads the result.
     pub fn run(text: &str) -> Imported {
-        let options = Options {
-            namespace: Some("shop".into()),
-            trust_domain: "cluster.local".into(),
-            endpoints: vec![],
-            layout: Layout {
-                outbound: "127.0.0.1:15001".into(),
-                inbound: "0.0.0.0:15006".into(),
-                transparent: false,
-                identity_dir: "/etc/weir/identity".into(),
-                app: "127.0.0.1:8080".into(),
-                namespace: "shop".into(),
-                sources: vec![],
-            },
-        };
+        let options = crate::import::test_options(false);
         let imported = import(
             &[Input {
                 name: "routes.yaml".into(),
