@@ -11,6 +11,7 @@ mod identifier;
 mod not_enforced;
 mod reader;
 mod schema;
+mod shadow;
 mod source;
 mod suggest;
 mod tags;
@@ -182,6 +183,10 @@ pub fn load_str(file: &str, text: &str) -> Result<Loaded, LoadError> {
     let config = decode::decode(&mut ctx, &root, &mut facts);
     validate::check(&mut ctx, &facts);
     transparent::check(&mut ctx, &facts);
+    if let (Some(config), true) = (&config, ctx.errors.is_empty()) {
+        // Before `transparent::expand`: only routes written in the file are judged.
+        ctx.warnings.extend(shadow::warnings(file, text, config));
+    }
     let reader::Ctx {
         mut errors,
         mut warnings,
