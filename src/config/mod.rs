@@ -29,6 +29,7 @@ pub use duration::{
     format_seconds_one_decimal_unless_whole, format_whole_seconds_rounded_up, parse_duration,
 };
 pub use schema::*;
+pub use shadow::shadowed_routes;
 pub use source::read_bounded;
 
 /// A configuration that decoded and validated, with the warnings found on the way.

@@ -3,36 +3,50 @@
 //! a regex covers only the identical regex, a condition we cannot compare covers nothing.
 
 use super::diagnostic::Diagnostic;
-use super::schema::{AuthorityMatch, Config, HeaderMatch, HeaderRule, PathMatch, RouteMatch};
+use super::schema::{
+    AuthorityMatch, Config, HeaderMatch, HeaderRule, PathMatch, Route, RouteMatch,
+};
 
 /// One warning per shadowed route written in the file, naming the first earlier route that
 /// shadows it, both with their positions in `text`.
 pub(crate) fn warnings(file: &str, text: &str, config: &Config) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (l, listener) in config.listeners.iter().enumerate() {
-        let routes = &listener.routes;
-        for (later, route) in routes.iter().enumerate() {
-            let Some(earlier) = routes[..later]
-                .iter()
-                .position(|e| covers(&e.matcher, &route.matcher))
-            else {
-                continue;
-            };
-            let l = l.to_string();
-            let at = |r: usize| {
-                let r = r.to_string();
-                super::diagnostic_at(file, text, &["listeners", &l, "routes", &r], String::new())
-            };
+        let l = l.to_string();
+        let at = |r: usize| {
+            let r = r.to_string();
+            super::diagnostic_at(file, text, &["listeners", &l, "routes", &r], String::new())
+        };
+        for (later, earlier) in shadowed_routes(&listener.routes) {
             let shadow = at(earlier);
             let mut d = at(later);
             d.message = format!(
                 "route {} can never match: route {} ({}:{}:{}, {}) takes every request it would",
-                route.name, routes[earlier].name, shadow.file, shadow.line, shadow.col, shadow.path
+                listener.routes[later].name,
+                listener.routes[earlier].name,
+                shadow.file,
+                shadow.line,
+                shadow.col,
+                shadow.path
             );
             out.push(d);
         }
     }
     out
+}
+
+/// Each route that can never match, with the first earlier route that takes every request
+/// it would: `(shadowed, shadowing)` indices into `routes`. `weir check` warns about them;
+/// `weir explain` and `/explain` say so too.
+pub fn shadowed_routes(routes: &[Route]) -> Vec<(usize, usize)> {
+    (0..routes.len())
+        .filter_map(|later| {
+            routes[..later]
+                .iter()
+                .position(|e| covers(&e.matcher, &routes[later].matcher))
+                .map(|earlier| (later, earlier))
+        })
+        .collect()
 }
 
 /// Whether every request (and connection) that meets `later` also meets `earlier`.

@@ -140,7 +140,7 @@ impl fmt::Display for Mismatch<'_> {
             Mismatch::Path { got, wanted } => match wanted {
                 Wanted::Prefix(p) => write!(f, "path {got} does not start with {p}"),
                 Wanted::Exact(p) => write!(f, "path {got} is not exactly {p}"),
-                Wanted::Segments(p) if p.is_empty() => {
+                Wanted::Segments("") => {
                     write!(f, "path {got} does not start with /")
                 }
                 Wanted::Segments(p) => write!(f, "path {got} is neither {p} nor under {p}/"),

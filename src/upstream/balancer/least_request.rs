@@ -58,6 +58,14 @@ impl LeastRequest {
         }
     }
 
+    /// The endpoint of non-zero weight with the fewest requests in flight (the first of
+    /// equals), for `/explain`: what [`LeastRequest::pick`] most likely chooses.
+    pub fn fewest(&self, in_flight: impl Fn(usize) -> u64) -> Option<usize> {
+        (0..self.weights.len())
+            .filter(|&i| self.weights[i] > 0)
+            .min_by_key(|&i| in_flight(i))
+    }
+
     /// Equal weights: the minimum in flight, ties broken uniformly at random.
     fn scan_least(&self, in_flight: &impl Fn(usize) -> u64) -> Option<usize> {
         let mut best = None;

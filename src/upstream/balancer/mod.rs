@@ -53,6 +53,39 @@ impl Balancer {
     }
 }
 
+/// What a balancer would most likely choose, without choosing (for `/explain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Likely {
+    /// Round robin: this index is next.
+    Next(usize),
+    /// Least request: this index has the fewest requests in flight.
+    Fewest(usize),
+    /// Ring hash: the request's key hashes to this index.
+    Hashed(usize),
+    /// Random (or ring hash without a key): any index, by weight.
+    AtRandom,
+    /// No endpoint can be chosen.
+    Nothing,
+}
+
+impl Balancer {
+    /// What [`Balancer::pick`] would most likely return for `key` and these in-flight
+    /// counts, without advancing any state.
+    pub fn likely(&self, key: Option<&[u8]>, in_flight: impl Fn(usize) -> u64) -> Likely {
+        let found = |i: Option<usize>, f: fn(usize) -> Likely| i.map_or(Likely::Nothing, f);
+        match self {
+            Balancer::RoundRobin(b) => found(b.peek(), Likely::Next),
+            Balancer::LeastRequest(b) => found(b.fewest(in_flight), Likely::Fewest),
+            Balancer::Random(b) if b.total() == 0 => Likely::Nothing,
+            Balancer::Random(_) => Likely::AtRandom,
+            Balancer::RingHash(b) => match key {
+                Some(_) => found(b.pick(key), Likely::Hashed),
+                None => Likely::AtRandom,
+            },
+        }
+    }
+}
+
 /// Greatest common divisor, for reducing weights before building schedules and rings.
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
