@@ -1,14 +1,16 @@
 //! `RouteTable::explain` and the router agree: for random requests against a table of every
 //! condition kind, the first route explain calls a match is the route the router takes.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::Request;
 use proptest::prelude::*;
 
-use crate::route::matcher::Origin;
-use crate::snapshot::Snapshot;
+use super::matcher::Origin;
+use super::RouteTable;
 use crate::telemetry::metrics::Metrics;
+use crate::upstream::Service;
 
 const TABLE: &str = r#"version: 1
 listeners:
@@ -38,7 +40,7 @@ listeners:
         match: { path: { prefix: /reviews } }
 "#;
 
-fn table() -> Arc<Snapshot> {
+fn table() -> RouteTable {
     let text = TABLE.replace(
         "      - name: ",
         "      - backends: [{ service: s }]\n        name: ",
@@ -46,7 +48,19 @@ fn table() -> Arc<Snapshot> {
     let config = crate::config::load_str("t.yaml", &text)
         .expect("valid")
         .config;
-    Snapshot::build(config, &Metrics::new(), None).expect("builds")
+    let metrics = Metrics::new();
+    let listener = &config.listeners[0];
+    let slots = listener
+        .routes
+        .iter()
+        .map(|r| (listener.name.clone(), r.name.clone()))
+        .collect();
+    let services: HashMap<String, Arc<Service>> = [(
+        "s".to_string(),
+        Service::new(&config.services[0], slots, metrics.clone()),
+    )]
+    .into();
+    RouteTable::new(listener, &services, &metrics).expect("builds")
 }
 
 fn path() -> impl Strategy<Value = String> {
@@ -83,8 +97,7 @@ proptest! {
         path in path(),
         headers in headers(),
     ) {
-        let snapshot = table();
-        let table = &snapshot.listeners[0];
+        let table = table();
         let mut b = Request::builder().method(method).uri(path.as_str());
         for (n, v) in &headers {
             b = b.header(*n, *v);
