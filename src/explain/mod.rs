@@ -5,6 +5,7 @@
 pub mod command;
 mod live;
 mod policy;
+pub mod query;
 mod render;
 
 use std::net::SocketAddr;
