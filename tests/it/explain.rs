@@ -272,3 +272,14 @@ async fn admin_explain_shows_the_ejected_endpoint_and_the_open_breaker() {
         "{body}"
     );
 }
+
+#[test]
+fn the_readme_example_prints_what_the_readme_shows() {
+    let section = "Why did my request go there?";
+    let yaml = crate::support::readme_blocks(section, "yaml");
+    let shown = crate::support::readme_blocks(section, "text");
+    let file = write(&yaml[0]);
+    let (code, out, err) = explain(&["-c", &file, "GET", "/reviews/1", "-H", "x-canary: false"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.replace(&file, "weir.yaml") + &out, shown[0]);
+}
