@@ -4,7 +4,7 @@
 
 use super::diagnostic::Diagnostic;
 use super::schema::{
-    AuthorityMatch, Config, HeaderMatch, HeaderRule, PathMatch, Route, RouteMatch,
+    AuthorityMatch, Config, HeaderMatch, HeaderRule, Listener, PathMatch, Route, RouteMatch,
 };
 
 /// One warning per shadowed route written in the file, naming the first earlier route that
@@ -17,7 +17,7 @@ pub(crate) fn warnings(file: &str, text: &str, config: &Config) -> Vec<Diagnosti
             let r = r.to_string();
             super::diagnostic_at(file, text, &["listeners", &l, "routes", &r], String::new())
         };
-        for (later, earlier) in shadowed_routes(&listener.routes) {
+        for (later, earlier) in shadowed_routes(listener) {
             let shadow = at(earlier);
             let mut d = at(later);
             d.message = format!(
@@ -36,10 +36,14 @@ pub(crate) fn warnings(file: &str, text: &str, config: &Config) -> Vec<Diagnosti
 }
 
 /// Each route that can never match, with the first earlier route that takes every request
-/// it would: `(shadowed, shadowing)` indices into `routes`. `weir check` warns about them;
-/// `weir explain` and `/explain` say so too.
-pub fn shadowed_routes(routes: &[Route]) -> Vec<(usize, usize)> {
+/// it would: `(shadowed, shadowing)` indices into the listener's routes. `weir check` warns
+/// about them; `weir explain` and `/explain` say so too. The routes a transparent listener
+/// gets for services' addresses (`transparent::expand`) are not judged: nobody wrote them,
+/// and `weir check` judges the file before they exist.
+pub fn shadowed_routes(listener: &Listener) -> Vec<(usize, usize)> {
+    let routes = &listener.routes;
     (0..routes.len())
+        .filter(|&later| !(listener.transparent && added_for_service(&routes[later])))
         .filter_map(|later| {
             routes[..later]
                 .iter()
@@ -47,6 +51,23 @@ pub fn shadowed_routes(routes: &[Route]) -> Vec<(usize, usize)> {
                 .map(|earlier| (later, earlier))
         })
         .collect()
+}
+
+/// Whether `route` has the shape of one `transparent::expand` adds: named after its only
+/// backend, matching destinations only, with no policy of its own.
+fn added_for_service(route: &Route) -> bool {
+    let m = &route.matcher;
+    route.backends.len() == 1
+        && route.backends[0].service == route.name
+        && m.path.is_none()
+        && m.headers.is_empty()
+        && m.method.is_none()
+        && m.peer.is_none()
+        && m.authority.is_none()
+        && route.timeout.is_none()
+        && route.retries.is_none()
+        && route.fault.is_none()
+        && route.mirror.is_none()
 }
 
 /// Whether every request (and connection) that meets `later` also meets `earlier`.
@@ -290,6 +311,16 @@ mod tests {
         };
         assert!(!covers(&discovered, &to(&["10.0.0.1:80"])));
         assert!(!covers(&to(&["10.0.0.1:80"]), &discovered));
+    }
+
+    #[test]
+    fn routes_added_for_services_on_a_transparent_listener_are_not_judged() {
+        let text = "version: 1\nlisteners:\n  - name: out\n    address: 127.0.0.1:15001\n    transparent: true\n    routes:\n      - name: everything\n        backends: [{ service: reviews }]\nservices:\n  - { name: reviews, endpoints: [\"127.0.0.1:9001\"], addresses: [10.96.0.20:9080] }\n";
+        let loaded = crate::config::load_str("t.yaml", text).expect("valid");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let listener = &loaded.config.listeners[0];
+        assert_eq!(listener.routes.len(), 2, "the route for reviews' address");
+        assert_eq!(shadowed_routes(listener), []);
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub fn explain(
             req.uri().path()
         )
     });
-    let warnings = config::shadowed_routes(&listener.routes)
+    let warnings = config::shadowed_routes(listener)
         .into_iter()
         .map(|(later, earlier)| {
             format!(
