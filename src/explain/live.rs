@@ -68,7 +68,7 @@ pub(super) fn service(service: &Service, headers: &HeaderMap) -> ServiceLive {
     let likely_pick = match likely {
         Likely::Next(_) => format!("round robin sends the next request to {label}"),
         Likely::Fewest(_) => {
-            format!("least request picks {label}, which has the fewest requests in flight")
+            format!("least request most likely picks {label}, the fewest requests in flight for its weight")
         }
         Likely::Hashed(_) => format!("ring hash sends this request to {label} (its header's hash)"),
         Likely::AtRandom => {

@@ -94,3 +94,51 @@ fn gcd(a: u32, b: u32) -> u32 {
         gcd(b, a % b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints() -> impl Iterator<Item = (&'static str, u32)> + Clone {
+        [("10.0.0.1:80", 1), ("10.0.0.2:80", 2), ("10.0.0.3:80", 1)].into_iter()
+    }
+
+    #[test]
+    fn likely_tells_the_next_pick_without_taking_it() {
+        let rr = Balancer::new(LoadBalancer::RoundRobin, endpoints());
+        for _ in 0..10 {
+            let Likely::Next(next) = rr.likely(None, |_| 0) else {
+                panic!("round robin names its next endpoint");
+            };
+            assert_eq!(
+                rr.likely(None, |_| 0),
+                Likely::Next(next),
+                "peeking takes nothing"
+            );
+            assert_eq!(rr.pick(None, |_| 0), Some(next));
+        }
+        let hash = Balancer::new(LoadBalancer::RingHash, endpoints());
+        let key = Some(&b"user-7"[..]);
+        let Likely::Hashed(owner) = hash.likely(key, |_| 0) else {
+            panic!("ring hash names the key's owner");
+        };
+        assert_eq!(hash.pick(key, |_| 0), Some(owner));
+        assert_eq!(hash.likely(None, |_| 0), Likely::AtRandom);
+        let lr = Balancer::new(LoadBalancer::LeastRequest, endpoints());
+        let load = [0, 3, 0];
+        assert_eq!(
+            lr.likely(None, |i| load[i]),
+            Likely::Fewest(0),
+            "1/1 beats 2/4 and comes before the other 1/1"
+        );
+        let load = [1, 1, 1];
+        assert_eq!(lr.likely(None, |i| load[i]), Likely::Fewest(1), "2/2");
+        let even = Balancer::new(LoadBalancer::LeastRequest, [("a", 1), ("b", 1)].into_iter());
+        assert_eq!(even.likely(None, |i| [4, 2][i]), Likely::Fewest(1));
+        assert_eq!(even.pick(None, |i| [4, 2][i]), Some(1));
+        let random = Balancer::new(LoadBalancer::Random, endpoints());
+        assert_eq!(random.likely(None, |_| 0), Likely::AtRandom);
+        let empty = Balancer::new(LoadBalancer::RoundRobin, std::iter::empty());
+        assert_eq!(empty.likely(None, |_| 0), Likely::Nothing);
+    }
+}
