@@ -202,17 +202,33 @@ impl RouteMatcher {
                 .is_none_or(|(p, _)| origin.peer.is_some_and(|id| p.matches(id)))
     }
 
-    /// Whether every condition holds for the request arriving from `origin` (the router's
-    /// question; [`RouteMatcher::check`] says which condition failed).
+    /// Whether every condition holds for the request arriving from `origin`: the router's
+    /// question, on every request, so it builds no [`Mismatch`]. Each condition is judged by
+    /// the same function [`RouteMatcher::check`] uses, in the same order (the proptest in
+    /// `route::table_proptest` holds the two to the same answer).
     #[inline]
     pub fn matches<B>(&self, req: &Request<B>, origin: &Origin<'_>) -> bool {
-        self.check(req, origin).is_ok()
+        self.destination.admit(origin.destination)
+            && self
+                .peer
+                .as_ref()
+                .is_none_or(|(p, _)| origin.peer.is_some_and(|id| p.matches(id)))
+            && self
+                .authority
+                .as_ref()
+                .is_none_or(|want| authority_of(req).is_some_and(|a| want.matches(a)))
+            && self.method.as_ref().is_none_or(|m| req.method() == m)
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| p.matches(req.uri().path()))
+            && self.headers.iter().all(|h| h.holds(req.headers()))
     }
 
     /// The first condition that does not hold for the request arriving from `origin`, in
-    /// the order the router checks them (destination, peer, authority, method, path,
-    /// headers). Allocates nothing: the mismatch borrows from the route and the request.
-    #[inline]
+    /// the order the router judges them (destination, peer, authority, method, path,
+    /// headers), for `weir explain`. Allocates nothing: the mismatch borrows from the route
+    /// and the request, and becomes a sentence only when displayed.
     pub fn check<'a, B>(
         &'a self,
         req: &'a Request<B>,
@@ -257,10 +273,10 @@ impl RouteMatcher {
                 });
             }
         }
-        for h in &self.headers {
-            h.check(req.headers())?;
+        match self.headers.iter().find(|h| !h.holds(req.headers())) {
+            Some(h) => Err(h.mismatch(req.headers())),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn check_destination(&self, destination: Option<SocketAddr>) -> Result<(), Mismatch<'_>> {
@@ -359,18 +375,19 @@ impl AuthorityMatcher {
 
 impl HeaderMatcher {
     #[inline]
-    fn check<'a>(&'a self, headers: &'a http::HeaderMap) -> Result<(), Mismatch<'a>> {
+    fn holds(&self, headers: &http::HeaderMap) -> bool {
         let mut values = headers.get_all(&self.name).iter().peekable();
-        let ok = match &self.rule {
+        match &self.rule {
             HeaderCondition::Present(want) => values.peek().is_some() == *want,
             HeaderCondition::Exact(v) => values.any(|x| x.as_bytes() == v.as_bytes()),
             HeaderCondition::Prefix(v) => values.any(|x| x.as_bytes().starts_with(v.as_bytes())),
             HeaderCondition::Regex(re) => values.any(|x| x.to_str().is_ok_and(|s| re.is_match(s))),
-        };
-        if ok {
-            return Ok(());
         }
-        Err(Mismatch::Header {
+    }
+
+    /// What [`HeaderMatcher::holds`] found wanting in `headers`.
+    fn mismatch<'a>(&'a self, headers: &'a http::HeaderMap) -> Mismatch<'a> {
+        Mismatch::Header {
             name: self.name.as_str(),
             got: headers.get(&self.name),
             wanted: match &self.rule {
@@ -380,7 +397,7 @@ impl HeaderMatcher {
                 HeaderCondition::Prefix(v) => Wanted::Prefix(v),
                 HeaderCondition::Regex(re) => Wanted::Regex(source(re)),
             },
-        })
+        }
     }
 }
 
