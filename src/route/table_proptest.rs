@@ -16,6 +16,7 @@ const TABLE: &str = r#"version: 1
 listeners:
   - name: l
     address: 127.0.0.1:1
+    transparent: true
     routes:
       - name: canary
         match:
@@ -36,6 +37,10 @@ listeners:
         match: { path: { prefix: /a }, headers: [{ name: x-debug, present: false }] }
       - name: user-regex
         match: { headers: [{ name: x-user, regex: "[a-z]+" }], method: DELETE }
+      - name: frontend
+        match: { peer: "spiffe://td/ns/shop/*", path: { prefix: /b } }
+      - name: to-cluster-ip
+        match: { destination: [10.96.0.20:9080, "0.0.0.0:8080"] }
       - name: reviews
         match: { path: { prefix: /reviews } }
 "#;
@@ -96,6 +101,8 @@ proptest! {
         method in prop::sample::select(vec!["GET", "POST", "DELETE", "PUT"]),
         path in path(),
         headers in headers(),
+        peer in prop::sample::select(vec![None, Some("spiffe://td/ns/shop/sa/a"), Some("spiffe://td/ns/ops/sa/b")]),
+        destination in prop::sample::select(vec![None, Some("10.96.0.20:9080"), Some("10.96.0.21:8080"), Some("10.96.0.21:9080")]),
     ) {
         let table = table();
         let mut b = Request::builder().method(method).uri(path.as_str());
@@ -103,7 +110,10 @@ proptest! {
             b = b.header(*n, *v);
         }
         let req = b.body(()).expect("request");
-        let origin = Origin::default();
+        let origin = Origin {
+            peer,
+            destination: destination.map(|d| d.parse().expect("address")),
+        };
         let explained = table.explain(&req, &origin);
         prop_assert_eq!(explained.len(), table.routes.len());
         let chosen = explained.iter().position(Result::is_ok);
