@@ -126,6 +126,12 @@ pub fn explain(
 ) -> Result<Explanation, Invalid> {
     let index = listener_index(config, question.listener.as_deref())?;
     let listener = &config.listeners[index];
+    if listener.protocol == ListenerProtocol::Tcp {
+        return Err(Invalid(format!(
+            "listener {} is a tcp listener: it forwards connections, not requests, to its first route (explain asks about http listeners)",
+            listener.name
+        )));
+    }
     let table = snapshot
         .listeners
         .get(index)
