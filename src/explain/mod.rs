@@ -16,10 +16,11 @@ use serde::Serialize;
 pub use live::{BreakerLive, EndpointLive, ServiceLive};
 pub use render::text;
 
-use crate::config::{self, Config, ListenerProtocol};
+use crate::config::{self, Config, ListenerProtocol, TlsMode};
 use crate::route::matcher::Origin;
 use crate::route::RouteTable;
 use crate::snapshot::Snapshot;
+use crate::tls::peer::IdentityPattern;
 
 /// The request to explain, as a user writes it on the command line or in a query.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,8 @@ pub struct Explanation {
     pub listener_detail: String,
     /// The request in one line, e.g. `GET /reviews/1 with x-canary: true`.
     pub request: String,
+    /// What the listener's mTLS does with the client before any route is tried.
+    pub before_routing: Option<String>,
     /// Each route in order, with why it did not match.
     pub routes: Vec<RouteVerdict>,
     /// The route the request takes, if any.
@@ -189,10 +192,34 @@ pub fn explain(
             }
         ),
         request: describe_request(question),
+        before_routing: admission(listener, question.peer.as_deref()),
         routes,
         chosen,
         no_match,
         warnings,
+    })
+}
+
+/// What a listener with `tls` does with a client of identity `peer` before routing (DESIGN
+/// §5: 403 `identity_denied`).
+fn admission(listener: &config::Listener, peer: Option<&str>) -> Option<String> {
+    let tls = listener.tls.as_ref()?;
+    let allowed = |id: &str| {
+        tls.allow.is_empty()
+            || tls
+                .allow
+                .iter()
+                .any(|p| IdentityPattern::new(p).matches(id))
+    };
+    Some(match (tls.mode, peer) {
+        (TlsMode::Disabled, _) => return None,
+        (TlsMode::Strict, None) => "tls strict: a client without an mTLS identity is refused before routing (pass --peer SPIFFE_ID to explain an mTLS client)".to_string(),
+        (TlsMode::Permissive, None) => "tls permissive: a plaintext client is routed without a peer identity".to_string(),
+        (_, Some(id)) if allowed(id) => format!("tls: peer {id} is allowed in"),
+        (_, Some(id)) => format!(
+            "tls: peer {id} is not in tls.allow ({}): weir answers 403 with `weir-error: identity_denied` before routing",
+            tls.allow.join(", ")
+        ),
     })
 }
 

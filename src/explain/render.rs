@@ -10,6 +10,9 @@ pub fn text(e: &Explanation) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "listener {} ({})", e.listener, e.listener_detail);
     let _ = writeln!(out, "request {}", e.request);
+    if let Some(before) = &e.before_routing {
+        let _ = writeln!(out, "{before}");
+    }
     let _ = writeln!(out, "routes, in order (the first that matches wins):");
     for r in &e.routes {
         match &r.why_not {

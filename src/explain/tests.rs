@@ -150,3 +150,31 @@ fn bad_questions_are_refused_with_a_reason() {
         "no listener named inbound; the listeners are outbound"
     );
 }
+
+#[test]
+fn a_strict_listener_refuses_a_peer_outside_its_allow_list_before_routing() {
+    let text = "version: 1\nidentity: { cert: c.crt, key: c.key, trust_bundle: ca.crt }\nlisteners:\n  - name: inbound\n    address: 127.0.0.1:15006\n    tls: { mode: strict, allow: [\"spiffe://td/ns/shop/sa/frontend\"] }\n    routes: [{ name: local, backends: [{ service: app }] }]\nservices:\n  - { name: app, endpoints: [\"127.0.0.1:8080\"] }\n";
+    let config = crate::config::load_str("t.yaml", text)
+        .expect("valid")
+        .config;
+    let snapshot = Snapshot::build(config.clone(), &Metrics::new(), None).expect("builds");
+    let ask = |peer: Option<&str>| {
+        let q = Question {
+            method: "GET".into(),
+            path: "/".into(),
+            peer: peer.map(String::from),
+            ..Question::default()
+        };
+        explain(&snapshot, &config, &q, false)
+            .expect("explained")
+            .before_routing
+            .unwrap_or_default()
+    };
+    assert!(ask(None).starts_with("tls strict: a client without an mTLS identity is refused"));
+    assert_eq!(
+        ask(Some("spiffe://td/ns/shop/sa/frontend")),
+        "tls: peer spiffe://td/ns/shop/sa/frontend is allowed in"
+    );
+    assert!(ask(Some("spiffe://td/ns/ops/sa/x"))
+        .ends_with("weir answers 403 with `weir-error: identity_denied` before routing"));
+}
