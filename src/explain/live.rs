@@ -4,6 +4,7 @@
 use http::HeaderMap;
 use serde::Serialize;
 
+use crate::config::format_whole_seconds_rounded_up;
 use crate::upstream::balancer::Likely;
 use crate::upstream::endpoint::EndpointState;
 use crate::upstream::Service;
@@ -59,7 +60,15 @@ pub(super) fn service(service: &Service, headers: &HeaderMap) -> ServiceLive {
             address: e.label.to_string(),
             weight: e.weight,
             state: e.state().as_str(),
-            reason: e.out_of_rotation_because(),
+            reason: e
+                .out_of_rotation_because()
+                .map(|why| match e.health.unhealthy_for() {
+                    Some(d) => format!(
+                        "{why}, out of rotation for {}",
+                        format_whole_seconds_rounded_up(d)
+                    ),
+                    None => why,
+                }),
             in_flight: e.load(),
         })
         .collect();
