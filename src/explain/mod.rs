@@ -319,12 +319,13 @@ fn chosen(
             percent,
         })
         .collect();
-    let mut names: Vec<&str> = route_cfg
-        .backends
-        .iter()
-        .map(|b| b.service.as_str())
-        .collect();
-    names.dedup();
+    // Each service once, in the order the backends name them.
+    let mut names: Vec<&str> = Vec::new();
+    for b in &route_cfg.backends {
+        if !names.contains(&b.service.as_str()) {
+            names.push(&b.service);
+        }
+    }
     let services = names
         .into_iter()
         .map(|name| ServiceExplained {
