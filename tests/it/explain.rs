@@ -283,3 +283,39 @@ fn the_readme_example_prints_what_the_readme_shows() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.replace(&file, "weir.yaml") + &out, shown[0]);
 }
+
+#[test]
+fn weir_explain_takes_the_authority_and_the_original_destination_from_flags() {
+    let file = write(
+        r#"version: 1
+listeners:
+  - name: outbound
+    address: 127.0.0.1:15001
+    transparent: true
+    routes:
+      - name: by-host
+        match: { authority: { exact: reviews.shop } }
+        backends: [{ service: reviews }]
+services:
+  - { name: reviews, endpoints: ["127.0.0.1:9001"], addresses: [10.96.0.20:9080] }
+"#,
+    );
+    let (code, out, err) = explain(&["-c", &file, "GET", "/"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("  route by-host: authority: the request has none (no Host), wanted exactly \"reviews.shop\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  route reviews: destination: the connection was not redirected, so it has no original destination\n"),
+        "{out}"
+    );
+    let (_, out, _) = explain(&["-c", &file, "--authority", "reviews.shop:9080", "GET", "/"]);
+    assert!(out.contains("the request takes route by-host\n"), "{out}");
+    let (_, out, _) = explain(&["-c", &file, "--destination", "10.96.0.20:9080", "GET", "/"]);
+    assert!(out.contains("the request takes route reviews\n"), "{out}");
+    assert!(
+        !out.contains("warning:"),
+        "routes added for services are not judged\n{out}"
+    );
+}
