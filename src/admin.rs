@@ -1,7 +1,7 @@
 //! The admin server: `/metrics`, `/ready`, `/live`, `/services` and `/hystrix.stream` (see
 //! [`hystrix`]) for anyone (probes and scrapes, so it can be bound on the pod IP);
-//! `/config`, `POST /reload` and `POST /shutdown`, which reveal configuration or change
-//! state, for loopback clients only. It reads shared state and never owns any of it: a
+//! `/config`, `/explain` (see [`crate::explain`]), `POST /reload` and `POST /shutdown`,
+//! which reveal configuration or change state, for loopback clients only. It reads shared state and never owns any of it: a
 //! reload is asked of the task that applies configurations.
 
 mod hystrix;
@@ -138,7 +138,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Endpoints that reveal configuration or change state: loopback clients only.
-const LOOPBACK_ONLY: [&str; 3] = ["/config", "/reload", "/shutdown"];
+const LOOPBACK_ONLY: [&str; 4] = ["/config", "/explain", "/reload", "/shutdown"];
 
 /// Answers one admin request; only a reload waits (for the applying task).
 async fn answer<B>(
@@ -211,11 +211,44 @@ fn route<B>(state: &AdminState, req: &Request<B>, client: SocketAddr) -> Respons
         }
         "/config" => plain(StatusCode::OK, JSON, config_json(state)),
         "/services" => plain(StatusCode::OK, JSON, services_json(&state.snapshot.load())),
+        "/explain" => explain(state, req),
         _ => plain(
             StatusCode::NOT_FOUND,
             TEXT,
-            "not found; try /metrics /ready /live /config /services /hystrix.stream (and POST /reload, POST /shutdown)\n",
+            "not found; try /metrics /ready /live /config /services /explain /hystrix.stream (and POST /reload, POST /shutdown)\n",
         ),
+    }
+}
+
+/// `/explain?method=GET&path=/x&header=name:value`: which route, backends and endpoints
+/// a request would get now, and why; JSON when asked for, sentences otherwise. A question
+/// it cannot read is a 400 with a one-line reason, as weir's own errors are.
+fn explain<B>(state: &AdminState, req: &Request<B>) -> Response<ResponseBody> {
+    let snapshot = state.snapshot.load();
+    let answer = crate::explain::query::question(req.uri().query().unwrap_or_default())
+        .and_then(|q| crate::explain::explain(&snapshot, &snapshot.config, &q, true));
+    let wants_json = req
+        .headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.contains(JSON)));
+    match answer {
+        Ok(e) if wants_json => plain(
+            StatusCode::OK,
+            JSON,
+            serde_json::to_string_pretty(&e).unwrap_or_default(),
+        ),
+        Ok(e) => plain(StatusCode::OK, TEXT, crate::explain::text(&e)),
+        Err(invalid) => {
+            let mut resp = plain(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!("weir: cannot explain: {invalid}\n"),
+            );
+            resp.headers_mut()
+                .insert("weir-error", http::HeaderValue::from_static("bad_request"));
+            resp
+        }
     }
 }
 
@@ -401,6 +434,7 @@ mod tests {
         let pod_ip: SocketAddr = "10.1.2.3:51000".parse().expect("address");
         for (method, path) in [
             ("GET", "/config"),
+            ("GET", "/explain?method=GET&path=/"),
             ("POST", "/reload"),
             ("POST", "/shutdown"),
         ] {
@@ -433,6 +467,36 @@ mod tests {
         let v6_loopback: SocketAddr = "[::1]:40000".parse().expect("address");
         let req = Request::get("/config").body(()).expect("request");
         assert_eq!(route(&s, &req, v6_loopback).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn explain_answers_sentences_json_or_a_400_naming_what_is_missing() {
+        let s = state();
+        let text = route(
+            &s,
+            &Request::get("/explain?method=GET&path=/x")
+                .body(())
+                .expect("request"),
+            LOOPBACK,
+        );
+        assert_eq!(text.status(), StatusCode::OK);
+        assert_eq!(text.headers()[http::header::CONTENT_TYPE], TEXT);
+        let json = route(
+            &s,
+            &Request::get("/explain?method=GET&path=/x")
+                .header("accept", "application/json")
+                .body(())
+                .expect("request"),
+            LOOPBACK,
+        );
+        assert_eq!(json.headers()[http::header::CONTENT_TYPE], JSON);
+        let bad = route(
+            &s,
+            &Request::get("/explain?path=/x").body(()).expect("request"),
+            LOOPBACK,
+        );
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(bad.headers()["weir-error"], "bad_request");
     }
 
     #[test]

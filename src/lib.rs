@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod error;
+pub mod explain;
 pub mod file_watch;
 pub mod headers;
 pub mod import;

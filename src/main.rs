@@ -72,6 +72,8 @@ enum Command {
     /// Translate Istio, Gateway API, Linkerd and SMI resources (and Hystrix properties)
     /// into a weir configuration, reporting every field weir cannot express.
     Import(weir::import::command::ImportArgs),
+    /// Explain which route, backends and policies a request gets, and why (offline).
+    Explain(weir::explain::command::ExplainArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::Inject(args) => weir::kube::inject::command::run(args),
         Command::InitIptables(opts) => weir::kube::iptables::command::run(opts),
         Command::Import(args) => weir::import::command::run(args),
+        Command::Explain(args) => weir::explain::command::run(args),
         Command::Alerts {
             config,
             output,

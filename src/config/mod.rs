@@ -11,6 +11,7 @@ mod identifier;
 mod not_enforced;
 mod reader;
 mod schema;
+mod shadow;
 mod source;
 mod suggest;
 mod tags;
@@ -28,6 +29,7 @@ pub use duration::{
     format_seconds_one_decimal_unless_whole, format_whole_seconds_rounded_up, parse_duration,
 };
 pub use schema::*;
+pub use shadow::shadowed_routes;
 pub use source::read_bounded;
 
 /// A configuration that decoded and validated, with the warnings found on the way.
@@ -182,6 +184,10 @@ pub fn load_str(file: &str, text: &str) -> Result<Loaded, LoadError> {
     let config = decode::decode(&mut ctx, &root, &mut facts);
     validate::check(&mut ctx, &facts);
     transparent::check(&mut ctx, &facts);
+    if let (Some(config), true) = (&config, ctx.errors.is_empty()) {
+        // Before `transparent::expand`: only routes written in the file are judged.
+        ctx.warnings.extend(shadow::warnings(file, text, config));
+    }
     let reader::Ctx {
         mut errors,
         mut warnings,

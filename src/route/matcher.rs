@@ -10,6 +10,7 @@ use http::header::{HeaderName, HOST};
 use http::{Method, Request};
 use regex::Regex;
 
+use super::mismatch::{Mismatch, Wanted};
 use crate::config::{self, AuthorityMatch, HeaderRule, PathMatch};
 use crate::tls::peer::IdentityPattern;
 
@@ -29,8 +30,9 @@ pub struct RouteMatcher {
     path: Option<PathMatcher>,
     headers: Vec<HeaderMatcher>,
     method: Option<Method>,
-    /// The peer's SPIFFE ID (exact, or a prefix of whole segments).
-    peer: Option<IdentityPattern>,
+    /// The peer's SPIFFE ID (exact, or a prefix of whole segments), and the pattern as
+    /// configured (for [`Mismatch::Peer`]).
+    peer: Option<(IdentityPattern, String)>,
     authority: Option<AuthorityMatcher>,
     /// Original destinations.
     destination: Destinations,
@@ -95,8 +97,8 @@ struct HeaderMatcher {
 
 #[derive(Debug)]
 enum HeaderCondition {
-    Exact(Vec<u8>),
-    Prefix(Vec<u8>),
+    Exact(String),
+    Prefix(String),
     Regex(Regex),
     Present(bool),
 }
@@ -128,8 +130,8 @@ impl RouteMatcher {
                 let name = HeaderName::from_bytes(h.name.as_bytes())
                     .map_err(|_| MatcherError(format!("invalid header name {:?}", h.name)))?;
                 let rule = match &h.rule {
-                    HeaderRule::Exact(v) => HeaderCondition::Exact(v.clone().into_bytes()),
-                    HeaderRule::Prefix(v) => HeaderCondition::Prefix(v.clone().into_bytes()),
+                    HeaderRule::Exact(v) => HeaderCondition::Exact(v.clone()),
+                    HeaderRule::Prefix(v) => HeaderCondition::Prefix(v.clone()),
                     HeaderRule::Regex(r) => HeaderCondition::Regex(full(r)?),
                     HeaderRule::Present(p) => HeaderCondition::Present(*p),
                 };
@@ -143,7 +145,10 @@ impl RouteMatcher {
                     .map_err(|_| MatcherError(format!("invalid method {s:?}")))?,
             ),
         };
-        let peer = m.peer.as_deref().map(IdentityPattern::new);
+        let peer = m
+            .peer
+            .as_deref()
+            .map(|p| (IdentityPattern::new(p), p.to_string()));
         let authority = match &m.authority {
             None => None,
             Some(AuthorityMatch::Exact(a)) => Some(AuthorityMatcher::Exact(a.to_ascii_lowercase())),
@@ -194,44 +199,126 @@ impl RouteMatcher {
             && self
                 .peer
                 .as_ref()
-                .is_none_or(|p| origin.peer.is_some_and(|id| p.matches(id)))
+                .is_none_or(|(p, _)| origin.peer.is_some_and(|id| p.matches(id)))
     }
 
-    /// Whether every condition holds for the request arriving from `origin`.
+    /// Whether every condition holds for the request arriving from `origin`: the router's
+    /// question, on every request, so it builds no [`Mismatch`]. Each condition is judged by
+    /// the same function [`RouteMatcher::check`] uses, in the same order (the proptest in
+    /// `route::table_proptest` holds the two to the same answer).
+    #[inline]
     pub fn matches<B>(&self, req: &Request<B>, origin: &Origin<'_>) -> bool {
-        if !self.destination.admit(origin.destination) {
-            return false;
-        }
-        if let Some(pattern) = &self.peer {
-            if !origin.peer.is_some_and(|id| pattern.matches(id)) {
-                return false;
+        self.destination.admit(origin.destination)
+            && self
+                .peer
+                .as_ref()
+                .is_none_or(|(p, _)| origin.peer.is_some_and(|id| p.matches(id)))
+            && self
+                .authority
+                .as_ref()
+                .is_none_or(|want| authority_of(req).is_some_and(|a| want.matches(a)))
+            && self.method.as_ref().is_none_or(|m| req.method() == m)
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| p.matches(req.uri().path()))
+            && self.headers.iter().all(|h| h.holds(req.headers()))
+    }
+
+    /// The first condition that does not hold for the request arriving from `origin`, in
+    /// the order the router judges them (destination, peer, authority, method, path,
+    /// headers), for `weir explain`. Allocates nothing: the mismatch borrows from the route
+    /// and the request, and becomes a sentence only when displayed.
+    pub fn check<'a, B>(
+        &'a self,
+        req: &'a Request<B>,
+        origin: &Origin<'a>,
+    ) -> Result<(), Mismatch<'a>> {
+        self.check_destination(origin.destination)?;
+        if let Some((pattern, text)) = &self.peer {
+            match origin.peer {
+                None => return Err(Mismatch::NoPeer { wanted: text }),
+                Some(id) if !pattern.matches(id) => {
+                    return Err(Mismatch::Peer {
+                        got: id,
+                        wanted: text,
+                    })
+                }
+                Some(_) => {}
             }
         }
         if let Some(want) = &self.authority {
-            if !authority_of(req).is_some_and(|a| want.matches(a)) {
-                return false;
+            let got = authority_of(req);
+            if !got.is_some_and(|a| want.matches(a)) {
+                return Err(Mismatch::Authority {
+                    got,
+                    wanted: want.wanted(),
+                });
             }
         }
         if let Some(m) = &self.method {
             if req.method() != m {
-                return false;
+                return Err(Mismatch::Method {
+                    got: req.method(),
+                    wanted: m,
+                });
             }
         }
         if let Some(p) = &self.path {
             let path = req.uri().path();
-            let ok = match p {
-                PathMatcher::Prefix(prefix) => path.starts_with(prefix.as_str()),
-                PathMatcher::Exact(exact) => path == exact,
-                PathMatcher::Regex(re) => re.is_match(path),
-                PathMatcher::Segments(prefix) => path
-                    .strip_prefix(prefix.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
-            };
-            if !ok {
-                return false;
+            if !p.matches(path) {
+                return Err(Mismatch::Path {
+                    got: path,
+                    wanted: p.wanted(),
+                });
             }
         }
-        self.headers.iter().all(|h| h.matches(req.headers()))
+        match self.headers.iter().find(|h| !h.holds(req.headers())) {
+            Some(h) => Err(h.mismatch(req.headers())),
+            None => Ok(()),
+        }
+    }
+
+    fn check_destination(&self, destination: Option<SocketAddr>) -> Result<(), Mismatch<'_>> {
+        if self.destination.admit(destination) {
+            return Ok(());
+        }
+        Err(match (destination, &self.destination) {
+            (None, _) => Mismatch::NotRedirected,
+            (Some(got), Destinations::Fixed(wanted)) => Mismatch::Destination { got, wanted },
+            (Some(got), Destinations::Discovered(_)) => Mismatch::Undiscovered { got },
+        })
+    }
+}
+
+/// The regex as configured: compiled regexes are anchored as `^(?:…)$`.
+fn source(re: &Regex) -> &str {
+    let s = re.as_str();
+    s.strip_prefix("^(?:")
+        .and_then(|s| s.strip_suffix(")$"))
+        .unwrap_or(s)
+}
+
+impl PathMatcher {
+    #[inline]
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatcher::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            PathMatcher::Exact(exact) => path == exact,
+            PathMatcher::Regex(re) => re.is_match(path),
+            PathMatcher::Segments(prefix) => path
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+        }
+    }
+
+    fn wanted(&self) -> Wanted<'_> {
+        match self {
+            PathMatcher::Prefix(p) => Wanted::Prefix(p),
+            PathMatcher::Exact(p) => Wanted::Exact(p),
+            PathMatcher::Regex(re) => Wanted::Regex(source(re)),
+            PathMatcher::Segments(p) => Wanted::Segments(p),
+        }
     }
 }
 
@@ -276,16 +363,40 @@ impl AuthorityMatcher {
             AuthorityMatcher::Regex(re) => re.is_match(authority),
         }
     }
+
+    fn wanted(&self) -> Wanted<'_> {
+        match self {
+            AuthorityMatcher::Exact(a) => Wanted::Exact(a),
+            AuthorityMatcher::Prefix(a) => Wanted::Prefix(a),
+            AuthorityMatcher::Regex(re) => Wanted::Regex(source(re)),
+        }
+    }
 }
 
 impl HeaderMatcher {
-    fn matches(&self, headers: &http::HeaderMap) -> bool {
+    #[inline]
+    fn holds(&self, headers: &http::HeaderMap) -> bool {
         let mut values = headers.get_all(&self.name).iter().peekable();
         match &self.rule {
             HeaderCondition::Present(want) => values.peek().is_some() == *want,
-            HeaderCondition::Exact(v) => values.any(|x| x.as_bytes() == v.as_slice()),
-            HeaderCondition::Prefix(v) => values.any(|x| x.as_bytes().starts_with(v)),
+            HeaderCondition::Exact(v) => values.any(|x| x.as_bytes() == v.as_bytes()),
+            HeaderCondition::Prefix(v) => values.any(|x| x.as_bytes().starts_with(v.as_bytes())),
             HeaderCondition::Regex(re) => values.any(|x| x.to_str().is_ok_and(|s| re.is_match(s))),
+        }
+    }
+
+    /// What [`HeaderMatcher::holds`] found wanting in `headers`.
+    fn mismatch<'a>(&'a self, headers: &'a http::HeaderMap) -> Mismatch<'a> {
+        Mismatch::Header {
+            name: self.name.as_str(),
+            got: headers.get(&self.name),
+            wanted: match &self.rule {
+                HeaderCondition::Present(true) => Wanted::Present,
+                HeaderCondition::Present(false) => Wanted::Absent,
+                HeaderCondition::Exact(v) => Wanted::Exact(v),
+                HeaderCondition::Prefix(v) => Wanted::Prefix(v),
+                HeaderCondition::Regex(re) => Wanted::Regex(source(re)),
+            },
         }
     }
 }

@@ -3,9 +3,13 @@
 pub mod fault;
 pub mod matcher;
 pub mod mirror;
+pub mod mismatch;
 pub mod replay;
 pub mod retry;
 pub mod table;
 pub mod unknown;
+
+#[cfg(test)]
+mod table_proptest;
 
 pub use table::{Route, RouteBackend, RouteTable};

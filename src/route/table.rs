@@ -13,6 +13,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::fault::FaultInjector;
 use super::matcher::{MatcherError, Origin, RouteMatcher};
 use super::mirror::Mirror;
+use super::mismatch::Mismatch;
 use super::retry::RetryPolicy;
 use super::unknown::UnknownDestinations;
 use crate::config;
@@ -275,6 +276,20 @@ impl RouteTable {
         self.routes
             .iter()
             .position(|r| r.matcher.matches(req, origin))
+    }
+
+    /// How each route judges a request from `origin`, in order: `Ok` where its match
+    /// holds, else the first condition that failed. [`RouteTable::find`] takes the first
+    /// `Ok`; `weir explain` and `/explain` show them all, from the same matcher.
+    pub fn explain<'a, B>(
+        &'a self,
+        req: &'a Request<B>,
+        origin: &Origin<'a>,
+    ) -> Vec<Result<(), Mismatch<'a>>> {
+        self.routes
+            .iter()
+            .map(|r| r.matcher.check(req, origin))
+            .collect()
     }
 
     /// On a transparent listener: whether some route claims connections to `destination`

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::balancer::Balancer;
+use super::balancer::{Balancer, Likely};
 use super::circuit_breaker::CircuitBreaker;
 use super::endpoint::{Endpoint, EndpointState};
 use super::limits::Limits;
@@ -192,6 +192,29 @@ impl Service {
             .balancer
             .pick(key, |i| set.endpoints[set.in_rotation[i]].load())?;
         Some(set.endpoints[set.in_rotation[idx]].clone())
+    }
+
+    /// The endpoint [`Service::pick`] would most likely choose for a request with
+    /// `headers`, without choosing it (for `/explain`), and how the balancer decides.
+    pub fn likely_pick(&self, headers: &HeaderMap) -> (Likely, Option<Arc<Endpoint>>) {
+        let set = self.endpoints.load();
+        let key = self
+            .hash_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .map(|v| v.as_bytes());
+        let likely = set
+            .balancer
+            .likely(key, |i| set.endpoints[set.in_rotation[i]].load());
+        let endpoint = match likely {
+            Likely::Next(i) | Likely::Fewest(i) | Likely::Hashed(i) => set
+                .in_rotation
+                .get(i)
+                .and_then(|&e| set.endpoints.get(e))
+                .cloned(),
+            Likely::AtRandom | Likely::Nothing => None,
+        };
+        (likely, endpoint)
     }
 
     /// Like [`Service::pick`], but returns an endpoint not in `tried` (for retries) while

@@ -8,6 +8,7 @@ mod certs;
 mod charts;
 mod config_check;
 mod demo;
+mod explain;
 mod grpc;
 mod hostile;
 mod hystrix;

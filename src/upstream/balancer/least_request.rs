@@ -58,6 +58,25 @@ impl LeastRequest {
         }
     }
 
+    /// The endpoint [`LeastRequest::pick`] most likely chooses, for `/explain`: the one with
+    /// the fewest requests in flight for its weight (greatest `weight / (in_flight + 1)`,
+    /// the first of equals); with equal weights, the fewest in flight.
+    pub fn fewest(&self, in_flight: impl Fn(usize) -> u64) -> Option<usize> {
+        let score = |i: usize| (u128::from(self.weights[i]), u128::from(in_flight(i)) + 1);
+        let mut best: Option<usize> = None;
+        for i in (0..self.weights.len()).filter(|&i| self.weights[i] > 0) {
+            let (wi, li) = score(i);
+            // w_i / l_i > w_b / l_b, without division.
+            if best.is_none_or(|b| {
+                let (wb, lb) = score(b);
+                wi * lb > wb * li
+            }) {
+                best = Some(i);
+            }
+        }
+        best
+    }
+
     /// Equal weights: the minimum in flight, ties broken uniformly at random.
     fn scan_least(&self, in_flight: &impl Fn(usize) -> u64) -> Option<usize> {
         let mut best = None;

@@ -39,6 +39,16 @@ impl RoundRobin {
         }
     }
 
+    /// The index the next [`RoundRobin::pick`] returns, without taking it (for
+    /// `/explain`; concurrent requests may take it first).
+    pub fn peek(&self) -> Option<usize> {
+        if self.sequence.is_empty() {
+            return None;
+        }
+        let n = self.next.load(Relaxed);
+        Some(self.sequence[n % self.sequence.len()] as usize)
+    }
+
     /// The next endpoint index, or `None` when every weight is zero.
     pub fn pick(&self) -> Option<usize> {
         if self.sequence.is_empty() {

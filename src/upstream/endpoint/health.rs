@@ -4,6 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::config::HealthCheck;
 
@@ -18,6 +21,8 @@ pub struct EndpointHealth {
     passes: AtomicU32,
     /// Why the last check failed.
     last_failure: Mutex<String>,
+    /// When the endpoint left rotation, while it is unhealthy (for `/explain`).
+    since: Mutex<Option<Instant>>,
 }
 
 /// A change of an endpoint's health.
@@ -36,6 +41,7 @@ impl Default for EndpointHealth {
             failures: AtomicU32::new(0),
             passes: AtomicU32::new(0),
             last_failure: Mutex::new(String::new()),
+            since: Mutex::new(None),
         }
     }
 }
@@ -65,6 +71,14 @@ impl EndpointHealth {
         ))
     }
 
+    /// How long the endpoint has been out of rotation for failing checks, while it is.
+    pub fn unhealthy_for(&self) -> Option<Duration> {
+        let since = *self.since.lock().unwrap_or_else(PoisonError::into_inner);
+        since
+            .filter(|_| !self.is_healthy())
+            .map(|t| Instant::now().saturating_duration_since(t))
+    }
+
     /// Counts one check's result against the thresholds; returns the change it caused.
     pub(in crate::upstream) fn observe(
         &self,
@@ -83,6 +97,7 @@ impl EndpointHealth {
                     return None;
                 }
                 self.passes.store(0, Ordering::Relaxed);
+                *self.since.lock().unwrap_or_else(PoisonError::into_inner) = None;
                 self.healthy.store(true, Ordering::Release);
                 Some(Transition::BecameHealthy)
             }
@@ -97,6 +112,7 @@ impl EndpointHealth {
                 if !self.is_healthy() || failures < cfg.unhealthy_threshold {
                     return None;
                 }
+                *self.since.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                 self.healthy.store(false, Ordering::Release);
                 Some(Transition::BecameUnhealthy)
             }
@@ -144,6 +160,7 @@ mod tests {
             Some(Transition::BecameUnhealthy)
         );
         assert!(!health.is_healthy());
+        assert!(health.unhealthy_for().is_some(), "since when is known");
         assert_eq!(
             health.describe().as_deref(),
             Some("failing health checks: GET /healthz answered 503 (3 in a row)")
@@ -167,5 +184,6 @@ mod tests {
         );
         assert!(health.is_healthy());
         assert_eq!(health.describe(), None);
+        assert_eq!(health.unhealthy_for(), None);
     }
 }
