@@ -401,6 +401,25 @@ async fn the_worked_examples_of_the_migration_guide_import_as_it_says() {
             ],
         ),
         (
+            "yaml",
+            "gateway.networking.k8s.io",
+            "checkout.yaml",
+            vec![
+                "      - name: checkout-1\n        match:\n",
+                "          path: { segment_prefix: /api }\n          headers:\n            - { name: x-canary, exact: \"true\" }\n        backends:\n          - { service: checkout-v2, weight: 1 }\n          - { service: checkout-v1, weight: 3 }\n",
+                "      - name: checkout-0\n        match:\n          authority: { regex: \"checkout(\\\\.shop(\\\\.svc(\\\\.cluster\\\\.local)?)?)?(:[0-9]+)?\" }\n          path: { segment_prefix: / }\n",
+            ],
+        ),
+        (
+            "yaml",
+            "split.smi-spec.io",
+            "web.yaml",
+            vec![
+                "      - name: web-split\n",
+                "          - { service: web-v1, weight: 2 }\n          - { service: web-v2, weight: 1 }\n",
+            ],
+        ),
+        (
             "properties",
             "hystrix.command",
             "hystrix.properties",
