@@ -102,6 +102,13 @@ pub(super) fn service(service: &Service, headers: &HeaderMap) -> ServiceLive {
                 .to_string()
         }
     };
+    // An open breaker answers before any balancer is asked.
+    let likely_pick = match service.breaker.as_ref().map(|b| b.state().as_str()) {
+        Some("open") => format!(
+            "none: the circuit breaker is open, so weir answers 503 with `weir-error: circuit_open` without calling an endpoint (once it lets requests through again: {likely_pick})"
+        ),
+        _ => likely_pick,
+    };
     ServiceLive {
         in_rotation: set.in_rotation(),
         in_flight: endpoints.iter().map(|e| e.in_flight).sum(),

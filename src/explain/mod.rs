@@ -17,10 +17,11 @@ pub use live::{BreakerLive, EndpointLive, ServiceLive};
 pub use render::text;
 
 use crate::config::{self, Config, ListenerProtocol, TlsMode};
+use crate::proxy::authorize::Authorization;
 use crate::route::matcher::Origin;
 use crate::route::RouteTable;
 use crate::snapshot::Snapshot;
-use crate::tls::peer::IdentityPattern;
+use crate::telemetry::metrics::Metrics;
 
 /// The request to explain, as a user writes it on the command line or in a query.
 #[derive(Debug, Clone, Default)]
@@ -140,8 +141,22 @@ pub fn explain(
         .get(index)
         .ok_or_else(|| Invalid(format!("listener {} is not built", listener.name)))?;
     let req = request(question)?;
+    // A peer exists only on a listener that does mTLS; there the listener's own check
+    // (the proxy's `Authorization`) decides first, as it does for real connections.
+    let tls_on = listener
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.mode != TlsMode::Disabled);
+    let peer = question.peer.as_deref().filter(|_| tls_on);
+    let admission = admission(listener, peer, question.peer.is_some());
+    if listener.transparent && question.destination.is_none() {
+        return Err(Invalid(format!(
+            "listener {} is transparent: it routes each connection by its original destination; give one with --destination IP:PORT (destination= in /explain)",
+            listener.name
+        )));
+    }
     let origin = Origin {
-        peer: question.peer.as_deref(),
+        peer,
         destination: question.destination,
     };
     let verdicts = table.explain(&req, &origin);
@@ -155,18 +170,31 @@ pub fn explain(
             why_not: v.as_ref().err().map(ToString::to_string),
         })
         .collect();
-    let chosen = verdicts
-        .iter()
-        .position(Result::is_ok)
-        .map(|i| chosen(snapshot, config, listener, table, i, &req, live));
-    let no_match = chosen.is_none().then(|| {
-        format!(
-            "no route matches: weir answers 404 with `weir-error: no_route` (weir: no route of listener {} matches {} {})",
-            listener.name,
-            req.method(),
-            req.uri().path()
-        )
-    });
+    // What happens before any route is tried: a transparent listener relays or closes a
+    // connection no route claims; the listener's mTLS refuses a client it does not admit.
+    let unclaimed = question
+        .destination
+        .filter(|d| listener.transparent && !table.claims(*d))
+        .map(|d| unclaimed(listener, d));
+    let refused = unclaimed.or_else(|| admission.refusal.clone());
+    let chosen = match refused {
+        Some(_) => None,
+        None => verdicts
+            .iter()
+            .position(Result::is_ok)
+            .map(|i| chosen(snapshot, config, listener, table, i, &req, live)),
+    };
+    let no_match = match refused {
+        Some(why) => Some(why),
+        None => chosen.is_none().then(|| {
+            format!(
+                "no route matches: weir answers 404 with `weir-error: no_route` (weir: no route of listener {} matches {} {})",
+                listener.name,
+                req.method(),
+                req.uri().path()
+            )
+        }),
+    };
     let warnings = config::shadowed_routes(listener)
         .into_iter()
         .map(|(later, earlier)| {
@@ -191,8 +219,8 @@ pub fn explain(
                 ""
             }
         ),
-        request: describe_request(question),
-        before_routing: admission(listener, question.peer.as_deref()),
+        request: describe_request(&req, peer, question.destination),
+        before_routing: admission.note,
         routes,
         chosen,
         no_match,
@@ -200,27 +228,68 @@ pub fn explain(
     })
 }
 
-/// What a listener with `tls` does with a client of identity `peer` before routing (DESIGN
-/// §5: 403 `identity_denied`).
-fn admission(listener: &config::Listener, peer: Option<&str>) -> Option<String> {
-    let tls = listener.tls.as_ref()?;
-    let allowed = |id: &str| {
-        tls.allow.is_empty()
-            || tls
-                .allow
-                .iter()
-                .any(|p| IdentityPattern::new(p).matches(id))
+/// What a listener's mTLS does with a client before routing: a sentence, and the refusal
+/// when it turns the client away.
+struct Admission {
+    note: Option<String>,
+    refusal: Option<String>,
+}
+
+/// Decides as the proxy decides: the handshake refuses a strict listener's plaintext
+/// client; then the listener's own [`Authorization`] (the proxy's code) judges the peer,
+/// or a plaintext client of a permissive listener. `asked_peer`: a `--peer` was given (it
+/// is ignored without mTLS).
+fn admission(listener: &config::Listener, peer: Option<&str>, asked_peer: bool) -> Admission {
+    let tls = match listener.tls.as_ref() {
+        Some(tls) if tls.mode != TlsMode::Disabled => tls,
+        _ => {
+            return Admission {
+                note: asked_peer.then(|| {
+                    format!("listener {} does no mTLS, so its clients have no peer identity: the peer given is ignored", listener.name)
+                }),
+                refusal: None,
+            }
+        }
     };
-    Some(match (tls.mode, peer) {
-        (TlsMode::Disabled, _) => return None,
-        (TlsMode::Strict, None) => "tls strict: a client without an mTLS identity is refused before routing (pass --peer SPIFFE_ID to explain an mTLS client)".to_string(),
-        (TlsMode::Permissive, None) => "tls permissive: a plaintext client is routed without a peer identity".to_string(),
-        (_, Some(id)) if allowed(id) => format!("tls: peer {id} is allowed in"),
-        (_, Some(id)) => format!(
-            "tls: peer {id} is not in tls.allow ({}): weir answers 403 with `weir-error: identity_denied` before routing",
-            tls.allow.join(", ")
+    if tls.mode == TlsMode::Strict && peer.is_none() {
+        let why = "tls strict: a client without an mTLS identity is refused in the handshake, before any route (pass --peer SPIFFE_ID to explain an mTLS client)".to_string();
+        return Admission {
+            note: Some(why.clone()),
+            refusal: Some(why),
+        };
+    }
+    let decision = Authorization::new(&listener.name, &tls.allow, &Metrics::new()).decide(peer);
+    let who = peer.map_or("a plaintext client".to_string(), |id| format!("peer {id}"));
+    if decision.allowed {
+        return Admission {
+            note: Some(format!("tls: {who} is allowed in")),
+            refusal: None,
+        };
+    }
+    let why = format!(
+        "tls: {who} is not in tls.allow ({}): weir answers 403 with `weir-error: identity_denied` before any route",
+        tls.allow.join(", ")
+    );
+    Admission {
+        note: Some(why.clone()),
+        refusal: Some(why),
+    }
+}
+
+/// What a transparent listener does with a connection to `destination` no route claims.
+fn unclaimed(listener: &config::Listener, destination: SocketAddr) -> String {
+    match listener.unknown_destination {
+        config::UnknownDestination::Passthrough => {
+            let to = match listener.direction {
+                config::Direction::Inbound => format!("127.0.0.1:{}", destination.port()),
+                config::Direction::Outbound => destination.to_string(),
+            };
+            format!("no route claims destination {destination}: the connection is relayed unchanged to {to} (unknown_destination: passthrough), not routed")
+        }
+        config::UnknownDestination::Refuse => format!(
+            "no route claims destination {destination}: the connection is closed (unknown_destination: refuse)"
         ),
-    })
+    }
 }
 
 /// The listener asked for, or the first http listener.
@@ -257,7 +326,8 @@ fn listener_index(config: &Config, name: Option<&str>) -> Result<usize, Invalid>
     }
 }
 
-/// The request the router is shown.
+/// The request the router is shown. Two `Host` fields are refused, as the proxy refuses
+/// them (400).
 fn request(q: &Question) -> Result<Request<()>, Invalid> {
     let method = Method::from_bytes(q.method.as_bytes())
         .map_err(|_| Invalid(format!("invalid method {:?}", q.method)))?;
@@ -278,21 +348,42 @@ fn request(q: &Question) -> Result<Request<()>, Invalid> {
             .map_err(|_| Invalid(format!("invalid value of header {name}")))?;
         builder = builder.header(name, value);
     }
-    builder
+    let req = builder
         .body(())
-        .map_err(|e| Invalid(format!("invalid path {:?}: {e}", q.path)))
+        .map_err(|e| Invalid(format!("invalid path {:?}: {e}", q.path)))?;
+    if req.headers().get_all(http::header::HOST).iter().count() > 1 {
+        return Err(Invalid(
+            "the request has two Host fields (an authority and a host header?): weir refuses such a request with 400 bad_request, before any route".to_string(),
+        ));
+    }
+    Ok(req)
 }
 
-fn describe_request(q: &Question) -> String {
-    let mut s = format!("{} {}", q.method, q.path);
-    if !q.headers.is_empty() {
+/// The request as the router sees it (values trimmed, escapes shown as Rust escapes).
+fn describe_request(
+    req: &Request<()>,
+    peer: Option<&str>,
+    destination: Option<SocketAddr>,
+) -> String {
+    let mut s = format!("{} {}", req.method(), req.uri());
+    let headers: Vec<String> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            format!(
+                "{n}: {}",
+                String::from_utf8_lossy(v.as_bytes()).escape_debug()
+            )
+        })
+        .collect();
+    if !headers.is_empty() {
         s.push_str(" with ");
-        s.push_str(&q.headers.join(", "));
+        s.push_str(&headers.join(", "));
     }
-    if let Some(peer) = &q.peer {
+    if let Some(peer) = peer {
         s.push_str(&format!(", from mTLS peer {peer}"));
     }
-    if let Some(d) = q.destination {
+    if let Some(d) = destination {
         s.push_str(&format!(", to original destination {d}"));
     }
     s

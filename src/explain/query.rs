@@ -51,6 +51,10 @@ fn decode(s: &str) -> Option<String> {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = [bytes.next()?, bytes.next()?];
+                // Two hex digits exactly (`from_str_radix` alone would take `%+A`).
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(&hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
             }

@@ -176,5 +176,81 @@ fn a_strict_listener_refuses_a_peer_outside_its_allow_list_before_routing() {
         "tls: peer spiffe://td/ns/shop/sa/frontend is allowed in"
     );
     assert!(ask(Some("spiffe://td/ns/ops/sa/x"))
-        .ends_with("weir answers 403 with `weir-error: identity_denied` before routing"));
+        .ends_with("weir answers 403 with `weir-error: identity_denied` before any route"));
+}
+
+/// Explains `method path` with `peer`, `destination` and `headers` against `text`.
+fn ask_full(
+    text: &str,
+    peer: Option<&str>,
+    destination: Option<&str>,
+    headers: &[&str],
+) -> Result<Explanation, Invalid> {
+    let config = crate::config::load_str("t.yaml", text)
+        .expect("valid")
+        .config;
+    let snapshot = Snapshot::build(config.clone(), &Metrics::new(), None).expect("builds");
+    let q = Question {
+        method: "GET".into(),
+        path: "/x".into(),
+        peer: peer.map(String::from),
+        destination: destination.map(|d| d.parse().expect("addr")),
+        headers: headers.iter().map(|h| h.to_string()).collect(),
+        ..Question::default()
+    };
+    explain(&snapshot, &config, &q, false)
+}
+
+#[test]
+fn a_permissive_listener_with_an_allow_list_refuses_plaintext_as_the_proxy_does() {
+    let text = "version: 1\nidentity: { cert: c.crt, key: c.key, trust_bundle: ca.crt }\nlisteners:\n  - name: inbound\n    address: 127.0.0.1:15006\n    tls: { mode: permissive, allow: [\"spiffe://cluster.local/ns/shop/*\"] }\n    routes: [{ name: all, backends: [{ service: app }] }]\nservices:\n  - { name: app, endpoints: [\"127.0.0.1:8080\"] }\n";
+    let e = ask_full(text, None, None, &[]).expect("explained");
+    assert!(e.chosen.is_none(), "refused before routing");
+    let why = e.no_match.unwrap_or_default();
+    assert!(
+        why.starts_with("tls: a plaintext client is not in tls.allow") && why.contains("403"),
+        "{why}"
+    );
+    let e =
+        ask_full(text, Some("spiffe://cluster.local/ns/shop/sa/a"), None, &[]).expect("explained");
+    assert_eq!(e.chosen.map(|c| c.route), Some("all".to_string()));
+}
+
+#[test]
+fn a_peer_on_a_listener_without_mtls_is_ignored_and_said() {
+    let text = "version: 1\nlisteners:\n  - name: plain\n    address: 127.0.0.1:15001\n    routes:\n      - { name: fe, match: { peer: \"spiffe://cluster.local/ns/shop/*\" }, backends: [{ service: app }] }\nservices:\n  - { name: app, endpoints: [\"127.0.0.1:8080\"] }\n";
+    let e =
+        ask_full(text, Some("spiffe://cluster.local/ns/shop/sa/a"), None, &[]).expect("explained");
+    assert!(
+        e.chosen.is_none(),
+        "no peer without mTLS, so match.peer fails"
+    );
+    assert!(e
+        .before_routing
+        .unwrap_or_default()
+        .contains("the peer given is ignored"));
+}
+
+#[test]
+fn a_transparent_listener_relays_what_no_route_claims_and_needs_a_destination() {
+    let text = "version: 1\nlisteners:\n  - name: outbound\n    address: 127.0.0.1:15001\n    transparent: true\nservices:\n  - { name: reviews, addresses: [\"10.96.0.21:9080\"], endpoints: [\"127.0.0.1:9080\"] }\n";
+    let e = ask_full(text, None, Some("10.0.0.9:80"), &[]).expect("explained");
+    assert!(e.chosen.is_none());
+    assert_eq!(
+        e.no_match.as_deref(),
+        Some("no route claims destination 10.0.0.9:80: the connection is relayed unchanged to 10.0.0.9:80 (unknown_destination: passthrough), not routed")
+    );
+    let e = ask_full(text, None, Some("10.96.0.21:9080"), &[]).expect("explained");
+    assert_eq!(e.chosen.map(|c| c.route), Some("reviews".to_string()));
+    let missing = ask_full(text, None, None, &[]).expect_err("needs a destination");
+    assert!(missing.0.contains("--destination"), "{missing}");
+}
+
+#[test]
+fn two_host_fields_are_refused_as_the_proxy_refuses_them() {
+    let text = "version: 1\nlisteners:\n  - name: o\n    address: 127.0.0.1:15001\n    routes: [{ name: all, backends: [{ service: app }] }]\nservices:\n  - { name: app, endpoints: [\"127.0.0.1:8080\"] }\n";
+    let e = ask_full(text, None, None, &["host: a.shop", "Host: b.shop"]).expect_err("refused");
+    assert!(e.0.contains("two Host fields"), "{e}");
+    let e = ask_full(text, None, None, &["x-a: \tv\t"]).expect("explained");
+    assert_eq!(e.request, "GET /x with x-a: v");
 }

@@ -183,7 +183,7 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
         hystrix::translate(input, &mut cx);
     }
     default_inbound_mode(&mut cx.draft);
-    report_plaintext_callers(&mut cx);
+    report_allow_without_mtls(&mut cx);
     report_undefined_subsets(&mut cx);
     report_plaintext_services(&mut cx, inputs);
     apply_endpoints(&mut cx);
@@ -309,14 +309,12 @@ fn place(origin: &Origin) -> (String, u32) {
     }
 }
 
-/// weir's `allow` limits mTLS peers; a listener that is not strict still lets plaintext
-/// callers in, where Istio denies them (they have no principal).
-fn report_plaintext_callers(cx: &mut Cx<'_>) {
+/// An `allow` list on a listener whose mTLS is disabled: no caller has an identity, so Istio
+/// denies every request, while weir's list does not act without mTLS.
+fn report_allow_without_mtls(cx: &mut Cx<'_>) {
     let inbound = &cx.draft.inbound;
-    let Some((mode, _)) = &inbound.mode else {
-        return;
-    };
-    if inbound.allow.is_empty() || inbound.allow_all || *mode == crate::config::TlsMode::Strict {
+    let disabled = matches!(&inbound.mode, Some((crate::config::TlsMode::Disabled, _)));
+    if !disabled || inbound.allow.is_empty() || inbound.allow_all {
         return;
     }
     for origin in inbound.allow_origins.clone() {
@@ -327,7 +325,7 @@ fn report_plaintext_callers(cx: &mut Cx<'_>) {
             col: 1,
             path: origin.what.clone(),
             severity: Severity::Unsupported,
-            message: "weir's `allow` limits mTLS peers only; the inbound listener is not strict, so a plaintext caller is let in where Istio would deny it (it has no principal)".to_string(),
+            message: "mTLS is disabled, so no caller has an identity: Istio denies every request, but weir's `allow` list does not act without mTLS and lets every caller in".to_string(),
         });
     }
 }

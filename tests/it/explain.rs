@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::support::{free_port, get, scratch_dir, until, weir_bounded, Upstream, Weir};
 
 const OFFLINE: &str = r#"version: 1
+identity: { cert: /etc/weir/identity/tls.crt, key: /etc/weir/identity/tls.key, trust_bundle: /etc/weir/identity/ca.crt }
 listeners:
   - name: outbound
     address: 127.0.0.1:15001
@@ -28,6 +29,7 @@ listeners:
         backends: [{ service: reviews-v1 }]
   - name: inbound
     address: 127.0.0.1:15006
+    tls: { mode: permissive }
     routes:
       - name: from-frontend
         match: { peer: spiffe://cluster.local/ns/shop/sa/frontend }
@@ -93,7 +95,7 @@ fn weir_explain_prints_why_each_route_did_not_match_and_where_the_request_goes()
         "{out}"
     );
     assert!(
-        err.contains(&format!("{file}:18:9: listeners[0].routes[2]: warning: route reviews-old can never match: route reviews ({file}:11:9, listeners[0].routes[1]) takes every request it would")),
+        err.contains(&format!("{file}:19:9: listeners[0].routes[2]: warning: route reviews-old can never match: route reviews ({file}:12:9, listeners[0].routes[1]) takes every request it would")),
         "{err}"
     );
 }
@@ -300,20 +302,33 @@ services:
   - { name: reviews, endpoints: ["127.0.0.1:9001"], addresses: [10.96.0.20:9080] }
 "#,
     );
-    let (code, out, err) = explain(&["-c", &file, "GET", "/"]);
+    // A transparent listener routes by original destination: explain needs one.
+    let (code, _, err) = explain(&["-c", &file, "GET", "/"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("give one with --destination IP:PORT"), "{err}");
+    let to_reviews = ["--destination", "10.96.0.20:9080"];
+    let (code, out, err) = explain(&[&["-c", &file][..], &to_reviews, &["GET", "/"]].concat());
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("  route by-host: authority: the request has none (no Host), wanted exactly \"reviews.shop\"\n"),
         "{out}"
     );
+    assert!(out.contains("the request takes route reviews\n"), "{out}");
+    let (_, out, _) = explain(
+        &[
+            &["-c", &file][..],
+            &to_reviews,
+            &["--authority", "reviews.shop:9080", "GET", "/"],
+        ]
+        .concat(),
+    );
+    assert!(out.contains("the request takes route by-host\n"), "{out}");
+    // A destination no route claims is relayed, not routed.
+    let (_, out, _) = explain(&["-c", &file, "--destination", "10.0.0.9:80", "GET", "/"]);
     assert!(
-        out.contains("  route reviews: destination: the connection was not redirected, so it has no original destination\n"),
+        out.contains("no route claims destination 10.0.0.9:80: the connection is relayed unchanged to 10.0.0.9:80"),
         "{out}"
     );
-    let (_, out, _) = explain(&["-c", &file, "--authority", "reviews.shop:9080", "GET", "/"]);
-    assert!(out.contains("the request takes route by-host\n"), "{out}");
-    let (_, out, _) = explain(&["-c", &file, "--destination", "10.96.0.20:9080", "GET", "/"]);
-    assert!(out.contains("the request takes route reviews\n"), "{out}");
     assert!(
         !out.contains("warning:"),
         "routes added for services are not judged\n{out}"
