@@ -57,6 +57,8 @@ pub struct Explanation {
     pub chosen: Option<Chosen>,
     /// What happens when no route matches (`None` when one does).
     pub no_match: Option<String>,
+    /// What a request that no route matched would get, said even when this one matched.
+    pub otherwise: String,
     /// Routes of this listener that can never match.
     pub warnings: Vec<String>,
 }
@@ -224,6 +226,7 @@ pub fn explain(
         routes,
         chosen,
         no_match,
+        otherwise: otherwise(listener),
         warnings,
     })
 }
@@ -273,6 +276,22 @@ fn admission(listener: &config::Listener, peer: Option<&str>, asked_peer: bool) 
     Admission {
         note: Some(why.clone()),
         refusal: Some(why),
+    }
+}
+
+/// What a request no route of `listener` matches gets: 404 `no_route`, unless a route
+/// without conditions takes everything.
+fn otherwise(listener: &config::Listener) -> String {
+    match listener
+        .routes
+        .iter()
+        .find(|r| r.matcher == config::RouteMatch::default())
+    {
+        Some(r) => format!(
+            "route {} has no conditions, so no request gets 404 `no_route` on this listener",
+            r.name
+        ),
+        None => "a request no route matches gets 404 with `weir-error: no_route`".to_string(),
     }
 }
 

@@ -25,6 +25,7 @@ pub fn text(e: &Explanation) -> String {
         }
     }
     if let Some(c) = &e.chosen {
+        let _ = writeln!(out, "otherwise: {}", e.otherwise);
         let _ = writeln!(out, "the request takes route {}", c.route);
         let backends: Vec<String> = c
             .backends

@@ -65,7 +65,7 @@ fn weir_explain_prints_why_each_route_did_not_match_and_where_the_request_goes()
     assert_eq!(code, 0, "{out}{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
-        lines[..7],
+        lines[..8],
         [
             "listener outbound (127.0.0.1:15001, http)",
             "request GET /reviews/1 with x-canary: false",
@@ -73,6 +73,7 @@ fn weir_explain_prints_why_each_route_did_not_match_and_where_the_request_goes()
             "  route reviews-canary: header x-canary is \"false\", wanted exactly \"true\"",
             "  route reviews: matches",
             "  route reviews-old: path /reviews/1 is not exactly /reviews/old",
+            "otherwise: a request no route matches gets 404 with `weir-error: no_route`",
             "the request takes route reviews",
         ],
         "{out}"
