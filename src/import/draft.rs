@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{
-    AuthorityMatch, Backend, CircuitBreaker, Fault, KubePort, Limits, LoadBalancer, Mirror,
-    OutlierDetection, Retries, RouteMatch, TlsMode,
+    AuthorityMatch, Backend, CircuitBreaker, Fault, FaultAbort, KubePort, Limits, LoadBalancer,
+    Mirror, OutlierDetection, Retries, RouteMatch, TlsMode,
 };
 
 /// Where a generated item came from: `VirtualService shop/reviews, http[1]` and its file
@@ -200,6 +200,43 @@ pub struct RouteDraft {
     pub mirror: Option<Mirror>,
     /// Extra comment lines.
     pub comments: Vec<String>,
+}
+
+impl RouteDraft {
+    /// The last route for `authority`: requests no earlier route took get 404, as the
+    /// source mesh answers them. `placeholder` is a backend weir never calls (the abort
+    /// answers first); `why` says which mesh behaves so.
+    pub fn not_found(
+        name: String,
+        origin: Origin,
+        authority: AuthorityMatch,
+        placeholder: String,
+        why: &str,
+    ) -> RouteDraft {
+        RouteDraft {
+            name,
+            origin,
+            matcher: RouteMatch {
+                authority: Some(authority),
+                ..RouteMatch::default()
+            },
+            backends: vec![Backend {
+                service: placeholder,
+                weight: 1,
+            }],
+            timeout: None,
+            retries: None,
+            fault: Some(Fault {
+                delay: None,
+                abort: Some(FaultAbort {
+                    status: 404,
+                    percent: 100.0,
+                }),
+            }),
+            mirror: None,
+            comments: vec![why.to_string()],
+        }
+    }
 }
 
 /// The inbound listener's mTLS, from PeerAuthentication and AuthorizationPolicy.

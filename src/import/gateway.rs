@@ -153,37 +153,23 @@ fn catches_all(m: &RouteMatch) -> bool {
 fn not_found_route(p: &Ranked<Pending>, cx: &mut Cx<'_>) -> RouteDraft {
     let service = p.item.parent_service.clone();
     let local = cx.options.layout.namespace.clone();
-    RouteDraft {
-        name: cx.draft.route_name(&format!("{service}-not-found")),
-        // Not the origin of one route resource: their Linkerd annotations must not apply.
-        origin: Origin {
-            what: match &p.parent {
-                Host::Kubernetes { service, namespace } => {
-                    format!("the routes attached to Service {namespace}/{service}")
-                }
-                Host::Dns(name) => format!("the routes attached to {name}"),
-            },
-            at: p.item.route.origin.at.clone(),
+    // Not the origin of one route resource: their Linkerd annotations must not apply.
+    let origin = Origin {
+        what: match &p.parent {
+            Host::Kubernetes { service, namespace } => {
+                format!("the routes attached to Service {namespace}/{service}")
+            }
+            Host::Dns(name) => format!("the routes attached to {name}"),
         },
-        matcher: RouteMatch {
-            authority: Some(p.parent.authority(&local)),
-            ..RouteMatch::default()
-        },
-        backends: vec![Backend { service, weight: 1 }],
-        timeout: None,
-        retries: None,
-        fault: Some(Fault {
-            delay: None,
-            abort: Some(FaultAbort {
-                status: 404,
-                percent: 100.0,
-            }),
-        }),
-        mirror: None,
-        comments: vec![
-            "requests to this Service that no rule of its routes matches get 404, as the Gateway API and Linkerd answer them (the backend is a placeholder, never called)".to_string(),
-        ],
-    }
+        at: p.item.route.origin.at.clone(),
+    };
+    RouteDraft::not_found(
+        cx.draft.route_name(&format!("{service}-not-found")),
+        origin,
+        p.parent.authority(&local),
+        service,
+        "requests to this Service that no rule of its routes matches get 404, as the Gateway API and Linkerd answer them (the backend is a placeholder, never called)",
+    )
 }
 
 /// A parent Service of a route.

@@ -180,14 +180,19 @@ impl Service {
             .position(|(l, r)| l == listener && r == route)
     }
 
+    /// The value the ring-hash balancer hashes: the configured header's, if the request
+    /// has it.
+    fn hash_key<'h>(&self, headers: &'h HeaderMap) -> Option<&'h [u8]> {
+        self.hash_header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .map(|v| v.as_bytes())
+    }
+
     /// Chooses an endpoint for a request, or `None` when no endpoint can take it.
     pub fn pick(&self, headers: &HeaderMap) -> Option<Arc<Endpoint>> {
         let set = self.endpoints.load();
-        let key = self
-            .hash_header
-            .as_ref()
-            .and_then(|h| headers.get(h))
-            .map(|v| v.as_bytes());
+        let key = self.hash_key(headers);
         let idx = set
             .balancer
             .pick(key, |i| set.endpoints[set.in_rotation[i]].load())?;
@@ -198,11 +203,7 @@ impl Service {
     /// `headers`, without choosing it (for `/explain`), and how the balancer decides.
     pub fn likely_pick(&self, headers: &HeaderMap) -> (Likely, Option<Arc<Endpoint>>) {
         let set = self.endpoints.load();
-        let key = self
-            .hash_header
-            .as_ref()
-            .and_then(|h| headers.get(h))
-            .map(|v| v.as_bytes());
+        let key = self.hash_key(headers);
         let likely = set
             .balancer
             .likely(key, |i| set.endpoints[set.in_rotation[i]].load());

@@ -95,31 +95,13 @@ pub fn translate(res: &Resource, cx: &mut Cx<'_>) {
     if let (false, Some(backend)) = (catch_all, first_backend) {
         let origin = cx.origin(&spec, "no rule matched");
         let name = cx.draft.route_name(&format!("{}-no-match", res.name));
-        cx.draft.routes.push(RouteDraft {
+        cx.draft.routes.push(RouteDraft::not_found(
             name,
             origin,
-            matcher: RouteMatch {
-                authority: Some(authority),
-                ..RouteMatch::default()
-            },
-            backends: vec![Backend {
-                service: backend,
-                weight: 1,
-            }],
-            timeout: None,
-            retries: None,
-            fault: Some(Fault {
-                delay: None,
-                abort: Some(FaultAbort {
-                    status: 404,
-                    percent: 100.0,
-                }),
-            }),
-            mirror: None,
-            comments: vec![
-                "requests to these hosts that no rule matches get 404, as in Istio".to_string(),
-            ],
-        });
+            authority,
+            backend,
+            "requests to these hosts that no rule matches get 404, as in Istio",
+        ));
     }
     spec.finish(&mut cx.reports, &|key| {
         format!("`{key}` is not translated; the routes behave as if it were absent")
