@@ -223,15 +223,30 @@ fn route<B>(state: &AdminState, req: &Request<B>, client: SocketAddr) -> Respons
 /// `/explain?method=GET&path=/x&header=name:value`: which route, backends and endpoints
 /// a request would get now, and why; JSON when asked for, sentences otherwise. A question
 /// it cannot read is a 400 with a one-line reason, as weir's own errors are.
+/// Whether an `Accept` field lists `application/json` (any case) without `q=0`.
+fn accepts_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            media.eq_ignore_ascii_case(JSON) && !refused
+        })
+}
+
 fn explain<B>(state: &AdminState, req: &Request<B>) -> Response<ResponseBody> {
     let snapshot = state.snapshot.load();
     let answer = crate::explain::query::question(req.uri().query().unwrap_or_default())
         .and_then(|q| crate::explain::explain(&snapshot, &snapshot.config, &q, true));
-    let wants_json = req
-        .headers()
-        .get_all(http::header::ACCEPT)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.contains(JSON)));
+    let wants_json = accepts_json(req.headers());
     match answer {
         Ok(e) if wants_json => plain(
             StatusCode::OK,
@@ -507,5 +522,20 @@ mod tests {
         let req = Request::post("/shutdown").body(()).expect("request");
         assert_eq!(route(&s, &req, LOOPBACK).status(), StatusCode::OK);
         assert!(*s.shutdown.borrow());
+    }
+
+    #[test]
+    fn json_is_chosen_by_media_type_in_any_case_unless_refused_with_q_0() {
+        let accept = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::ACCEPT, v.parse().expect("value"));
+            accepts_json(&h)
+        };
+        assert!(accept("application/json"));
+        assert!(accept("text/plain;q=0.5, Application/JSON"));
+        assert!(!accept("application/json;q=0"));
+        assert!(!accept("text/plain"));
+        assert!(!accept("application/jsonx"));
+        assert!(!accepts_json(&http::HeaderMap::new()));
     }
 }

@@ -77,7 +77,24 @@ pub(super) fn service(service: &Service, headers: &HeaderMap) -> ServiceLive {
     let likely_pick = match likely {
         Likely::Next(_) => format!("round robin sends the next request to {label}"),
         Likely::Fewest(_) => {
-            format!("least request most likely picks {label}, the fewest requests in flight for its weight")
+            // Endpoints as loaded for their weight as the one named are picked as often.
+            let chosen = endpoints.iter().find(|e| e.address == label);
+            let tied: Vec<&str> = endpoints
+                .iter()
+                .filter(|e| e.state == EndpointState::Healthy.as_str())
+                .filter(|e| {
+                    chosen.is_some_and(|c| {
+                        (e.in_flight + 1) * u64::from(c.weight)
+                            == (c.in_flight + 1) * u64::from(e.weight)
+                    })
+                })
+                .map(|e| e.address.as_str())
+                .collect();
+            if tied.len() > 1 {
+                format!("least request picks any of {} (tied: the fewest requests in flight for their weight)", tied.join(", "))
+            } else {
+                format!("least request most likely picks {label}, the fewest requests in flight for its weight")
+            }
         }
         Likely::Hashed(_) => format!("ring hash sends this request to {label} (its header's hash)"),
         Likely::AtRandom => {

@@ -165,9 +165,15 @@ listeners:
       - name: flaky
         match: {{ path: {{ prefix: /flaky }} }}
         backends: [{{ service: flaky }}]
+      - name: idle
+        match: {{ path: {{ prefix: /idle }} }}
+        backends: [{{ service: idle }}]
       - name: pair
         backends: [{{ service: pair }}]
 services:
+  - name: idle
+    endpoints: ["{}", "{}"]
+    load_balancer: least_request
   - name: pair
     endpoints: ["{}", "{}"]
     load_balancer: round_robin
@@ -176,7 +182,7 @@ services:
     endpoints: ["{flaky}"]
     circuit_breaker: {{ window: 10s, buckets: 10, request_volume_threshold: 4, error_threshold_percent: 50, sleep_window: 30s }}
 "#,
-        pair[0], pair[1]
+        pair[0], pair[1], pair[0], pair[1]
     )
 }
 
@@ -242,6 +248,25 @@ async fn admin_explain_shows_the_ejected_endpoint_and_the_open_breaker() {
     assert!(
         flaky_text.contains("  circuit breaker: open ("),
         "{flaky_text}"
+    );
+    assert!(
+        flaky_text
+            .contains("  likely pick: none: the circuit breaker is open, so weir answers 503"),
+        "{flaky_text}"
+    );
+    // Two idle endpoints of a least-request service are tied: either may be picked.
+    let (_, _, idle) = ask(
+        "/explain?method=GET&path=/idle",
+        "TEXT/plain, Application/Json;q=0",
+    )
+    .await
+    .expect("answers");
+    assert!(
+        idle.contains(&format!(
+            "  likely pick: least request picks any of {}, {} (tied",
+            good.addr, bad.addr
+        )),
+        "{idle}"
     );
 
     let (status, headers, body) = ask("/explain?method=GET&path=/flaky/1", "application/json")
