@@ -6,7 +6,6 @@
 //! and every value is written explicitly, never left to weir's own defaults.
 
 use std::fmt::Write;
-use std::time::Duration;
 
 use super::draft::{Draft, Origin, RouteDraft, ServiceDraft, Target, UNLIMITED};
 use super::source::printable;
@@ -323,60 +322,58 @@ fn write_service(out: &mut String, s: &ServiceDraft) {
         l.max_connections, l.max_pending_requests, l.max_requests, l.max_retries
     );
     if let Some(cb) = &s.circuit_breaker {
-        out.push_str("    circuit_breaker:\n");
-        let _ = writeln!(out, "      window: {}", format_duration(cb.window));
-        let _ = writeln!(out, "      buckets: {}", cb.buckets);
-        let _ = writeln!(
+        block(
             out,
-            "      request_volume_threshold: {}",
-            cb.request_volume_threshold
-        );
-        let _ = writeln!(
-            out,
-            "      error_threshold_percent: {}",
-            number(cb.error_threshold_percent)
-        );
-        let _ = writeln!(
-            out,
-            "      sleep_window: {}",
-            format_duration(cb.sleep_window)
-        );
-        let _ = writeln!(out, "      half_open_requests: {}", cb.half_open_requests);
-    }
-    if s.outlier_detection.is_none() {
-        out.push_str("    # the source ejects no endpoint (weir's default would eject after 5 connect failures)\n");
-        out.push_str(
-            "    outlier_detection: { consecutive_5xx: 0, consecutive_gateway_errors: 0 }\n",
+            "circuit_breaker",
+            &[
+                ("window", format_duration(cb.window)),
+                ("buckets", cb.buckets.to_string()),
+                (
+                    "request_volume_threshold",
+                    cb.request_volume_threshold.to_string(),
+                ),
+                (
+                    "error_threshold_percent",
+                    number(cb.error_threshold_percent),
+                ),
+                ("sleep_window", format_duration(cb.sleep_window)),
+                ("half_open_requests", cb.half_open_requests.to_string()),
+            ],
         );
     }
-    if let Some(od) = &s.outlier_detection {
-        out.push_str("    outlier_detection:\n");
-        let _ = writeln!(out, "      consecutive_5xx: {}", od.consecutive_5xx);
-        let _ = writeln!(
+    match &s.outlier_detection {
+        None => {
+            out.push_str("    # the source ejects no endpoint (weir's default would eject after 5 connect failures)\n");
+            out.push_str(
+                "    outlier_detection: { consecutive_5xx: 0, consecutive_gateway_errors: 0 }\n",
+            );
+        }
+        Some(od) => block(
             out,
-            "      consecutive_gateway_errors: {}",
-            od.consecutive_gateway_errors
-        );
-        let _ = writeln!(out, "      interval: {}", format_duration(od.interval));
-        let _ = writeln!(
-            out,
-            "      base_ejection_time: {}",
-            format_duration(od.base_ejection_time)
-        );
-        let _ = writeln!(
-            out,
-            "      max_ejection_percent: {}",
-            number(od.max_ejection_percent)
-        );
+            "outlier_detection",
+            &[
+                ("consecutive_5xx", od.consecutive_5xx.to_string()),
+                (
+                    "consecutive_gateway_errors",
+                    od.consecutive_gateway_errors.to_string(),
+                ),
+                ("interval", format_duration(od.interval)),
+                ("base_ejection_time", format_duration(od.base_ejection_time)),
+                ("max_ejection_percent", number(od.max_ejection_percent)),
+            ],
+        ),
     }
     if let Some(id) = &s.tls_identity {
         let _ = writeln!(out, "    tls: {{ identity: {} }}", scalar(id));
     }
 }
 
-/// A duration for a comment.
-pub fn duration(d: Duration) -> String {
-    format_duration(d)
+/// A service's `key:` mapping of already-formatted values, one field a line.
+fn block(out: &mut String, key: &str, fields: &[(&str, String)]) {
+    let _ = writeln!(out, "    {key}:");
+    for (name, value) in fields {
+        let _ = writeln!(out, "      {name}: {value}");
+    }
 }
 
 /// A number as YAML: whole numbers without a fraction.

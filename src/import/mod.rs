@@ -190,14 +190,12 @@ pub fn import(inputs: &[Input], options: &Options) -> Imported {
     rename_routes_named_like_services(&mut cx.draft);
     if !options.layout.transparent && cx.draft.routes.is_empty() && cx.draft.inbound.mode.is_none()
     {
-        cx.reports.push(Report {
-            file: inputs.first().map_or("<stdin>".to_string(), |i| i.name.clone()),
-            line: 1,
-            col: 1,
-            path: "(input)".to_string(),
-            severity: Severity::Error,
-            message: "nothing to route: no VirtualService, HTTPRoute, GRPCRoute, TrafficSplit or Hystrix command makes a route, and --no-transparent leaves no listener".to_string(),
-        });
+        cx.reports.push(at_start(
+            inputs,
+            "(input)",
+            Severity::Error,
+            "nothing to route: no VirtualService, HTTPRoute, GRPCRoute, TrafficSplit or Hystrix command makes a route, and --no-transparent leaves no listener".to_string(),
+        ));
     }
     let config = emit::emit(&cx.draft, &options.layout);
     let mut reports = cx.reports.into_sorted();
@@ -301,11 +299,34 @@ fn trace_refusals(config: &str, reports: &mut Reports) {
     }
 }
 
-/// An origin's `FILE:LINE`, split (for reports about a generated item).
-fn place(origin: &Origin) -> (String, u32) {
-    match origin.at.rsplit_once(':') {
+/// A report about a generated item, placed at the line of the source item it came from
+/// (its origin's `FILE:LINE`).
+fn at_origin(origin: &Origin, severity: Severity, message: String) -> Report {
+    let (file, line) = match origin.at.rsplit_once(':') {
         Some((file, line)) => (file.to_string(), line.parse().unwrap_or(1)),
         None => (origin.at.clone(), 1),
+    };
+    Report {
+        file,
+        line,
+        col: 1,
+        path: origin.what.clone(),
+        severity,
+        message,
+    }
+}
+
+/// A report about the whole import, placed at the start of its first file.
+fn at_start(inputs: &[Input], path: &str, severity: Severity, message: String) -> Report {
+    Report {
+        file: inputs
+            .first()
+            .map_or("<stdin>".to_string(), |i| i.name.clone()),
+        line: 1,
+        col: 1,
+        path: path.to_string(),
+        severity,
+        message,
     }
 }
 
@@ -318,15 +339,11 @@ fn report_allow_without_mtls(cx: &mut Cx<'_>) {
         return;
     }
     for origin in inbound.allow_origins.clone() {
-        let (file, line) = place(&origin);
-        cx.reports.push(Report {
-            file,
-            line,
-            col: 1,
-            path: origin.what.clone(),
-            severity: Severity::Unsupported,
-            message: "mTLS is disabled, so no caller has an identity: Istio denies every request, but weir's `allow` list does not act without mTLS and lets every caller in".to_string(),
-        });
+        cx.reports.push(at_origin(
+            &origin,
+            Severity::Unsupported,
+            "mTLS is disabled, so no caller has an identity: Istio denies every request, but weir's `allow` list does not act without mTLS and lets every caller in".to_string(),
+        ));
     }
 }
 
@@ -348,15 +365,11 @@ fn report_undefined_subsets(cx: &mut Cx<'_>) {
         let Some(origin) = s.origins.first() else {
             continue;
         };
-        let (file, line) = place(origin);
-        cx.reports.push(Report {
-            file,
-            line,
-            col: 1,
-            path: origin.what.clone(),
-            severity: Severity::Note,
-            message: format!("no DestinationRule in the input defines subset {subset}: Istio would answer 503; weir sends the requests to service {}", s.name),
-        });
+        cx.reports.push(at_origin(
+            origin,
+            Severity::Note,
+            format!("no DestinationRule in the input defines subset {subset}: Istio would answer 503; weir sends the requests to service {}", s.name),
+        ));
     }
 }
 
@@ -373,17 +386,15 @@ fn report_plaintext_services(cx: &mut Cx<'_>, inputs: &[Input]) {
     if plain.is_empty() {
         return;
     }
-    cx.reports.push(Report {
-        file: inputs.first().map_or("<stdin>".to_string(), |i| i.name.clone()),
-        line: 1,
-        col: 1,
-        path: "(mesh)".to_string(),
-        severity: Severity::Note,
-        message: format!(
+    cx.reports.push(at_start(
+        inputs,
+        "(mesh)",
+        Severity::Note,
+        format!(
             "Istio and Linkerd call meshed pods over mTLS automatically; weir calls {} in plaintext until you add `tls: {{ identity: … }}` to them (once their pods run weir)",
             plain.join(", ")
         ),
-    });
+    ));
 }
 
 /// Replaces discovery with the `--endpoint` addresses the user gave.

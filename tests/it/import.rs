@@ -623,3 +623,31 @@ fn standard_input_and_several_files_are_one_import() {
         "{config}"
     );
 }
+
+#[test]
+fn command_mistakes_say_what_to_do_and_write_nothing() {
+    let smi = format!("{FIXTURES}/smi-split.yaml");
+    // A service name the import did not generate: the names it did are listed.
+    let (code, out, err) = import(&["-f", &smi, "-n", "shop", "--endpoint", "webv1=127.0.0.1:9"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("--endpoint webv1: no generated service has this name; the services are: web, web-v1, web-v2"),
+        "{err}"
+    );
+    // An address that is not IP:PORT is refused by the flag parser (exit 1, usage error).
+    let (code, _, err) = import(&["-f", &smi, "--endpoint", "web-v1=localhost"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("\"localhost\" is not IP:PORT; write e.g. 127.0.0.1:9081"),
+        "{err}"
+    );
+    // A file that cannot be read: exit 2, naming it.
+    let (code, out, err) = import(&["-f", "tests/fixtures/import/missing.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(
+        err.starts_with("tests/fixtures/import/missing.yaml: cannot read the file:"),
+        "{err}"
+    );
+}
